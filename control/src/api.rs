@@ -1,0 +1,127 @@
+//! The HTTP+JSON API shared by the daemon and the CLI: paths and message types.
+//!
+//! Every path is versioned under `/v1`. Errors come back as a non-2xx status with an
+//! [`ApiError`] body whose `message` names the problem and the fix.
+
+use serde::{Deserialize, Serialize};
+
+/// Body of every error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiError {
+    pub message: String,
+}
+
+/// `POST /v1/networks`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateNetwork {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: Option<String>,
+    pub mtu: Option<u32>,
+    pub aging_seconds: Option<u64>,
+}
+
+/// One network as listed by `GET /v1/networks`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkSummary {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub mtu: u32,
+    pub aging_seconds: u64,
+    pub endpoints: usize,
+}
+
+/// `GET /v1/networks/{name}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkDetail {
+    pub name: String,
+    pub subnet: String,
+    pub gateway: String,
+    pub mtu: u32,
+    pub aging_seconds: u64,
+    pub endpoints: Vec<EndpointInfo>,
+}
+
+/// Which kind of port attaches an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum PortKind {
+    /// A TAP device created inside the namespace: the container's interface is the TAP itself.
+    #[default]
+    Tap,
+    /// A veth pair; the host end is read and written through AF_PACKET.
+    Veth,
+}
+
+impl PortKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PortKind::Tap => "tap",
+            PortKind::Veth => "veth",
+        }
+    }
+}
+
+/// `POST /v1/networks/{name}/endpoints`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Connect {
+    /// A namespace name (in /run/netns) or a path to a namespace file.
+    pub netns: Option<String>,
+    pub pid: Option<u32>,
+    pub name: Option<String>,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
+    pub ifname: Option<String>,
+    pub kind: Option<PortKind>,
+}
+
+/// One endpoint: a namespace's interface attached to a network through one switch port.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EndpointInfo {
+    pub name: String,
+    pub network: String,
+    pub netns: String,
+    pub ifname: String,
+    pub kind: PortKind,
+    pub ip: String,
+    pub prefix_len: u8,
+    pub mac: String,
+    /// The switch port's name (the endpoint's name).
+    pub port: String,
+    /// Host-side interface for veth endpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+}
+
+/// One FDB row of `GET /v1/fdb`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbRow {
+    pub network: String,
+    pub mac: String,
+    pub port: String,
+    pub origin: String,
+    pub age_seconds: f64,
+}
+
+/// `POST /v1/networks/{name}/fdb`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FdbAdd {
+    pub mac: String,
+    pub endpoint: String,
+}
+
+/// One row of `GET /v1/ports`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PortRow {
+    pub name: String,
+    pub kind: PortKind,
+    pub network: String,
+    pub endpoint: String,
+    pub rx_packets: u64,
+    pub rx_bytes: u64,
+    pub tx_packets: u64,
+    pub tx_bytes: u64,
+    /// Only reasons with a nonzero count, keyed by `DropReason::as_str`.
+    pub drops: std::collections::BTreeMap<String, u64>,
+}

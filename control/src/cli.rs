@@ -1,0 +1,546 @@
+//! Command-line interface: argument parsing and the commands, in Docker's and iproute2's
+//! idiom. Listings print tables by default and JSON with `--json`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use http_body_util::BodyExt;
+use hyper::Method;
+use serde_json::Value;
+
+use crate::api::{
+    Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkSummary, PortKind,
+    PortRow,
+};
+use crate::client::{check, seg, Client};
+use crate::dataplane::Dataplane;
+use crate::daemon::Daemon;
+use crate::state::StateDir;
+use crate::{demo, pcap, server};
+
+pub const DEFAULT_SOCKET: &str = "/run/weft/weft.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weft",
+    version,
+    about = "A userspace virtual switch: networks of namespaces joined through TAP and veth ports"
+)]
+pub struct Cli {
+    /// API socket of the daemon
+    #[arg(long, global = true, env = "WEFT_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print listings as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground
+    Daemon(DaemonArgs),
+    /// Create, list, inspect and remove networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a network namespace to a network
+    Connect(ConnectArgs),
+    /// Detach an endpoint and remove its interface
+    Disconnect { network: String, endpoint: String },
+    /// Show the forwarding database, or add/remove static entries
+    Fdb(FdbArgs),
+    /// List ports with counters and drops by reason
+    Ports,
+    /// Capture frames crossing one port, as pcap
+    Capture(CaptureArgs),
+    /// Run a self-contained lab: namespaces, a network, pings, the learned tables
+    Demo,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Directory for persistent state (networks, endpoints, static entries)
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create {
+        name: String,
+        /// IPv4 subnet in CIDR notation, e.g. 10.1.0.0/24
+        #[arg(long)]
+        subnet: String,
+        /// Gateway address (default: the first host address)
+        #[arg(long)]
+        gateway: Option<String>,
+        /// MTU of the endpoints' interfaces
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// FDB aging time in seconds (default 300)
+        #[arg(long)]
+        aging: Option<u64>,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls,
+    /// Show a network and its endpoints (JSON)
+    Inspect { name: String },
+    /// Remove a network
+    #[command(alias = "remove")]
+    Rm {
+        name: String,
+        /// Disconnect attached endpoints first
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    pub network: String,
+    /// Namespace name (as in `ip netns`) or path to a namespace file
+    #[arg(long, conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// PID of a process whose network namespace to use
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Endpoint name (default: the namespace name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// IPv4 address (default: the next free address)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC address (default: 02:42 followed by the IPv4 address)
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Interface name inside the namespace
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// Port kind: a TAP inside the namespace, or a veth pair
+    #[arg(long, value_enum, default_value = "tap")]
+    pub kind: KindArg,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    Tap,
+    Veth,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FdbArgs {
+    /// Only this network
+    pub network: Option<String>,
+    #[command(subcommand)]
+    pub action: Option<FdbAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FdbAction {
+    /// Add a static entry: frames to MAC go to ENDPOINT's port
+    Add { network: String, mac: String, endpoint: String },
+    /// Remove a static entry
+    Del { network: String, mac: String },
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Port (endpoint name)
+    pub port: String,
+    /// Write pcap to FILE ('-' for standard output) instead of printing a summary
+    #[arg(short = 'w', long = "write")]
+    pub write: Option<String>,
+    /// Stop after COUNT frames
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    let rt = runtime()?;
+    match cli.command {
+        Command::Daemon(args) => rt.block_on(run_daemon(&cli.socket, &args.state_dir)),
+        Command::Demo => rt.block_on(demo::run()),
+        command => {
+            let client = Client::new(&cli.socket);
+            rt.block_on(run_client(&client, cli.json, command))
+        }
+    }
+}
+
+async fn run_daemon(socket: &Path, state_dir: &Path) -> Result<()> {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if crate::sys::effective_uid() != 0 {
+        bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
+    }
+    if tokio::net::UnixStream::connect(socket).await.is_ok() {
+        bail!(
+            "another weft daemon is already listening on {}; stop it or pass another --socket",
+            socket.display()
+        );
+    }
+    let _ = std::fs::remove_file(socket);
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
+    }
+    let state = StateDir::open(state_dir)?;
+    let dataplane = Dataplane::new()?;
+    let worker = dataplane.spawn().context("cannot start the data-plane thread")?;
+    let dp = Arc::clone(&dataplane);
+    let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp)).await??;
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    log::info!(
+        "weft daemon listening on {} (state in {})",
+        socket.display(),
+        state_dir.display()
+    );
+    let shutdown = async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        log::info!("shutting down");
+    };
+    server::serve(Arc::new(daemon), listener, socket, shutdown).await?;
+    dataplane.shutdown();
+    let _ = worker.join();
+    Ok(())
+}
+
+
+/// Prints rows as an aligned table with a header line.
+pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.zip(&widths).enumerate() {
+            if i + 1 == headers.len() {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(&mut headers.iter().copied());
+    for row in rows {
+        line(&mut row.iter().map(String::as_str));
+    }
+}
+
+fn print_json(v: &impl serde::Serialize) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn fmt_age(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        format!("{}m{:02}s", (secs / 60.0) as u64, secs as u64 % 60)
+    }
+}
+
+async fn run_client(client: &Client, json: bool, command: Command) -> Result<()> {
+    let none: Option<&Value> = None;
+    match command {
+        Command::Daemon(_) | Command::Demo => unreachable!("handled by run"),
+        Command::Network(NetworkCommand::Create {
+            name,
+            subnet,
+            gateway,
+            mtu,
+            aging,
+        }) => {
+            let req = CreateNetwork {
+                name,
+                subnet,
+                gateway,
+                mtu,
+                aging_seconds: aging,
+            };
+            let n: NetworkSummary = client.call(Method::POST, "/v1/networks", Some(&req)).await?;
+            if json {
+                print_json(&n)?;
+            } else {
+                println!("{}", n.name);
+            }
+        }
+        Command::Network(NetworkCommand::Ls) => {
+            let nets: Vec<NetworkSummary> = client.call(Method::GET, "/v1/networks", none).await?;
+            if json {
+                return print_json(&nets);
+            }
+            let rows: Vec<Vec<String>> = nets
+                .into_iter()
+                .map(|n| {
+                    vec![
+                        n.name,
+                        n.subnet,
+                        n.gateway,
+                        n.mtu.to_string(),
+                        format!("{}s", n.aging_seconds),
+                        n.endpoints.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(&["NAME", "SUBNET", "GATEWAY", "MTU", "AGING", "ENDPOINTS"], &rows);
+        }
+        Command::Network(NetworkCommand::Inspect { name }) => {
+            let n: NetworkDetail = client
+                .call(Method::GET, &format!("/v1/networks/{}", seg(&name)), none)
+                .await?;
+            print_json(&n)?;
+        }
+        Command::Network(NetworkCommand::Rm { name, force }) => {
+            let path = format!("/v1/networks/{}?force={force}", seg(&name));
+            client.call::<Value>(Method::DELETE, &path, none).await?;
+            println!("{name}");
+        }
+        Command::Connect(a) => {
+            let req = Connect {
+                netns: a.netns,
+                pid: a.pid,
+                name: a.name,
+                ip: a.ip,
+                mac: a.mac,
+                ifname: Some(a.ifname),
+                kind: Some(match a.kind {
+                    KindArg::Tap => PortKind::Tap,
+                    KindArg::Veth => PortKind::Veth,
+                }),
+            };
+            let path = format!("/v1/networks/{}/endpoints", seg(&a.network));
+            let ep: EndpointInfo = client.call(Method::POST, &path, Some(&req)).await?;
+            if json {
+                print_json(&ep)?;
+            } else {
+                println!(
+                    "{}: {} in {} on network {} ({}) {}/{} mac {}",
+                    ep.name,
+                    ep.ifname,
+                    ep.netns,
+                    ep.network,
+                    ep.kind.as_str(),
+                    ep.ip,
+                    ep.prefix_len,
+                    ep.mac
+                );
+            }
+        }
+        Command::Disconnect { network, endpoint } => {
+            let path = format!("/v1/networks/{}/endpoints/{}", seg(&network), seg(&endpoint));
+            client.call::<Value>(Method::DELETE, &path, none).await?;
+            println!("{endpoint}");
+        }
+        Command::Fdb(FdbArgs { action: Some(FdbAction::Add { network, mac, endpoint }), .. }) => {
+            let path = format!("/v1/networks/{}/fdb", seg(&network));
+            client
+                .call::<Value>(Method::POST, &path, Some(&FdbAdd { mac, endpoint }))
+                .await?;
+        }
+        Command::Fdb(FdbArgs { action: Some(FdbAction::Del { network, mac }), .. }) => {
+            let path = format!("/v1/networks/{}/fdb/{}", seg(&network), seg(&mac));
+            client.call::<Value>(Method::DELETE, &path, none).await?;
+        }
+        Command::Fdb(FdbArgs { network, action: None }) => {
+            let path = match &network {
+                Some(n) => format!("/v1/fdb?network={}", seg(n)),
+                None => "/v1/fdb".to_string(),
+            };
+            let rows: Vec<FdbRow> = client.call(Method::GET, &path, none).await?;
+            if json {
+                return print_json(&rows);
+            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    let age = if r.origin == "static" { "-".into() } else { fmt_age(r.age_seconds) };
+                    vec![r.network, r.mac, r.port, r.origin, age]
+                })
+                .collect();
+            print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
+        }
+        Command::Ports => {
+            let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", none).await?;
+            if json {
+                return print_json(&ports);
+            }
+            let rows: Vec<Vec<String>> = ports
+                .into_iter()
+                .map(|p| {
+                    let drops = if p.drops.is_empty() {
+                        "-".to_string()
+                    } else {
+                        p.drops
+                            .iter()
+                            .map(|(r, n)| format!("{r}={n}"))
+                            .collect::<Vec<_>>()
+                            .join(",")
+                    };
+                    vec![
+                        p.name,
+                        p.kind.as_str().to_string(),
+                        p.network,
+                        p.rx_packets.to_string(),
+                        p.rx_bytes.to_string(),
+                        p.tx_packets.to_string(),
+                        p.tx_bytes.to_string(),
+                        drops,
+                    ]
+                })
+                .collect();
+            print_table(
+                &["PORT", "KIND", "NETWORK", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"],
+                &rows,
+            );
+        }
+        Command::Capture(a) => capture(client, a).await?,
+    }
+    Ok(())
+}
+
+/// Streams a capture: whole pcap records only, so the output stays a valid pcap file when
+/// interrupted.
+async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
+    let mut path = format!("/v1/ports/{}/capture", seg(&a.port));
+    if let Some(c) = a.count {
+        path.push_str(&format!("?count={c}"));
+    }
+    let resp = client.send(Method::GET, &path, None).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        check(status, &bytes)?;
+        bail!("the weft daemon refused the capture ({status})");
+    }
+    let mut body = resp.into_body();
+    eprintln!("capturing on {}", a.port);
+    let mut out: Option<Box<dyn Write + Send>> = match a.write.as_deref() {
+        None => None,
+        Some("-") => Some(Box::new(std::io::stdout())),
+        Some(file) => Some(Box::new(std::io::BufWriter::new(
+            std::fs::File::create(file).with_context(|| format!("cannot create {file}"))?,
+        ))),
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut header_done = false;
+    let mut frames = 0u64;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = term.recv() => None,
+            _ = int.recv() => None,
+        };
+        let Some(frame) = frame else { break };
+        let Ok(data) = frame?.into_data() else { continue };
+        pending.extend_from_slice(&data);
+        if !header_done {
+            if pending.len() < pcap::GLOBAL_HEADER_LEN {
+                continue;
+            }
+            if let Some(w) = out.as_mut() {
+                w.write_all(&pending[..pcap::GLOBAL_HEADER_LEN])?;
+                w.flush()?;
+            }
+            pending.drain(..pcap::GLOBAL_HEADER_LEN);
+            header_done = true;
+        }
+        let mut used = 0;
+        while let Some(h) = pcap::parse_record_header(&pending[used..]) {
+            let end = used + pcap::RECORD_HEADER_LEN + h.caplen as usize;
+            if pending.len() < end {
+                break;
+            }
+            let rec = &pending[used..end];
+            match out.as_mut() {
+                Some(w) => w.write_all(rec)?,
+                None => println!("{}", summarize(&h, &rec[pcap::RECORD_HEADER_LEN..])),
+            }
+            frames += 1;
+            used = end;
+        }
+        pending.drain(..used);
+        if let Some(w) = out.as_mut() {
+            w.flush()?;
+        }
+    }
+    if let Some(w) = out.as_mut() {
+        w.flush()?;
+    }
+    eprintln!("{frames} frames captured");
+    Ok(())
+}
+
+/// One line per frame, tcpdump-like: time, MACs, ethertype, length.
+fn summarize(h: &pcap::RecordHeader, frame: &[u8]) -> String {
+    let Ok(eth) = weft_switch::EthernetFrame::new_checked(frame) else {
+        return format!("{}.{:06} runt, {} bytes", h.ts_sec, h.ts_usec, h.origlen);
+    };
+    let kind = match eth.ethertype() {
+        0x0800 => "IPv4".to_string(),
+        0x0806 => "ARP".to_string(),
+        0x86dd => "IPv6".to_string(),
+        t => format!("ethertype 0x{t:04x}"),
+    };
+    let mut detail = String::new();
+    let p = eth.payload();
+    if eth.ethertype() == 0x0800 && p.len() >= 20 {
+        let proto = match p[9] {
+            1 => "ICMP".to_string(),
+            6 => "TCP".to_string(),
+            17 => "UDP".to_string(),
+            n => format!("proto {n}"),
+        };
+        detail = format!(
+            " {}.{}.{}.{} > {}.{}.{}.{} {proto}",
+            p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19]
+        );
+    } else if eth.ethertype() == 0x0806 && p.len() >= 28 {
+        let op = if p[7] == 1 { "who-has" } else { "reply" };
+        detail = format!(
+            " {op} {}.{}.{}.{} tell {}.{}.{}.{}",
+            p[24], p[25], p[26], p[27], p[14], p[15], p[16], p[17]
+        );
+    }
+    format!(
+        "{}.{:06} {} > {} {kind}{detail}, length {}",
+        h.ts_sec,
+        h.ts_usec,
+        eth.src(),
+        eth.dst(),
+        h.origlen
+    )
+}

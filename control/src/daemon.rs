@@ -1,0 +1,871 @@
+//! The daemon's control logic: networks, endpoints, static entries, persistence, and the
+//! plumbing that creates and removes interfaces. Every operation validates everything before
+//! it changes anything, and undoes what it did if a later step fails, so a refused request
+//! leaves no stray interface and no entry in the state.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use weft_switch::{MacAddr, NetworkConfig, NetworkId, PortId};
+
+use crate::api::{
+    Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkSummary, PortKind, PortRow,
+};
+use crate::dataplane::{Dataplane, DataplaneError};
+use crate::ipam::{self, IpamError};
+use crate::state::{EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord};
+use crate::sys::{self, IfConfig, Netns, SysError};
+
+pub const DEFAULT_MTU: u32 = 1500;
+pub const DEFAULT_AGING_SECONDS: u64 = 300;
+const MAX_NAME_LEN: usize = 64;
+const MAX_IFNAME_LEN: usize = 15;
+
+/// Errors of control operations; each maps to an HTTP status and carries the message the
+/// user sees (the problem and the fix).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Dataplane(#[from] DataplaneError),
+}
+
+impl DaemonError {
+    /// HTTP status for the API.
+    pub fn status(&self) -> u16 {
+        match self {
+            DaemonError::Invalid(_) | DaemonError::Ipam(_) => 400,
+            DaemonError::NotFound(_) => 404,
+            DaemonError::Conflict(_) => 409,
+            DaemonError::Sys(SysError::Netns { .. }) => 404,
+            DaemonError::Sys(SysError::InterfaceExists { .. }) => 409,
+            _ => 500,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, DaemonError>;
+
+struct Network {
+    record: NetworkRecord,
+    id: NetworkId,
+}
+
+struct Endpoint {
+    record: EndpointRecord,
+    port: PortId,
+    netns_id: (u64, u64),
+}
+
+struct Control {
+    networks: BTreeMap<String, Network>,
+    endpoints: BTreeMap<String, Endpoint>,
+    static_fdb: Vec<StaticFdbRecord>,
+    next_network_id: u32,
+    next_port_id: u32,
+}
+
+/// The daemon: control state plus the data plane it drives.
+pub struct Daemon {
+    control: Mutex<Control>,
+    dataplane: Arc<Dataplane>,
+    state_dir: StateDir,
+}
+
+fn invalid(msg: impl Into<String>) -> DaemonError {
+    DaemonError::Invalid(msg.into())
+}
+
+fn validate_name(what: &str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid {what} name {name:?}: use 1-{MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )))
+    }
+}
+
+fn validate_ifname(ifname: &str) -> Result<()> {
+    let ok = !ifname.is_empty()
+        && ifname.len() <= MAX_IFNAME_LEN
+        && ifname != "."
+        && ifname != ".."
+        && ifname
+            .chars()
+            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid interface name {ifname:?}: use 1-{MAX_IFNAME_LEN} printable characters without '/', ':' or spaces"
+        )))
+    }
+}
+
+/// Parses a subnet the way the user wrote it, with messages that say how to fix it.
+pub fn parse_subnet(s: &str) -> Result<Ipv4Net> {
+    let Some((addr, prefix)) = s.split_once('/') else {
+        return Err(invalid(format!(
+            "invalid subnet {s:?}: expected CIDR notation like 10.1.0.0/24"
+        )));
+    };
+    let addr: Ipv4Addr = addr.parse().map_err(|_| {
+        invalid(format!(
+            "invalid subnet {s:?}: {addr:?} is not an IPv4 address; expected CIDR notation like 10.1.0.0/24"
+        ))
+    })?;
+    let prefix: u8 = prefix
+        .parse()
+        .ok()
+        .filter(|p| *p <= 32)
+        .ok_or_else(|| invalid(format!("invalid subnet {s:?}: prefix length must be 0..32")))?;
+    if prefix > 30 {
+        return Err(invalid(format!(
+            "subnet {s} is too small: a network needs room for a gateway and endpoints, use a prefix length of 30 or less"
+        )));
+    }
+    let net = Ipv4Net::new(addr, prefix).expect("prefix checked");
+    if net.network() != addr {
+        return Err(invalid(format!(
+            "invalid subnet {s}: host bits are set; did you mean {}/{prefix}?",
+            net.network()
+        )));
+    }
+    Ok(net)
+}
+
+fn parse_mac(s: &str) -> Result<MacAddr> {
+    let mac: MacAddr = s.parse().map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+    if !mac.is_unicast() || mac.is_zero() {
+        return Err(invalid(format!(
+            "MAC address {mac} is not a unicast address: the first octet must be even and the address nonzero (e.g. 02:42:0a:00:00:05)"
+        )));
+    }
+    Ok(mac)
+}
+
+/// Docker's scheme: 02:42 followed by the IPv4 address, unique because addresses are.
+fn mac_for_ip(ip: Ipv4Addr) -> MacAddr {
+    let o = ip.octets();
+    MacAddr::local_from_bytes([0x42, o[0], o[1], o[2], o[3]])
+}
+
+/// A random suffix for host-side interface names, unique across daemons on one host.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.finish()
+}
+
+fn network_config(record: &NetworkRecord) -> NetworkConfig {
+    NetworkConfig {
+        aging: Duration::from_secs(record.aging_seconds),
+        mtu: record.mtu as u16,
+        ..NetworkConfig::default()
+    }
+}
+
+fn open_netns(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> {
+    match (netns, pid) {
+        (Some(_), Some(_)) => Err(invalid("give either --netns or --pid, not both")),
+        (None, None) => Err(invalid(
+            "say which namespace to connect: --netns NAME|PATH or --pid PID",
+        )),
+        (Some(n), None) => Ok((Netns::from_name_or_path(n)?, n.to_string())),
+        (None, Some(pid)) => {
+            let ns = Netns::from_pid(pid)?;
+            Ok((ns, format!("/proc/{pid}/ns/net")))
+        }
+    }
+}
+
+/// What a created port leaves behind, so it can be undone.
+struct CreatedPort {
+    fd: OwnedFd,
+    kind: PortKind,
+    host_ifname: Option<String>,
+}
+
+impl CreatedPort {
+    /// Removes the interface(s) again (connect failed after creating them, or disconnect).
+    fn destroy(self) {
+        match self.kind {
+            PortKind::Tap => {
+                let _ = sys::tap_clear_persist(self.fd.as_fd());
+                drop(self.fd);
+            }
+            PortKind::Veth => {
+                drop(self.fd);
+                if let Some(host) = &self.host_ifname {
+                    let _ = sys::delete_link(host);
+                }
+            }
+        }
+    }
+}
+
+/// Creates (or re-attaches) the endpoint's interface and returns its port fd.
+fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
+    let ifname = rec.ifname.clone();
+    match rec.kind {
+        PortKind::Tap => {
+            let fd = netns.run(move || {
+                let fd = sys::open_tap(&ifname, true)?;
+                if let Err(e) = sys::configure_interface(&ifname, &cfg) {
+                    let _ = sys::tap_clear_persist(fd.as_fd());
+                    return Err(e);
+                }
+                Ok(fd)
+            })?;
+            Ok(CreatedPort {
+                fd,
+                kind: PortKind::Tap,
+                host_ifname: None,
+            })
+        }
+        PortKind::Veth => {
+            let host = rec
+                .host_ifname
+                .clone()
+                .expect("veth endpoints have a host interface name");
+            let created_now = !sys::interface_exists(&host);
+            if created_now {
+                sys::create_veth(&host, &ifname, netns)?;
+            }
+            let undo = |e: DaemonError| {
+                if created_now {
+                    let _ = sys::delete_link(&host);
+                }
+                e
+            };
+            netns
+                .run(move || sys::configure_interface(&ifname, &cfg))
+                .map_err(|e| undo(e.into()))?;
+            sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
+            sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
+            let fd = sys::open_packet_socket(&host).map_err(|e| undo(e.into()))?;
+            Ok(CreatedPort {
+                fd,
+                kind: PortKind::Veth,
+                host_ifname: Some(host),
+            })
+        }
+    }
+}
+
+impl Daemon {
+    /// Opens the state directory, starts from the persisted state and re-attaches every
+    /// endpoint whose namespace still exists.
+    pub fn start(state_dir: StateDir, dataplane: Arc<Dataplane>) -> Result<Daemon> {
+        let persisted = state_dir.load()?;
+        let daemon = Daemon {
+            control: Mutex::new(Control {
+                networks: BTreeMap::new(),
+                endpoints: BTreeMap::new(),
+                static_fdb: Vec::new(),
+                next_network_id: 1,
+                next_port_id: 1,
+            }),
+            dataplane,
+            state_dir,
+        };
+        daemon.restore(persisted)?;
+        Ok(daemon)
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Control> {
+        self.control.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn restore(&self, persisted: PersistedState) -> Result<()> {
+        let mut c = self.lock();
+        for record in persisted.networks {
+            let id = NetworkId(c.next_network_id);
+            c.next_network_id += 1;
+            self.dataplane.add_network(id, network_config(&record))?;
+            c.networks.insert(record.name.clone(), Network { record, id });
+        }
+        for record in persisted.endpoints {
+            let name = record.name.clone();
+            match self.attach_existing(&mut c, record) {
+                Ok(()) => log::info!("re-attached endpoint {name}"),
+                Err(e) => log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}"),
+            }
+        }
+        for entry in persisted.static_fdb {
+            match self.apply_static(&c, &entry) {
+                Ok(()) => c.static_fdb.push(entry),
+                Err(e) => log::warn!("static FDB entry {} on {} dropped: {e}", entry.mac, entry.network),
+            }
+        }
+        self.save(&c)?;
+        Ok(())
+    }
+
+    fn attach_existing(&self, c: &mut Control, record: EndpointRecord) -> Result<()> {
+        let net = c
+            .networks
+            .get(&record.network)
+            .ok_or_else(|| DaemonError::NotFound(format!("network {} is gone", record.network)))?;
+        let (netns, _) = open_netns(Some(&record.netns), None)?;
+        let mac = parse_mac(&record.mac)?;
+        let cfg = IfConfig {
+            mac: mac.0,
+            mtu: net.record.mtu,
+            addr: record.ip,
+            prefix_len: net.record.subnet.prefix_len(),
+            gateway: Some(net.record.gateway),
+        };
+        let created = plumb(&netns, &record, cfg, net.record.mtu)?;
+        let port = PortId(c.next_port_id);
+        c.next_port_id += 1;
+        if let Err((e, fd)) = self.dataplane.add_port(port, net.id, created.fd) {
+            CreatedPort { fd, ..created }.destroy();
+            return Err(e.into());
+        }
+        c.endpoints.insert(
+            record.name.clone(),
+            Endpoint {
+                record,
+                port,
+                netns_id: netns.id(),
+            },
+        );
+        Ok(())
+    }
+
+    fn snapshot(c: &Control) -> PersistedState {
+        PersistedState {
+            version: 0,
+            networks: c.networks.values().map(|n| n.record.clone()).collect(),
+            endpoints: c.endpoints.values().map(|e| e.record.clone()).collect(),
+            static_fdb: c.static_fdb.clone(),
+        }
+    }
+
+    fn save(&self, c: &Control) -> Result<()> {
+        Ok(self.state_dir.save(&Self::snapshot(c))?)
+    }
+
+    fn network<'c>(c: &'c Control, name: &str) -> Result<&'c Network> {
+        c.networks.get(name).ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "no network named {name:?}; list networks with `weft network ls` or create it with `weft network create {name} --subnet CIDR`"
+            ))
+        })
+    }
+
+    fn summary(c: &Control, n: &Network) -> NetworkSummary {
+        NetworkSummary {
+            name: n.record.name.clone(),
+            subnet: n.record.subnet.to_string(),
+            gateway: n.record.gateway.to_string(),
+            mtu: n.record.mtu,
+            aging_seconds: n.record.aging_seconds,
+            endpoints: c
+                .endpoints
+                .values()
+                .filter(|e| e.record.network == n.record.name)
+                .count(),
+        }
+    }
+
+    fn endpoint_info(c: &Control, e: &Endpoint) -> EndpointInfo {
+        let prefix_len = c
+            .networks
+            .get(&e.record.network)
+            .map(|n| n.record.subnet.prefix_len())
+            .unwrap_or(0);
+        EndpointInfo {
+            name: e.record.name.clone(),
+            network: e.record.network.clone(),
+            netns: e.record.netns.clone(),
+            ifname: e.record.ifname.clone(),
+            kind: e.record.kind,
+            ip: e.record.ip.to_string(),
+            prefix_len,
+            mac: e.record.mac.clone(),
+            port: e.record.name.clone(),
+            host_ifname: e.record.host_ifname.clone(),
+        }
+    }
+
+    pub fn create_network(&self, req: CreateNetwork) -> Result<NetworkSummary> {
+        validate_name("network", &req.name)?;
+        let subnet = parse_subnet(&req.subnet)?;
+        let gateway = match &req.gateway {
+            Some(g) => {
+                let gw: Ipv4Addr = g.parse().map_err(|_| {
+                    invalid(format!("invalid gateway {g:?}: expected an IPv4 address like 10.1.0.1"))
+                })?;
+                ipam::check_host(subnet, gw).map_err(|e| {
+                    invalid(format!("gateway {gw} is not usable in subnet {subnet}: {e}"))
+                })?;
+                gw
+            }
+            None => ipam::default_gateway(subnet).expect("prefix <= 30 has hosts"),
+        };
+        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        if !(576..=9000).contains(&mtu) {
+            return Err(invalid(format!("invalid --mtu {mtu}: must be 576..9000")));
+        }
+        let aging_seconds = req.aging_seconds.unwrap_or(DEFAULT_AGING_SECONDS);
+        if !(1..=1_000_000).contains(&aging_seconds) {
+            return Err(invalid(format!(
+                "invalid --aging {aging_seconds}: must be 1..1000000 seconds"
+            )));
+        }
+        let mut c = self.lock();
+        if c.networks.contains_key(&req.name) {
+            return Err(DaemonError::Conflict(format!(
+                "a network named {:?} already exists; choose another name or remove it with `weft network rm {}`",
+                req.name, req.name
+            )));
+        }
+        if let Some(other) = c.networks.values().find(|n| {
+            n.record.subnet.contains(&subnet.network()) || subnet.contains(&n.record.subnet.network())
+        }) {
+            return Err(DaemonError::Conflict(format!(
+                "subnet {subnet} overlaps subnet {} of network {:?}; choose a subnet that does not overlap",
+                other.record.subnet, other.record.name
+            )));
+        }
+        let record = NetworkRecord {
+            name: req.name.clone(),
+            subnet,
+            gateway,
+            mtu,
+            aging_seconds,
+        };
+        let id = NetworkId(c.next_network_id);
+        self.dataplane.add_network(id, network_config(&record))?;
+        c.next_network_id += 1;
+        c.networks.insert(record.name.clone(), Network { record, id });
+        if let Err(e) = self.save(&c) {
+            c.networks.remove(&req.name);
+            let _ = self.dataplane.remove_network(id);
+            return Err(e);
+        }
+        let n = &c.networks[&req.name];
+        Ok(Self::summary(&c, n))
+    }
+
+    pub fn list_networks(&self) -> Vec<NetworkSummary> {
+        let c = self.lock();
+        c.networks.values().map(|n| Self::summary(&c, n)).collect()
+    }
+
+    pub fn inspect_network(&self, name: &str) -> Result<NetworkDetail> {
+        let c = self.lock();
+        let n = Self::network(&c, name)?;
+        Ok(NetworkDetail {
+            name: n.record.name.clone(),
+            subnet: n.record.subnet.to_string(),
+            gateway: n.record.gateway.to_string(),
+            mtu: n.record.mtu,
+            aging_seconds: n.record.aging_seconds,
+            endpoints: c
+                .endpoints
+                .values()
+                .filter(|e| e.record.network == name)
+                .map(|e| Self::endpoint_info(&c, e))
+                .collect(),
+        })
+    }
+
+    pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
+        let mut c = self.lock();
+        let id = Self::network(&c, name)?.id;
+        let attached: Vec<String> = c
+            .endpoints
+            .values()
+            .filter(|e| e.record.network == name)
+            .map(|e| e.record.name.clone())
+            .collect();
+        if !attached.is_empty() && !force {
+            return Err(DaemonError::Conflict(format!(
+                "network {name:?} still has {} endpoint(s) attached ({}); disconnect them first or use --force",
+                attached.len(),
+                attached.join(", ")
+            )));
+        }
+        for ep in attached {
+            self.detach(&mut c, &ep);
+        }
+        c.static_fdb.retain(|s| s.network != name);
+        self.dataplane.remove_network(id)?;
+        c.networks.remove(name);
+        self.save(&c)?;
+        Ok(())
+    }
+
+    pub fn connect(&self, network: &str, req: Connect) -> Result<EndpointInfo> {
+        let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
+        validate_ifname(&ifname)?;
+        let kind = req.kind.unwrap_or_default();
+        let requested_mac = req.mac.as_deref().map(parse_mac).transpose()?;
+        let requested_ip = req
+            .ip
+            .as_deref()
+            .map(|s| {
+                s.parse::<Ipv4Addr>().map_err(|_| {
+                    invalid(format!("invalid --ip {s:?}: expected an IPv4 address like 10.1.0.5"))
+                })
+            })
+            .transpose()?;
+        if let Some(n) = &req.name {
+            validate_name("endpoint", n)?;
+        }
+        let (netns, netns_label) = open_netns(req.netns.as_deref(), req.pid)?;
+
+        let mut c = self.lock();
+        let net = Self::network(&c, network)?;
+        let (net_id, subnet, gateway, mtu) = (
+            net.id,
+            net.record.subnet,
+            net.record.gateway,
+            net.record.mtu,
+        );
+        if let Some(e) = c
+            .endpoints
+            .values()
+            .find(|e| e.netns_id == netns.id() && e.record.ifname == ifname)
+        {
+            return Err(DaemonError::Conflict(format!(
+                "namespace {netns_label} already has interface {ifname} attached as endpoint {:?} on network {:?}; pass another --ifname",
+                e.record.name, e.record.network
+            )));
+        }
+        let probe = ifname.clone();
+        if netns.run(move || Ok(sys::interface_exists(&probe)))? {
+            return Err(DaemonError::Conflict(format!(
+                "interface {ifname} already exists in namespace {netns_label}; pass another --ifname"
+            )));
+        }
+        let name = match req.name.clone() {
+            Some(n) => {
+                if c.endpoints.contains_key(&n) {
+                    return Err(DaemonError::Conflict(format!(
+                        "an endpoint named {n:?} already exists; pass another --name"
+                    )));
+                }
+                n
+            }
+            None => {
+                let base = match (&req.netns, req.pid) {
+                    (Some(n), _) => n.rsplit('/').next().unwrap_or(n).to_string(),
+                    (None, Some(pid)) => format!("pid{pid}"),
+                    _ => unreachable!("open_netns checked"),
+                };
+                let base: String = base
+                    .chars()
+                    .map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.') { ch } else { '-' })
+                    .collect();
+                [base.clone(), format!("{base}-{ifname}")]
+                    .into_iter()
+                    .find(|n| !c.endpoints.contains_key(n))
+                    .ok_or_else(|| {
+                        DaemonError::Conflict(format!(
+                            "endpoint names {base:?} and \"{base}-{ifname}\" are taken; pass --name"
+                        ))
+                    })?
+            }
+        };
+        let on_network = || c.endpoints.values().filter(|e| e.record.network == network);
+        let ip = match requested_ip {
+            Some(ip) => {
+                ipam::check_explicit(
+                    subnet,
+                    gateway,
+                    ip,
+                    on_network().map(|e| (e.record.ip, e.record.name.as_str())),
+                )?;
+                ip
+            }
+            None => {
+                let taken: BTreeSet<Ipv4Addr> = on_network().map(|e| e.record.ip).collect();
+                ipam::next_free(subnet, gateway, &taken)?
+            }
+        };
+        let mac = requested_mac.unwrap_or_else(|| mac_for_ip(ip));
+        if let Some(e) = on_network().find(|e| e.record.mac.parse::<MacAddr>().ok() == Some(mac)) {
+            return Err(DaemonError::Conflict(format!(
+                "MAC address {mac} is already used by endpoint {:?} on network {network:?}; pass another --mac or omit it",
+                e.record.name
+            )));
+        }
+        let record = EndpointRecord {
+            name: name.clone(),
+            network: network.to_string(),
+            netns: netns_label,
+            ifname,
+            kind,
+            ip,
+            mac: mac.to_string(),
+            host_ifname: (kind == PortKind::Veth)
+                .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
+        };
+        let cfg = IfConfig {
+            mac: mac.0,
+            mtu,
+            addr: ip,
+            prefix_len: subnet.prefix_len(),
+            gateway: Some(gateway),
+        };
+        let created = plumb(&netns, &record, cfg, mtu)?;
+        let port = PortId(c.next_port_id);
+        let CreatedPort {
+            fd,
+            kind: created_kind,
+            host_ifname,
+        } = created;
+        if let Err((e, fd)) = self.dataplane.add_port(port, net_id, fd) {
+            CreatedPort {
+                fd,
+                kind: created_kind,
+                host_ifname,
+            }
+            .destroy();
+            return Err(e.into());
+        }
+        c.next_port_id += 1;
+        c.endpoints.insert(
+            name.clone(),
+            Endpoint {
+                record,
+                port,
+                netns_id: netns.id(),
+            },
+        );
+        if let Err(e) = self.save(&c) {
+            self.detach(&mut c, &name);
+            return Err(e);
+        }
+        Ok(Self::endpoint_info(&c, &c.endpoints[&name]))
+    }
+
+    /// Removes an endpoint's port, interface and static entries (no state save).
+    fn detach(&self, c: &mut Control, name: &str) {
+        let Some(ep) = c.endpoints.remove(name) else {
+            return;
+        };
+        c.static_fdb.retain(|s| s.endpoint != name);
+        match self.dataplane.remove_port(ep.port) {
+            Ok(fd) => CreatedPort {
+                fd,
+                kind: ep.record.kind,
+                host_ifname: ep.record.host_ifname.clone(),
+            }
+            .destroy(),
+            Err(e) => log::warn!("endpoint {name}: {e}"),
+        }
+    }
+
+    pub fn disconnect(&self, network: &str, endpoint: &str) -> Result<()> {
+        let mut c = self.lock();
+        Self::network(&c, network)?;
+        match c.endpoints.get(endpoint) {
+            Some(e) if e.record.network == network => {}
+            Some(e) => {
+                return Err(DaemonError::NotFound(format!(
+                    "endpoint {endpoint:?} is on network {:?}, not {network:?}",
+                    e.record.network
+                )))
+            }
+            None => {
+                return Err(DaemonError::NotFound(format!(
+                    "no endpoint named {endpoint:?} on network {network:?}; see `weft network inspect {network}`"
+                )))
+            }
+        }
+        self.detach(&mut c, endpoint);
+        self.save(&c)?;
+        Ok(())
+    }
+
+    pub fn fdb(&self, network: Option<&str>) -> Result<Vec<FdbRow>> {
+        let c = self.lock();
+        let nets: Vec<&Network> = match network {
+            Some(n) => vec![Self::network(&c, n)?],
+            None => c.networks.values().collect(),
+        };
+        let port_names: BTreeMap<PortId, &str> = c
+            .endpoints
+            .values()
+            .map(|e| (e.port, e.record.name.as_str()))
+            .collect();
+        let now = self.dataplane.now();
+        let mut rows = Vec::new();
+        for n in nets {
+            let entries = self.dataplane.with_bridge(|b| b.fdb_entries(n.id, now));
+            rows.extend(entries.into_iter().map(|e| FdbRow {
+                network: n.record.name.clone(),
+                mac: e.mac.to_string(),
+                port: port_names.get(&e.port).copied().unwrap_or("?").to_string(),
+                origin: match e.origin {
+                    weft_switch::FdbOrigin::Learned => "learned".into(),
+                    weft_switch::FdbOrigin::Static => "static".into(),
+                },
+                age_seconds: e.age.as_secs_f64(),
+            }));
+        }
+        Ok(rows)
+    }
+
+    fn apply_static(&self, c: &Control, entry: &StaticFdbRecord) -> Result<()> {
+        let net = Self::network(c, &entry.network)?;
+        let mac: MacAddr = entry
+            .mac
+            .parse()
+            .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+        let ep = c
+            .endpoints
+            .get(&entry.endpoint)
+            .filter(|e| e.record.network == entry.network)
+            .ok_or_else(|| {
+                DaemonError::NotFound(format!(
+                    "no endpoint named {:?} on network {:?}; see `weft network inspect {}`",
+                    entry.endpoint, entry.network, entry.network
+                ))
+            })?;
+        self.dataplane
+            .with_bridge(|b| b.add_static(net.id, mac, ep.port))
+            .map_err(|e| invalid(e.to_string()))
+    }
+
+    pub fn fdb_add(&self, network: &str, mac: &str, endpoint: &str) -> Result<()> {
+        let mac = parse_mac(mac)?;
+        let mut c = self.lock();
+        let entry = StaticFdbRecord {
+            network: network.to_string(),
+            mac: mac.to_string(),
+            endpoint: endpoint.to_string(),
+        };
+        self.apply_static(&c, &entry)?;
+        c.static_fdb.retain(|s| !(s.network == network && s.mac == entry.mac));
+        c.static_fdb.push(entry);
+        self.save(&c)?;
+        Ok(())
+    }
+
+    pub fn fdb_del(&self, network: &str, mac: &str) -> Result<()> {
+        let mac: MacAddr = mac
+            .parse()
+            .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+        let mut c = self.lock();
+        let id = Self::network(&c, network)?.id;
+        let key = mac.to_string();
+        if !c.static_fdb.iter().any(|s| s.network == network && s.mac == key) {
+            return Err(DaemonError::NotFound(format!(
+                "no static FDB entry for {mac} on network {network:?}; list entries with `weft fdb {network}`"
+            )));
+        }
+        self.dataplane
+            .with_bridge(|b| b.remove_static(id, mac))
+            .map_err(|e| invalid(e.to_string()))?;
+        c.static_fdb.retain(|s| !(s.network == network && s.mac == key));
+        self.save(&c)?;
+        Ok(())
+    }
+
+    pub fn ports(&self) -> Vec<PortRow> {
+        let c = self.lock();
+        c.endpoints
+            .values()
+            .map(|e| {
+                let counters = self
+                    .dataplane
+                    .with_bridge(|b| b.port_counters(e.port).cloned())
+                    .unwrap_or_default();
+                PortRow {
+                    name: e.record.name.clone(),
+                    kind: e.record.kind,
+                    network: e.record.network.clone(),
+                    endpoint: e.record.name.clone(),
+                    rx_packets: counters.rx_packets,
+                    rx_bytes: counters.rx_bytes,
+                    tx_packets: counters.tx_packets,
+                    tx_bytes: counters.tx_bytes,
+                    drops: counters
+                        .nonzero_drops()
+                        .map(|(r, n)| (r.as_str().to_string(), n))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+
+    /// Starts a live capture on the port of endpoint `port`.
+    pub fn capture(
+        &self,
+        port: &str,
+        count: Option<u64>,
+    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
+        let c = self.lock();
+        let ep = c.endpoints.get(port).ok_or_else(|| {
+            DaemonError::NotFound(format!("no port named {port:?}; list ports with `weft ports`"))
+        })?;
+        if count == Some(0) {
+            return Err(invalid("-c/--count must be at least 1"));
+        }
+        Ok(self.dataplane.add_capture(ep.port, count)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnets_are_parsed_with_helpful_errors() {
+        assert_eq!(parse_subnet("10.1.0.0/24").unwrap().to_string(), "10.1.0.0/24");
+        let msg = |s: &str| parse_subnet(s).unwrap_err().to_string();
+        assert!(msg("10.1.0.0/33").contains("prefix length must be 0..32"));
+        assert!(msg("10.1.0.0").contains("CIDR"));
+        assert!(msg("banana/24").contains("not an IPv4 address"));
+        assert!(msg("10.1.0.5/24").contains("did you mean 10.1.0.0/24"));
+        assert!(msg("10.1.0.0/31").contains("too small"));
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert!(validate_name("network", "front-end_1.x").is_ok());
+        assert!(validate_name("network", "").is_err());
+        assert!(validate_name("network", "-x").is_err());
+        assert!(validate_name("network", "a b").is_err());
+        assert!(validate_ifname("eth0").is_ok());
+        assert!(validate_ifname("averyveryverylongname").is_err());
+        assert!(validate_ifname("a/b").is_err());
+    }
+
+    #[test]
+    fn generated_macs_follow_the_address() {
+        assert_eq!(
+            mac_for_ip(Ipv4Addr::new(172, 17, 0, 2)).to_string(),
+            "02:42:ac:11:00:02"
+        );
+    }
+}

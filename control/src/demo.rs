@@ -1,0 +1,219 @@
+//! `weft demo`: a self-contained lab. It starts a private daemon, creates three namespaces on
+//! one network (two TAP endpoints and one veth endpoint), pings between them, prints the
+//! learned FDB and the port counters, and removes everything it created — also when
+//! interrupted with Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use hyper::Method;
+use serde_json::Value;
+
+use crate::api::{Connect, CreateNetwork, EndpointInfo, FdbRow, PortKind, PortRow};
+use crate::client::Client;
+
+const SUBNET: &str = "10.213.0.0/24";
+
+/// Everything the demo created, removed on drop.
+struct Lab {
+    dir: PathBuf,
+    daemon: Option<Child>,
+    namespaces: Vec<String>,
+}
+
+impl Lab {
+    fn socket(&self) -> PathBuf {
+        self.dir.join("weft.sock")
+    }
+
+    fn cleanup(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            // SIGTERM lets the daemon remove its socket; it exits within milliseconds.
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            for _ in 0..50 {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Deleting a namespace deletes the TAPs and veth ends inside it (and a veth's host end
+        // with its peer).
+        for ns in self.namespaces.drain(..) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+pub async fn run() -> Result<()> {
+    if crate::sys::effective_uid() != 0 {
+        bail!("weft demo creates network namespaces and needs root; run it with sudo");
+    }
+    let tag = format!("{:x}", std::process::id());
+    let mut lab = Lab {
+        dir: std::env::temp_dir().join(format!("weft-demo-{tag}")),
+        daemon: None,
+        namespaces: Vec::new(),
+    };
+    let result = tokio::select! {
+        r = steps(&mut lab, &tag) => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("\ninterrupted: cleaning up");
+            Err(anyhow::anyhow!("interrupted"))
+        }
+    };
+    lab.cleanup();
+    println!("\ncleaned up: daemon stopped, namespaces removed");
+    result
+}
+
+async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
+    std::fs::create_dir_all(&lab.dir)?;
+    let exe = std::env::current_exe().context("cannot find the weft binary")?;
+    let log = std::fs::File::create(lab.dir.join("daemon.log"))?;
+    println!("== starting a private weft daemon (socket {})", lab.socket().display());
+    lab.daemon = Some(
+        Command::new(exe)
+            .arg("daemon")
+            .arg("--socket")
+            .arg(lab.socket())
+            .arg("--state-dir")
+            .arg(lab.dir.join("state"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("cannot start the demo daemon")?,
+    );
+    let client = Client::new(&lab.socket());
+    let mut ready = false;
+    for _ in 0..100 {
+        if tokio::net::UnixStream::connect(lab.socket()).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if !ready {
+        bail!("the demo daemon did not start; see {}", lab.dir.join("daemon.log").display());
+    }
+
+    println!("== network demo {SUBNET}");
+    let none: Option<&Value> = None;
+    client
+        .call::<Value>(
+            Method::POST,
+            "/v1/networks",
+            Some(&CreateNetwork {
+                name: "demo".into(),
+                subnet: SUBNET.into(),
+                gateway: None,
+                mtu: None,
+                aging_seconds: None,
+            }),
+        )
+        .await?;
+
+    let mut endpoints = Vec::new();
+    for (short, kind) in [("red", PortKind::Tap), ("green", PortKind::Tap), ("blue", PortKind::Veth)] {
+        let ns = format!("weft-demo-{short}-{tag}");
+        ip(&["netns", "add", &ns])?;
+        lab.namespaces.push(ns.clone());
+        ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        let ep: EndpointInfo = client
+            .call(
+                Method::POST,
+                "/v1/networks/demo/endpoints",
+                Some(&Connect {
+                    netns: Some(ns.clone()),
+                    pid: None,
+                    name: Some(short.to_string()),
+                    ip: None,
+                    mac: None,
+                    ifname: None,
+                    kind: Some(kind),
+                }),
+            )
+            .await?;
+        println!(
+            "   {:<6} namespace {ns}: {} {}/{} mac {} ({} port)",
+            ep.name,
+            ep.ifname,
+            ep.ip,
+            ep.prefix_len,
+            ep.mac,
+            ep.kind.as_str()
+        );
+        endpoints.push((ns, ep));
+    }
+
+    println!("== pings");
+    for i in 0..endpoints.len() {
+        let (from_ns, from) = &endpoints[i];
+        let (_, to) = &endpoints[(i + 1) % endpoints.len()];
+        let out = tokio::process::Command::new("ip")
+            .args(["netns", "exec", from_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", &to.ip])
+            .output()
+            .await
+            .context("cannot run ping (install iputils-ping)")?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let summary = text
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .unwrap_or("no reply");
+        println!("   {} -> {} ({}): {summary}", from.name, to.name, to.ip);
+        if !out.status.success() {
+            bail!("ping from {} to {} failed", from.name, to.name);
+        }
+    }
+
+    println!("== learned forwarding database (weft fdb)");
+    let fdb: Vec<FdbRow> = client.call(Method::GET, "/v1/fdb", none).await?;
+    let rows: Vec<Vec<String>> = fdb
+        .into_iter()
+        .map(|r| vec![r.network, r.mac, r.port, r.origin, format!("{:.1}s", r.age_seconds)])
+        .collect();
+    crate::cli::print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
+
+    println!("== port counters (weft ports)");
+    let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", none).await?;
+    let rows: Vec<Vec<String>> = ports
+        .into_iter()
+        .map(|p| {
+            vec![
+                p.name,
+                p.kind.as_str().to_string(),
+                p.rx_packets.to_string(),
+                p.tx_packets.to_string(),
+                p.drops.values().sum::<u64>().to_string(),
+            ]
+        })
+        .collect();
+    crate::cli::print_table(&["PORT", "KIND", "RX_PKTS", "TX_PKTS", "DROPS"], &rows);
+    Ok(())
+}

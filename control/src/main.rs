@@ -1,0 +1,23 @@
+//! `weft`: the daemon and its command-line client.
+
+mod api;
+mod cli;
+mod client;
+mod daemon;
+mod dataplane;
+mod demo;
+mod ipam;
+mod pcap;
+mod server;
+mod state;
+mod sys;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    if let Err(e) = cli::run(args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

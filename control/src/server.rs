@@ -1,0 +1,195 @@
+//! The daemon's API server: HTTP/1.1 + JSON on a root-only Unix socket (axum), versioned
+//! under `/v1`. Handlers run the blocking control operations on tokio's blocking pool.
+
+use std::future::IntoFuture;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde::Deserialize;
+
+use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd};
+use crate::daemon::{Daemon, DaemonError};
+use crate::pcap;
+
+type Shared = State<Arc<Daemon>>;
+
+impl IntoResponse for DaemonError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(ApiError { message: self.to_string() })).into_response()
+    }
+}
+
+/// Runs a blocking control operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, DaemonError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(DaemonError::Invalid(format!("internal error: {e}"))))
+}
+
+pub fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/v1/networks", get(list_networks).post(create_network))
+        .route("/v1/networks/{name}", get(inspect_network).delete(remove_network))
+        .route("/v1/networks/{name}/endpoints", post(connect))
+        .route("/v1/networks/{name}/endpoints/{endpoint}", delete(disconnect))
+        .route("/v1/networks/{name}/fdb", post(fdb_add))
+        .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
+        .route("/v1/fdb", get(fdb))
+        .route("/v1/ports", get(ports))
+        .route("/v1/ports/{port}/capture", get(capture))
+        .with_state(daemon)
+}
+
+async fn list_networks(State(d): Shared) -> impl IntoResponse {
+    Json(d.list_networks())
+}
+
+async fn create_network(State(d): Shared, Json(req): Json<CreateNetwork>) -> Response {
+    match blocking(move || d.create_network(req)).await {
+        Ok(n) => (StatusCode::CREATED, Json(n)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn inspect_network(State(d): Shared, UrlPath(name): UrlPath<String>) -> Response {
+    match d.inspect_network(&name) {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+async fn remove_network(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Response {
+    match blocking(move || d.remove_network(&name, q.force)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn connect(State(d): Shared, UrlPath(name): UrlPath<String>, Json(req): Json<Connect>) -> Response {
+    match blocking(move || d.connect(&name, req)).await {
+        Ok(ep) => (StatusCode::CREATED, Json(ep)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn disconnect(State(d): Shared, UrlPath((name, endpoint)): UrlPath<(String, String)>) -> Response {
+    match blocking(move || d.disconnect(&name, &endpoint)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct FdbQuery {
+    network: Option<String>,
+}
+
+async fn fdb(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
+    match d.fdb(q.network.as_deref()) {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn fdb_add(State(d): Shared, UrlPath(name): UrlPath<String>, Json(req): Json<FdbAdd>) -> Response {
+    match blocking(move || d.fdb_add(&name, &req.mac, &req.endpoint)).await {
+        Ok(()) => StatusCode::CREATED.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn fdb_del(State(d): Shared, UrlPath((name, mac)): UrlPath<(String, String)>) -> Response {
+    match blocking(move || d.fdb_del(&name, &mac)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ports(State(d): Shared) -> impl IntoResponse {
+    Json(d.ports())
+}
+
+#[derive(Deserialize)]
+struct CaptureQuery {
+    count: Option<u64>,
+}
+
+/// A response body fed by the data plane's capture channel: the pcap global header, then
+/// one record per frame, until the count is reached or the client goes away.
+struct CaptureBody {
+    header: Option<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<Bytes>,
+}
+
+impl http_body::Body for CaptureBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        if let Some(h) = self.header.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(h))));
+        }
+        self.rx
+            .poll_recv(cx)
+            .map(|r| r.map(|b| Ok(http_body::Frame::data(b))))
+    }
+}
+
+async fn capture(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Query(q): Query<CaptureQuery>,
+) -> Response {
+    match d.capture(&port, q.count) {
+        Ok(rx) => (
+            [(header::CONTENT_TYPE, "application/vnd.tcpdump.pcap")],
+            Body::new(CaptureBody {
+                header: Some(pcap::global_header()),
+                rx,
+            }),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Serves the API on `socket` until `shutdown` resolves. The socket is created with mode 0600
+/// (root-only) and removed on exit.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: tokio::net::UnixListener,
+    socket: &Path,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(daemon);
+    // Not a graceful shutdown: a live capture stream would hold it open forever.
+    let result = tokio::select! {
+        r = axum::serve(listener, app).into_future() => r,
+        () = shutdown => Ok(()),
+    };
+    let _ = std::fs::remove_file(socket);
+    result
+}

@@ -1,0 +1,173 @@
+//! What the daemon persists in its state directory: networks, endpoints and static FDB
+//! entries, as one JSON document replaced atomically (write a temporary file, fsync, rename,
+//! fsync the directory), so a crash leaves either the old or the new state, never a torn one.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+
+use crate::api::PortKind;
+
+pub const STATE_FILE: &str = "state.json";
+const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot create state directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot write state file {path}: {source}")]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("cannot read state file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("state file {path} is corrupt ({source}); move it away to start empty")]
+    Parse { path: PathBuf, source: serde_json::Error },
+    #[error("state file {path} has format version {found}, this weft understands {FORMAT_VERSION}")]
+    Version { path: PathBuf, found: u32 },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NetworkRecord {
+    pub name: String,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    pub aging_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EndpointRecord {
+    pub name: String,
+    pub network: String,
+    /// As the user gave it: a namespace name or path (PIDs are stored as /proc/PID/ns/net).
+    pub netns: String,
+    pub ifname: String,
+    pub kind: PortKind,
+    pub ip: Ipv4Addr,
+    pub mac: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StaticFdbRecord {
+    pub network: String,
+    pub mac: String,
+    pub endpoint: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct PersistedState {
+    pub version: u32,
+    pub networks: Vec<NetworkRecord>,
+    pub endpoints: Vec<EndpointRecord>,
+    pub static_fdb: Vec<StaticFdbRecord>,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// Creates the directory (mode 0700) if needed.
+    pub fn open(dir: &Path) -> Result<StateDir, StateError> {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|source| StateError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        Ok(StateDir {
+            dir: dir.to_owned(),
+        })
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(STATE_FILE)
+    }
+
+    /// Loads the state; a missing file is an empty state.
+    pub fn load(&self) -> Result<PersistedState, StateError> {
+        let path = self.path();
+        let text = match fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(PersistedState {
+                    version: FORMAT_VERSION,
+                    ..Default::default()
+                })
+            }
+            Err(source) => return Err(StateError::Read { path, source }),
+        };
+        let state: PersistedState =
+            serde_json::from_str(&text).map_err(|source| StateError::Parse {
+                path: path.clone(),
+                source,
+            })?;
+        if state.version != FORMAT_VERSION {
+            return Err(StateError::Version {
+                path,
+                found: state.version,
+            });
+        }
+        Ok(state)
+    }
+
+    /// Replaces the state file atomically.
+    pub fn save(&self, state: &PersistedState) -> Result<(), StateError> {
+        let path = self.path();
+        let tmp = self.dir.join(format!(".{STATE_FILE}.tmp"));
+        let err = |source| StateError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut doc = state.clone();
+        doc.version = FORMAT_VERSION;
+        let text = serde_json::to_vec_pretty(&doc).expect("state serializes");
+        let mut f = File::create(&tmp).map_err(err)?;
+        f.write_all(&text).map_err(err)?;
+        f.sync_all().map_err(err)?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(err)?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips() {
+        let dir = std::env::temp_dir().join(format!("weft-state-test-{}", std::process::id()));
+        let sd = StateDir::open(&dir).unwrap();
+        assert_eq!(sd.load().unwrap().networks.len(), 0);
+        let state = PersistedState {
+            version: FORMAT_VERSION,
+            networks: vec![NetworkRecord {
+                name: "n".into(),
+                subnet: "10.0.0.0/24".parse().unwrap(),
+                gateway: Ipv4Addr::new(10, 0, 0, 1),
+                mtu: 1500,
+                aging_seconds: 300,
+            }],
+            endpoints: vec![],
+            static_fdb: vec![],
+        };
+        sd.save(&state).unwrap();
+        assert_eq!(sd.load().unwrap(), state);
+        fs::write(sd.path(), "{not json").unwrap();
+        let err = sd.load().unwrap_err().to_string();
+        assert!(err.contains("corrupt"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,113 @@
+//! The syscall layer of weft: network namespaces, TAP devices, interface configuration
+//! (ioctls), hand-written rtnetlink (veth create/delete), AF_PACKET sockets, the
+//! `virtio_net_hdr` that prefixes every frame on both port kinds, and a thin epoll/eventfd
+//! wrapper.
+//!
+//! All `unsafe` code of weft-control lives below this module; every `unsafe` block carries a
+//! `// SAFETY:` comment.
+//!
+//! Everything that touches the network stack acts on the network namespace of the *calling
+//! thread*. To act inside another namespace use [`Netns::run`], which runs a closure on a
+//! fresh thread that has `setns()`'d into it. File descriptors (TAP fds, packet sockets, TCP
+//! sockets...) opened there stay bound to that namespace and can be used from any thread.
+
+// The daemon does not use every helper; keep the layer complete without dead-code noise.
+#![allow(dead_code)]
+
+mod error;
+mod ifconf;
+mod netlink;
+mod netns;
+mod packet;
+mod poll;
+mod tap;
+mod vnet;
+
+#[cfg(test)]
+mod tests;
+
+// Re-exports are the module's API; the daemon does not necessarily use all of them.
+pub use error::{Result, SysError};
+#[allow(unused_imports)]
+pub use ifconf::{
+    configure_interface, disable_ipv6, interface_exists, interface_index, set_link_up, set_mtu,
+    IfConfig,
+};
+#[allow(unused_imports)]
+pub use netlink::{create_veth, delete_link};
+#[allow(unused_imports)]
+pub use netns::Netns;
+#[allow(unused_imports)]
+pub use packet::open_packet_socket;
+#[allow(unused_imports)]
+pub use poll::{read_fd, write_fd, Epoll, EventFd};
+#[allow(unused_imports)]
+pub use tap::{open_tap, tap_clear_persist, tap_name};
+#[allow(unused_imports)]
+pub use vnet::{
+    VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
+    VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
+    VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
+};
+
+/// Largest frame (virtio_net_hdr included) that a TAP or packet socket of this module can
+/// hand out: a 64 KiB GSO superframe plus Ethernet/VLAN headers and the vnet header. Read
+/// buffers smaller than this silently truncate superframes (both the tun driver and
+/// AF_PACKET truncate instead of failing).
+pub const MAX_FRAME_LEN: usize = VNET_HDR_LEN + 65535 + 14 + 4 + 4;
+
+use std::ffi::c_char;
+
+/// Validates an interface name and converts it to the kernel's fixed `IFNAMSIZ` array.
+pub(crate) fn ifname_array(ifname: &str) -> Result<[c_char; libc::IFNAMSIZ]> {
+    let reason = if ifname.is_empty() {
+        Some("name is empty")
+    } else if ifname.len() >= libc::IFNAMSIZ {
+        Some("name is longer than 15 bytes")
+    } else if ifname == "." || ifname == ".." {
+        Some("`.` and `..` are reserved")
+    } else if ifname
+        .bytes()
+        .any(|b| b == b'/' || b == b':' || b == b'%' || b.is_ascii_whitespace() || b == 0)
+    {
+        Some("name must not contain '/', ':', '%', NUL or whitespace")
+    } else {
+        None
+    };
+    if let Some(reason) = reason {
+        return Err(SysError::InvalidIfname {
+            ifname: ifname.to_owned(),
+            reason,
+        });
+    }
+    let mut out = [0 as c_char; libc::IFNAMSIZ];
+    for (dst, src) in out.iter_mut().zip(ifname.bytes()) {
+        *dst = src as c_char;
+    }
+    Ok(out)
+}
+
+/// Converts a NUL-terminated `IFNAMSIZ` array back to a string.
+pub(crate) fn ifname_from_array(name: &[c_char; libc::IFNAMSIZ]) -> String {
+    let bytes: Vec<u8> = name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Converts a libc return value (-1 = error) into an `io::Result`.
+pub(crate) fn cvt(rc: libc::c_int) -> std::io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// The effective user id of the process (0 = root, needed for netns/TAP/veth work).
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid() has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}

@@ -1,0 +1,127 @@
+//! AF_PACKET raw sockets carrying the same virtio_net_hdr as the TAPs.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+use super::{cvt, interface_index, Result, SysError};
+
+// <linux/if_packet.h>
+const PACKET_ADD_MEMBERSHIP: libc::c_int = 1;
+const PACKET_MR_PROMISC: libc::c_ushort = 1;
+const PACKET_VNET_HDR: libc::c_int = 15;
+const PACKET_IGNORE_OUTGOING: libc::c_int = 23;
+const ETH_P_ALL: u16 = 0x0003;
+
+/// Socket buffer size requested with SO_RCVBUFFORCE/SO_SNDBUFFORCE (the kernel doubles it).
+const SOCKET_BUF: libc::c_int = 8 << 20;
+
+/// `struct packet_mreq`.
+#[repr(C)]
+struct PacketMreq {
+    mr_ifindex: libc::c_int,
+    mr_type: libc::c_ushort,
+    mr_alen: libc::c_ushort,
+    mr_address: [u8; 8],
+}
+
+/// Opens an AF_PACKET SOCK_RAW socket bound to `ifname` (calling thread's namespace) for
+/// all ethertypes, with PACKET_VNET_HDR (every read/write carries a 10-byte virtio_net_hdr
+/// and GSO superframes pass whole), PACKET_IGNORE_OUTGOING (our own writes are not read
+/// back), promiscuous membership, 8 MiB buffers (SO_RCVBUFFORCE/SO_SNDBUFFORCE) and
+/// O_NONBLOCK | O_CLOEXEC.
+pub fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
+    let ifindex = interface_index(ifname)?;
+    let err = |op: &'static str| {
+        move |source: io::Error| SysError::PacketSocket {
+            ifname: ifname.to_owned(),
+            op,
+            source,
+        }
+    };
+
+    // Protocol 0: receive nothing until bind() selects the interface, so no frame of another
+    // interface is ever queued.
+    // SAFETY: plain syscall without pointers.
+    let raw = cvt(unsafe {
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK,
+            0,
+        )
+    })
+    .map_err(|source| SysError::Socket {
+        kind: "AF_PACKET",
+        source,
+    })?;
+    // SAFETY: `raw` is a freshly created fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+
+    setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1).map_err(err("PACKET_VNET_HDR"))?;
+    setsockopt_int(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        .map_err(err("PACKET_IGNORE_OUTGOING"))?;
+    for (force, plain, op) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUFFORCE"),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUFFORCE"),
+    ] {
+        // The *FORCE variants need CAP_NET_ADMIN; fall back to the capped plain ones.
+        if setsockopt_int(&fd, libc::SOL_SOCKET, force, SOCKET_BUF).is_err() {
+            setsockopt_int(&fd, libc::SOL_SOCKET, plain, SOCKET_BUF).map_err(err(op))?;
+        }
+    }
+
+    // SAFETY: an all-zero sockaddr_ll is valid.
+    let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    sll.sll_family = libc::AF_PACKET as libc::c_ushort;
+    sll.sll_protocol = ETH_P_ALL.to_be();
+    sll.sll_ifindex = ifindex as libc::c_int;
+    // SAFETY: `sll` is a valid sockaddr_ll of the given size.
+    cvt(unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&sll as *const libc::sockaddr_ll).cast(),
+            std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    })
+    .map_err(err("bind"))?;
+
+    // A switch port sees every frame, whatever its destination MAC (veth delivers all frames
+    // anyway; real NICs need this). Dropped automatically when the socket closes.
+    let mreq = PacketMreq {
+        mr_ifindex: ifindex as libc::c_int,
+        mr_type: PACKET_MR_PROMISC,
+        mr_alen: 0,
+        mr_address: [0; 8],
+    };
+    // SAFETY: PACKET_ADD_MEMBERSHIP reads a `struct packet_mreq`, which `mreq` matches.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_PACKET,
+            PACKET_ADD_MEMBERSHIP,
+            (&mreq as *const PacketMreq).cast(),
+            std::mem::size_of::<PacketMreq>() as libc::socklen_t,
+        )
+    })
+    .map_err(err("PACKET_ADD_MEMBERSHIP(PROMISC)"))?;
+
+    Ok(fd)
+}
+
+fn setsockopt_int(
+    fd: &OwnedFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is one int read from `value`.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    })
+    .map(drop)
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
+# tests use (iproute2, ping, iperf3, tcpdump, python3), builds, and runs every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "error: the tests create network namespaces, TAPs and veth pairs; run as root (sudo $0)" >&2
+  exit 1
+fi
+
+need_pkgs=()
+command -v ip >/dev/null || need_pkgs+=(iproute2)
+command -v ping >/dev/null || need_pkgs+=(iputils-ping)
+command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
+command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
+command -v python3 >/dev/null || need_pkgs+=(python3)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q "${need_pkgs[@]}"
+fi
+# iperf3's package may start a system service; the tests run their own servers.
+pkill -x iperf3 2>/dev/null || true
+
+cargo fmt --all --check
+cargo build --release --workspace --all-targets
+export WEFT_BIN="$PWD/target/release/weft"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --workspace --no-fail-fast "$@"
+else
+  cargo test --release --workspace --no-fail-fast "$@"
+fi

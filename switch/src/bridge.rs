@@ -1,0 +1,546 @@
+//! The bridge: networks, ports, and the per-frame forwarding decision.
+//!
+//! A [`Bridge`] hosts any number of *networks* — independent broadcast
+//! domains, the userspace equivalent of one Linux bridge device (a Docker
+//! network) each — and *ports*, each attached to exactly one network. Every
+//! network has its own [`Fdb`] and configuration, and a frame received on a
+//! port is only ever forwarded or flooded to ports of the same network.
+//!
+//! [`Bridge::process`] implements the relay function of an IEEE 802.1D
+//! transparent bridge for one frame: frame validation, learning of the
+//! source address (§7.8), filtering of frames destined to the ingress
+//! segment (§7.7.1), and forwarding to the learned port or flooding to all
+//! other ports of the network for group and unknown destinations (§7.7).
+//! Aging of learned entries follows §7.9.2 using caller-supplied time.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::iter::FusedIterator;
+use std::slice;
+use std::time::Duration;
+
+use crate::counters::{DropReason, PortCounters};
+use crate::fdb::{Fdb, FdbEntry};
+use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN, ETHERTYPE_VLAN, VLAN_TAG_LEN};
+use crate::mac::MacAddr;
+use crate::time::Timestamp;
+
+/// Identifies a bridge port (a TAP device, a vhost-user socket, a tunnel…).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct PortId(pub u32);
+
+impl fmt::Display for PortId {
+    /// The bare number, e.g. `7`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Identifies a network: one broadcast domain with its own FDB.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct NetworkId(pub u32);
+
+impl fmt::Display for NetworkId {
+    /// The bare number, e.g. `3`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Per-network settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetworkConfig {
+    /// Learned FDB entries not refreshed for this long are aged out
+    /// (IEEE 802.1D §7.9.2 *Ageing Time*; default 300 s, the 802.1D
+    /// recommended value and the Linux bridge default).
+    pub aging: Duration,
+    /// Largest payload of a non-GSO frame, excluding the 14-byte Ethernet
+    /// header (and a 4-byte 802.1Q tag, if present). Default 1500.
+    pub mtu: u16,
+    /// Largest number of learned FDB entries in the network (static entries
+    /// are not counted). Default 8192.
+    pub max_fdb_entries: usize,
+    /// Largest number of learned FDB entries pointing at any one port.
+    /// Default 1024.
+    pub max_fdb_entries_per_port: usize,
+}
+
+impl NetworkConfig {
+    /// Default [`NetworkConfig::aging`]: 300 s.
+    pub const DEFAULT_AGING: Duration = Duration::from_secs(300);
+    /// Default [`NetworkConfig::mtu`]: 1500.
+    pub const DEFAULT_MTU: u16 = 1500;
+    /// Default [`NetworkConfig::max_fdb_entries`]: 8192.
+    pub const DEFAULT_MAX_FDB_ENTRIES: usize = 8192;
+    /// Default [`NetworkConfig::max_fdb_entries_per_port`]: 1024.
+    pub const DEFAULT_MAX_FDB_ENTRIES_PER_PORT: usize = 1024;
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            aging: Self::DEFAULT_AGING,
+            mtu: Self::DEFAULT_MTU,
+            max_fdb_entries: Self::DEFAULT_MAX_FDB_ENTRIES,
+            max_fdb_entries_per_port: Self::DEFAULT_MAX_FDB_ENTRIES_PER_PORT,
+        }
+    }
+}
+
+/// Learning and aging statistics of one network's FDB.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetworkStats {
+    /// Learned entries created (including re-learning after aging out).
+    pub learned: u64,
+    /// Live learned entries that moved to another port.
+    pub mac_moves: u64,
+    /// Source addresses not learned because a bound was reached.
+    pub learn_refused_table_full: u64,
+    /// Learned entries that aged out (802.1D §7.9.2), whether removed by
+    /// [`Bridge::expire`] or found stale and replaced by learning.
+    pub aged_out: u64,
+}
+
+/// Errors of the bridge's control-plane operations.
+#[derive(thiserror::Error, Debug, PartialEq, Eq)]
+pub enum BridgeError {
+    /// `add_network` with an id already in use.
+    #[error("network {0} already exists")]
+    NetworkExists(NetworkId),
+    /// The network id is not known.
+    #[error("unknown network {0}")]
+    UnknownNetwork(NetworkId),
+    /// `remove_network` while the network still has ports (how many).
+    #[error("network {0} still has {1} port(s); remove them first")]
+    NetworkHasPorts(NetworkId, usize),
+    /// `add_port` with an id already in use (in any network).
+    #[error("port {0} already exists")]
+    PortExists(PortId),
+    /// The port id is not known.
+    #[error("unknown port {0}")]
+    UnknownPort(PortId),
+    /// A static entry names a port of another network.
+    #[error("port {port} is not attached to network {network}")]
+    PortNotInNetwork {
+        /// The port given.
+        port: PortId,
+        /// The network the entry was meant for.
+        network: NetworkId,
+    },
+    /// `remove_static` for an address without a static entry.
+    #[error("network {network} has no static FDB entry for {mac}")]
+    NoStaticEntry {
+        /// The network searched.
+        network: NetworkId,
+        /// The address given.
+        mac: MacAddr,
+    },
+    /// Static entries must be individual (unicast), non-zero addresses.
+    #[error("{0} cannot be a static FDB entry: only unicast, non-zero addresses can")]
+    InvalidStaticMac(MacAddr),
+}
+
+/// The decision of [`Bridge::process`] for one frame.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict<'a> {
+    /// Send the frame out of exactly this port (a known unicast destination).
+    Forward(PortId),
+    /// Send a copy out of every port of the set (group or unknown unicast
+    /// destination). Never empty.
+    Flood(FloodSet<'a>),
+    /// Do not deliver the frame. The reason has already been counted on the
+    /// ingress port (except [`DropReason::UnknownPort`]).
+    Drop(DropReason),
+}
+
+/// Ports of the ingress network except the ingress port: where a flooded
+/// frame must be copied.
+///
+/// Borrowed from the bridge, so producing it does not allocate. Yields ports
+/// in ascending order; implements [`ExactSizeIterator`], so `len()` tells
+/// how many copies the adapter must send.
+#[derive(Clone, Debug)]
+pub struct FloodSet<'a> {
+    head: slice::Iter<'a, PortId>,
+    tail: slice::Iter<'a, PortId>,
+}
+
+impl<'a> FloodSet<'a> {
+    /// The ports of `ports` except `skip`; `ports` must be sorted.
+    fn new(ports: &'a [PortId], skip: PortId) -> FloodSet<'a> {
+        let (head, tail) = match ports.binary_search(&skip) {
+            Ok(i) => (&ports[..i], &ports[i + 1..]),
+            Err(_) => (ports, &ports[..0]),
+        };
+        FloodSet {
+            head: head.iter(),
+            tail: tail.iter(),
+        }
+    }
+
+    /// The remaining ports as (at most) two contiguous slices, in order.
+    pub fn as_slices(&self) -> (&'a [PortId], &'a [PortId]) {
+        (self.head.as_slice(), self.tail.as_slice())
+    }
+
+    /// `true` if the set has no (remaining) port.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Iterator for FloodSet<'_> {
+    type Item = PortId;
+
+    fn next(&mut self) -> Option<PortId> {
+        self.head.next().or_else(|| self.tail.next()).copied()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = self.head.len() + self.tail.len();
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for FloodSet<'_> {
+    fn next_back(&mut self) -> Option<PortId> {
+        self.tail
+            .next_back()
+            .or_else(|| self.head.next_back())
+            .copied()
+    }
+}
+
+impl ExactSizeIterator for FloodSet<'_> {}
+
+impl FusedIterator for FloodSet<'_> {}
+
+impl PartialEq for FloodSet<'_> {
+    /// Two flood sets are equal when they yield the same remaining ports.
+    fn eq(&self, other: &Self) -> bool {
+        self.clone().eq(other.clone())
+    }
+}
+
+impl Eq for FloodSet<'_> {}
+
+#[derive(Debug)]
+struct Network {
+    config: NetworkConfig,
+    /// Sorted, so flood sets come out in a stable order and the ingress
+    /// port is found by binary search.
+    ports: Vec<PortId>,
+    fdb: Fdb,
+}
+
+#[derive(Debug)]
+struct Port {
+    network: NetworkId,
+    counters: PortCounters,
+}
+
+/// A multi-network learning bridge (pure: no I/O, no clock).
+///
+/// See the [crate documentation](crate) for an overview and an example.
+#[derive(Debug, Default)]
+pub struct Bridge {
+    networks: HashMap<NetworkId, Network>,
+    ports: HashMap<PortId, Port>,
+}
+
+impl Bridge {
+    /// An empty bridge, without networks or ports.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates network `id`, pre-sizing its FDB from `config`.
+    pub fn add_network(&mut self, id: NetworkId, config: NetworkConfig) -> Result<(), BridgeError> {
+        if self.networks.contains_key(&id) {
+            return Err(BridgeError::NetworkExists(id));
+        }
+        let fdb = Fdb::new(&config);
+        self.networks.insert(
+            id,
+            Network {
+                config,
+                ports: Vec::new(),
+                fdb,
+            },
+        );
+        Ok(())
+    }
+
+    /// Replaces the configuration of network `id`. A new aging time applies
+    /// to existing entries at once; smaller bounds evict the least recently
+    /// seen learned entries (see [`Fdb::reconfigure`]).
+    pub fn set_network_config(
+        &mut self,
+        id: NetworkId,
+        config: NetworkConfig,
+    ) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get_mut(&id)
+            .ok_or(BridgeError::UnknownNetwork(id))?;
+        net.fdb.reconfigure(&config);
+        net.config = config;
+        Ok(())
+    }
+
+    /// The configuration of network `id`.
+    pub fn network_config(&self, id: NetworkId) -> Option<&NetworkConfig> {
+        self.networks.get(&id).map(|n| &n.config)
+    }
+
+    /// Removes network `id`, which must have no ports left
+    /// ([`BridgeError::NetworkHasPorts`] otherwise).
+    pub fn remove_network(&mut self, id: NetworkId) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get(&id)
+            .ok_or(BridgeError::UnknownNetwork(id))?;
+        if !net.ports.is_empty() {
+            return Err(BridgeError::NetworkHasPorts(id, net.ports.len()));
+        }
+        self.networks.remove(&id);
+        Ok(())
+    }
+
+    /// Attaches a new port to `network`, with zeroed counters.
+    pub fn add_port(&mut self, port: PortId, network: NetworkId) -> Result<(), BridgeError> {
+        if self.ports.contains_key(&port) {
+            return Err(BridgeError::PortExists(port));
+        }
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        if let Err(at) = net.ports.binary_search(&port) {
+            net.ports.insert(at, port);
+        }
+        net.fdb.add_port(port);
+        self.ports.insert(
+            port,
+            Port {
+                network,
+                counters: PortCounters::default(),
+            },
+        );
+        Ok(())
+    }
+
+    /// Detaches `port`, discarding its counters and every FDB entry
+    /// (learned and static) pointing at it.
+    pub fn remove_port(&mut self, port: PortId) -> Result<(), BridgeError> {
+        let state = self
+            .ports
+            .remove(&port)
+            .ok_or(BridgeError::UnknownPort(port))?;
+        if let Some(net) = self.networks.get_mut(&state.network) {
+            if let Ok(at) = net.ports.binary_search(&port) {
+                net.ports.remove(at);
+            }
+            net.fdb.remove_port(port);
+        }
+        Ok(())
+    }
+
+    /// The network `port` is attached to.
+    pub fn port_network(&self, port: PortId) -> Option<NetworkId> {
+        self.ports.get(&port).map(|p| p.network)
+    }
+
+    /// The ports of `network` in ascending order; empty if the network is
+    /// unknown.
+    pub fn network_ports(&self, network: NetworkId) -> &[PortId] {
+        self.networks.get(&network).map_or(&[], |n| &n.ports)
+    }
+
+    /// Installs a static FDB entry (802.1D §7.9.1) for `mac` on `port`,
+    /// replacing any learned or static entry for `mac` in `network`. Static
+    /// entries are never aged nor moved by learning; they are removed with
+    /// [`Bridge::remove_static`] or together with their port.
+    pub fn add_static(
+        &mut self,
+        network: NetworkId,
+        mac: MacAddr,
+        port: PortId,
+    ) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(BridgeError::InvalidStaticMac(mac));
+        }
+        let state = self
+            .ports
+            .get(&port)
+            .ok_or(BridgeError::UnknownPort(port))?;
+        if state.network != network {
+            return Err(BridgeError::PortNotInNetwork { port, network });
+        }
+        net.fdb.insert_static(mac, port);
+        Ok(())
+    }
+
+    /// Removes the static entry for `mac` in `network`.
+    pub fn remove_static(&mut self, network: NetworkId, mac: MacAddr) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        if net.fdb.remove_static(mac) {
+            Ok(())
+        } else {
+            Err(BridgeError::NoStaticEntry { network, mac })
+        }
+    }
+
+    /// The forwarding decision for one frame that entered on `in_port`. `gso` = the frame is a
+    /// segmentation-offload superframe (its length may exceed the MTU legitimately).
+    /// Counts rx packets/bytes for in_port (even when dropped) and the drop reason on in_port when the verdict is Drop.
+    ///
+    /// In order:
+    ///
+    /// 1. unknown `in_port`: [`DropReason::UnknownPort`], nothing counted;
+    /// 2. the frame is counted as received on `in_port`;
+    /// 3. validation: shorter than 14 bytes is a [`DropReason::Runt`]; a
+    ///    non-GSO frame longer than MTU + 14 (+4 for an 802.1Q tag) is
+    ///    [`DropReason::Oversized`]; a group or all-zero source address is
+    ///    [`DropReason::InvalidSourceMac`];
+    /// 4. learning of the source address (802.1D §7.8, see [`Fdb::learn`]);
+    /// 5. a group destination is flooded; a unicast destination with a live
+    ///    FDB entry is forwarded to its port, or filtered as
+    ///    [`DropReason::SameSegment`] if that is `in_port` (802.1D §7.7.1);
+    ///    an unknown unicast destination is flooded;
+    /// 6. a flood with no other port in the network is
+    ///    [`DropReason::NoDestination`].
+    ///
+    /// Never panics and does not allocate.
+    pub fn process(
+        &mut self,
+        now: Timestamp,
+        in_port: PortId,
+        frame: &[u8],
+        gso: bool,
+    ) -> Verdict<'_> {
+        let Some(port) = self.ports.get_mut(&in_port) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        port.counters.record_rx(frame.len());
+        let verdict = match self.networks.get_mut(&port.network) {
+            Some(net) => decide(net, now, in_port, frame, gso),
+            // Unreachable: a port's network cannot be removed while it has ports.
+            None => Verdict::Drop(DropReason::UnknownPort),
+        };
+        if let Verdict::Drop(reason) = verdict {
+            port.counters.record_drop(reason);
+        }
+        verdict
+    }
+
+    /// Adapter-side accounting: a frame written out of `port`.
+    /// Ignored for an unknown port.
+    pub fn record_tx(&mut self, port: PortId, bytes: usize) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.record_tx(bytes);
+        }
+    }
+
+    /// Adapter-side accounting: a frame dropped on `port` for `reason` (before or after `process`).
+    /// Ignored for an unknown port.
+    pub fn record_drop(&mut self, port: PortId, reason: DropReason) {
+        if let Some(p) = self.ports.get_mut(&port) {
+            p.counters.record_drop(reason);
+        }
+    }
+
+    /// The counters of `port`.
+    pub fn port_counters(&self, port: PortId) -> Option<&PortCounters> {
+        self.ports.get(&port).map(|p| &p.counters)
+    }
+
+    /// Removes learned entries older than the network's aging time; returns how many.
+    ///
+    /// Aged-out entries already count as absent before this runs, so calling
+    /// it (e.g. once a second) only reclaims their space.
+    pub fn expire(&mut self, now: Timestamp) -> usize {
+        self.networks.values_mut().map(|n| n.fdb.expire(now)).sum()
+    }
+
+    /// Entries of one network (learned ones not yet aged out at `now`), sorted by MAC.
+    /// Empty if the network is unknown.
+    pub fn fdb_entries(&self, network: NetworkId, now: Timestamp) -> Vec<FdbEntry> {
+        self.networks
+            .get(&network)
+            .map_or_else(Vec::new, |n| n.fdb.entries(now))
+    }
+
+    /// The live FDB entry for `mac` in `network` at `now`.
+    pub fn lookup(&self, network: NetworkId, mac: MacAddr, now: Timestamp) -> Option<FdbEntry> {
+        self.networks.get(&network)?.fdb.lookup(mac, now)
+    }
+
+    /// Learning and aging statistics of `network`.
+    pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
+        self.networks.get(&network).map(|n| n.fdb.stats())
+    }
+
+    /// Read-only access to the FDB of `network` (sizes, per-port counts).
+    pub fn fdb(&self, network: NetworkId) -> Option<&Fdb> {
+        self.networks.get(&network).map(|n| &n.fdb)
+    }
+}
+
+/// Steps 3–6 of [`Bridge::process`] for a frame of `net` from `in_port`.
+fn decide<'a>(
+    net: &'a mut Network,
+    now: Timestamp,
+    in_port: PortId,
+    bytes: &[u8],
+    gso: bool,
+) -> Verdict<'a> {
+    let Ok(frame) = EthernetFrame::new_checked(bytes) else {
+        return Verdict::Drop(DropReason::Runt);
+    };
+    if !gso {
+        let mut max_len = usize::from(net.config.mtu) + ETHERNET_HEADER_LEN;
+        if frame.ethertype() == ETHERTYPE_VLAN {
+            max_len += VLAN_TAG_LEN;
+        }
+        if frame.len() > max_len {
+            return Verdict::Drop(DropReason::Oversized);
+        }
+    }
+    let src = frame.src();
+    if src.is_multicast() || src.is_zero() {
+        return Verdict::Drop(DropReason::InvalidSourceMac);
+    }
+    net.fdb.learn(src, in_port, now);
+
+    let net: &'a Network = net;
+    let dst = frame.dst();
+    if dst.is_unicast() {
+        if let Some(out) = net.fdb.port_of(dst, now) {
+            return if out == in_port {
+                Verdict::Drop(DropReason::SameSegment)
+            } else {
+                Verdict::Forward(out)
+            };
+        }
+    }
+    let flood = FloodSet::new(&net.ports, in_port);
+    if flood.is_empty() {
+        Verdict::Drop(DropReason::NoDestination)
+    } else {
+        Verdict::Flood(flood)
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod proptests;
