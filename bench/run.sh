@@ -251,12 +251,18 @@ start_bg() { # start_bg LOGFILE CMD...: background process, registered
 }
 
 wait_for() { # wait_for SECONDS DESCRIPTION CMD...
-    local secs=$1 what=$2 i
+    local secs=$1 what=$2 i xt=
     shift 2
+    # Don't trace each poll.
+    [[ $- == *x* ]] && xt=1 && { set +x; } 2>/dev/null
     for ((i = 0; i < secs * 10; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
+        if "$@" >/dev/null 2>&1; then
+            [[ -n $xt ]] && set -x
+            return 0
+        fi
         sleep 0.1
     done
+    [[ -n $xt ]] && set -x
     echo "timed out after ${secs}s waiting for $what" >&2
     return 1
 }
@@ -375,22 +381,25 @@ path_ovs() {
     ovs-ofctl dump-ports "$br" >"$WORK/ovs.ports" 2>&1 || true
 }
 
+sock_or_dead() { [[ -S $1 ]] || ! alive "$2"; }
+
 # path_weft KIND: weft daemon with one network and two KIND endpoints.
 path_weft() {
     local kind=$1 a="$P-$1-a" b="$P-$1-b" dir="$WORK/weft-$1"
     local sock="$dir/weft.sock" pid
     mkdir -p "$dir/state"
     pid=$(start_bg "$dir/daemon.log" "$WEFT" daemon --socket "$sock" --state-dir "$dir/state")
-    if ! wait_for 15 "weft daemon socket $sock" test -S "$sock"; then
+    if ! wait_for 15 "weft daemon socket $sock" sock_or_dead "$sock" "$pid" || ! alive "$pid"; then
+        echo "weft daemon did not come up; its log:" >&2
         tail -n 20 "$dir/daemon.log" >&2
         return 1
     fi
-    alive "$pid" || { tail -n 20 "$dir/daemon.log" >&2; return 1; }
     mk_ns "$a"
     mk_ns "$b"
-    "$WEFT" --socket "$sock" network create bench --subnet "$SUBNET"
-    "$WEFT" --socket "$sock" connect bench --netns "$a" --kind "$kind" --ip "$ADDR_A" --name a
-    "$WEFT" --socket "$sock" connect bench --netns "$b" --kind "$kind" --ip "$ADDR_B" --name b
+    # (the CLI's confirmations go to the path log, with the shell trace)
+    "$WEFT" --socket "$sock" network create bench --subnet "$SUBNET" >&2
+    "$WEFT" --socket "$sock" connect bench --netns "$a" --kind "$kind" --ip "$ADDR_A" --name a >&2
+    "$WEFT" --socket "$sock" connect bench --netns "$b" --kind "$kind" --ip "$ADDR_B" --name b >&2
     measure "$kind" "$a" "$b"
     "$WEFT" --socket "$sock" --json ports >"$WORK/$kind.ports.json" || true
     alive "$pid" || { echo "weft daemon died during the run" >&2; tail -n 20 "$dir/daemon.log" >&2; return 1; }
@@ -408,6 +417,10 @@ run_path() {
 # ------------------------------------------------------------------ main --
 
 log "weft benchmark: paths ${PATHS[*]}; ${DURATION}s per test; work dir $WORK"
+LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
+    echo "run.sh: warning: load average $LOAD_BEFORE on $(nproc) CPUs; other work will skew the figures" >&2
+fi
 START=$(date +%s)
 for p in "${PATHS[@]}"; do
     log "$p"
@@ -442,6 +455,7 @@ ELAPSED=$(($(date +%s) - START))
 mkdir -p "$(dirname "$OUT")"
 B_DURATION=$DURATION B_OMIT=$OMIT B_UDP_LEN=$UDP_LEN B_PING_COUNT=$PING_COUNT \
     B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT B_REPO=$REPO_ROOT \
+    B_LOAD_BEFORE=$LOAD_BEFORE \
     python3 - "$WORK" "$OUT" "$ELAPSED" "${PATHS[@]}" <<'PY'
 import json, os, platform, re, subprocess, sys, datetime
 
@@ -542,7 +556,9 @@ doc = {
     "schema": 1,
     "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     "elapsed_s": elapsed,
-    "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu},
+    "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu,
+             "loadavg_1min_before": float(E["B_LOAD_BEFORE"]),
+             "loadavg_1min_after": os.getloadavg()[0]},
     "tools": {"iperf3": (cmd("iperf3", "--version") or "").split("\n")[0] or None,
               "ovs": (cmd("ovs-vsctl", "--version") or "").split("\n")[0] or None,
               "weft": weft or None,

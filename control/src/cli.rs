@@ -16,8 +16,8 @@ use crate::api::{
     PortRow,
 };
 use crate::client::{check, seg, Client};
-use crate::dataplane::Dataplane;
 use crate::daemon::Daemon;
+use crate::dataplane::Dataplane;
 use crate::state::StateDir;
 use crate::{demo, pcap, server};
 
@@ -67,6 +67,10 @@ pub struct DaemonArgs {
     /// Directory for persistent state (networks, endpoints, static entries)
     #[arg(long, default_value = DEFAULT_STATE_DIR)]
     pub state_dir: PathBuf,
+    /// Microseconds the data plane keeps polling after traffic before it sleeps (0: never
+    /// spin); trades CPU for round-trip time
+    #[arg(long, default_value_t = crate::dataplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    pub busy_poll_us: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -146,7 +150,11 @@ pub struct FdbArgs {
 #[derive(Subcommand, Debug)]
 pub enum FdbAction {
     /// Add a static entry: frames to MAC go to ENDPOINT's port
-    Add { network: String, mac: String, endpoint: String },
+    Add {
+        network: String,
+        mac: String,
+        endpoint: String,
+    },
     /// Remove a static entry
     Del { network: String, mac: String },
 }
@@ -174,7 +182,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 pub fn run(cli: Cli) -> Result<()> {
     let rt = runtime()?;
     match cli.command {
-        Command::Daemon(args) => rt.block_on(run_daemon(&cli.socket, &args.state_dir)),
+        Command::Daemon(args) => rt.block_on(run_daemon(&cli.socket, &args)),
         Command::Demo => rt.block_on(demo::run()),
         command => {
             let client = Client::new(&cli.socket);
@@ -183,7 +191,8 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn run_daemon(socket: &Path, state_dir: &Path) -> Result<()> {
+async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
+    let state_dir = args.state_dir.as_path();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if crate::sys::effective_uid() != 0 {
         bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
@@ -200,8 +209,10 @@ async fn run_daemon(socket: &Path, state_dir: &Path) -> Result<()> {
             .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
     }
     let state = StateDir::open(state_dir)?;
-    let dataplane = Dataplane::new()?;
-    let worker = dataplane.spawn().context("cannot start the data-plane thread")?;
+    let dataplane = Dataplane::new(std::time::Duration::from_micros(args.busy_poll_us))?;
+    let worker = dataplane
+        .spawn()
+        .context("cannot start the data-plane thread")?;
     let dp = Arc::clone(&dataplane);
     let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp)).await??;
     let listener = tokio::net::UnixListener::bind(socket)
@@ -230,7 +241,6 @@ async fn run_daemon(socket: &Path, state_dir: &Path) -> Result<()> {
     let _ = worker.join();
     Ok(())
 }
-
 
 /// Prints rows as an aligned table with a header line.
 pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
@@ -288,7 +298,9 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 mtu,
                 aging_seconds: aging,
             };
-            let n: NetworkSummary = client.call(Method::POST, "/v1/networks", Some(&req)).await?;
+            let n: NetworkSummary = client
+                .call(Method::POST, "/v1/networks", Some(&req))
+                .await?;
             if json {
                 print_json(&n)?;
             } else {
@@ -313,7 +325,10 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                     ]
                 })
                 .collect();
-            print_table(&["NAME", "SUBNET", "GATEWAY", "MTU", "AGING", "ENDPOINTS"], &rows);
+            print_table(
+                &["NAME", "SUBNET", "GATEWAY", "MTU", "AGING", "ENDPOINTS"],
+                &rows,
+            );
         }
         Command::Network(NetworkCommand::Inspect { name }) => {
             let n: NetworkDetail = client
@@ -358,21 +373,39 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             }
         }
         Command::Disconnect { network, endpoint } => {
-            let path = format!("/v1/networks/{}/endpoints/{}", seg(&network), seg(&endpoint));
+            let path = format!(
+                "/v1/networks/{}/endpoints/{}",
+                seg(&network),
+                seg(&endpoint)
+            );
             client.call::<Value>(Method::DELETE, &path, none).await?;
             println!("{endpoint}");
         }
-        Command::Fdb(FdbArgs { action: Some(FdbAction::Add { network, mac, endpoint }), .. }) => {
+        Command::Fdb(FdbArgs {
+            action:
+                Some(FdbAction::Add {
+                    network,
+                    mac,
+                    endpoint,
+                }),
+            ..
+        }) => {
             let path = format!("/v1/networks/{}/fdb", seg(&network));
             client
                 .call::<Value>(Method::POST, &path, Some(&FdbAdd { mac, endpoint }))
                 .await?;
         }
-        Command::Fdb(FdbArgs { action: Some(FdbAction::Del { network, mac }), .. }) => {
+        Command::Fdb(FdbArgs {
+            action: Some(FdbAction::Del { network, mac }),
+            ..
+        }) => {
             let path = format!("/v1/networks/{}/fdb/{}", seg(&network), seg(&mac));
             client.call::<Value>(Method::DELETE, &path, none).await?;
         }
-        Command::Fdb(FdbArgs { network, action: None }) => {
+        Command::Fdb(FdbArgs {
+            network,
+            action: None,
+        }) => {
             let path = match &network {
                 Some(n) => format!("/v1/fdb?network={}", seg(n)),
                 None => "/v1/fdb".to_string(),
@@ -384,7 +417,11 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             let rows: Vec<Vec<String>> = rows
                 .into_iter()
                 .map(|r| {
-                    let age = if r.origin == "static" { "-".into() } else { fmt_age(r.age_seconds) };
+                    let age = if r.origin == "static" {
+                        "-".into()
+                    } else {
+                        fmt_age(r.age_seconds)
+                    };
                     vec![r.network, r.mac, r.port, r.origin, age]
                 })
                 .collect();
@@ -420,7 +457,10 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 })
                 .collect();
             print_table(
-                &["PORT", "KIND", "NETWORK", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES", "DROPS"],
+                &[
+                    "PORT", "KIND", "NETWORK", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES",
+                    "DROPS",
+                ],
                 &rows,
             );
         }
@@ -465,7 +505,9 @@ async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
             _ = int.recv() => None,
         };
         let Some(frame) = frame else { break };
-        let Ok(data) = frame?.into_data() else { continue };
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
         pending.extend_from_slice(&data);
         if !header_done {
             if pending.len() < pcap::GLOBAL_HEADER_LEN {

@@ -17,7 +17,9 @@ use crate::api::{
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::ipam::{self, IpamError};
-use crate::state::{EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord};
+use crate::state::{
+    EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord,
+};
 use crate::sys::{self, IfConfig, Netns, SysError};
 
 pub const DEFAULT_MTU: u32 = 1500;
@@ -97,7 +99,10 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
     if ok {
         Ok(())
     } else {
@@ -157,7 +162,9 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net> {
 }
 
 fn parse_mac(s: &str) -> Result<MacAddr> {
-    let mac: MacAddr = s.parse().map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+    let mac: MacAddr = s
+        .parse()
+        .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
     if !mac.is_unicast() || mac.is_zero() {
         return Err(invalid(format!(
             "MAC address {mac} is not a unicast address: the first octet must be even and the address nonzero (e.g. 02:42:0a:00:00:05)"
@@ -176,7 +183,12 @@ fn mac_for_ip(ip: Ipv4Addr) -> MacAddr {
 fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.finish()
 }
 
@@ -306,19 +318,26 @@ impl Daemon {
             let id = NetworkId(c.next_network_id);
             c.next_network_id += 1;
             self.dataplane.add_network(id, network_config(&record))?;
-            c.networks.insert(record.name.clone(), Network { record, id });
+            c.networks
+                .insert(record.name.clone(), Network { record, id });
         }
         for record in persisted.endpoints {
             let name = record.name.clone();
             match self.attach_existing(&mut c, record) {
                 Ok(()) => log::info!("re-attached endpoint {name}"),
-                Err(e) => log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}"),
+                Err(e) => {
+                    log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}")
+                }
             }
         }
         for entry in persisted.static_fdb {
             match self.apply_static(&c, &entry) {
                 Ok(()) => c.static_fdb.push(entry),
-                Err(e) => log::warn!("static FDB entry {} on {} dropped: {e}", entry.mac, entry.network),
+                Err(e) => log::warn!(
+                    "static FDB entry {} on {} dropped: {e}",
+                    entry.mac,
+                    entry.network
+                ),
             }
         }
         self.save(&c)?;
@@ -419,10 +438,14 @@ impl Daemon {
         let gateway = match &req.gateway {
             Some(g) => {
                 let gw: Ipv4Addr = g.parse().map_err(|_| {
-                    invalid(format!("invalid gateway {g:?}: expected an IPv4 address like 10.1.0.1"))
+                    invalid(format!(
+                        "invalid gateway {g:?}: expected an IPv4 address like 10.1.0.1"
+                    ))
                 })?;
                 ipam::check_host(subnet, gw).map_err(|e| {
-                    invalid(format!("gateway {gw} is not usable in subnet {subnet}: {e}"))
+                    invalid(format!(
+                        "gateway {gw} is not usable in subnet {subnet}: {e}"
+                    ))
                 })?;
                 gw
             }
@@ -446,7 +469,8 @@ impl Daemon {
             )));
         }
         if let Some(other) = c.networks.values().find(|n| {
-            n.record.subnet.contains(&subnet.network()) || subnet.contains(&n.record.subnet.network())
+            n.record.subnet.contains(&subnet.network())
+                || subnet.contains(&n.record.subnet.network())
         }) {
             return Err(DaemonError::Conflict(format!(
                 "subnet {subnet} overlaps subnet {} of network {:?}; choose a subnet that does not overlap",
@@ -463,7 +487,8 @@ impl Daemon {
         let id = NetworkId(c.next_network_id);
         self.dataplane.add_network(id, network_config(&record))?;
         c.next_network_id += 1;
-        c.networks.insert(record.name.clone(), Network { record, id });
+        c.networks
+            .insert(record.name.clone(), Network { record, id });
         if let Err(e) = self.save(&c) {
             c.networks.remove(&req.name);
             let _ = self.dataplane.remove_network(id);
@@ -532,7 +557,9 @@ impl Daemon {
             .as_deref()
             .map(|s| {
                 s.parse::<Ipv4Addr>().map_err(|_| {
-                    invalid(format!("invalid --ip {s:?}: expected an IPv4 address like 10.1.0.5"))
+                    invalid(format!(
+                        "invalid --ip {s:?}: expected an IPv4 address like 10.1.0.5"
+                    ))
                 })
             })
             .transpose()?;
@@ -582,7 +609,13 @@ impl Daemon {
                 };
                 let base: String = base
                     .chars()
-                    .map(|ch| if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.') { ch } else { '-' })
+                    .map(|ch| {
+                        if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.') {
+                            ch
+                        } else {
+                            '-'
+                        }
+                    })
                     .collect();
                 [base.clone(), format!("{base}-{ifname}")]
                     .into_iter()
@@ -765,7 +798,8 @@ impl Daemon {
             endpoint: endpoint.to_string(),
         };
         self.apply_static(&c, &entry)?;
-        c.static_fdb.retain(|s| !(s.network == network && s.mac == entry.mac));
+        c.static_fdb
+            .retain(|s| !(s.network == network && s.mac == entry.mac));
         c.static_fdb.push(entry);
         self.save(&c)?;
         Ok(())
@@ -778,7 +812,11 @@ impl Daemon {
         let mut c = self.lock();
         let id = Self::network(&c, network)?.id;
         let key = mac.to_string();
-        if !c.static_fdb.iter().any(|s| s.network == network && s.mac == key) {
+        if !c
+            .static_fdb
+            .iter()
+            .any(|s| s.network == network && s.mac == key)
+        {
             return Err(DaemonError::NotFound(format!(
                 "no static FDB entry for {mac} on network {network:?}; list entries with `weft fdb {network}`"
             )));
@@ -786,7 +824,8 @@ impl Daemon {
         self.dataplane
             .with_bridge(|b| b.remove_static(id, mac))
             .map_err(|e| invalid(e.to_string()))?;
-        c.static_fdb.retain(|s| !(s.network == network && s.mac == key));
+        c.static_fdb
+            .retain(|s| !(s.network == network && s.mac == key));
         self.save(&c)?;
         Ok(())
     }
@@ -826,7 +865,9 @@ impl Daemon {
     ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
         let c = self.lock();
         let ep = c.endpoints.get(port).ok_or_else(|| {
-            DaemonError::NotFound(format!("no port named {port:?}; list ports with `weft ports`"))
+            DaemonError::NotFound(format!(
+                "no port named {port:?}; list ports with `weft ports`"
+            ))
         })?;
         if count == Some(0) {
             return Err(invalid("-c/--count must be at least 1"));
@@ -841,7 +882,10 @@ mod tests {
 
     #[test]
     fn subnets_are_parsed_with_helpful_errors() {
-        assert_eq!(parse_subnet("10.1.0.0/24").unwrap().to_string(), "10.1.0.0/24");
+        assert_eq!(
+            parse_subnet("10.1.0.0/24").unwrap().to_string(),
+            "10.1.0.0/24"
+        );
         let msg = |s: &str| parse_subnet(s).unwrap_err().to_string();
         assert!(msg("10.1.0.0/33").contains("prefix length must be 0..32"));
         assert!(msg("10.1.0.0").contains("CIDR"));

@@ -26,9 +26,9 @@ pub const BATCH: usize = 64;
 /// Largest frame the worker reads: a 64 KiB GSO superframe plus headers fits.
 const BUF_LEN: usize = VNET_HDR_LEN + 65_535 + 14 + 4 + 1;
 const WAKE_TOKEN: u64 = u64::MAX;
-/// How long the worker keeps polling after traffic before it sleeps in epoll (adaptive spin):
-/// a sleeping thread's wake-up costs tens of microseconds of round-trip time.
-const SPIN: std::time::Duration = std::time::Duration::from_micros(50);
+/// Default for how long the worker keeps polling after traffic before it sleeps in epoll
+/// (adaptive spin): a sleeping thread's wake-up costs tens of microseconds of round-trip time.
+pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(50);
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 
@@ -59,6 +59,7 @@ pub struct Dataplane {
     wake: EventFd,
     stop: AtomicBool,
     origin: Instant,
+    busy_poll: std::time::Duration,
 }
 
 /// Errors of data-plane bookkeeping.
@@ -73,7 +74,8 @@ pub enum DataplaneError {
 }
 
 impl Dataplane {
-    pub fn new() -> Result<Arc<Dataplane>, DataplaneError> {
+    /// `busy_poll`: how long the worker keeps polling after traffic before it sleeps.
+    pub fn new(busy_poll: std::time::Duration) -> Result<Arc<Dataplane>, DataplaneError> {
         let epoll = Epoll::new()?;
         let wake = EventFd::new()?;
         epoll.add(wake.fd(), WAKE_TOKEN)?;
@@ -88,6 +90,7 @@ impl Dataplane {
             wake,
             stop: AtomicBool::new(false),
             origin: Instant::now(),
+            busy_poll,
         }))
     }
 
@@ -195,7 +198,7 @@ impl Dataplane {
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut last_traffic = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
-            let spinning = last_traffic.elapsed() < SPIN;
+            let spinning = last_traffic.elapsed() < self.busy_poll;
             let timeout = if spinning { 0 } else { 1000 };
             ready.clear();
             if let Err(e) = self.epoll.wait(&mut ready, 256, timeout) {

@@ -97,7 +97,10 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
     std::fs::create_dir_all(&lab.dir)?;
     let exe = std::env::current_exe().context("cannot find the weft binary")?;
     let log = std::fs::File::create(lab.dir.join("daemon.log"))?;
-    println!("== starting a private weft daemon (socket {})", lab.socket().display());
+    println!(
+        "== starting a private weft daemon (socket {})",
+        lab.socket().display()
+    );
     lab.daemon = Some(
         Command::new(exe)
             .arg("daemon")
@@ -120,7 +123,10 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     if !ready {
-        bail!("the demo daemon did not start; see {}", lab.dir.join("daemon.log").display());
+        bail!(
+            "the demo daemon did not start; see {}",
+            lab.dir.join("daemon.log").display()
+        );
     }
 
     println!("== network demo {SUBNET}");
@@ -140,7 +146,11 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         .await?;
 
     let mut endpoints = Vec::new();
-    for (short, kind) in [("red", PortKind::Tap), ("green", PortKind::Tap), ("blue", PortKind::Veth)] {
+    for (short, kind) in [
+        ("red", PortKind::Tap),
+        ("green", PortKind::Tap),
+        ("blue", PortKind::Veth),
+    ] {
         let ns = format!("weft-demo-{short}-{tag}");
         ip(&["netns", "add", &ns])?;
         lab.namespaces.push(ns.clone());
@@ -177,7 +187,9 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         let (from_ns, from) = &endpoints[i];
         let (_, to) = &endpoints[(i + 1) % endpoints.len()];
         let out = tokio::process::Command::new("ip")
-            .args(["netns", "exec", from_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", &to.ip])
+            .args([
+                "netns", "exec", from_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", &to.ip,
+            ])
             .output()
             .await
             .context("cannot run ping (install iputils-ping)")?;
@@ -196,7 +208,15 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
     let fdb: Vec<FdbRow> = client.call(Method::GET, "/v1/fdb", none).await?;
     let rows: Vec<Vec<String>> = fdb
         .into_iter()
-        .map(|r| vec![r.network, r.mac, r.port, r.origin, format!("{:.1}s", r.age_seconds)])
+        .map(|r| {
+            vec![
+                r.network,
+                r.mac,
+                r.port,
+                r.origin,
+                format!("{:.1}s", r.age_seconds),
+            ]
+        })
         .collect();
     crate::cli::print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
 

@@ -17,9 +17,13 @@ pub enum IpamError {
     BroadcastAddress { addr: Ipv4Addr, subnet: Ipv4Net },
     #[error("address {addr} is the gateway of this network; pick another address or omit --ip")]
     GatewayAddress { addr: Ipv4Addr },
-    #[error("address {addr} is already used by endpoint {owner}; pick another address or omit --ip")]
+    #[error(
+        "address {addr} is already used by endpoint {owner}; pick another address or omit --ip"
+    )]
     Taken { addr: Ipv4Addr, owner: String },
-    #[error("subnet {subnet} has no free address left; disconnect an endpoint or use a larger subnet")]
+    #[error(
+        "subnet {subnet} has no free address left; disconnect an endpoint or use a larger subnet"
+    )]
     Exhausted { subnet: Ipv4Net },
 }
 
@@ -90,10 +94,16 @@ mod tests {
         let gw = default_gateway(subnet).unwrap();
         assert_eq!(gw, Ipv4Addr::new(10, 0, 0, 1));
         let mut taken = BTreeSet::new();
-        assert_eq!(next_free(subnet, gw, &taken), Ok(Ipv4Addr::new(10, 0, 0, 2)));
+        assert_eq!(
+            next_free(subnet, gw, &taken),
+            Ok(Ipv4Addr::new(10, 0, 0, 2))
+        );
         taken.insert(Ipv4Addr::new(10, 0, 0, 2));
         taken.insert(Ipv4Addr::new(10, 0, 0, 3));
-        assert_eq!(next_free(subnet, gw, &taken), Ok(Ipv4Addr::new(10, 0, 0, 4)));
+        assert_eq!(
+            next_free(subnet, gw, &taken),
+            Ok(Ipv4Addr::new(10, 0, 0, 4))
+        );
         for i in 4..=6 {
             taken.insert(Ipv4Addr::new(10, 0, 0, i));
         }
@@ -108,12 +118,25 @@ mod tests {
         let subnet = net("10.0.0.0/24");
         let gw = Ipv4Addr::new(10, 0, 0, 1);
         let taken = [(Ipv4Addr::new(10, 0, 0, 5), "web")];
-        let check = |a: [u8; 4]| check_explicit(subnet, gw, Ipv4Addr::from(a), taken.iter().copied());
+        let check =
+            |a: [u8; 4]| check_explicit(subnet, gw, Ipv4Addr::from(a), taken.iter().copied());
         assert!(check([10, 0, 0, 9]).is_ok());
-        assert!(matches!(check([10, 0, 1, 9]), Err(IpamError::OutsideSubnet { .. })));
-        assert!(matches!(check([10, 0, 0, 0]), Err(IpamError::NetworkAddress { .. })));
-        assert!(matches!(check([10, 0, 0, 255]), Err(IpamError::BroadcastAddress { .. })));
-        assert!(matches!(check([10, 0, 0, 1]), Err(IpamError::GatewayAddress { .. })));
+        assert!(matches!(
+            check([10, 0, 1, 9]),
+            Err(IpamError::OutsideSubnet { .. })
+        ));
+        assert!(matches!(
+            check([10, 0, 0, 0]),
+            Err(IpamError::NetworkAddress { .. })
+        ));
+        assert!(matches!(
+            check([10, 0, 0, 255]),
+            Err(IpamError::BroadcastAddress { .. })
+        ));
+        assert!(matches!(
+            check([10, 0, 0, 1]),
+            Err(IpamError::GatewayAddress { .. })
+        ));
         let err = check([10, 0, 0, 5]).unwrap_err();
         assert!(err.to_string().contains("web"), "{err}");
     }

@@ -66,9 +66,15 @@ mod tests {
     #[test]
     fn record_round_trips() {
         let frame = [0xffu8; 60];
-        let r = record(UNIX_EPOCH + std::time::Duration::from_micros(1_500_000), &frame);
+        let r = record(
+            UNIX_EPOCH + std::time::Duration::from_micros(1_500_000),
+            &frame,
+        );
         let h = parse_record_header(&r).unwrap();
-        assert_eq!((h.ts_sec, h.ts_usec, h.caplen, h.origlen), (1, 500_000, 60, 60));
+        assert_eq!(
+            (h.ts_sec, h.ts_usec, h.caplen, h.origlen),
+            (1, 500_000, 60, 60)
+        );
         assert_eq!(&r[RECORD_HEADER_LEN..], &frame[..]);
         assert_eq!(global_header().len(), GLOBAL_HEADER_LEN);
         assert!(parse_record_header(&r[..15]).is_none());

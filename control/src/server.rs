@@ -22,8 +22,15 @@ type Shared = State<Arc<Daemon>>;
 
 impl IntoResponse for DaemonError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, Json(ApiError { message: self.to_string() })).into_response()
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (
+            status,
+            Json(ApiError {
+                message: self.to_string(),
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -39,9 +46,15 @@ async fn blocking<T: Send + 'static>(
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
         .route("/v1/networks", get(list_networks).post(create_network))
-        .route("/v1/networks/{name}", get(inspect_network).delete(remove_network))
+        .route(
+            "/v1/networks/{name}",
+            get(inspect_network).delete(remove_network),
+        )
         .route("/v1/networks/{name}/endpoints", post(connect))
-        .route("/v1/networks/{name}/endpoints/{endpoint}", delete(disconnect))
+        .route(
+            "/v1/networks/{name}/endpoints/{endpoint}",
+            delete(disconnect),
+        )
         .route("/v1/networks/{name}/fdb", post(fdb_add))
         .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/fdb", get(fdb))
@@ -85,14 +98,21 @@ async fn remove_network(
     }
 }
 
-async fn connect(State(d): Shared, UrlPath(name): UrlPath<String>, Json(req): Json<Connect>) -> Response {
+async fn connect(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<Connect>,
+) -> Response {
     match blocking(move || d.connect(&name, req)).await {
         Ok(ep) => (StatusCode::CREATED, Json(ep)).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
-async fn disconnect(State(d): Shared, UrlPath((name, endpoint)): UrlPath<(String, String)>) -> Response {
+async fn disconnect(
+    State(d): Shared,
+    UrlPath((name, endpoint)): UrlPath<(String, String)>,
+) -> Response {
     match blocking(move || d.disconnect(&name, &endpoint)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
@@ -111,7 +131,11 @@ async fn fdb(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
     }
 }
 
-async fn fdb_add(State(d): Shared, UrlPath(name): UrlPath<String>, Json(req): Json<FdbAdd>) -> Response {
+async fn fdb_add(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<FdbAdd>,
+) -> Response {
     match blocking(move || d.fdb_add(&name, &req.mac, &req.endpoint)).await {
         Ok(()) => StatusCode::CREATED.into_response(),
         Err(e) => e.into_response(),

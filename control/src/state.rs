@@ -18,14 +18,28 @@ const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("cannot create state directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot write state file {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read state file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("state file {path} is corrupt ({source}); move it away to start empty")]
-    Parse { path: PathBuf, source: serde_json::Error },
-    #[error("state file {path} has format version {found}, this weft understands {FORMAT_VERSION}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error(
+        "state file {path} has format version {found}, this weft understands {FORMAT_VERSION}"
+    )]
     Version { path: PathBuf, found: u32 },
 }
 
@@ -137,7 +151,9 @@ impl StateDir {
         f.sync_all().map_err(err)?;
         drop(f);
         fs::rename(&tmp, &path).map_err(err)?;
-        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(err)?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(err)?;
         Ok(())
     }
 }

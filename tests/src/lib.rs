@@ -60,7 +60,9 @@ pub fn weft_bin() -> PathBuf {
         candidates.push(PathBuf::from(&t).join("release").join("weft"));
         candidates.push(PathBuf::from(&t).join("debug").join("weft"));
     }
-    let ws_target = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    let ws_target = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target");
     candidates.push(ws_target.join("release").join("weft"));
     candidates.push(ws_target.join("debug").join("weft"));
     for c in &candidates {
@@ -90,7 +92,10 @@ pub fn require_tool(tool: &str) {
     let found = std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()))
         .unwrap_or(false);
-    assert!(found, "`{tool}` is required by this test but is not installed (apt-get install {tool})");
+    assert!(
+        found,
+        "`{tool}` is required by this test but is not installed (apt-get install {tool})"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -113,8 +118,12 @@ fn pump<R: Read + Send + 'static>(mut r: R, buf: Arc<Mutex<Vec<u8>>>) -> thread:
 /// than `timeout` (the child is killed first).
 pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     let desc = format!("{cmd:?}");
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {desc}: {e}"));
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(Vec::new()));
     let t1 = pump(child.stdout.take().unwrap(), out.clone());
@@ -143,7 +152,11 @@ pub fn run_timeout(cmd: &mut Command, timeout: Duration) -> Output {
     }
     let stdout = out.lock().unwrap().clone();
     let stderr = err.lock().unwrap().clone();
-    Output { status, stdout, stderr }
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
 }
 
 /// Convenience: stdout of an Output as String.
@@ -168,7 +181,10 @@ fn describe(o: &Output) -> String {
 fn run_quiet(prog: &str, args: &[&str]) -> Option<Output> {
     let mut c = Command::new(prog);
     c.args(args);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_timeout(&mut c, Duration::from_secs(20)))).ok()
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        run_timeout(&mut c, Duration::from_secs(20))
+    }))
+    .ok()
 }
 
 fn send_signal(pid: u32, sig: libc::c_int) {
@@ -209,7 +225,9 @@ pub fn link_names_in(ns: Option<&str>) -> Vec<String> {
 
 /// Names in `ip netns list`.
 pub fn netns_list() -> Vec<String> {
-    let Some(out) = run_quiet("ip", &["netns", "list"]) else { return Vec::new() };
+    let Some(out) = run_quiet("ip", &["netns", "list"]) else {
+        return Vec::new();
+    };
     stdout_of(&out)
         .lines()
         .filter_map(|l| l.split_whitespace().next())
@@ -260,7 +278,10 @@ fn cleanup(shared: &Mutex<Shared>, print_log: bool) {
     // Processes left running inside our namespaces (iperf3 servers, sleep, ...).
     for ns in &s.namespaces {
         if let Some(out) = run_quiet("ip", &["netns", "pids", ns]) {
-            for pid in stdout_of(&out).split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            for pid in stdout_of(&out)
+                .split_whitespace()
+                .filter_map(|p| p.parse::<u32>().ok())
+            {
                 send_signal(pid, libc::SIGKILL);
             }
         }
@@ -269,7 +290,8 @@ fn cleanup(shared: &Mutex<Shared>, print_log: bool) {
         kill_daemon(&mut d);
     }
     if print_log && s.log_path.exists() {
-        let log = fs::read_to_string(&s.log_path).unwrap_or_else(|e| format!("<cannot read log: {e}>"));
+        let log =
+            fs::read_to_string(&s.log_path).unwrap_or_else(|e| format!("<cannot read log: {e}>"));
         eprintln!(
             "===== weft daemon log ({}) =====\n{}\n===== end of daemon log =====",
             s.log_path.display(),
@@ -318,7 +340,10 @@ impl Endpoint {
         Endpoint {
             name: s_field(v, "name"),
             network: s_field(v, "network"),
-            netns: v.get("netns").map(|n| n.as_str().map(str::to_string).unwrap_or(n.to_string())).unwrap_or_default(),
+            netns: v
+                .get("netns")
+                .map(|n| n.as_str().map(str::to_string).unwrap_or(n.to_string()))
+                .unwrap_or_default(),
             ifname: s_field(v, "ifname"),
             kind: s_field(v, "kind"),
             ip: s_field(v, "ip"),
@@ -327,7 +352,10 @@ impl Endpoint {
                 .and_then(Value::as_u64)
                 .unwrap_or_else(|| panic!("prefix_len missing in {v}")),
             mac: s_field(v, "mac").to_ascii_lowercase(),
-            port: v.get("port").cloned().unwrap_or_else(|| panic!("port missing in {v}")),
+            port: v
+                .get("port")
+                .cloned()
+                .unwrap_or_else(|| panic!("port missing in {v}")),
             ns: ns.to_string(),
             json: v.clone(),
         }
@@ -371,7 +399,10 @@ impl Lab {
         let _ = weft_bin();
         let pid = std::process::id();
         let (prefix, dir) = loop {
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().subsec_nanos();
+            let nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .subsec_nanos();
             let n = COUNTER.fetch_add(1, Ordering::SeqCst);
             let v = (pid ^ n.wrapping_mul(0x9e37_79b9) ^ nanos ^ (nanos >> 16)) & 0xffff;
             let prefix = format!("wt{v:04x}");
@@ -424,21 +455,39 @@ impl Lab {
                 std::process::exit(3);
             });
         }
-        Lab { prefix, dir, socket, state_dir, log_path, shared, done }
+        Lab {
+            prefix,
+            dir,
+            socket,
+            state_dir,
+            log_path,
+            shared,
+            done,
+        }
     }
 
     /// Starts `weft daemon --socket S --state-dir D` and waits (<= 10 s) until
     /// the socket accepts connections.
     pub fn start_daemon(&self) {
-        let log = OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open daemon log");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open daemon log");
         let log2 = log.try_clone().unwrap();
         let mut cmd = Command::new(weft_bin());
-        cmd.arg("daemon").arg("--socket").arg(&self.socket).arg("--state-dir").arg(&self.state_dir);
+        cmd.arg("daemon")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir);
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start weft daemon: {e}"));
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start weft daemon: {e}"));
         {
             let mut s = lock(&self.shared);
             assert!(s.daemon.is_none(), "start_daemon: daemon already running");
@@ -452,7 +501,10 @@ impl Lab {
                 if let Ok(Some(st)) = d.try_wait() {
                     s.daemon = None;
                     drop(s);
-                    panic!("weft daemon exited during startup ({st}); log:\n{}", self.daemon_log());
+                    panic!(
+                        "weft daemon exited during startup ({st}); log:\n{}",
+                        self.daemon_log()
+                    );
                 }
             }
             if UnixStream::connect(&self.socket).is_ok() {
@@ -476,14 +528,20 @@ impl Lab {
 
     /// Sends `sig` to the daemon and waits (<= 10 s) for it to exit; returns its exit status.
     pub fn stop_daemon_with(&self, sig: libc::c_int) -> ExitStatus {
-        let mut child = lock(&self.shared).daemon.take().expect("stop_daemon: daemon not running");
+        let mut child = lock(&self.shared)
+            .daemon
+            .take()
+            .expect("stop_daemon: daemon not running");
         send_signal(child.id(), sig);
         match wait_child(&mut child, Duration::from_secs(10)) {
             Some(st) => st,
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("weft daemon did not exit within 10 s of signal {sig}; log:\n{}", self.daemon_log());
+                panic!(
+                    "weft daemon did not exit within 10 s of signal {sig}; log:\n{}",
+                    self.daemon_log()
+                );
             }
         }
     }
@@ -509,7 +567,10 @@ impl Lab {
         let full = format!("{}-{}", self.prefix, name);
         let mut last = None;
         for _ in 0..5 {
-            let o = run_timeout(Command::new("ip").args(["netns", "add", &full]), EXEC_TIMEOUT);
+            let o = run_timeout(
+                Command::new("ip").args(["netns", "add", &full]),
+                EXEC_TIMEOUT,
+            );
             if o.status.success() {
                 last = None;
                 break;
@@ -521,7 +582,10 @@ impl Lab {
             panic!("ip netns add {full} failed: {}", describe(&o));
         }
         lock(&self.shared).namespaces.push(full.clone());
-        let o = run_timeout(Command::new("ip").args(["-n", &full, "link", "set", "lo", "up"]), EXEC_TIMEOUT);
+        let o = run_timeout(
+            Command::new("ip").args(["-n", &full, "link", "set", "lo", "up"]),
+            EXEC_TIMEOUT,
+        );
         assert!(o.status.success(), "lo up in {full}: {}", describe(&o));
         let _ = self.exec(
             &full,
@@ -536,19 +600,29 @@ impl Lab {
 
     /// `ip netns exec NS cmd...`
     pub fn exec(&self, ns: &str, cmd: &[&str]) -> Output {
-        run_timeout(Command::new("ip").args(["netns", "exec", ns]).args(cmd), EXEC_TIMEOUT)
+        run_timeout(
+            Command::new("ip").args(["netns", "exec", ns]).args(cmd),
+            EXEC_TIMEOUT,
+        )
     }
 
     /// Like `exec`, asserts success, returns stdout.
     pub fn exec_ok(&self, ns: &str, cmd: &[&str]) -> String {
         let o = self.exec(ns, cmd);
-        assert!(o.status.success(), "`ip netns exec {ns} {}` failed: {}", cmd.join(" "), describe(&o));
+        assert!(
+            o.status.success(),
+            "`ip netns exec {ns} {}` failed: {}",
+            cmd.join(" "),
+            describe(&o)
+        );
         stdout_of(&o)
     }
 
     /// `ping -c 2 -W 1 -i 0.2 ip` inside `ns`; true if any reply came back.
     pub fn ping(&self, ns: &str, ip: &str) -> bool {
-        self.exec(ns, &["ping", "-c", "2", "-W", "1", "-i", "0.2", ip]).status.success()
+        self.exec(ns, &["ping", "-c", "2", "-W", "1", "-i", "0.2", ip])
+            .status
+            .success()
     }
 
     /// Retries `ping` until it succeeds or `timeout` passes.
@@ -624,7 +698,11 @@ impl Lab {
             panic!("`weft --json {}` failed: {}", join_args(args), describe(&o));
         }
         serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!("`weft --json {}` printed invalid JSON ({e}):\n{}", join_args(args), stdout_of(&o))
+            panic!(
+                "`weft --json {}` printed invalid JSON ({e}):\n{}",
+                join_args(args),
+                stdout_of(&o)
+            )
         })
     }
 
@@ -660,8 +738,9 @@ impl Lab {
     /// `weft network inspect NET` (parsed JSON).
     pub fn inspect(&self, net: &str) -> Value {
         let out = self.weft_ok(&["network", "inspect", net]);
-        serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("`weft network inspect {net}` printed invalid JSON ({e}):\n{out}"))
+        serde_json::from_str(&out).unwrap_or_else(|e| {
+            panic!("`weft network inspect {net}` printed invalid JSON ({e}):\n{out}")
+        })
     }
 
     /// Endpoints of `net` per `network inspect`.
@@ -741,7 +820,11 @@ print(n)
         let mut args: Vec<&str> = vec!["python3", "-c", PY, ifname];
         args.extend(hex.iter().map(String::as_str));
         let o = self.exec(ns, &args);
-        assert!(o.status.success(), "raw frame sender failed: {}", describe(&o));
+        assert!(
+            o.status.success(),
+            "raw frame sender failed: {}",
+            describe(&o)
+        );
         let err = stderr_of(&o);
         if !err.trim().is_empty() {
             eprintln!("raw frame sender: {err}");
@@ -764,7 +847,10 @@ impl Drop for Lab {
 }
 
 fn join_args<S: AsRef<OsStr>>(args: &[S]) -> String {
-    args.iter().map(|a| a.as_ref().to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    args.iter()
+        .map(|a| a.as_ref().to_string_lossy().into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn as_array(v: Value, what: &str) -> Vec<Value> {
@@ -778,7 +864,12 @@ fn as_array(v: Value, what: &str) -> Vec<Value> {
 /// with "error: " and mentioning one of `words`). Returns stderr.
 pub fn check_error(o: &Output, what: &str, words: &[&str]) -> String {
     let err = stderr_of(o);
-    assert_eq!(o.status.code(), Some(1), "`{what}` should fail with exit code 1: {}", describe(o));
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "`{what}` should fail with exit code 1: {}",
+        describe(o)
+    );
     assert!(
         err.trim_start().starts_with("error: "),
         "`{what}`: stderr should start with \"error: \": {err:?}"
@@ -786,7 +877,9 @@ pub fn check_error(o: &Output, what: &str, words: &[&str]) -> String {
     if !words.is_empty() {
         let lower = err.to_ascii_lowercase();
         assert!(
-            words.iter().any(|w| lower.contains(&w.to_ascii_lowercase())),
+            words
+                .iter()
+                .any(|w| lower.contains(&w.to_ascii_lowercase())),
             "`{what}`: stderr should mention one of {words:?}: {err:?}"
         );
     }
@@ -808,13 +901,22 @@ pub struct Bg {
 impl Bg {
     pub fn spawn(mut c: Command) -> Bg {
         let desc = format!("{c:?}");
-        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {desc}: {e}"));
         let out = Arc::new(Mutex::new(Vec::new()));
         let err = Arc::new(Mutex::new(Vec::new()));
         pump(child.stdout.take().unwrap(), out.clone());
         pump(child.stderr.take().unwrap(), err.clone());
-        Bg { child, out, err, desc }
+        Bg {
+            child,
+            out,
+            err,
+            desc,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -873,7 +975,9 @@ pub struct Capture {
 impl Capture {
     fn spawn(mut c: Command, port: &str) -> Capture {
         c.stdin(Stdio::null()).stderr(Stdio::piped());
-        let mut child = c.spawn().unwrap_or_else(|e| panic!("cannot spawn weft capture: {e}"));
+        let mut child = c
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn weft capture: {e}"));
         let stderr = Arc::new(Mutex::new(String::new()));
         let se = child.stderr.take().unwrap();
         let buf = stderr.clone();
@@ -885,7 +989,11 @@ impl Capture {
                 line.clear();
             }
         });
-        Capture { child, stderr, port: port.to_string() }
+        Capture {
+            child,
+            stderr,
+            port: port.to_string(),
+        }
     }
 
     pub fn stderr(&self) -> String {
@@ -903,7 +1011,11 @@ impl Capture {
             }
             if let Ok(Some(st)) = self.child.try_wait() {
                 thread::sleep(Duration::from_millis(50));
-                panic!("weft capture {} exited ({st}) before becoming active; stderr: {:?}", self.port, self.stderr());
+                panic!(
+                    "weft capture {} exited ({st}) before becoming active; stderr: {:?}",
+                    self.port,
+                    self.stderr()
+                );
             }
             if Instant::now() >= deadline {
                 panic!(
@@ -923,7 +1035,11 @@ impl Capture {
                 thread::sleep(Duration::from_millis(50));
                 st
             }
-            None => panic!("weft capture {} did not exit within {timeout:?}; stderr: {:?}", self.port, self.stderr()),
+            None => panic!(
+                "weft capture {} did not exit within {timeout:?}; stderr: {:?}",
+                self.port,
+                self.stderr()
+            ),
         }
     }
 
@@ -971,7 +1087,10 @@ pub fn read_pcap(path: &Path) -> Result<Pcap, String> {
 
 pub fn parse_pcap(data: &[u8]) -> Result<Pcap, String> {
     if data.len() < 24 {
-        return Err(format!("pcap too short for the global header: {} bytes", data.len()));
+        return Err(format!(
+            "pcap too short for the global header: {} bytes",
+            data.len()
+        ));
     }
     let magic = u32::from_le_bytes(data[0..4].try_into().unwrap());
     let le = match magic {
@@ -992,7 +1111,10 @@ pub fn parse_pcap(data: &[u8]) -> Result<Pcap, String> {
     let mut off = 24;
     while off < data.len() {
         if data.len() - off < 16 {
-            return Err(format!("truncated record header at offset {off} ({} trailing bytes)", data.len() - off));
+            return Err(format!(
+                "truncated record header at offset {off} ({} trailing bytes)",
+                data.len() - off
+            ));
         }
         let incl = rd(&data[off + 8..off + 12]) as usize;
         if incl > 262_144 {
@@ -1000,7 +1122,10 @@ pub fn parse_pcap(data: &[u8]) -> Result<Pcap, String> {
         }
         off += 16;
         if data.len() - off < incl {
-            return Err(format!("truncated record data at offset {off}: need {incl}, have {}", data.len() - off));
+            return Err(format!(
+                "truncated record data at offset {off}: need {incl}, have {}",
+                data.len() - off
+            ));
         }
         frames.push(data[off..off + incl].to_vec());
         off += incl;
@@ -1027,7 +1152,10 @@ pub fn mac_bytes(s: &str) -> [u8; 6] {
 }
 
 pub fn mac_string(m: &[u8]) -> String {
-    m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+    m.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Builds an Ethernet II frame.
@@ -1073,25 +1201,39 @@ impl Rng {
 
 /// Numeric counter `key` of a ports entry (0 if absent).
 pub fn counter(port: &Value, key: &str) -> u64 {
-    port.get(key).and_then(Value::as_u64).unwrap_or_else(|| panic!("ports entry has no numeric {key:?}: {port}"))
+    port.get(key)
+        .and_then(Value::as_u64)
+        .unwrap_or_else(|| panic!("ports entry has no numeric {key:?}: {port}"))
 }
 
 /// Drop counter `reason` of a ports entry (0 if absent: only nonzero reasons are listed).
 pub fn drops(port: &Value, reason: &str) -> u64 {
-    port.get("drops").and_then(|d| d.get(reason)).and_then(Value::as_u64).unwrap_or(0)
+    port.get("drops")
+        .and_then(|d| d.get(reason))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// All drop counters of a ports entry.
 pub fn all_drops(port: &Value) -> BTreeMap<String, u64> {
     port.get("drops")
         .and_then(Value::as_object)
-        .map(|o| o.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0)))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 /// Finds an FDB entry by MAC (case-insensitive).
 pub fn fdb_entry<'a>(fdb: &'a [Value], mac: &str) -> Option<&'a Value> {
-    fdb.iter().find(|e| e.get("mac").and_then(Value::as_str).map(|m| m.eq_ignore_ascii_case(mac)) == Some(true))
+    fdb.iter().find(|e| {
+        e.get("mac")
+            .and_then(Value::as_str)
+            .map(|m| m.eq_ignore_ascii_case(mac))
+            == Some(true)
+    })
 }
 
 /// Polls `f` every 200 ms until it returns true or `timeout` passes.

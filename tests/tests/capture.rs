@@ -4,7 +4,19 @@ use std::time::Duration;
 use weft_tests::*;
 
 fn ping_bg(lab: &Lab, from: &Endpoint, to: &Endpoint, count: u32) -> Bg {
-    lab.spawn_in(&from.ns, &["ping", "-c", &count.to_string(), "-i", "0.2", "-W", "1", &to.ip])
+    lab.spawn_in(
+        &from.ns,
+        &[
+            "ping",
+            "-c",
+            &count.to_string(),
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            &to.ip,
+        ],
+    )
 }
 
 /// -c 5 -w FILE on a TAP port: exits by itself after 5 frames, file is a valid
@@ -25,7 +37,11 @@ fn capture_count_to_file() {
     cap.wait_active(Duration::from_secs(10));
     let _ping = ping_bg(&lab, &a, &b, 20);
     let st = cap.wait(Duration::from_secs(15));
-    assert!(st.success(), "capture -c 5 exited with {st}; stderr {:?}", cap.stderr());
+    assert!(
+        st.success(),
+        "capture -c 5 exited with {st}; stderr {:?}",
+        cap.stderr()
+    );
 
     let pcap = read_pcap(&file).unwrap_or_else(|e| panic!("invalid pcap: {e}"));
     assert_eq!(pcap.linktype, 1, "LINKTYPE_ETHERNET expected");
@@ -33,7 +49,9 @@ fn capture_count_to_file() {
     for f in &pcap.frames {
         let (dst, src) = (mac_string(&f[0..6]), mac_string(&f[6..12]));
         assert!(
-            (dst == a.mac && src == b.mac) || (dst == b.mac && src == a.mac) || dst == "ff:ff:ff:ff:ff:ff",
+            (dst == a.mac && src == b.mac)
+                || (dst == b.mac && src == a.mac)
+                || dst == "ff:ff:ff:ff:ff:ff",
             "unexpected frame on b's port: {}",
             to_hex(f)
         );
@@ -43,8 +61,14 @@ fn capture_count_to_file() {
     assert!(ok, "tcpdump -r failed: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 5, "tcpdump output:\n{out}");
-    assert!(out.contains("ICMP echo request"), "no echo request (a->b, leaving the switch on b's port):\n{out}");
-    assert!(out.contains("ICMP echo reply"), "no echo reply (b->a, entering the switch on b's port):\n{out}");
+    assert!(
+        out.contains("ICMP echo request"),
+        "no echo request (a->b, leaving the switch on b's port):\n{out}"
+    );
+    assert!(
+        out.contains("ICMP echo reply"),
+        "no echo reply (b->a, entering the switch on b's port):\n{out}"
+    );
     assert!(out.contains(&format!("{} > {}", a.ip, b.ip)), "{out}");
 }
 
@@ -63,7 +87,11 @@ fn capture_to_stdout() {
     cap.wait_active(Duration::from_secs(10));
     let _ping = ping_bg(&lab, &b, &a, 20);
     let st = cap.wait(Duration::from_secs(15));
-    assert!(st.success(), "capture -w - exited with {st}; stderr {:?}", cap.stderr());
+    assert!(
+        st.success(),
+        "capture -w - exited with {st}; stderr {:?}",
+        cap.stderr()
+    );
 
     let pcap = read_pcap(&file).unwrap_or_else(|e| panic!("stdout is not a valid pcap: {e}"));
     assert_eq!(pcap.linktype, 1);
@@ -92,12 +120,23 @@ fn capture_stopped_by_signal_is_valid_pcap() {
         lab.assert_ping(&b, &a);
         std::thread::sleep(Duration::from_millis(200));
         let st = cap.stop_with(sig);
-        assert!(st.code().is_some(), "capture was killed by {name} instead of handling it ({st}); stderr {:?}", cap.stderr());
+        assert!(
+            st.code().is_some(),
+            "capture was killed by {name} instead of handling it ({st}); stderr {:?}",
+            cap.stderr()
+        );
         let pcap = read_pcap(&file).unwrap_or_else(|e| panic!("pcap after {name} invalid: {e}"));
-        assert!(pcap.frames.len() >= 4, "after {name}: only {} frames", pcap.frames.len());
+        assert!(
+            pcap.frames.len() >= 4,
+            "after {name}: only {} frames",
+            pcap.frames.len()
+        );
         let (ok, out, err) = tcpdump_read(&file, &[]);
         assert!(ok, "tcpdump -r after {name} failed: {err}");
-        assert!(out.contains("ICMP echo request") && out.contains("ICMP echo reply"), "after {name}:\n{out}");
+        assert!(
+            out.contains("ICMP echo request") && out.contains("ICMP echo reply"),
+            "after {name}:\n{out}"
+        );
     }
     // the port still forwards after captures ended
     lab.assert_ping(&a, &b);
@@ -109,5 +148,9 @@ fn capture_unknown_port_fails() {
     lab.create_network("n", "10.54.0.0/24", &[]);
     let file = lab.dir.join("x.pcap");
     let o = lab.weft(&["capture", "nosuch", "-w", file.to_str().unwrap(), "-c", "1"]);
-    check_error(&o, "weft capture nosuch", &["nosuch", "port", "not found", "unknown"]);
+    check_error(
+        &o,
+        "weft capture nosuch",
+        &["nosuch", "port", "not found", "unknown"],
+    );
 }

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use weft_tests::*;
 
 fn origin(e: &Value) -> &str {
-    e.get("origin").and_then(Value::as_str).unwrap_or_else(|| panic!("fdb entry without origin: {e}"))
+    e.get("origin")
+        .and_then(Value::as_str)
+        .unwrap_or_else(|| panic!("fdb entry without origin: {e}"))
 }
 
 #[test]
@@ -32,25 +34,50 @@ fn learned_entries_match_endpoints() {
             .unwrap_or_else(|| panic!("{} not in inspect: {inspect:?}", ep.name))
             .to_ascii_lowercase();
         assert_eq!(mac, ep.mac);
-        let e = fdb_entry(&fdb, &mac).unwrap_or_else(|| panic!("MAC {mac} of {} not learned: {fdb:?}", ep.name));
+        let e = fdb_entry(&fdb, &mac)
+            .unwrap_or_else(|| panic!("MAC {mac} of {} not learned: {fdb:?}", ep.name));
         assert_eq!(origin(e), "learned", "{e}");
-        assert!(ep.is_port(&e["port"]), "MAC {mac} learned on port {} but endpoint {} has port {}", e["port"], ep.name, ep.port);
+        assert!(
+            ep.is_port(&e["port"]),
+            "MAC {mac} learned on port {} but endpoint {} has port {}",
+            e["port"],
+            ep.name,
+            ep.port
+        );
         assert_eq!(e["network"], "n", "{e}");
-        let age = e.get("age_seconds").and_then(Value::as_f64).unwrap_or_else(|| panic!("age_seconds not a number: {e}"));
+        let age = e
+            .get("age_seconds")
+            .and_then(Value::as_f64)
+            .unwrap_or_else(|| panic!("age_seconds not a number: {e}"));
         assert!((0.0..30.0).contains(&age), "implausible age {age}: {e}");
     }
-    assert!(fdb_entry(&fdb, &o.mac).is_none(), "MAC of another network's endpoint in n's FDB: {fdb:?}");
-    assert!(fdb.iter().all(|e| e["network"] == "n"), "fdb n lists entries of other networks: {fdb:?}");
+    assert!(
+        fdb_entry(&fdb, &o.mac).is_none(),
+        "MAC of another network's endpoint in n's FDB: {fdb:?}"
+    );
+    assert!(
+        fdb.iter().all(|e| e["network"] == "n"),
+        "fdb n lists entries of other networks: {fdb:?}"
+    );
 
     // `weft fdb` without a network lists all networks
     let all = as_vec(lab.weft_json(&["fdb"]));
-    assert!(all.len() >= fdb.len(), "fdb (all) shorter than fdb n: {all:?}");
+    assert!(
+        all.len() >= fdb.len(),
+        "fdb (all) shorter than fdb n: {all:?}"
+    );
     let table = lab.weft_ok(&["fdb", "n"]);
-    assert!(table.to_ascii_lowercase().contains(&a.mac), "fdb table lacks {}: {table}", a.mac);
+    assert!(
+        table.to_ascii_lowercase().contains(&a.mac),
+        "fdb table lacks {}: {table}",
+        a.mac
+    );
 }
 
 fn as_vec(v: Value) -> Vec<Value> {
-    v.as_array().cloned().unwrap_or_else(|| panic!("expected array: {v}"))
+    v.as_array()
+        .cloned()
+        .unwrap_or_else(|| panic!("expected array: {v}"))
 }
 
 #[test]
@@ -65,7 +92,8 @@ fn learned_entries_age_out() {
     let silent_since = Instant::now();
     let fdb = lab.fdb("n");
     for ep in [&a, &b] {
-        let e = fdb_entry(&fdb, &ep.mac).unwrap_or_else(|| panic!("{} not learned: {fdb:?}", ep.mac));
+        let e =
+            fdb_entry(&fdb, &ep.mac).unwrap_or_else(|| panic!("{} not learned: {fdb:?}", ep.mac));
         assert_eq!(origin(e), "learned");
     }
 
@@ -84,15 +112,25 @@ fn learned_entries_age_out() {
     });
     let waited = silent_since.elapsed();
     let fdb = lab.fdb("n");
-    assert!(gone, "learned entries still present {waited:?} after the last frame (aging 3 s): {fdb:?}");
-    assert!(waited >= Duration::from_millis(2500), "entries vanished too early ({waited:?}) for aging 3 s");
-    let s = fdb_entry(&fdb, "02:00:00:00:43:01").unwrap_or_else(|| panic!("static entry aged out: {fdb:?}"));
+    assert!(
+        gone,
+        "learned entries still present {waited:?} after the last frame (aging 3 s): {fdb:?}"
+    );
+    assert!(
+        waited >= Duration::from_millis(2500),
+        "entries vanished too early ({waited:?}) for aging 3 s"
+    );
+    let s = fdb_entry(&fdb, "02:00:00:00:43:01")
+        .unwrap_or_else(|| panic!("static entry aged out: {fdb:?}"));
     assert_eq!(origin(s), "static");
 
     // and they are learned again on new traffic
     lab.assert_ping(&b, &a);
     let fdb = lab.fdb("n");
-    assert!(fdb_entry(&fdb, &a.mac).is_some() && fdb_entry(&fdb, &b.mac).is_some(), "not relearned: {fdb:?}");
+    assert!(
+        fdb_entry(&fdb, &a.mac).is_some() && fdb_entry(&fdb, &b.mac).is_some(),
+        "not relearned: {fdb:?}"
+    );
 }
 
 #[test]
@@ -107,28 +145,51 @@ fn static_entries_add_del_and_errors() {
     let fdb = lab.fdb("n");
     let e = fdb_entry(&fdb, mac).unwrap_or_else(|| panic!("static entry missing: {fdb:?}"));
     assert_eq!(origin(e), "static", "{e}");
-    assert!(b.is_port(&e["port"]), "static entry on wrong port: {e} (want {})", b.port);
+    assert!(
+        b.is_port(&e["port"]),
+        "static entry on wrong port: {e} (want {})",
+        b.port
+    );
     let table = lab.weft_ok(&["fdb", "n"]);
-    assert!(table.contains(mac) && table.contains("static"), "table: {table}");
+    assert!(
+        table.contains(mac) && table.contains("static"),
+        "table: {table}"
+    );
 
     // upper-case input is the same MAC
     lab.weft_ok(&["fdb", "del", "n", &mac.to_ascii_uppercase()]);
     let fdb = lab.fdb("n");
-    assert!(fdb_entry(&fdb, mac).is_none(), "static entry not removed: {fdb:?}");
+    assert!(
+        fdb_entry(&fdb, mac).is_none(),
+        "static entry not removed: {fdb:?}"
+    );
 
     // errors leave the FDB untouched
     lab.weft_ok(&["fdb", "add", "n", mac, &a.name]);
     let before = lab.fdb("n");
-    lab.weft_err(&["fdb", "add", "n", "02:00:00:00:44:02", "nosuch"], &["nosuch", "endpoint", "not found", "unknown"]);
-    lab.weft_err(&["fdb", "add", "nonet", "02:00:00:00:44:02", &a.name], &["nonet", "network"]);
+    lab.weft_err(
+        &["fdb", "add", "n", "02:00:00:00:44:02", "nosuch"],
+        &["nosuch", "endpoint", "not found", "unknown"],
+    );
+    lab.weft_err(
+        &["fdb", "add", "nonet", "02:00:00:00:44:02", &a.name],
+        &["nonet", "network"],
+    );
     lab.weft_err(&["fdb", "add", "n", "zz:zz", &a.name], &["zz:zz", "mac"]);
     let after = lab.fdb("n");
     let macs = |f: &[Value]| {
-        let mut v: Vec<String> = f.iter().map(|e| e["mac"].as_str().unwrap().to_ascii_lowercase()).collect();
+        let mut v: Vec<String> = f
+            .iter()
+            .map(|e| e["mac"].as_str().unwrap().to_ascii_lowercase())
+            .collect();
         v.sort();
         v
     };
-    assert_eq!(macs(&before), macs(&after), "failed fdb commands changed the FDB");
+    assert_eq!(
+        macs(&before),
+        macs(&after),
+        "failed fdb commands changed the FDB"
+    );
 }
 
 /// Once both ends are learned, unicast between them is not flooded to a third
@@ -151,7 +212,7 @@ fn known_unicast_is_not_flooded_and_static_entries_steer() {
     cap_c.wait_active(Duration::from_secs(10));
 
     lab.assert_ping(&a, &b); // ARP request is flooded to c, the rest is not
-    // frames to the static MAC go to b only
+                             // frames to the static MAC go to b only
     let frames: Vec<Vec<u8>> = (0..3)
         .map(|i| {
             let mut payload = vec![0u8; 46];
@@ -164,7 +225,10 @@ fn known_unicast_is_not_flooded_and_static_entries_steer() {
     lab.assert_ping(&a, &c); // proves the capture on c is live
     std::thread::sleep(Duration::from_millis(300));
     let (sb, sc) = (cap_b.stop(), cap_c.stop());
-    assert!(sb.code().is_some() && sc.code().is_some(), "capture killed by the signal instead of exiting: {sb} {sc}");
+    assert!(
+        sb.code().is_some() && sc.code().is_some(),
+        "capture killed by the signal instead of exiting: {sb} {sc}"
+    );
 
     let on_b = read_pcap(&pb).unwrap_or_else(|e| panic!("b capture invalid: {e}"));
     let on_c = read_pcap(&pc).unwrap_or_else(|e| panic!("c capture invalid: {e}"));
@@ -172,14 +236,33 @@ fn known_unicast_is_not_flooded_and_static_entries_steer() {
         f.len() >= 34
             && f[12..14] == [0x08, 0x00]
             && f[23] == 1
-            && ((f[26..30] == ipb(&x.ip) && f[30..34] == ipb(&y.ip)) || (f[26..30] == ipb(&y.ip) && f[30..34] == ipb(&x.ip)))
+            && ((f[26..30] == ipb(&x.ip) && f[30..34] == ipb(&y.ip))
+                || (f[26..30] == ipb(&y.ip) && f[30..34] == ipb(&x.ip)))
     };
     let to_static = |f: &Vec<u8>| f[0..6] == mac_bytes(static_mac);
-    assert!(on_b.frames.iter().any(|f| is_icmp_between(f, &a, &b)), "b's capture lacks a<->b ICMP");
-    assert_eq!(on_b.frames.iter().filter(|f| to_static(f)).count(), 3, "b should get the 3 frames for its static MAC");
-    assert!(on_c.frames.iter().any(|f| is_icmp_between(f, &a, &c)), "c's capture lacks a<->c ICMP (capture not live?)");
-    let leaked: Vec<String> = on_c.frames.iter().filter(|f| is_icmp_between(f, &a, &b) || to_static(f)).map(|f| to_hex(f)).collect();
-    assert!(leaked.is_empty(), "known unicast a<->b / static-MAC frames were flooded to c: {leaked:?}");
+    assert!(
+        on_b.frames.iter().any(|f| is_icmp_between(f, &a, &b)),
+        "b's capture lacks a<->b ICMP"
+    );
+    assert_eq!(
+        on_b.frames.iter().filter(|f| to_static(f)).count(),
+        3,
+        "b should get the 3 frames for its static MAC"
+    );
+    assert!(
+        on_c.frames.iter().any(|f| is_icmp_between(f, &a, &c)),
+        "c's capture lacks a<->c ICMP (capture not live?)"
+    );
+    let leaked: Vec<String> = on_c
+        .frames
+        .iter()
+        .filter(|f| is_icmp_between(f, &a, &b) || to_static(f))
+        .map(|f| to_hex(f))
+        .collect();
+    assert!(
+        leaked.is_empty(),
+        "known unicast a<->b / static-MAC frames were flooded to c: {leaked:?}"
+    );
     let p = lab.port(&c.name);
     assert_eq!(drops(&p, "unknown_port"), 0, "{p}");
 }

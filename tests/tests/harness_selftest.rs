@@ -16,18 +16,41 @@ fn harness_namespaces_raw_frames_pcap_and_cleanup() {
         let x = lab.ns("x");
         let y = lab.ns("y");
         assert!(netns_list().contains(&x));
-        lab.exec_ok(&x, &["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &y]);
+        lab.exec_ok(
+            &x,
+            &[
+                "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", &y,
+            ],
+        );
         for (ns, ip) in [(&x, "192.168.77.1/24"), (&y, "192.168.77.2/24")] {
             lab.exec_ok(ns, &["ip", "link", "set", "eth0", "mtu", "9000", "up"]);
             lab.exec_ok(ns, &["ip", "addr", "add", ip, "dev", "eth0"]);
         }
-        assert!(lab.wait_ping(&x, "192.168.77.2", Duration::from_secs(3)), "veth ping in the harness failed");
+        assert!(
+            lab.wait_ping(&x, "192.168.77.2", Duration::from_secs(3)),
+            "veth ping in the harness failed"
+        );
         assert!(!lab.ping(&x, "192.168.77.99"));
 
         let file = lab.dir.join("self.pcap");
-        let mut td = lab.spawn_in(&y, &["tcpdump", "-i", "eth0", "-U", "-w", file.to_str().unwrap(), "ether", "proto", "0x88b5"]);
+        let mut td = lab.spawn_in(
+            &y,
+            &[
+                "tcpdump",
+                "-i",
+                "eth0",
+                "-U",
+                "-w",
+                file.to_str().unwrap(),
+                "ether",
+                "proto",
+                "0x88b5",
+            ],
+        );
         assert!(
-            eventually(Duration::from_secs(5), || td.stderr().contains("listening on")),
+            eventually(Duration::from_secs(5), || td
+                .stderr()
+                .contains("listening on")),
             "tcpdump did not start: {}",
             td.stderr()
         );
@@ -39,7 +62,9 @@ fn harness_namespaces_raw_frames_pcap_and_cleanup() {
         ];
         assert_eq!(lab.send_frames(&x, "eth0", &frames), 3);
         assert!(
-            eventually(Duration::from_secs(3), || read_pcap(&file).map(|p| p.frames.len() >= 3).unwrap_or(false)),
+            eventually(Duration::from_secs(3), || read_pcap(&file)
+                .map(|p| p.frames.len() >= 3)
+                .unwrap_or(false)),
             "tcpdump did not see the raw frames"
         );
         td.kill();
@@ -48,16 +73,30 @@ fn harness_namespaces_raw_frames_pcap_and_cleanup() {
         assert_eq!(p.frames, frames, "frames arrived modified");
         let (ok, out, err) = tcpdump_read(&file, &["-e"]);
         assert!(ok, "{err}");
-        assert_eq!(out.lines().filter(|l| !l.starts_with(char::is_whitespace)).count(), 3, "{out}");
+        assert_eq!(
+            out.lines()
+                .filter(|l| !l.starts_with(char::is_whitespace))
+                .count(),
+            3,
+            "{out}"
+        );
         assert!(out.contains("01:00:5e:00:00:01"), "{out}");
 
         // a lingering process inside a namespace must not block cleanup
         let _sleeper = lab.spawn_in(&x, &["sleep", "300"]);
         std::mem::forget(_sleeper);
     }
-    let left: Vec<String> = netns_list().into_iter().filter(|n| n.starts_with(&prefix)).collect();
+    let left: Vec<String> = netns_list()
+        .into_iter()
+        .filter(|n| n.starts_with(&prefix))
+        .collect();
     assert!(left.is_empty(), "Lab drop left namespaces: {left:?}");
-    assert!(!std::env::temp_dir().join(format!("weft-test-{prefix}")).exists(), "temp dir not removed");
+    assert!(
+        !std::env::temp_dir()
+            .join(format!("weft-test-{prefix}"))
+            .exists(),
+        "temp dir not removed"
+    );
 }
 
 #[test]

@@ -22,19 +22,42 @@ fn daemon_restart_restores_state_and_forwarding() {
     let eps_before = lab.endpoints("n");
 
     let st = lab.stop_daemon();
-    assert!(st.success(), "daemon did not exit cleanly on SIGTERM: {st}\n{}", lab.daemon_log());
+    assert!(
+        st.success(),
+        "daemon did not exit cleanly on SIGTERM: {st}\n{}",
+        lab.daemon_log()
+    );
 
     // Interfaces persist, but nobody forwards.
     for ep in [&a, &b, &c] {
-        assert!(lab.link_names(&ep.ns).contains(&ep.ifname), "{} lost its {} when the daemon stopped", ep.name, ep.ifname);
+        assert!(
+            lab.link_names(&ep.ns).contains(&ep.ifname),
+            "{} lost its {} when the daemon stopped",
+            ep.name,
+            ep.ifname
+        );
     }
-    assert!(!lab.ping(&a.ns, &b.ip), "ping a->b works with the daemon stopped?!");
-    assert!(!lab.ping(&c.ns, &a.ip), "ping c->a works with the daemon stopped?!");
+    assert!(
+        !lab.ping(&a.ns, &b.ip),
+        "ping a->b works with the daemon stopped?!"
+    );
+    assert!(
+        !lab.ping(&c.ns, &a.ip),
+        "ping c->a works with the daemon stopped?!"
+    );
     let o = lab.weft(&["network", "ls"]);
-    check_error(&o, "weft network ls (daemon stopped)", &["weft daemon", "daemon", "connect"]);
+    check_error(
+        &o,
+        "weft network ls (daemon stopped)",
+        &["weft daemon", "daemon", "connect"],
+    );
 
     lab.start_daemon();
-    assert!(lab.wait_ping(&a.ns, &b.ip, Duration::from_secs(10)), "a->b does not work again after restart\n{}", lab.daemon_log());
+    assert!(
+        lab.wait_ping(&a.ns, &b.ip, Duration::from_secs(10)),
+        "a->b does not work again after restart\n{}",
+        lab.daemon_log()
+    );
     lab.assert_ping(&b, &c);
     lab.assert_ping(&c, &a);
 
@@ -44,13 +67,25 @@ fn daemon_restart_restores_state_and_forwarding() {
         s.sort();
         s
     };
-    assert_eq!(key(&nets_before), key(&nets_after), "network ls changed across restart");
+    assert_eq!(
+        key(&nets_before),
+        key(&nets_after),
+        "network ls changed across restart"
+    );
     let eps_after = lab.endpoints("n");
-    assert_eq!(key(&eps_before), key(&eps_after), "endpoints changed across restart");
+    assert_eq!(
+        key(&eps_before),
+        key(&eps_after),
+        "endpoints changed across restart"
+    );
     let fdb = lab.fdb("n");
-    let s = fdb_entry(&fdb, static_mac).unwrap_or_else(|| panic!("static FDB entry lost across restart: {fdb:?}"));
+    let s = fdb_entry(&fdb, static_mac)
+        .unwrap_or_else(|| panic!("static FDB entry lost across restart: {fdb:?}"));
     assert_eq!(s["origin"], "static");
-    assert!(c.is_port(&s["port"]), "static entry restored on the wrong port: {s}");
+    assert!(
+        c.is_port(&s["port"]),
+        "static entry restored on the wrong port: {s}"
+    );
     let ports = lab.ports();
     assert_eq!(ports.len(), 3, "ports after restart: {ports:?}");
     for ep in [&a, &b, &c] {
@@ -60,7 +95,10 @@ fn daemon_restart_restores_state_and_forwarding() {
     // The allocator state is restored too: a new endpoint gets a free address.
     let d = lab.connect("n", &lab.ns("d"), &[]);
     for ep in [&a, &b, &c] {
-        assert_ne!(d.ip, ep.ip, "new endpoint after restart got an address in use");
+        assert_ne!(
+            d.ip, ep.ip,
+            "new endpoint after restart got an address in use"
+        );
         assert_ne!(d.mac, ep.mac, "new endpoint after restart got a MAC in use");
     }
     lab.assert_ping(&d, &b);
@@ -68,18 +106,34 @@ fn daemon_restart_restores_state_and_forwarding() {
     // Disconnect of re-attached endpoints works.
     lab.weft_ok(&["disconnect", "n", &a.name]);
     lab.weft_ok(&["disconnect", "n", &b.name]);
-    assert!(!lab.link_names(&a.ns).contains(&a.ifname), "TAP not removed after restart+disconnect");
-    assert!(!lab.link_names(&b.ns).contains(&b.ifname), "veth not removed after restart+disconnect");
+    assert!(
+        !lab.link_names(&a.ns).contains(&a.ifname),
+        "TAP not removed after restart+disconnect"
+    );
+    assert!(
+        !lab.link_names(&b.ns).contains(&b.ifname),
+        "veth not removed after restart+disconnect"
+    );
     lab.assert_ping(&c, &d);
 
     // A second restart (after changes) still restores the current state.
     let st = lab.stop_daemon();
     assert!(st.success(), "second stop: {st}");
     lab.start_daemon();
-    assert!(lab.wait_ping(&d.ns, &c.ip, Duration::from_secs(10)), "d->c after second restart");
-    let names: Vec<String> = lab.endpoints("n").iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    assert!(
+        lab.wait_ping(&d.ns, &c.ip, Duration::from_secs(10)),
+        "d->c after second restart"
+    );
+    let names: Vec<String> = lab
+        .endpoints("n")
+        .iter()
+        .map(|e| e["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.contains(&c.name) && names.contains(&d.name), "{names:?}");
+    assert!(
+        names.contains(&c.name) && names.contains(&d.name),
+        "{names:?}"
+    );
 }
 
 /// SIGINT stops the daemon cleanly as well.
@@ -93,5 +147,8 @@ fn daemon_stops_on_sigint() {
     let st = lab.stop_daemon_with(libc::SIGINT);
     assert!(st.success(), "daemon did not exit cleanly on SIGINT: {st}");
     lab.start_daemon();
-    assert!(lab.wait_ping(&a.ns, &b.ip, Duration::from_secs(10)), "no forwarding after SIGINT + restart");
+    assert!(
+        lab.wait_ping(&a.ns, &b.ip, Duration::from_secs(10)),
+        "no forwarding after SIGINT + restart"
+    );
 }

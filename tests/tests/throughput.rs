@@ -11,24 +11,52 @@ struct Run {
 }
 
 fn iperf_server(lab: &Lab, server: &Endpoint) -> Bg {
-    let srv = lab.spawn_in(&server.ns, &["iperf3", "-s", "-B", &server.ip, "-p", "5201"]);
+    let srv = lab.spawn_in(
+        &server.ns,
+        &["iperf3", "-s", "-B", &server.ip, "-p", "5201"],
+    );
     let ok = eventually(Duration::from_secs(5), || {
-        lab.exec(&server.ns, &["ss", "-ltn"]).stdout.windows(5).any(|w| w == b":5201")
+        lab.exec(&server.ns, &["ss", "-ltn"])
+            .stdout
+            .windows(5)
+            .any(|w| w == b":5201")
     });
-    assert!(ok, "iperf3 server did not start listening; stderr: {}", srv.stderr());
+    assert!(
+        ok,
+        "iperf3 server did not start listening; stderr: {}",
+        srv.stderr()
+    );
     srv
 }
 
 fn iperf_client(client: &Endpoint, server: &Endpoint, reverse: bool) -> Run {
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &client.ns, "iperf3", "-c", &server.ip, "-p", "5201", "-t", "3", "-J", "--connect-timeout", "3000"]);
+    c.args([
+        "netns",
+        "exec",
+        &client.ns,
+        "iperf3",
+        "-c",
+        &server.ip,
+        "-p",
+        "5201",
+        "-t",
+        "3",
+        "-J",
+        "--connect-timeout",
+        "3000",
+    ]);
     if reverse {
         c.arg("-R");
     }
     let o = run_timeout(&mut c, Duration::from_secs(30));
     let out = stdout_of(&o);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| {
-        panic!("iperf3 printed no JSON ({e}); status {}\nstdout: {out}\nstderr: {}", o.status, stderr_of(&o))
+        panic!(
+            "iperf3 printed no JSON ({e}); status {}\nstdout: {out}\nstderr: {}",
+            o.status,
+            stderr_of(&o)
+        )
     });
     assert!(
         o.status.success() && v.get("error").is_none(),
@@ -70,7 +98,11 @@ fn check_pair(kind_a: &str, kind_b: &str, also_reverse: bool) {
 
     let before = port_bytes(&lab, &b);
     let r = iperf_client(&a, &b, false);
-    assert!(r.bps > 0.0, "iperf3 {kind_a} -> {kind_b} reported {} bit/s", r.bps);
+    assert!(
+        r.bps > 0.0,
+        "iperf3 {kind_a} -> {kind_b} reported {} bit/s",
+        r.bps
+    );
     assert!(r.bytes > 0, "iperf3 moved no data");
     let after = port_bytes(&lab, &b);
     assert!(
@@ -83,7 +115,11 @@ fn check_pair(kind_a: &str, kind_b: &str, also_reverse: bool) {
 
     if also_reverse {
         let r = iperf_client(&a, &b, true);
-        assert!(r.bps > 0.0, "iperf3 {kind_b} -> {kind_a} (reverse) reported {} bit/s", r.bps);
+        assert!(
+            r.bps > 0.0,
+            "iperf3 {kind_b} -> {kind_a} (reverse) reported {} bit/s",
+            r.bps
+        );
     }
     // still healthy afterwards
     lab.assert_ping(&b, &a);

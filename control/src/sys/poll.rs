@@ -109,12 +109,14 @@ impl Epoll {
     pub fn wait(&self, out: &mut Vec<u64>, max: usize, timeout_ms: i32) -> Result<usize> {
         out.clear();
         let max = max.clamp(1, MAX_EVENTS);
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; MAX_EVENTS];
-        // SAFETY: `events` has room for `max` (<= MAX_EVENTS) entries.
+        // Not zeroed: this runs once per data-plane wake-up, and the kernel writes the first
+        // `n` entries, which are the only ones read.
+        let mut events = std::mem::MaybeUninit::<[libc::epoll_event; MAX_EVENTS]>::uninit();
+        // SAFETY: `events` has room for `max` (<= MAX_EVENTS) entries; epoll_wait only writes.
         let rc = unsafe {
             libc::epoll_wait(
                 self.fd.as_raw_fd(),
-                events.as_mut_ptr(),
+                events.as_mut_ptr().cast::<libc::epoll_event>(),
                 max as libc::c_int,
                 timeout_ms,
             )
@@ -129,8 +131,11 @@ impl Epoll {
                 })
             }
         };
+        let first = events.as_ptr().cast::<libc::epoll_event>();
+        // SAFETY: the kernel initialised exactly the first `n` (<= max) entries.
+        let ready = unsafe { std::slice::from_raw_parts(first, n) };
         // By-value field reads (epoll_event is packed on x86_64, so no references).
-        out.extend(events[..n].iter().map(|ev| ev.u64));
+        out.extend(ready.iter().map(|ev| ev.u64));
         Ok(n)
     }
 }
