@@ -2,25 +2,32 @@
 # weft data-path benchmark: TCP throughput, 64-byte UDP packet rate and ping
 # RTT between two network namespaces, through weft (TAP and veth endpoints),
 # the Linux kernel bridge, Open vSwitch's userspace (netdev) datapath and a
-# direct veth pair. See bench/README.md.
+# direct veth pair. Every path is measured --rounds times, interleaved, and
+# the medians are reported. See bench/README.md.
 #
-#   sudo bench/run.sh [--only tap,veth,bridge,ovs,veth-direct] [--duration N]
-#                     [--out FILE] [--install]
+#   sudo bench/run.sh [--only tap,veth,bridge,ovs,veth-direct,tap-spin]
+#                     [--rounds N] [--duration N] [--out FILE] [--install]
+#   WEFT_DAEMON_ARGS="--busy-poll-us 0" sudo -E bench/run.sh
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 
-ALL_PATHS="tap,veth,bridge,ovs,veth-direct"
-ONLY=$ALL_PATHS
-DURATION=5          # seconds measured per iperf3 test (plus 1 s omitted warm-up)
+ALL_PATHS="tap,veth,bridge,ovs,veth-direct,tap-spin"
+DEFAULT_PATHS="tap,veth,bridge,ovs,veth-direct"
+ONLY=$DEFAULT_PATHS
+ROUNDS=3            # every selected path is measured this many times, interleaved
+DURATION=4          # seconds measured per iperf3 test (plus 1 s omitted warm-up)
 OMIT=1
 UDP_LEN=64
 PING_COUNT=200
 PING_INTERVAL=0.002 # < 10 ms needs root
+SPIN_US=5000        # --busy-poll-us of the tap-spin path
+SETTLE=1            # seconds of quiet between two paths (netns teardown is asynchronous)
 INSTALL=0
 OUT="$SCRIPT_DIR/results/latest.json"
 WEFT=${WEFT:-}
+WEFT_DAEMON_ARGS=${WEFT_DAEMON_ARGS:-}
 
 # Everything this run creates is named with this prefix.
 P="wb$$"
@@ -31,7 +38,7 @@ PORT=5201
 
 usage() {
     cat <<EOF
-usage: $0 [--only LIST] [--duration N] [--out FILE] [--install]
+usage: $0 [--only LIST] [--rounds N] [--duration N] [--out FILE] [--install]
 
 Measures TCP throughput (iperf3, 1 stream), 64-byte UDP packet rate
 (iperf3 -u -l 64 -b 0, packets received by the server) and ping RTT
@@ -42,14 +49,25 @@ between two network namespaces, through each selected path:
   bridge       Linux bridge in its own namespace
   ovs          Open vSwitch, userspace datapath (datapath_type=netdev)
   veth-direct  a bare veth pair (ceiling)
+  tap-spin     weft, TAP endpoints, daemon with --busy-poll-us $SPIN_US
+               (not in the default list)
 
-  --only LIST     comma-separated paths (default: $ALL_PATHS)
+The whole list is run N times in the same order (round 1: every path,
+round 2: every path, ...); each path gets a fresh topology every round.
+The report gives per path the median over the rounds (min/max in the JSON)
+and the ratios of the medians.
+
+  --only LIST     comma-separated paths (default: $DEFAULT_PATHS)
+  --rounds N      rounds (default: $ROUNDS)
   --duration N    seconds per iperf3 test after a ${OMIT} s omitted warm-up (default: $DURATION)
   --out FILE      JSON results (default: bench/results/latest.json)
   --install       apt-get install the tools first (otherwise nothing is installed)
 
-Environment: WEFT=path to the weft binary (default: target/release/weft,
-built with 'cargo build --release -p weft-control' if missing).
+Environment:
+  WEFT=path              the weft binary (default: target/release/weft, built
+                         with 'cargo build --release -p weft-control' if missing)
+  WEFT_DAEMON_ARGS=ARGS  extra arguments appended to every 'weft daemon'
+                         command line, split on whitespace (default: none)
 Must run as root. Addresses used: $SUBNET, only inside the namespaces.
 EOF
 }
@@ -61,6 +79,8 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         --only) [[ $# -ge 2 ]] || die "--only needs a value"; ONLY=$2; shift 2 ;;
         --only=*) ONLY=${1#*=}; shift ;;
+        --rounds) [[ $# -ge 2 ]] || die "--rounds needs a value"; ROUNDS=$2; shift 2 ;;
+        --rounds=*) ROUNDS=${1#*=}; shift ;;
         --duration) [[ $# -ge 2 ]] || die "--duration needs a value"; DURATION=$2; shift 2 ;;
         --duration=*) DURATION=${1#*=}; shift ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a value"; OUT=$2; shift 2 ;;
@@ -73,12 +93,14 @@ done
 
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 1 && DURATION <= 60)) ||
     die "--duration must be a whole number of seconds in 1..60, got '$DURATION'"
+[[ $ROUNDS =~ ^[0-9]+$ ]] && ((ROUNDS >= 1 && ROUNDS <= 50)) ||
+    die "--rounds must be a whole number in 1..50, got '$ROUNDS'"
 
 PATHS=()
 IFS=, read -r -a _sel <<<"$ONLY"
 for p in "${_sel[@]}"; do
     case $p in
-        tap | veth | bridge | ovs | veth-direct) ;;
+        tap | veth | bridge | ovs | veth-direct | tap-spin) ;;
         "") continue ;;
         *) die "unknown path '$p' in --only (choose from $ALL_PATHS)" ;;
     esac
@@ -87,6 +109,22 @@ done
 ((${#PATHS[@]} > 0)) || die "--only selects no path"
 
 wants() { [[ " ${PATHS[*]} " == *" $1 "* ]]; }
+wants_weft() { wants tap || wants veth || wants tap-spin; }
+
+# Extra daemon arguments. tap-spin sets --busy-poll-us itself (the daemon
+# rejects the option twice), so it drops any --busy-poll-us given here.
+read -r -a DAEMON_EXTRA <<<"$WEFT_DAEMON_ARGS"
+SPIN_EXTRA=()
+for ((i = 0; i < ${#DAEMON_EXTRA[@]}; i++)); do
+    case ${DAEMON_EXTRA[$i]} in
+        --busy-poll-us) i=$((i + 1)) ;;
+        --busy-poll-us=*) ;;
+        *) SPIN_EXTRA+=("${DAEMON_EXTRA[$i]}") ;;
+    esac
+done
+if wants tap-spin && ((${#SPIN_EXTRA[@]} != ${#DAEMON_EXTRA[@]})); then
+    echo "run.sh: warning: tap-spin uses --busy-poll-us $SPIN_US instead of the one in WEFT_DAEMON_ARGS" >&2
+fi
 
 [[ $EUID -eq 0 ]] || die "must run as root (network namespaces, ping -i $PING_INTERVAL)"
 
@@ -114,7 +152,7 @@ if wants ovs; then
     [[ -x $OVS_CTL ]] || die "$OVS_CTL not found (package openvswitch-switch)"
 fi
 
-if wants tap || wants veth; then
+if wants_weft; then
     # (grep without -q reads all input: no SIGPIPE to weft under pipefail)
     has_daemon() { [[ -x $1 ]] && "$1" --help 2>&1 | grep -w daemon >/dev/null; }
     if [[ -z $WEFT ]]; then
@@ -123,7 +161,7 @@ if wants tap || wants veth; then
             need cargo "rustup/cargo"
             log "building weft (cargo build --release -p weft-control)"
             (cd "$REPO_ROOT" && cargo build --release -p weft-control) ||
-                die "building weft failed; pass WEFT=path or leave out tap,veth with --only"
+                die "building weft failed; pass WEFT=path or leave out tap,veth,tap-spin with --only"
         fi
     fi
     [[ -x $WEFT ]] || die "weft binary '$WEFT' is not executable"
@@ -135,6 +173,11 @@ WORK=$(mktemp -d "/tmp/weft-bench.$P.XXXXXX")
 REGISTRY="$WORK/created"
 : >"$REGISTRY"
 FAILED=0
+RDIR="$WORK" # per-round output directory, set in main
+
+# Every process this script starts (directly or through ip netns exec,
+# ovs-ctl, ...) inherits this variable; that is how leftovers are found.
+export WEFT_BENCH_RUN="$P.$(date +%s%N)"
 
 # ---------------------------------------------------------------- cleanup --
 # Every resource is recorded in $REGISTRY as it is created (also from the
@@ -193,16 +236,65 @@ release_all() {
     done
 }
 
+# Processes that carry this run's WEFT_BENCH_RUN but are neither this shell
+# nor one of its descendants: things that outlived their path (a daemon or
+# an iperf3 server that escaped the registry). Other users' processes never
+# carry the variable.
+list_strays() {
+    python3 - "$WEFT_BENCH_RUN" "$$" <<'PY'
+import os, sys
+tag, me = ("WEFT_BENCH_RUN=" + sys.argv[1]).encode(), int(sys.argv[2])
+def stat(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return rest[0], int(rest[1])  # state, ppid
+found = []
+for d in os.listdir("/proc"):
+    if not d.isdigit():
+        continue
+    pid = int(d)
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            if tag not in f.read().split(b"\0"):
+                continue
+        state, _ = stat(pid)
+        if state == "Z":
+            continue
+        q = pid
+        while q > 1 and q != me:
+            q = stat(q)[1]
+    except OSError:
+        continue
+    if q != me:
+        found.append(pid)
+print(" ".join(map(str, sorted(found))))
+PY
+}
+
+# quiesce: make sure nothing from this script is left before the next path
+# is measured (and at exit): release the registry, stop stray processes of
+# this run, delete stray namespaces with our prefix.
+quiesce() {
+    local strays pid ns
+    release_all
+    strays=$(list_strays) || strays=
+    for pid in $strays; do
+        echo "run.sh: warning: stopping leftover process of this run: $(ps -o pid=,args= -p "$pid" 2>/dev/null)" >&2
+        echo "process $(ps -o pid=,args= -p "$pid" 2>/dev/null)" >>"$WORK/leftovers"
+        stop_pid "$pid"
+    done
+    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$P-" || true); do
+        echo "run.sh: warning: deleting leftover namespace $ns" >&2
+        echo "netns $ns" >>"$WORK/leftovers"
+        ip netns del "$ns" 2>/dev/null || true
+    done
+}
+
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
     set +e
-    release_all
-    # Anything with our prefix that escaped the registry (e.g. killed mid-way).
-    local ns
-    for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^$P-"); do
-        ip netns del "$ns" 2>/dev/null
-    done
+    quiesce
     if ((rc != 0 || FAILED)); then
         echo "run.sh: logs kept in $WORK" >&2
     else
@@ -270,9 +362,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION CMD...
 # ------------------------------------------------------------- measuring --
 
 # measure PATH NS_A NS_B: ping RTT, TCP and UDP from NS_A to NS_B
-# ($ADDR_B); raw outputs land in $WORK/PATH.{ping,tcp.json,udp.json}.
+# ($ADDR_B); raw outputs land in $RDIR/PATH.{ping,tcp.json,udp.json}.
 measure() {
-    local path=$1 nsa=$2 nsb=$3 out="$WORK/$1"
+    local path=$1 nsa=$2 nsb=$3 out="$RDIR/$1"
     local spid
     spid=$(start_bg "$out.iperf3-server.log" ip netns exec "$nsb" iperf3 -s -B "$ADDR_B" -p "$PORT")
     wait_for 5 "iperf3 server" bash -c "ip netns exec '$nsb' ss -Hltn 'sport = :$PORT' | grep -q ."
@@ -281,15 +373,12 @@ measure() {
     wait_for 10 "$ADDR_B to answer ping from $nsa" \
         ip netns exec "$nsa" ping -c 1 -W 1 "$ADDR_B"
 
-    echo "   ping: $PING_COUNT x ${PING_INTERVAL}s"
     ip netns exec "$nsa" ping -q -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$ADDR_B" >"$out.ping"
 
     local t=$((DURATION + OMIT + 15))
-    echo "   TCP: ${DURATION}s (+${OMIT}s warm-up)"
     timeout "$t" ip netns exec "$nsa" iperf3 -c "$ADDR_B" -p "$PORT" --connect-timeout 3000 \
         -t "$DURATION" -O "$OMIT" -J >"$out.tcp.json"
     sleep 0.3
-    echo "   UDP: ${DURATION}s (+${OMIT}s warm-up), ${UDP_LEN}-byte payload, unlimited rate"
     timeout "$t" ip netns exec "$nsa" iperf3 -c "$ADDR_B" -p "$PORT" --connect-timeout 3000 \
         -u -l "$UDP_LEN" -b 0 -t "$DURATION" -O "$OMIT" -J >"$out.udp.json"
     stop_pid "$spid"
@@ -328,12 +417,14 @@ vswitchd_running() { ovs-appctl -t ovs-vswitchd version >/dev/null 2>&1; }
 
 # Make sure ovsdb-server and ovs-vswitchd run with userspace TSO enabled.
 # userspace-tso-enable is read once when ovs-vswitchd starts, so it is set
-# before starting ovs-vswitchd whenever this script starts it.
+# before starting ovs-vswitchd whenever this script starts it. Daemons this
+# script starts are stopped again when the path is done (every round), so
+# they don't run while the other paths are measured.
 ovs_up() {
     local vlog=/var/log/openvswitch/ovs-vswitchd.log logpos=0 prev
     if ! ovs_running; then
-        log "ovs: starting ovsdb-server"
-        "$OVS_CTL" start --system-id=random --no-ovs-vswitchd >"$WORK/ovs-ctl.log" 2>&1
+        echo "   ovs: starting ovsdb-server"
+        "$OVS_CTL" start --system-id=random --no-ovs-vswitchd >>"$WORK/ovs-ctl.log" 2>&1
         register ovs-stop-all
     fi
     prev=$(ovs-vsctl --timeout=5 --if-exists get Open_vSwitch . other_config:userspace-tso-enable | tr -d '"')
@@ -342,21 +433,21 @@ ovs_up() {
         register ovs-tso "${prev:-unset}"
     fi
     if ! vswitchd_running; then
-        log "ovs: starting ovs-vswitchd (userspace-tso-enable=true)"
+        echo "   ovs: starting ovs-vswitchd (userspace-tso-enable=true)"
         [[ -f $vlog ]] && logpos=$(wc -c <"$vlog")
         "$OVS_CTL" start --system-id=random --no-ovsdb-server >>"$WORK/ovs-ctl.log" 2>&1
         grep -q '^ovs-stop-all' "$REGISTRY" || register ovs-stop-vswitchd
         if [[ -f $vlog ]] && tail -c +"$((logpos + 1))" "$vlog" | grep -q 'Segmentation Offloading support enabled'; then
-            echo "tso=enabled" >"$WORK/ovs.tso"
+            echo "tso=enabled" >"$RDIR/ovs.tso"
         else
-            echo "tso=unknown" >"$WORK/ovs.tso"
+            echo "tso=unknown" >"$RDIR/ovs.tso"
         fi
     elif [[ $prev == true ]]; then
-        echo "tso=configured" >"$WORK/ovs.tso"
+        echo "tso=configured" >"$RDIR/ovs.tso"
     else
         echo "run.sh: warning: ovs-vswitchd was already running without userspace-tso-enable;" \
             "it only reads that setting at startup, so OVS runs without TSO here" >&2
-        echo "tso=disabled (ovs-vswitchd already running; needs restart)" >"$WORK/ovs.tso"
+        echo "tso=disabled (ovs-vswitchd already running; needs restart)" >"$RDIR/ovs.tso"
     fi
 }
 
@@ -378,17 +469,23 @@ path_ovs() {
         addr_up "${nss[$i]}" eth0 "${addrs[$i]}"
     done
     measure ovs "$a" "$b"
-    ovs-ofctl dump-ports "$br" >"$WORK/ovs.ports" 2>&1 || true
+    ovs-ofctl dump-ports "$br" >"$RDIR/ovs.ports" 2>&1 || true
 }
 
 sock_or_dead() { [[ -S $1 ]] || ! alive "$2"; }
 
-# path_weft KIND: weft daemon with one network and two KIND endpoints.
+# path_weft NAME KIND SHORT [DAEMON ARGS...]: a weft daemon (started with the
+# given arguments, then $WEFT_DAEMON_ARGS) with one network and two KIND
+# endpoints, in namespaces $P-SHORT-a and $P-SHORT-b.
 path_weft() {
-    local kind=$1 a="$P-$1-a" b="$P-$1-b" dir="$WORK/weft-$1"
+    local name=$1 kind=$2 short=$3
+    shift 3
+    local a="$P-$short-a" b="$P-$short-b" dir="$RDIR/weft-$name"
     local sock="$dir/weft.sock" pid
+    local -a args=("$@")
     mkdir -p "$dir/state"
-    pid=$(start_bg "$dir/daemon.log" "$WEFT" daemon --socket "$sock" --state-dir "$dir/state")
+    printf '%s\n' "${args[@]}" >"$RDIR/$name.daemon-args"
+    pid=$(start_bg "$dir/daemon.log" "$WEFT" daemon --socket "$sock" --state-dir "$dir/state" "${args[@]}")
     if ! wait_for 15 "weft daemon socket $sock" sock_or_dead "$sock" "$pid" || ! alive "$pid"; then
         echo "weft daemon did not come up; its log:" >&2
         tail -n 20 "$dir/daemon.log" >&2
@@ -400,76 +497,44 @@ path_weft() {
     "$WEFT" --socket "$sock" network create bench --subnet "$SUBNET" >&2
     "$WEFT" --socket "$sock" connect bench --netns "$a" --kind "$kind" --ip "$ADDR_A" --name a >&2
     "$WEFT" --socket "$sock" connect bench --netns "$b" --kind "$kind" --ip "$ADDR_B" --name b >&2
-    measure "$kind" "$a" "$b"
-    "$WEFT" --socket "$sock" --json ports >"$WORK/$kind.ports.json" || true
+    measure "$name" "$a" "$b"
+    "$WEFT" --socket "$sock" --json ports >"$RDIR/$name.ports.json" || true
     alive "$pid" || { echo "weft daemon died during the run" >&2; tail -n 20 "$dir/daemon.log" >&2; return 1; }
 }
 
 run_path() {
     case $1 in
-        tap | veth) path_weft "$1" ;;
+        tap) path_weft tap tap tap "${DAEMON_EXTRA[@]}" ;;
+        veth) path_weft veth veth veth "${DAEMON_EXTRA[@]}" ;;
+        tap-spin) path_weft tap-spin tap tsp --busy-poll-us "$SPIN_US" "${SPIN_EXTRA[@]}" ;;
         bridge) path_bridge ;;
         ovs) path_ovs ;;
         veth-direct) path_veth_direct ;;
     esac
 }
 
-# ------------------------------------------------------------------ main --
+# ------------------------------------------------------------- reporting --
+# One Python program for the per-round line ("line RDIR PATH") and the final
+# report and JSON ("report WORK OUT ELAPSED ROUNDS PATH...").
+REPORT_PY=$(
+    cat <<'PY'
+import json, os, platform, re, statistics, subprocess, sys, datetime
 
-log "weft benchmark: paths ${PATHS[*]}; ${DURATION}s per test; work dir $WORK"
-LOAD_BEFORE=$(cut -d' ' -f1 /proc/loadavg)
-if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
-    echo "run.sh: warning: load average $LOAD_BEFORE on $(nproc) CPUs; other work will skew the figures" >&2
-fi
-START=$(date +%s)
-for p in "${PATHS[@]}"; do
-    log "$p"
-    plog="$WORK/$p.log"
-    # Each path runs in a subshell with errexit so that one broken path is
-    # reported and the others still run; its shell trace and stderr go to
-    # $plog. Resources are in $REGISTRY and released right after.
-    set +e
-    (
-        set -e
-        exec 3>>"$plog"
-        BASH_XTRACEFD=3
-        exec 2>&3
-        set -x
-        run_path "$p"
-    ) &
-    CHILD=$!
-    wait "$CHILD"
-    rc=$?
-    CHILD=
-    set -e
-    release_all
-    if ((rc != 0)); then
-        FAILED=1
-        echo "run.sh: path '$p' failed (exit $rc); last lines of $plog:" >&2
-        tail -n 12 "$plog" | sed 's/^/   | /' >&2
-        echo "failed (exit $rc): $(grep -v '^+' "$plog" | tail -n 3 | tr '\n' ' ')" >"$WORK/$p.error"
-    fi
-done
-ELAPSED=$(($(date +%s) - START))
-
-mkdir -p "$(dirname "$OUT")"
-B_DURATION=$DURATION B_OMIT=$OMIT B_UDP_LEN=$UDP_LEN B_PING_COUNT=$PING_COUNT \
-    B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT B_REPO=$REPO_ROOT \
-    B_LOAD_BEFORE=$LOAD_BEFORE \
-    python3 - "$WORK" "$OUT" "$ELAPSED" "${PATHS[@]}" <<'PY'
-import json, os, platform, re, subprocess, sys, datetime
-
-work, out, elapsed, paths = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
-NAMES = {"tap": "weft-tap", "veth": "weft-veth", "bridge": "kernel-bridge",
-         "ovs": "ovs-netdev", "veth-direct": "veth-direct"}
 E = os.environ
-params = {"duration_s": int(E["B_DURATION"]), "omit_s": int(E["B_OMIT"]),
-          "udp_payload_bytes": int(E["B_UDP_LEN"]), "ping_count": int(E["B_PING_COUNT"]),
-          "ping_interval_s": float(E["B_PING_INTERVAL"]), "subnet": E["B_SUBNET"]}
+SPIN_MS = int(E["B_SPIN_US"]) / 1000
+NAMES = {"tap": "weft-tap", "veth": "weft-veth", "bridge": "kernel-bridge",
+         "ovs": "ovs-netdev", "veth-direct": "veth-direct", "tap-spin": "weft-tap-spin"}
+LABELS = dict(NAMES, **{"tap-spin": f"weft-tap (busy-poll {SPIN_MS:g} ms)"})
+WEFT_PATHS = ("tap", "veth", "tap-spin")
+BASES = (("bridge", "kernel bridge"), ("ovs", "OVS"))
+UDP_LEN = int(E["B_UDP_LEN"])
+# Per-round figures summarised over the rounds (median, min, max, values).
+STAT_KEYS = ("tcp_gbps", "udp_kpps", "udp_sent_kpps", "rtt_us", "rtt_min_us",
+             "tcp_retransmits", "udp_loss_pct", "ping_loss_pct")
 
-def read(p):
+def read(path):
     try:
-        with open(os.path.join(work, p)) as f:
+        with open(path) as f:
             return f.read()
     except OSError:
         return None
@@ -480,18 +545,22 @@ def cmd(*a):
     except Exception:
         return None
 
-def parse(p):
-    r = {"path": NAMES[p], "ok": False}
-    err = read(p + ".error")
-    if err:
+def parse_round(rdir, p):
+    f = lambda ext: os.path.join(rdir, p + ext)
+    r = {"ok": False}
+    load = read(f(".load"))
+    if load:
+        r["loadavg_1min"] = float(load.split()[0])
+    err = read(f(".error"))
+    if err is not None:
         r["error"] = err.strip()
         return r
     try:
-        ping = read(p + ".ping") or ""
+        ping = read(f(".ping")) or ""
         m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", ping)
         loss = re.search(r"([\d.]+)% packet loss", ping)
-        tcp = json.loads(read(p + ".tcp.json"))
-        udp = json.loads(read(p + ".udp.json"))
+        tcp = json.loads(read(f(".tcp.json")))
+        udp = json.loads(read(f(".udp.json")))
         for name, j in (("tcp", tcp), ("udp", udp)):
             if "error" in j:
                 raise ValueError(f"iperf3 {name}: {j['error']}")
@@ -503,9 +572,8 @@ def parse(p):
         # not the client's; lost can exceed packets), so count the payload
         # bytes the server read in its measured interval.
         u, s = udp["end"]["sum_received"], udp["end"]["sum_sent"]
-        udp_len = int(E["B_UDP_LEN"])
-        r["udp_kpps"] = u["bytes"] / udp_len / u["seconds"] / 1e3
-        r["udp_sent_kpps"] = s["bytes"] / udp_len / s["seconds"] / 1e3
+        r["udp_kpps"] = u["bytes"] / UDP_LEN / u["seconds"] / 1e3
+        r["udp_sent_kpps"] = s["bytes"] / UDP_LEN / s["seconds"] / 1e3
         r["udp_loss_pct"] = max(0.0, 100 * (1 - r["udp_kpps"] / r["udp_sent_kpps"]))
         if not m:
             raise ValueError("no RTT in ping output: " + ping.strip()[-200:])
@@ -515,83 +583,218 @@ def parse(p):
         r["ok"] = True
     except Exception as e:  # noqa: BLE001 - report, don't crash the summary
         r["error"] = f"could not parse results: {e}"
-    ports = read(p + ".ports.json")
-    if ports:
-        try:
-            r["weft_ports"] = json.loads(ports)
-        except ValueError:
-            pass
-    if p == "ovs":
-        tso = read("ovs.tso")
-        if tso:
-            r["ovs_userspace_tso"] = tso.strip().removeprefix("tso=")
     return r
 
-results = [parse(p) for p in paths]
-by = {r["path"]: r for r in results if r["ok"]}
-
-ratios = {}
-for w in ("weft-tap", "weft-veth"):
-    if w not in by:
-        continue
-    for base in ("kernel-bridge", "ovs-netdev"):
-        if base not in by:
-            continue
-        b, x = by[base], by[w]
-        ratios.setdefault(w, {})[base] = {
-            "tcp": x["tcp_gbps"] / b["tcp_gbps"] if b["tcp_gbps"] else None,
-            "udp": x["udp_kpps"] / b["udp_kpps"] if b["udp_kpps"] else None,
-            # > 1 means weft's RTT is longer (worse).
-            "rtt": x["rtt_us"] / b["rtt_us"] if b["rtt_us"] else None,
-        }
-
-cpu = None
-try:
-    with open("/proc/cpuinfo") as f:
-        cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), None)
-except OSError:
-    pass
-weft = E.get("B_WEFT") if any(p in ("tap", "veth") for p in paths) else None
-doc = {
-    "schema": 1,
-    "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    "elapsed_s": elapsed,
-    "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu,
-             "loadavg_1min_before": float(E["B_LOAD_BEFORE"])},
-    "tools": {"iperf3": (cmd("iperf3", "--version") or "").split("\n")[0] or None,
-              "ovs": (cmd("ovs-vsctl", "--version") or "").split("\n")[0] or None,
-              "weft": weft or None,
-              "weft_git": cmd("git", "-C", E["B_REPO"], "describe", "--always", "--dirty") or None},
-    "params": params,
-    "results": results,
-    "ratios": ratios,
-}
-tmp = out + ".tmp"
-with open(tmp, "w") as f:
-    json.dump(doc, f, indent=2)
-    f.write("\n")
-os.replace(tmp, out)
-
-def fmt(v, spec):
-    return format(v, spec) if v is not None else "-"
-
-print()
-print(f"{'path':<14} {'TCP Gbit/s':>10} {'UDP kpps':>9} {'(sent)':>8} {'RTT µs':>8}")
-for r in results:
+def line(rdir, p):
+    r = parse_round(rdir, p)
     if r["ok"]:
-        print(f"{r['path']:<14} {r['tcp_gbps']:>10.2f} {r['udp_kpps']:>9.1f} "
-              f"{r['udp_sent_kpps']:>8.1f} {r['rtt_us']:>8.1f}")
+        print(f"   TCP {r['tcp_gbps']:.2f} Gbit/s, UDP {r['udp_kpps']:.1f} kpps "
+              f"(sent {r['udp_sent_kpps']:.1f}), RTT {r['rtt_us']:.1f} µs")
     else:
-        print(f"{r['path']:<14} FAILED: {r.get('error', '?')[:100]}")
-if ratios:
+        print(f"   FAILED: {r.get('error', '?')[:200]}")
+
+def aggregate(work, rounds, p):
+    per_round = []
+    for i in range(1, rounds + 1):
+        r = parse_round(os.path.join(work, f"r{i}"), p)
+        per_round.append(dict(round=i, **r))
+    ok = [r for r in per_round if r["ok"]]
+    res = {"path": NAMES[p], "label": LABELS[p], "ok": bool(ok),
+           "rounds_ok": len(ok), "rounds_total": rounds}
+    stats = {}
+    for k in STAT_KEYS:
+        vals = [r[k] for r in ok if r.get(k) is not None]
+        if vals:
+            res[k] = statistics.median(vals)
+            stats[k] = {"median": res[k], "min": min(vals), "max": max(vals), "values": vals}
+    res["stats"] = stats
+    errors = [f"round {r['round']}: {r['error']}" for r in per_round if not r["ok"]]
+    if errors:
+        res["errors"] = errors
+    if p in WEFT_PATHS:
+        for i in range(1, rounds + 1):
+            args = read(os.path.join(work, f"r{i}", p + ".daemon-args"))
+            if args is not None:
+                res["daemon_args"] = [a for a in args.split("\n") if a]
+                break
+        # Port counters of the last round that has them.
+        for i in range(rounds, 0, -1):
+            ports = read(os.path.join(work, f"r{i}", p + ".ports.json"))
+            if ports:
+                try:
+                    res["weft_ports"] = {"round": i, "ports": json.loads(ports)}
+                    break
+                except ValueError:
+                    pass
+    if p == "ovs":
+        tso = sorted({t.strip().removeprefix("tso=") for i in range(1, rounds + 1)
+                      if (t := read(os.path.join(work, f"r{i}", "ovs.tso")))})
+        if tso:
+            res["ovs_userspace_tso"] = ", ".join(tso)
+    res["per_round"] = per_round
+    return res
+
+def loadavg(s):
+    v = [float(x) for x in s.split()[:3]]
+    return {"1min": v[0], "5min": v[1], "15min": v[2]}
+
+def report(work, out, elapsed, rounds, paths):
+    results = {p: aggregate(work, rounds, p) for p in paths}
+    ratios = {}
+    for w in WEFT_PATHS:
+        x = results.get(w)
+        if not x or not x["ok"]:
+            continue
+        for base, _ in BASES:
+            b = results.get(base)
+            if not b or not b["ok"]:
+                continue
+            ratios.setdefault(NAMES[w], {})[NAMES[base]] = {
+                m: (x[k] / b[k] if b.get(k) else None)
+                for m, k in (("tcp", "tcp_gbps"), ("udp", "udp_kpps"), ("rtt", "rtt_us"))
+            }  # rtt > 1 means weft's RTT is longer (worse)
+
+    cpu = None
+    for l in (read("/proc/cpuinfo") or "").splitlines():
+        if l.startswith("model name"):
+            cpu = l.split(":", 1)[1].strip()
+            break
+    before, after = loadavg(E["B_LOAD_BEFORE"]), loadavg(E["B_LOAD_AFTER"])
+    leftovers = [l for l in (read(os.path.join(work, "leftovers")) or "").splitlines() if l]
+    doc = {
+        "schema": 2,
+        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "elapsed_s": elapsed,
+        "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu,
+                 "loadavg_before": before, "loadavg_after": after,
+                 "loadavg_1min_before": before["1min"], "loadavg_1min_after": after["1min"]},
+        "tools": {"iperf3": (cmd("iperf3", "--version") or "").split("\n")[0] or None,
+                  "ovs": (cmd("ovs-vsctl", "--version") or "").split("\n")[0] or None,
+                  "weft": E.get("B_WEFT") if any(p in WEFT_PATHS for p in paths) else None,
+                  "weft_git": cmd("git", "-C", E["B_REPO"], "describe", "--always", "--dirty") or None},
+        "params": {"rounds": rounds, "order": [NAMES[p] for p in paths],
+                   "duration_s": int(E["B_DURATION"]), "omit_s": int(E["B_OMIT"]),
+                   "udp_payload_bytes": UDP_LEN, "ping_count": int(E["B_PING_COUNT"]),
+                   "ping_interval_s": float(E["B_PING_INTERVAL"]), "subnet": E["B_SUBNET"],
+                   "weft_daemon_args_env": E["B_DAEMON_ARGS"],
+                   "tap_spin_busy_poll_us": int(E["B_SPIN_US"])},
+        "results": list(results.values()),
+        "ratios": ratios,
+        "leftovers_stopped": leftovers,
+    }
+    tmp = out + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=2)
+        f.write("\n")
+    os.replace(tmp, out)
+
+    def cell(r, k, spec, width):
+        s = r["stats"].get(k)
+        if not s:
+            return f"{'-':>{width}}"
+        txt = f"{format(s['median'], spec)} [{format(s['min'], spec)}-{format(s['max'], spec)}]"
+        return f"{txt:>{width}}"
+
+    w0 = max(14, *(len(LABELS[p]) for p in paths))
     print()
-    print("weft vs. baselines (TCP, UDP: higher is better; RTT: lower is better)")
-    for w, bases in ratios.items():
-        for metric in ("tcp", "udp", "rtt"):
-            parts = ", ".join(f"{fmt(v[metric], '.2f')}x {b}" for b, v in bases.items())
-            print(f"  {w:<10} {metric.upper():<4} {parts}")
-print()
-print(f"results: {out} ({elapsed} s)")
+    print(f"median of {rounds} round{'s' if rounds != 1 else ''} [min-max over the rounds]")
+    print(f"{'path':<{w0}}  {'TCP Gbit/s':>19}  {'UDP kpps':>19}  {'(sent)':>7}  {'RTT avg µs':>17}  rounds")
+    for p in paths:
+        r = results[p]
+        if not r["ok"]:
+            print(f"{LABELS[p]:<{w0}}  FAILED: {r.get('errors', ['?'])[0][:100]}")
+            continue
+        sent = r.get("udp_sent_kpps")
+        print(f"{LABELS[p]:<{w0}}  {cell(r, 'tcp_gbps', '.2f', 19)}  {cell(r, 'udp_kpps', '.1f', 19)}  "
+              f"{sent if sent is None else format(sent, '.1f'):>7}  {cell(r, 'rtt_us', '.1f', 17)}  "
+              f"{r['rounds_ok']}/{rounds}")
+    if ratios:
+        print()
+        print("weft vs. baselines, ratio of the medians (TCP, UDP: higher is better; RTT: lower is better)")
+        for w in WEFT_PATHS:
+            if NAMES[w] not in ratios:
+                continue
+            by_base = ratios[NAMES[w]]
+            parts = []
+            for metric in ("tcp", "udp", "rtt"):
+                vs = ", ".join(f"{v[metric]:.2f}x {label}" if v[metric] is not None else f"-x {label}"
+                               for base, label in BASES if (v := by_base.get(NAMES[base])))
+                parts.append(f"{metric.upper()} {vs}")
+            print(f"  {LABELS[w]}: " + "; ".join(parts))
+    print()
+    print(f"load average (1 min): {before['1min']:.2f} before, {after['1min']:.2f} after "
+          f"({os.cpu_count()} CPUs)")
+    if leftovers:
+        print(f"leftovers stopped between paths: {len(leftovers)} (see the JSON)")
+    print(f"results: {out} ({elapsed} s)")
+
+if sys.argv[1] == "line":
+    line(sys.argv[2], sys.argv[3])
+else:
+    report(sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), sys.argv[6:])
 PY
+)
+export B_DURATION=$DURATION B_OMIT=$OMIT B_UDP_LEN=$UDP_LEN B_PING_COUNT=$PING_COUNT \
+    B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT B_REPO=$REPO_ROOT \
+    B_SPIN_US=$SPIN_US B_DAEMON_ARGS=$WEFT_DAEMON_ARGS
+
+# ------------------------------------------------------------------ main --
+
+# Rough time per path and round: setup, ping, TCP and UDP, teardown.
+EST=$(((2 * (DURATION + OMIT) + 4 + SETTLE) * ${#PATHS[@]} * ROUNDS))
+log "weft benchmark: ${ROUNDS} round(s) of: ${PATHS[*]}; ${DURATION}s per test; about $((EST / 60)) min $((EST % 60)) s"
+if [[ -n $WEFT_DAEMON_ARGS ]] && wants_weft; then log "weft daemon extra arguments: $WEFT_DAEMON_ARGS"; fi
+log "work dir $WORK"
+LOAD_BEFORE=$(cat /proc/loadavg)
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
+    echo "run.sh: warning: load average ${LOAD_BEFORE%% *} on $(nproc) CPUs; other work will skew the figures" >&2
+fi
+START=$(date +%s)
+first=1
+for ((round = 1; round <= ROUNDS; round++)); do
+    RDIR="$WORK/r$round"
+    mkdir -p "$RDIR"
+    for p in "${PATHS[@]}"; do
+        # Nothing from the previous path may still run or be half torn down.
+        quiesce
+        ((first)) || sleep "$SETTLE"
+        first=0
+        log "round $round/$ROUNDS: $p"
+        cat /proc/loadavg >"$RDIR/$p.load"
+        plog="$RDIR/$p.log"
+        # Each path runs in a subshell with errexit so that one broken path is
+        # reported and the others still run; its shell trace and stderr go to
+        # $plog. Resources are in $REGISTRY and released right after.
+        set +e
+        (
+            set -e
+            exec 3>>"$plog"
+            BASH_XTRACEFD=3
+            exec 2>&3
+            set -x
+            run_path "$p"
+        ) &
+        CHILD=$!
+        wait "$CHILD"
+        rc=$?
+        CHILD=
+        set -e
+        release_all
+        if ((rc != 0)); then
+            FAILED=1
+            echo "run.sh: path '$p' failed in round $round (exit $rc); last lines of $plog:" >&2
+            tail -n 12 "$plog" | sed 's/^/   | /' >&2
+            echo "failed (exit $rc): $(grep -v '^+' "$plog" | tail -n 3 | tr '\n' ' ')" >"$RDIR/$p.error"
+        fi
+        python3 -c "$REPORT_PY" line "$RDIR" "$p" || true
+    done
+done
+quiesce
+ELAPSED=$(($(date +%s) - START))
+LOAD_AFTER=$(cat /proc/loadavg)
+
+mkdir -p "$(dirname "$OUT")"
+B_LOAD_BEFORE=$LOAD_BEFORE B_LOAD_AFTER=$LOAD_AFTER \
+    python3 -c "$REPORT_PY" report "$WORK" "$OUT" "$ELAPSED" "$ROUNDS" "${PATHS[@]}"
 
 ((FAILED == 0)) || exit 1

@@ -71,6 +71,10 @@ pub struct DaemonArgs {
     /// spin); trades CPU for round-trip time
     #[arg(long, default_value_t = crate::dataplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
+    /// Forwarding threads (default: one per CPU, at most 4); each port's receive side
+    /// belongs to one of them
+    #[arg(long)]
+    pub workers: Option<usize>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -209,10 +213,15 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
             .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
     }
     let state = StateDir::open(state_dir)?;
-    let dataplane = Dataplane::new(std::time::Duration::from_micros(args.busy_poll_us))?;
-    let worker = dataplane
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get().min(4))
+            .unwrap_or(1)
+    });
+    let dataplane = Dataplane::new(workers, std::time::Duration::from_micros(args.busy_poll_us))?;
+    let threads = dataplane
         .spawn()
-        .context("cannot start the data-plane thread")?;
+        .context("cannot start the data-plane threads")?;
     let dp = Arc::clone(&dataplane);
     let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp)).await??;
     let listener = tokio::net::UnixListener::bind(socket)
@@ -238,7 +247,9 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     };
     server::serve(Arc::new(daemon), listener, socket, shutdown).await?;
     dataplane.shutdown();
-    let _ = worker.join();
+    for t in threads {
+        let _ = t.join();
+    }
     Ok(())
 }
 

@@ -1,19 +1,27 @@
-//! The data plane: one run-to-completion worker that owns every port's fd.
+//! The data plane: run-to-completion workers that read frames from ports, ask the pure
+//! [`Bridge`] for a verdict and write the frames straight to the output fd(s).
 //!
-//! The worker waits in epoll, and for each ready port reads up to [`BATCH`] frames, asks the
-//! pure [`Bridge`] for a verdict and writes the frame straight to the output fd(s). A frame is
-//! read once into one reusable buffer and written from that same buffer: no channel hop and no
-//! allocation per frame. Every frame on both port kinds carries the same 10-byte
-//! `virtio_net_hdr`, which is passed through untouched, so TCP superframes (TSO/GSO) of up to
-//! 64 KiB cross the switch whole.
+//! Every port's receive side belongs to exactly one worker (frames of one ingress port stay in
+//! order); any worker may write to any port. A worker waits in its own epoll, and for each
+//! ready port reads up to [`BATCH`] frames. A frame is read once into the worker's reusable
+//! buffer and written from that same buffer: no channel hop and no allocation per frame. Both
+//! port kinds carry the same 10-byte `virtio_net_hdr` before the frame, passed through
+//! untouched, so TCP superframes (TSO/GSO) of up to 64 KiB cross the switch whole.
 //!
-//! The control plane shares the worker's state through one mutex, which the worker takes once
-//! per wake-up (not per frame).
+//! With two or more workers the two directions of a TCP flow run on different threads: the
+//! data direction (two copies and the receiver's TCP processing, which the kernel runs inside
+//! the TAP write) no longer waits behind the acknowledgements (and the sender's processing
+//! they trigger) going the other way.
+//!
+//! Shared state: the bridge sits behind a mutex held only around `process` and counter
+//! updates; the port table behind a read-write lock that a worker read-locks once per wake-up
+//! and the control plane write-locks to add or remove a port (so a port's fd is never closed
+//! while a worker uses it).
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use weft_switch::{Bridge, DropReason, NetworkConfig, NetworkId, PortId, Timestamp, Verdict};
@@ -23,12 +31,12 @@ use crate::sys::{self, Epoll, EventFd, VnetHdr, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next port.
 pub const BATCH: usize = 64;
-/// Largest frame the worker reads: a 64 KiB GSO superframe plus headers fits.
+/// Largest frame a worker reads: a 64 KiB GSO superframe plus headers fits.
 const BUF_LEN: usize = VNET_HDR_LEN + 65_535 + 14 + 4 + 1;
 const WAKE_TOKEN: u64 = u64::MAX;
-/// Default for how long the worker keeps polling after traffic before it sleeps in epoll
+/// Default for how long a worker keeps polling after traffic before it sleeps in epoll
 /// (adaptive spin): a sleeping thread's wake-up costs tens of microseconds of round-trip time.
-pub const DEFAULT_BUSY_POLL: std::time::Duration = std::time::Duration::from_micros(50);
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 
@@ -40,26 +48,29 @@ struct CaptureTap {
 
 struct PortIo {
     fd: OwnedFd,
-    captures: Vec<CaptureTap>,
+    worker: usize,
+    /// Fast-path check: false unless someone captures on this port.
+    capturing: AtomicBool,
+    captures: Mutex<Vec<CaptureTap>>,
 }
 
-struct SwitchState {
-    bridge: Bridge,
-    /// Indexed by `PortId.0`.
-    ports: Vec<Option<PortIo>>,
-    /// Reused per flood: the output ports of one frame.
-    flood_scratch: Vec<PortId>,
-    last_expire: Timestamp,
-}
+type PortTable = Vec<Option<Arc<PortIo>>>;
 
-/// The data plane shared between the worker thread and the control plane.
-pub struct Dataplane {
-    state: Mutex<SwitchState>,
+struct Worker {
     epoll: Epoll,
     wake: EventFd,
+    ports: std::sync::atomic::AtomicUsize,
+}
+
+/// The data plane shared between the worker threads and the control plane.
+pub struct Dataplane {
+    bridge: Mutex<Bridge>,
+    /// Indexed by `PortId.0`.
+    ports: RwLock<PortTable>,
+    workers: Vec<Worker>,
     stop: AtomicBool,
     origin: Instant,
-    busy_poll: std::time::Duration,
+    busy_poll: Duration,
 }
 
 /// Errors of data-plane bookkeeping.
@@ -73,21 +84,31 @@ pub enum DataplaneError {
     UnknownPort(PortId),
 }
 
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic elsewhere must not stop forwarding; the tables stay consistent per operation.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Dataplane {
-    /// `busy_poll`: how long the worker keeps polling after traffic before it sleeps.
-    pub fn new(busy_poll: std::time::Duration) -> Result<Arc<Dataplane>, DataplaneError> {
-        let epoll = Epoll::new()?;
-        let wake = EventFd::new()?;
-        epoll.add(wake.fd(), WAKE_TOKEN)?;
+    /// `workers`: forwarding threads (at least 1). `busy_poll`: how long a worker keeps
+    /// polling after traffic before it sleeps.
+    pub fn new(workers: usize, busy_poll: Duration) -> Result<Arc<Dataplane>, DataplaneError> {
+        let workers = (0..workers.max(1))
+            .map(|_| {
+                let epoll = Epoll::new()?;
+                let wake = EventFd::new()?;
+                epoll.add(wake.fd(), WAKE_TOKEN)?;
+                Ok(Worker {
+                    epoll,
+                    wake,
+                    ports: Default::default(),
+                })
+            })
+            .collect::<Result<Vec<_>, sys::SysError>>()?;
         Ok(Arc::new(Dataplane {
-            state: Mutex::new(SwitchState {
-                bridge: Bridge::new(),
-                ports: Vec::new(),
-                flood_scratch: Vec::new(),
-                last_expire: Timestamp::default(),
-            }),
-            epoll,
-            wake,
+            bridge: Mutex::new(Bridge::new()),
+            ports: RwLock::new(Vec::new()),
+            workers,
             stop: AtomicBool::new(false),
             origin: Instant::now(),
             busy_poll,
@@ -99,63 +120,90 @@ impl Dataplane {
         Timestamp::from_millis(self.origin.elapsed().as_millis() as u64)
     }
 
-    fn lock(&self) -> MutexGuard<'_, SwitchState> {
-        // A panic while holding the lock cannot leave the bridge half-updated in a way that
-        // matters more than stopping forwarding would, so recover the guard.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn ports_read(&self) -> RwLockReadGuard<'_, PortTable> {
+        self.ports.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` with the bridge (tables, counters) under the data-plane lock.
+    fn ports_write(&self) -> RwLockWriteGuard<'_, PortTable> {
+        self.ports.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` with the bridge (tables, counters) under its lock.
     pub fn with_bridge<R>(&self, f: impl FnOnce(&mut Bridge) -> R) -> R {
-        f(&mut self.lock().bridge)
+        f(&mut lock(&self.bridge))
     }
 
     pub fn add_network(&self, id: NetworkId, config: NetworkConfig) -> Result<(), DataplaneError> {
-        Ok(self.lock().bridge.add_network(id, config)?)
+        Ok(lock(&self.bridge).add_network(id, config)?)
     }
 
     pub fn remove_network(&self, id: NetworkId) -> Result<(), DataplaneError> {
-        Ok(self.lock().bridge.remove_network(id)?)
+        Ok(lock(&self.bridge).remove_network(id)?)
     }
 
-    /// Attaches an open port fd (TAP or AF_PACKET with vnet headers, non-blocking). On
-    /// failure the fd comes back so the caller can remove the interface.
+    /// Attaches an open port fd (TAP or AF_PACKET with vnet headers, non-blocking) to the
+    /// worker with the fewest ports. On failure the fd comes back so the caller can remove
+    /// the interface.
     pub fn add_port(
         &self,
         port: PortId,
         network: NetworkId,
         fd: OwnedFd,
     ) -> Result<(), (DataplaneError, OwnedFd)> {
-        let mut st = self.lock();
-        if let Err(e) = st.bridge.add_port(port, network) {
+        let mut table = self.ports_write();
+        if let Err(e) = lock(&self.bridge).add_port(port, network) {
             return Err((e.into(), fd));
         }
-        if let Err(e) = self.epoll.add(fd.as_fd(), u64::from(port.0)) {
-            let _ = st.bridge.remove_port(port);
+        let (index, worker) = self
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.ports.load(Ordering::Relaxed))
+            .expect("at least one worker");
+        if let Err(e) = worker.epoll.add(fd.as_fd(), u64::from(port.0)) {
+            let _ = lock(&self.bridge).remove_port(port);
             return Err((e.into(), fd));
         }
+        worker.ports.fetch_add(1, Ordering::Relaxed);
         let idx = port.0 as usize;
-        if st.ports.len() <= idx {
-            st.ports.resize_with(idx + 1, || None);
+        if table.len() <= idx {
+            table.resize_with(idx + 1, || None);
         }
-        st.ports[idx] = Some(PortIo {
+        table[idx] = Some(Arc::new(PortIo {
             fd,
-            captures: Vec::new(),
-        });
+            worker: index,
+            capturing: AtomicBool::new(false),
+            captures: Mutex::new(Vec::new()),
+        }));
         Ok(())
     }
 
     /// Detaches a port and hands its fd back (the caller decides whether the interface goes).
     pub fn remove_port(&self, port: PortId) -> Result<OwnedFd, DataplaneError> {
-        let mut st = self.lock();
-        let io = st
-            .ports
-            .get_mut(port.0 as usize)
-            .and_then(Option::take)
-            .ok_or(DataplaneError::UnknownPort(port))?;
-        let _ = self.epoll.delete(io.fd.as_fd());
-        st.bridge.remove_port(port)?;
-        Ok(io.fd)
+        let io = {
+            let mut table = self.ports_write();
+            let io = table
+                .get_mut(port.0 as usize)
+                .and_then(Option::take)
+                .ok_or(DataplaneError::UnknownPort(port))?;
+            let worker = &self.workers[io.worker];
+            let _ = worker.epoll.delete(io.fd.as_fd());
+            worker.ports.fetch_sub(1, Ordering::Relaxed);
+            lock(&self.bridge).remove_port(port)?;
+            io
+        };
+        // No worker holds the table lock any more, so this is the last reference.
+        match Arc::try_unwrap(io) {
+            Ok(io) => Ok(io.fd),
+            Err(shared) => shared
+                .fd
+                .try_clone()
+                .map_err(|source| sys::SysError::Io {
+                    op: "duplicate port fd".into(),
+                    source,
+                })
+                .map_err(Into::into),
+        }
     }
 
     /// Starts a capture on `port`; frames arrive as pcap records on the returned channel,
@@ -166,162 +214,190 @@ impl Dataplane {
         count: Option<u64>,
     ) -> Result<tokio::sync::mpsc::Receiver<Bytes>, DataplaneError> {
         let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
-        let mut st = self.lock();
-        let io = st
-            .ports
-            .get_mut(port.0 as usize)
-            .and_then(Option::as_mut)
+        let table = self.ports_read();
+        let io = table
+            .get(port.0 as usize)
+            .and_then(Option::as_ref)
             .ok_or(DataplaneError::UnknownPort(port))?;
-        io.captures.push(CaptureTap {
+        lock(&io.captures).push(CaptureTap {
             tx,
             remaining: count,
         });
+        io.capturing.store(true, Ordering::Release);
         Ok(rx)
     }
 
-    /// Asks the worker to exit.
+    /// Asks the workers to exit.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.wake.notify();
+        for w in &self.workers {
+            w.wake.notify();
+        }
     }
 
-    /// Starts the worker thread.
-    pub fn spawn(self: &Arc<Self>) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let dp = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("weft-dataplane".into())
-            .spawn(move || dp.run())
+    /// Starts the worker threads.
+    pub fn spawn(self: &Arc<Self>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
+        (0..self.workers.len())
+            .map(|i| {
+                let dp = Arc::clone(self);
+                std::thread::Builder::new()
+                    .name(format!("weft-dataplane-{i}"))
+                    .spawn(move || dp.run(i))
+            })
+            .collect()
     }
 
-    fn run(&self) {
+    fn run(&self, index: usize) {
+        let worker = &self.workers[index];
         let mut buf = vec![0u8; BUF_LEN];
+        let mut scratch: Vec<PortId> = Vec::new();
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut last_traffic = Instant::now();
+        let mut last_expire = Instant::now();
         while !self.stop.load(Ordering::Relaxed) {
             let spinning = last_traffic.elapsed() < self.busy_poll;
             let timeout = if spinning { 0 } else { 1000 };
-            ready.clear();
-            if let Err(e) = self.epoll.wait(&mut ready, 256, timeout) {
+            if let Err(e) = worker.epoll.wait(&mut ready, 256, timeout) {
                 log::error!("epoll_wait failed: {e}");
-                std::thread::sleep(std::time::Duration::from_millis(10));
+                std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
             let now = self.now();
-            let mut st = self.lock();
+            let table = self.ports_read();
             let mut moved = false;
             for &token in &ready {
                 if token == WAKE_TOKEN {
-                    self.wake.drain();
+                    worker.wake.drain();
                     continue;
                 }
-                moved |= st.drain_port(PortId(token as u32), now, &mut buf);
+                let port = PortId(token as u32);
+                moved |= self.drain_port(&table, port, now, &mut buf, &mut scratch);
             }
-            if now.as_millis().saturating_sub(st.last_expire.as_millis()) >= 1000 {
-                st.bridge.expire(now);
-                st.last_expire = now;
-            }
-            drop(st);
+            drop(table);
             if moved {
                 last_traffic = Instant::now();
+            }
+            if index == 0 && last_expire.elapsed() >= Duration::from_secs(1) {
+                lock(&self.bridge).expire(now);
+                last_expire = Instant::now();
+            }
+        }
+    }
+
+    /// Reads up to [`BATCH`] frames from `port` and forwards each. Returns whether any moved.
+    fn drain_port(
+        &self,
+        table: &PortTable,
+        port: PortId,
+        now: Timestamp,
+        buf: &mut [u8],
+        scratch: &mut Vec<PortId>,
+    ) -> bool {
+        let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
+            return false;
+        };
+        let mut moved = false;
+        for _ in 0..BATCH {
+            let n = match sys::read_fd(io.fd.as_fd(), buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // EIO on a TAP whose link is down, ENETDOWN on a packet socket: nothing to
+                    // read until it comes back; epoll will tell.
+                    log::debug!("read from port {port:?} failed: {e}");
+                    break;
+                }
+            };
+            moved = true;
+            self.forward(table, io, port, now, &buf[..n], n == buf.len(), scratch);
+        }
+        moved
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &self,
+        table: &PortTable,
+        in_io: &PortIo,
+        in_port: PortId,
+        now: Timestamp,
+        packet: &[u8],
+        truncated: bool,
+        scratch: &mut Vec<PortId>,
+    ) {
+        let hdr = if truncated {
+            None
+        } else {
+            VnetHdr::parse(packet)
+        };
+        let Some(hdr) = hdr else {
+            let reason = if truncated {
+                DropReason::Truncated
+            } else {
+                DropReason::BadVnetHeader
+            };
+            lock(&self.bridge).record_drop(in_port, reason);
+            return;
+        };
+        let frame = &packet[VNET_HDR_LEN..];
+        capture(in_io, frame);
+        scratch.clear();
+        {
+            let mut bridge = lock(&self.bridge);
+            match bridge.process(now, in_port, frame, hdr.is_gso()) {
+                Verdict::Forward(out) => scratch.push(out),
+                Verdict::Flood(set) => scratch.extend(set),
+                Verdict::Drop(_) => return,
+            }
+        }
+        let mut sent = 0usize;
+        for &out in scratch.iter() {
+            let ok = table
+                .get(out.0 as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|io| {
+                    let ok = sys::write_fd(io.fd.as_fd(), packet).is_ok();
+                    if ok {
+                        capture(io, frame);
+                    }
+                    ok
+                });
+            sent += usize::from(ok);
+            if !ok {
+                lock(&self.bridge).record_drop(out, DropReason::TxError);
+            }
+        }
+        if sent > 0 {
+            let mut bridge = lock(&self.bridge);
+            for &out in scratch.iter() {
+                bridge.record_tx(out, frame.len());
             }
         }
     }
 }
 
-impl SwitchState {
-    /// Reads up to [`BATCH`] frames from `port` and forwards each. Returns whether any frame moved.
-    fn drain_port(&mut self, port: PortId, now: Timestamp, buf: &mut [u8]) -> bool {
-        let mut moved = false;
-        for _ in 0..BATCH {
-            let Some(io) = self.ports.get(port.0 as usize).and_then(Option::as_ref) else {
-                return moved;
-            };
-            let n = match sys::read_fd(io.fd.as_fd(), buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return moved,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EIO on a TAP whose link is down, ENETDOWN on a packet socket: nothing to
-                    // read until it comes back; the epoll loop will tell us.
-                    log::debug!("read from port {port:?} failed: {e}");
-                    return moved;
-                }
-            };
-            moved = true;
-            self.forward(port, now, &buf[..n], n == buf.len());
-        }
-        moved
+/// Copies `frame` to the port's live captures (only while someone captures).
+fn capture(io: &PortIo, frame: &[u8]) {
+    if !io.capturing.load(Ordering::Relaxed) {
+        return;
     }
-
-    fn forward(&mut self, in_port: PortId, now: Timestamp, packet: &[u8], truncated: bool) {
-        if truncated {
-            self.bridge.record_drop(in_port, DropReason::Truncated);
-            return;
+    let record = pcap::record(SystemTime::now(), frame);
+    let mut taps = lock(&io.captures);
+    taps.retain_mut(|tap| {
+        match tap.tx.try_send(record.clone()) {
+            Ok(()) => {}
+            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
         }
-        let Some(hdr) = VnetHdr::parse(packet) else {
-            self.bridge.record_drop(in_port, DropReason::BadVnetHeader);
-            return;
-        };
-        let frame = &packet[VNET_HDR_LEN..];
-        self.capture(in_port, frame);
-        let single = match self.bridge.process(now, in_port, frame, hdr.is_gso()) {
-            Verdict::Forward(out) => Some(out),
-            Verdict::Flood(set) => {
-                self.flood_scratch.clear();
-                self.flood_scratch.extend(set);
-                None
+        match tap.remaining.as_mut() {
+            Some(left) => {
+                *left -= 1;
+                *left > 0
             }
-            Verdict::Drop(_) => return,
-        };
-        match single {
-            Some(out) => self.transmit(out, packet),
-            None => {
-                let targets = std::mem::take(&mut self.flood_scratch);
-                for &out in &targets {
-                    self.transmit(out, packet);
-                }
-                self.flood_scratch = targets;
-            }
+            None => true,
         }
-    }
-
-    fn transmit(&mut self, out: PortId, packet: &[u8]) {
-        let Some(io) = self.ports.get(out.0 as usize).and_then(Option::as_ref) else {
-            self.bridge.record_drop(out, DropReason::TxError);
-            return;
-        };
-        match sys::write_fd(io.fd.as_fd(), packet) {
-            Ok(_) => {
-                let frame_len = packet.len() - VNET_HDR_LEN;
-                self.bridge.record_tx(out, frame_len);
-                self.capture(out, &packet[VNET_HDR_LEN..]);
-            }
-            Err(_) => self.bridge.record_drop(out, DropReason::TxError),
-        }
-    }
-
-    /// Copies `frame` to the port's live captures (only while someone captures).
-    fn capture(&mut self, port: PortId, frame: &[u8]) {
-        let Some(io) = self.ports.get_mut(port.0 as usize).and_then(Option::as_mut) else {
-            return;
-        };
-        if io.captures.is_empty() {
-            return;
-        }
-        let record = pcap::record(SystemTime::now(), frame);
-        io.captures.retain_mut(|tap| {
-            match tap.tx.try_send(record.clone()) {
-                Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
-            }
-            match tap.remaining.as_mut() {
-                Some(left) => {
-                    *left -= 1;
-                    *left > 0
-                }
-                None => true,
-            }
-        });
+    });
+    if taps.is_empty() {
+        io.capturing.store(false, Ordering::Release);
     }
 }
