@@ -153,14 +153,15 @@ fn bad_connect_is_rejected_without_leftovers() {
         )
     };
     // ports counters change with traffic, so compare port names only
-    let names_only = |s: &(
+    type Snapshot = (
         Vec<String>,
         Vec<String>,
         Vec<String>,
         Vec<String>,
         Vec<String>,
         Vec<String>,
-    )| {
+    );
+    let names_only = |s: &Snapshot| {
         (
             s.0.clone(),
             s.1.len(),
