@@ -688,26 +688,41 @@ def report(work, out, elapsed, rounds, paths):
         f.write("\n")
     os.replace(tmp, out)
 
-    def cell(r, k, spec, width):
-        s = r["stats"].get(k)
-        if not s:
-            return f"{'-':>{width}}"
-        txt = f"{format(s['median'], spec)} [{format(s['min'], spec)}-{format(s['max'], spec)}]"
-        return f"{txt:>{width}}"
-
-    w0 = max(14, *(len(LABELS[p]) for p in paths))
-    print()
-    print(f"median of {rounds} round{'s' if rounds != 1 else ''} [min-max over the rounds]")
-    print(f"{'path':<{w0}}  {'TCP Gbit/s':>19}  {'UDP kpps':>19}  {'(sent)':>7}  {'RTT avg µs':>17}  rounds")
+    # Table: label, then per metric "median [min-max]" (medians right-aligned).
+    cols = (("TCP Gbit/s", "tcp_gbps", ".2f"), ("UDP kpps", "udp_kpps", ".1f"),
+            ("RTT avg µs", "rtt_us", ".1f"))
+    rows = []
     for p in paths:
         r = results[p]
         if not r["ok"]:
-            print(f"{LABELS[p]:<{w0}}  FAILED: {r.get('errors', ['?'])[0][:100]}")
+            rows.append((LABELS[p], "FAILED: " + r.get("errors", ["?"])[0][:100]))
             continue
+        cells = []
+        for _, k, spec in cols:
+            s = r["stats"].get(k)
+            cells += ([format(s["median"], spec), f"[{format(s['min'], spec)}-{format(s['max'], spec)}]"]
+                      if s else ["-", ""])
         sent = r.get("udp_sent_kpps")
-        print(f"{LABELS[p]:<{w0}}  {cell(r, 'tcp_gbps', '.2f', 19)}  {cell(r, 'udp_kpps', '.1f', 19)}  "
-              f"{sent if sent is None else format(sent, '.1f'):>7}  {cell(r, 'rtt_us', '.1f', 17)}  "
-              f"{r['rounds_ok']}/{rounds}")
+        cells.insert(4, "-" if sent is None else format(sent, ".1f"))
+        rows.append((LABELS[p], cells + [f"{r['rounds_ok']}/{rounds}"]))
+    ok_rows = [c for _, c in rows if isinstance(c, list)]
+    w = [max([len(c[i]) for c in ok_rows] or [0]) for i in range(8)]
+    w0 = max(len("path"), *(len(l) for l, _ in rows))
+    def metric(i, title):  # width of median + range, title left-aligned above
+        return max(w[i] + 1 + w[i + 1], len(title))
+    head = (f"{'path':<{w0}}  {cols[0][0]:<{metric(0, cols[0][0])}}  {cols[1][0]:<{metric(2, cols[1][0])}}"
+            f"  {'(sent)':>{max(w[4], 6)}}  {cols[2][0]:<{metric(5, cols[2][0])}}  rounds")
+    print()
+    print(f"median of {rounds} round{'s' if rounds != 1 else ''}, [min-max] over the rounds")
+    print(head)
+    for label, c in rows:
+        if not isinstance(c, list):
+            print(f"{label:<{w0}}  {c}")
+            continue
+        def m(i, title):
+            return f"{c[i]:>{w[i]}} {c[i + 1]:<{w[i + 1]}}".ljust(metric(i, title))
+        print(f"{label:<{w0}}  {m(0, cols[0][0])}  {m(2, cols[1][0])}  {c[4]:>{max(w[4], 6)}}"
+              f"  {m(5, cols[2][0])}  {c[7]}")
     if ratios:
         print()
         print("weft vs. baselines, ratio of the medians (TCP, UDP: higher is better; RTT: lower is better)")

@@ -29,7 +29,7 @@ fn learned_entries_match_endpoints() {
     for ep in [&a, &b, &c] {
         let mac = inspect
             .iter()
-            .find(|e| e["name"] == Value::from(ep.name.clone()))
+            .find(|e| e["name"] == ep.name.clone())
             .and_then(|e| e["mac"].as_str())
             .unwrap_or_else(|| panic!("{} not in inspect: {inspect:?}", ep.name))
             .to_ascii_lowercase();

@@ -33,7 +33,7 @@ fn networks_do_not_leak_frames_or_traffic() {
     let pcap_b1 = lab.dir.join("b1.pcap");
     let pcap_b2 = lab.dir.join("b2.pcap");
     let pcap_a2 = lab.dir.join("a2.pcap");
-    let mut caps = vec![
+    let mut caps = [
         lab.capture(&b1.name, &pcap_b1, None),
         lab.capture(&b2.name, &pcap_b2, None),
         lab.capture(&a2.name, &pcap_a2, None),

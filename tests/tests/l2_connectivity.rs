@@ -61,7 +61,7 @@ fn mixed_tap_veth_endpoints_all_pairs_ping() {
     for ep in &eps {
         let old = before
             .iter()
-            .find(|p| p["name"] == Value::from(ep.name.clone()))
+            .find(|p| p["name"] == ep.name.clone())
             .unwrap();
         let new = lab.port(&ep.name);
         for k in ["rx_packets", "rx_bytes", "tx_packets", "tx_bytes"] {
@@ -224,7 +224,7 @@ fn connect_configures_interface_in_namespace() {
     for ep in [&a, &b, &c] {
         let e = eps
             .iter()
-            .find(|e| e["name"] == Value::from(ep.name.clone()))
+            .find(|e| e["name"] == ep.name.clone())
             .unwrap_or_else(|| panic!("{} missing in inspect: {eps:?}", ep.name));
         for k in ["network", "ifname", "kind", "ip", "prefix_len", "port"] {
             assert_eq!(
@@ -338,9 +338,7 @@ fn disconnect_removes_interface_and_endpoint() {
     let eps = lab.endpoints("n");
     assert_eq!(eps.len(), 2, "{eps:?}");
     assert!(
-        lab.ports()
-            .iter()
-            .all(|p| p["name"] != Value::from(b.name.clone())),
+        lab.ports().iter().all(|p| p["name"] != b.name.clone()),
         "port of {} still listed",
         b.name
     );
