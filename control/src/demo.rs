@@ -81,13 +81,25 @@ pub async fn run() -> Result<()> {
         daemon: None,
         namespaces: Vec::new(),
     };
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let result = tokio::select! {
         r = steps(&mut lab, &tag) => r,
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("\ninterrupted: cleaning up");
-            Err(anyhow::anyhow!("interrupted"))
-        }
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+        _ = term.recv() => Err(anyhow::anyhow!("terminated")),
+        _ = hangup.recv() => Err(anyhow::anyhow!("hung up")),
     };
+    if result.is_err() {
+        eprintln!(
+            "\ncleaning up after: {}",
+            result
+                .as_ref()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        );
+    }
     lab.cleanup();
     println!("\ncleaned up: daemon stopped, namespaces removed");
     result
@@ -190,6 +202,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             .args([
                 "netns", "exec", from_ns, "ping", "-c", "3", "-i", "0.2", "-W", "1", &to.ip,
             ])
+            .kill_on_drop(true)
             .output()
             .await
             .context("cannot run ping (install iputils-ping)")?;
