@@ -175,6 +175,14 @@ REGISTRY="$WORK/created"
 FAILED=0
 RDIR="$WORK" # per-round output directory, set in main
 
+# Measure a private copy of weft, so that a rebuild of target/ while the
+# rounds run can't mix two binaries in one report.
+WEFT_ORIG=$WEFT
+if wants_weft; then
+    cp -p "$WEFT" "$WORK/weft"
+    WEFT="$WORK/weft"
+fi
+
 # Every process this script starts (directly or through ip netns exec,
 # ovs-ctl, ...) inherits this variable; that is how leftovers are found.
 export WEFT_BENCH_RUN="$P.$(date +%s%N)"
@@ -495,8 +503,18 @@ path_weft() {
     mk_ns "$b"
     # (the CLI's confirmations go to the path log, with the shell trace)
     "$WEFT" --socket "$sock" network create bench --subnet "$SUBNET" >&2
-    "$WEFT" --socket "$sock" connect bench --netns "$a" --kind "$kind" --ip "$ADDR_A" --name a >&2
-    "$WEFT" --socket "$sock" connect bench --netns "$b" --kind "$kind" --ip "$ADDR_B" --name b >&2
+    local ep host
+    for ep in a b; do
+        local ns=$a addr=$ADDR_A
+        [[ $ep == b ]] && ns=$b addr=$ADDR_B
+        "$WEFT" --socket "$sock" --json connect bench --netns "$ns" --kind "$kind" --ip "$addr" \
+            --name "$ep" >"$RDIR/$name.endpoint-$ep.json"
+        cat "$RDIR/$name.endpoint-$ep.json" >&2
+        # veth endpoints have their host end (wv…) in the root namespace.
+        host=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("host_ifname") or "")' \
+            "$RDIR/$name.endpoint-$ep.json" 2>/dev/null) || host=
+        [[ -z $host ]] || register link "$host"
+    done
     measure "$name" "$a" "$b"
     "$WEFT" --socket "$sock" --json ports >"$RDIR/$name.ports.json" || true
     alive "$pid" || { echo "weft daemon died during the run" >&2; tail -n 20 "$dir/daemon.log" >&2; return 1; }
@@ -634,6 +652,20 @@ def aggregate(work, rounds, p):
     res["per_round"] = per_round
     return res
 
+def weft_info(orig, copy):
+    """The measured binary: its path, and sha256 and mtime of the copy that ran."""
+    import hashlib
+    info = {"path": orig}
+    try:
+        with open(copy, "rb") as f:
+            info["sha256"] = hashlib.sha256(f.read()).hexdigest()
+        info["mtime"] = datetime.datetime.fromtimestamp(
+            os.stat(copy).st_mtime, datetime.timezone.utc).isoformat(timespec="seconds")
+        info["version"] = cmd(copy, "--version")
+    except OSError:
+        pass
+    return info
+
 def loadavg(s):
     v = [float(x) for x in s.split()[:3]]
     return {"1min": v[0], "5min": v[1], "15min": v[2]}
@@ -667,10 +699,13 @@ def report(work, out, elapsed, rounds, paths):
         "elapsed_s": elapsed,
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu,
                  "loadavg_before": before, "loadavg_after": after,
-                 "loadavg_1min_before": before["1min"], "loadavg_1min_after": after["1min"]},
+                 "loadavg_1min_before": before["1min"], "loadavg_1min_after": after["1min"],
+                 # CPU busy over 1 s with the script idle, just before and after the run
+                 "cpu_busy_pct_before": int(E["B_BUSY_BEFORE"]),
+                 "cpu_busy_pct_after": int(E["B_BUSY_AFTER"])},
         "tools": {"iperf3": (cmd("iperf3", "--version") or "").split("\n")[0] or None,
                   "ovs": (cmd("ovs-vsctl", "--version") or "").split("\n")[0] or None,
-                  "weft": E.get("B_WEFT") if any(p in WEFT_PATHS for p in paths) else None,
+                  "weft": weft_info(E["B_WEFT"], E["B_WEFT_COPY"]) if any(p in WEFT_PATHS for p in paths) else None,
                   "weft_git": cmd("git", "-C", E["B_REPO"], "describe", "--always", "--dirty") or None},
         "params": {"rounds": rounds, "order": [NAMES[p] for p in paths],
                    "duration_s": int(E["B_DURATION"]), "omit_s": int(E["B_OMIT"]),
@@ -738,7 +773,8 @@ def report(work, out, elapsed, rounds, paths):
             print(f"  {LABELS[w]}: " + "; ".join(parts))
     print()
     print(f"load average (1 min): {before['1min']:.2f} before, {after['1min']:.2f} after "
-          f"({os.cpu_count()} CPUs)")
+          f"({os.cpu_count()} CPUs); CPU busy with the script idle: "
+          f"{E['B_BUSY_BEFORE']}% before, {E['B_BUSY_AFTER']}% after")
     if leftovers:
         print(f"leftovers stopped between paths: {len(leftovers)} (see the JSON)")
     print(f"results: {out} ({elapsed} s)")
@@ -750,8 +786,24 @@ else:
 PY
 )
 export B_DURATION=$DURATION B_OMIT=$OMIT B_UDP_LEN=$UDP_LEN B_PING_COUNT=$PING_COUNT \
-    B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT B_REPO=$REPO_ROOT \
+    B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT_ORIG B_WEFT_COPY=$WEFT B_REPO=$REPO_ROOT \
     B_SPIN_US=$SPIN_US B_DAEMON_ARGS=$WEFT_DAEMON_ARGS
+
+# cpu_busy_pct: how busy all CPUs are over one second (percent), sampled
+# while this script runs nothing: a direct reading of other users' load,
+# unlike the load average, which lags and after a run mostly shows our own.
+cpu_busy_pct() {
+    python3 - <<'PY'
+import time
+def snap():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    return sum(v), v[3] + v[4]  # user..steal; idle + iowait
+(t0, i0), _ = snap(), time.sleep(1)
+t1, i1 = snap()
+print(round(100 * (1 - (i1 - i0) / (t1 - t0))) if t1 > t0 else 0)
+PY
+}
 
 # ------------------------------------------------------------------ main --
 
@@ -761,8 +813,11 @@ log "weft benchmark: ${ROUNDS} round(s) of: ${PATHS[*]}; ${DURATION}s per test; 
 if [[ -n $WEFT_DAEMON_ARGS ]] && wants_weft; then log "weft daemon extra arguments: $WEFT_DAEMON_ARGS"; fi
 log "work dir $WORK"
 LOAD_BEFORE=$(cat /proc/loadavg)
-if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)"; then
-    echo "run.sh: warning: load average ${LOAD_BEFORE%% *} on $(nproc) CPUs; other work will skew the figures" >&2
+BUSY_BEFORE=$(cpu_busy_pct)
+if python3 -c "import os,sys; sys.exit(0 if os.getloadavg()[0] > os.cpu_count() / 2 else 1)" ||
+    ((BUSY_BEFORE > 20)); then
+    echo "run.sh: warning: load average ${LOAD_BEFORE%% *} on $(nproc) CPUs, ${BUSY_BEFORE}% CPU busy" \
+        "before the start; other work will skew the figures" >&2
 fi
 START=$(date +%s)
 first=1
@@ -799,7 +854,7 @@ for ((round = 1; round <= ROUNDS; round++)); do
             FAILED=1
             echo "run.sh: path '$p' failed in round $round (exit $rc); last lines of $plog:" >&2
             tail -n 12 "$plog" | sed 's/^/   | /' >&2
-            echo "failed (exit $rc): $(grep -v '^+' "$plog" | tail -n 3 | tr '\n' ' ')" >"$RDIR/$p.error"
+            echo "failed (exit $rc): $(grep -v -e '^+' -e '^[[:space:]]*$' "$plog" | tail -n 3 | tr '\n' ' ')" >"$RDIR/$p.error"
         fi
         python3 -c "$REPORT_PY" line "$RDIR" "$p" || true
     done
@@ -807,9 +862,10 @@ done
 quiesce
 ELAPSED=$(($(date +%s) - START))
 LOAD_AFTER=$(cat /proc/loadavg)
+BUSY_AFTER=$(cpu_busy_pct)
 
 mkdir -p "$(dirname "$OUT")"
-B_LOAD_BEFORE=$LOAD_BEFORE B_LOAD_AFTER=$LOAD_AFTER \
+B_LOAD_BEFORE=$LOAD_BEFORE B_LOAD_AFTER=$LOAD_AFTER B_BUSY_BEFORE=$BUSY_BEFORE B_BUSY_AFTER=$BUSY_AFTER \
     python3 -c "$REPORT_PY" report "$WORK" "$OUT" "$ELAPSED" "$ROUNDS" "${PATHS[@]}"
 
 ((FAILED == 0)) || exit 1

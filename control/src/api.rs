@@ -38,6 +38,8 @@ pub struct NetworkDetail {
     pub name: String,
     pub subnet: String,
     pub gateway: String,
+    /// The MAC address of the gateway's internal port.
+    pub gateway_mac: String,
     pub mtu: u32,
     pub aging_seconds: u64,
     pub endpoints: Vec<EndpointInfo>,
@@ -124,4 +126,16 @@ pub struct PortRow {
     pub tx_bytes: u64,
     /// Only reasons with a nonzero count, keyed by `DropReason::as_str`.
     pub drops: std::collections::BTreeMap<String, u64>,
+}
+
+/// One row of `GET /v1/arp`: the neighbour table the switch answers ARP from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ArpRow {
+    pub network: String,
+    pub ip: String,
+    pub mac: String,
+    /// The endpoint owning the address, or "gateway".
+    pub owner: String,
+    /// Where the entry came from: "ipam" (an endpoint's address) or "gateway".
+    pub origin: String,
 }

@@ -12,8 +12,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::api::{
-    Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkSummary, PortKind,
-    PortRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkSummary,
+    PortKind, PortRow,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
@@ -54,6 +54,11 @@ pub enum Command {
     Disconnect { network: String, endpoint: String },
     /// Show the forwarding database, or add/remove static entries
     Fdb(FdbArgs),
+    /// Show the neighbour table (IP -> MAC) the switch answers ARP requests from
+    Arp {
+        /// Only this network
+        network: Option<String>,
+    },
     /// List ports with counters and drops by reason
     Ports,
     /// Capture frames crossing one port, as pcap
@@ -71,10 +76,11 @@ pub struct DaemonArgs {
     /// spin); trades CPU for round-trip time
     #[arg(long, default_value_t = crate::dataplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
-    /// Forwarding threads (default: one per CPU, at most 4); each port's receive side
-    /// belongs to one of them
-    #[arg(long)]
-    pub workers: Option<usize>,
+    /// Forwarding threads; each port's receive side belongs to one of them. More than one
+    /// spreads the two directions of a flow over CPUs but adds a thread wake-up to every
+    /// round trip
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
 }
 
 #[derive(Subcommand, Debug)]
@@ -213,11 +219,7 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
             .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
     }
     let state = StateDir::open(state_dir)?;
-    let workers = args.workers.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get().min(4))
-            .unwrap_or(1)
-    });
+    let workers = args.workers;
     let dataplane = Dataplane::new(workers, std::time::Duration::from_micros(args.busy_poll_us))?;
     let threads = dataplane
         .spawn()
@@ -437,6 +439,21 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 })
                 .collect();
             print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
+        }
+        Command::Arp { network } => {
+            let path = match &network {
+                Some(n) => format!("/v1/arp?network={}", seg(n)),
+                None => "/v1/arp".to_string(),
+            };
+            let rows: Vec<ArpRow> = client.call(Method::GET, &path, none).await?;
+            if json {
+                return print_json(&rows);
+            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| vec![r.network, r.ip, r.mac, r.owner, r.origin])
+                .collect();
+            print_table(&["NETWORK", "IP", "MAC", "OWNER", "ORIGIN"], &rows);
         }
         Command::Ports => {
             let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", none).await?;

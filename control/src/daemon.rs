@@ -10,10 +10,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use ipnet::Ipv4Net;
-use weft_switch::{MacAddr, NetworkConfig, NetworkId, PortId};
+use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::api::{
-    Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkSummary, PortKind, PortRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkSummary, PortKind,
+    PortRow,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::ipam::{self, IpamError};
@@ -192,10 +193,19 @@ fn random_u64() -> u64 {
     h.finish()
 }
 
+/// The gateway's internal port uses the same scheme as endpoints: 02:42 + its address.
+fn gateway_mac(record: &NetworkRecord) -> MacAddr {
+    mac_for_ip(record.gateway)
+}
+
 fn network_config(record: &NetworkRecord) -> NetworkConfig {
     NetworkConfig {
         aging: Duration::from_secs(record.aging_seconds),
         mtu: record.mtu as u16,
+        gateway: Some(GatewayConfig {
+            ip: record.gateway,
+            mac: gateway_mac(record),
+        }),
         ..NetworkConfig::default()
     }
 }
@@ -212,6 +222,22 @@ fn open_netns(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> 
             Ok((ns, format!("/proc/{pid}/ns/net")))
         }
     }
+}
+
+/// Tells the switch what IPAM knows about a new endpoint: its address for ARP suppression,
+/// and its MAC on its port (learned now, aging as usual), so the first unicast to it after
+/// an ARP request the switch answered itself is not flooded.
+fn seed_endpoint(
+    bridge: &mut weft_switch::Bridge,
+    now: weft_switch::Timestamp,
+    network: NetworkId,
+    port: PortId,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+) -> std::result::Result<(), weft_switch::BridgeError> {
+    bridge.set_neighbor(network, ip, mac)?;
+    bridge.learn_at(now, port, mac)?;
+    Ok(())
 }
 
 /// What a created port leaves behind, so it can be undone.
@@ -365,6 +391,11 @@ impl Daemon {
             CreatedPort { fd, ..created }.destroy();
             return Err(e.into());
         }
+        let net_id = net.id;
+        let now = self.dataplane.now();
+        self.dataplane
+            .with_bridge(|b| seed_endpoint(b, now, net_id, port, record.ip, mac))
+            .map_err(DataplaneError::from)?;
         c.endpoints.insert(
             record.name.clone(),
             Endpoint {
@@ -510,6 +541,7 @@ impl Daemon {
             name: n.record.name.clone(),
             subnet: n.record.subnet.to_string(),
             gateway: n.record.gateway.to_string(),
+            gateway_mac: gateway_mac(&n.record).to_string(),
             mtu: n.record.mtu,
             aging_seconds: n.record.aging_seconds,
             endpoints: c
@@ -644,6 +676,11 @@ impl Daemon {
             }
         };
         let mac = requested_mac.unwrap_or_else(|| mac_for_ip(ip));
+        if mac == mac_for_ip(gateway) {
+            return Err(DaemonError::Conflict(format!(
+                "MAC address {mac} belongs to the gateway of network {network:?}; pass another --mac or omit it"
+            )));
+        }
         if let Some(e) = on_network().find(|e| e.record.mac.parse::<MacAddr>().ok() == Some(mac)) {
             return Err(DaemonError::Conflict(format!(
                 "MAC address {mac} is already used by endpoint {:?} on network {network:?}; pass another --mac or omit it",
@@ -684,6 +721,10 @@ impl Daemon {
             .destroy();
             return Err(e.into());
         }
+        let now = self.dataplane.now();
+        self.dataplane
+            .with_bridge(|b| seed_endpoint(b, now, net_id, port, ip, mac))
+            .map_err(DataplaneError::from)?;
         c.next_port_id += 1;
         c.endpoints.insert(
             name.clone(),
@@ -706,6 +747,12 @@ impl Daemon {
             return;
         };
         c.static_fdb.retain(|s| s.endpoint != name);
+        if let Some(net) = c.networks.get(&ep.record.network) {
+            let id = net.id;
+            let _ = self
+                .dataplane
+                .with_bridge(|b| b.remove_neighbor(id, ep.record.ip));
+        }
         match self.dataplane.remove_port(ep.port) {
             Ok(fd) => CreatedPort {
                 fd,
@@ -763,6 +810,40 @@ impl Daemon {
                     weft_switch::FdbOrigin::Static => "static".into(),
                 },
                 age_seconds: e.age.as_secs_f64(),
+            }));
+        }
+        Ok(rows)
+    }
+
+    /// The neighbour table the switch answers ARP from: the gateway and every endpoint.
+    pub fn arp(&self, network: Option<&str>) -> Result<Vec<ArpRow>> {
+        let c = self.lock();
+        let nets: Vec<&Network> = match network {
+            Some(n) => vec![Self::network(&c, n)?],
+            None => c.networks.values().collect(),
+        };
+        let mut rows = Vec::new();
+        for n in nets {
+            rows.push(ArpRow {
+                network: n.record.name.clone(),
+                ip: n.record.gateway.to_string(),
+                mac: gateway_mac(&n.record).to_string(),
+                owner: "gateway".into(),
+                origin: "gateway".into(),
+            });
+            let owners: BTreeMap<Ipv4Addr, &str> = c
+                .endpoints
+                .values()
+                .filter(|e| e.record.network == n.record.name)
+                .map(|e| (e.record.ip, e.record.name.as_str()))
+                .collect();
+            let neighbors = self.dataplane.with_bridge(|b| b.neighbors(n.id));
+            rows.extend(neighbors.into_iter().map(|nb| ArpRow {
+                network: n.record.name.clone(),
+                ip: nb.ip.to_string(),
+                mac: nb.mac.to_string(),
+                owner: owners.get(&nb.ip).copied().unwrap_or("?").to_string(),
+                origin: "ipam".into(),
             }));
         }
         Ok(rows)

@@ -250,7 +250,10 @@ impl Dataplane {
     fn run(&self, index: usize) {
         let worker = &self.workers[index];
         let mut buf = vec![0u8; BUF_LEN];
-        let mut scratch: Vec<PortId> = Vec::new();
+        let mut scratch = Scratch {
+            targets: Vec::new(),
+            reply: vec![0u8; BUF_LEN],
+        };
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut last_traffic = Instant::now();
         let mut last_expire = Instant::now();
@@ -291,7 +294,7 @@ impl Dataplane {
         port: PortId,
         now: Timestamp,
         buf: &mut [u8],
-        scratch: &mut Vec<PortId>,
+        scratch: &mut Scratch,
     ) -> bool {
         let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
             return false;
@@ -323,7 +326,7 @@ impl Dataplane {
         now: Timestamp,
         packet: &[u8],
         truncated: bool,
-        scratch: &mut Vec<PortId>,
+        scratch: &mut Scratch,
     ) {
         let hdr = if truncated {
             None
@@ -341,39 +344,60 @@ impl Dataplane {
         };
         let frame = &packet[VNET_HDR_LEN..];
         capture(in_io, frame);
-        scratch.clear();
+        let targets = &mut scratch.targets;
+        targets.clear();
         {
             let mut bridge = lock(&self.bridge);
             match bridge.process(now, in_port, frame, hdr.is_gso()) {
-                Verdict::Forward(out) => scratch.push(out),
-                Verdict::Flood(set) => scratch.extend(set),
+                Verdict::Forward(out) => targets.push(out),
+                Verdict::Flood(set) => targets.extend(set),
                 Verdict::Drop(_) => return,
-            }
-        }
-        let mut sent = 0usize;
-        for &out in scratch.iter() {
-            let ok = table
-                .get(out.0 as usize)
-                .and_then(Option::as_ref)
-                .is_some_and(|io| {
-                    let ok = sys::write_fd(io.fd.as_fd(), packet).is_ok();
-                    if ok {
-                        capture(io, frame);
+                Verdict::ToGateway => {
+                    // The gateway's answer (ARP reply, echo reply) goes back out of the
+                    // ingress port, with a plain virtio_net_hdr (no offload).
+                    let reply = &mut scratch.reply;
+                    let Ok(len) = bridge.gateway_reply(in_port, frame, &mut reply[VNET_HDR_LEN..])
+                    else {
+                        return;
+                    };
+                    drop(bridge);
+                    VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
+                    let packet = &reply[..VNET_HDR_LEN + len];
+                    if sys::write_fd(in_io.fd.as_fd(), packet).is_ok() {
+                        capture(in_io, &packet[VNET_HDR_LEN..]);
+                        lock(&self.bridge).record_tx(in_port, len);
+                    } else {
+                        lock(&self.bridge).record_drop(in_port, DropReason::TxError);
                     }
-                    ok
-                });
-            sent += usize::from(ok);
-            if !ok {
-                lock(&self.bridge).record_drop(out, DropReason::TxError);
+                    return;
+                }
             }
         }
-        if sent > 0 {
+        // Write to every output; keep only the ports that took the frame.
+        targets.retain(|&out| {
+            let io = table.get(out.0 as usize).and_then(Option::as_ref);
+            let ok = io.is_some_and(|io| sys::write_fd(io.fd.as_fd(), packet).is_ok());
+            match io {
+                Some(io) if ok => capture(io, frame),
+                _ => lock(&self.bridge).record_drop(out, DropReason::TxError),
+            }
+            ok
+        });
+        if !targets.is_empty() {
             let mut bridge = lock(&self.bridge);
-            for &out in scratch.iter() {
+            for &out in targets.iter() {
                 bridge.record_tx(out, frame.len());
             }
         }
     }
+}
+
+/// Per-worker buffers reused for every frame.
+struct Scratch {
+    /// Output ports of one frame.
+    targets: Vec<PortId>,
+    /// The gateway's reply to one frame (virtio_net_hdr + frame).
+    reply: Vec<u8>,
 }
 
 /// Copies `frame` to the port's live captures (only while someone captures).

@@ -58,6 +58,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}/fdb", post(fdb_add))
         .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/fdb", get(fdb))
+        .route("/v1/arp", get(arp))
         .route("/v1/ports", get(ports))
         .route("/v1/ports/{port}/capture", get(capture))
         .with_state(daemon)
@@ -126,6 +127,13 @@ struct FdbQuery {
 
 async fn fdb(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
     match d.fdb(q.network.as_deref()) {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn arp(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
+    match d.arp(q.network.as_deref()) {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.into_response(),
     }

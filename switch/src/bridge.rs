@@ -16,12 +16,14 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::iter::FusedIterator;
+use std::net::Ipv4Addr;
 use std::slice;
 use std::time::Duration;
 
 use crate::counters::{DropReason, PortCounters};
-use crate::fdb::{Fdb, FdbEntry};
+use crate::fdb::{Fdb, FdbEntry, LearnOutcome};
 use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN, ETHERTYPE_VLAN, VLAN_TAG_LEN};
+use crate::gateway::{GatewayConfig, Neighbor, Responder};
 use crate::mac::MacAddr;
 use crate::time::Timestamp;
 
@@ -63,6 +65,9 @@ pub struct NetworkConfig {
     /// Largest number of learned FDB entries pointing at any one port.
     /// Default 1024.
     pub max_fdb_entries_per_port: usize,
+    /// The network's gateway, answering ARP and ICMP echo for its address
+    /// (see [`crate::gateway`]). Default `None`.
+    pub gateway: Option<GatewayConfig>,
 }
 
 impl NetworkConfig {
@@ -83,11 +88,13 @@ impl Default for NetworkConfig {
             mtu: Self::DEFAULT_MTU,
             max_fdb_entries: Self::DEFAULT_MAX_FDB_ENTRIES,
             max_fdb_entries_per_port: Self::DEFAULT_MAX_FDB_ENTRIES_PER_PORT,
+            gateway: None,
         }
     }
 }
 
-/// Learning and aging statistics of one network's FDB.
+/// Learning and aging statistics of one network's FDB, and the statistics
+/// of its gateway and ARP responder.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct NetworkStats {
     /// Learned entries created (including re-learning after aging out).
@@ -99,6 +106,13 @@ pub struct NetworkStats {
     /// Learned entries that aged out (802.1D §7.9.2), whether removed by
     /// [`Bridge::expire`] or found stale and replaced by learning.
     pub aged_out: u64,
+    /// ARP requests for registered neighbours answered by the switch instead
+    /// of being flooded (ARP suppression, see [`Bridge::set_neighbor`]).
+    pub arp_suppressed: u64,
+    /// ARP requests for the gateway's address answered.
+    pub gateway_arp_replies: u64,
+    /// ICMP echo requests to the gateway's address answered.
+    pub gateway_echo_replies: u64,
 }
 
 /// Errors of the bridge's control-plane operations.
@@ -138,6 +152,14 @@ pub enum BridgeError {
     /// Static entries must be individual (unicast), non-zero addresses.
     #[error("{0} cannot be a static FDB entry: only unicast, non-zero addresses can")]
     InvalidStaticMac(MacAddr),
+    /// A gateway needs a unicast, non-zero MAC and a unicast IP (see
+    /// [`GatewayConfig::is_valid`]).
+    #[error("invalid gateway {} at {}: the MAC must be unicast and non-zero, the IP unicast", .0.ip, .0.mac)]
+    InvalidGateway(GatewayConfig),
+    /// A neighbour needs a unicast, non-zero MAC and a unicast IP (see
+    /// [`Neighbor::is_valid`]).
+    #[error("invalid neighbour {} at {}: the MAC must be unicast and non-zero, the IP unicast", .0.ip, .0.mac)]
+    InvalidNeighbor(Neighbor),
 }
 
 /// The decision of [`Bridge::process`] for one frame.
@@ -151,6 +173,11 @@ pub enum Verdict<'a> {
     /// Do not deliver the frame. The reason has already been counted on the
     /// ingress port (except [`DropReason::UnknownPort`]).
     Drop(DropReason),
+    /// The frame is for the network's gateway or for the switch's ARP
+    /// responder: deliver it to no port, and pass it to
+    /// [`Bridge::gateway_reply`] to get the answer to send back out of the
+    /// ingress port.
+    ToGateway,
 }
 
 /// Ports of the ingress network except the ingress port: where a flooded
@@ -231,6 +258,8 @@ struct Network {
     /// port is found by binary search.
     ports: Vec<PortId>,
     fdb: Fdb,
+    /// Neighbours for ARP suppression and gateway statistics.
+    responder: Responder,
 }
 
 #[derive(Debug)]
@@ -254,11 +283,13 @@ impl Bridge {
         Self::default()
     }
 
-    /// Creates network `id`, pre-sizing its FDB from `config`.
+    /// Creates network `id`, pre-sizing its FDB from `config`. An invalid
+    /// gateway is refused with [`BridgeError::InvalidGateway`].
     pub fn add_network(&mut self, id: NetworkId, config: NetworkConfig) -> Result<(), BridgeError> {
         if self.networks.contains_key(&id) {
             return Err(BridgeError::NetworkExists(id));
         }
+        check_gateway(&config)?;
         let fdb = Fdb::new(&config);
         self.networks.insert(
             id,
@@ -266,6 +297,7 @@ impl Bridge {
                 config,
                 ports: Vec::new(),
                 fdb,
+                responder: Responder::default(),
             },
         );
         Ok(())
@@ -273,7 +305,8 @@ impl Bridge {
 
     /// Replaces the configuration of network `id`. A new aging time applies
     /// to existing entries at once; smaller bounds evict the least recently
-    /// seen learned entries (see [`Fdb::reconfigure`]).
+    /// seen learned entries (see [`Fdb::reconfigure`]). A new gateway applies
+    /// to the next frame; registered neighbours are kept.
     pub fn set_network_config(
         &mut self,
         id: NetworkId,
@@ -283,6 +316,7 @@ impl Bridge {
             .networks
             .get_mut(&id)
             .ok_or(BridgeError::UnknownNetwork(id))?;
+        check_gateway(&config)?;
         net.fdb.reconfigure(&config);
         net.config = config;
         Ok(())
@@ -385,6 +419,28 @@ impl Bridge {
         Ok(())
     }
 
+    /// Learns `mac` on `port` at `now` as if a frame from it had arrived there (same bounds,
+    /// moves and aging as learning from traffic). The control plane uses it when it knows
+    /// where a station is before the station has sent anything: an endpoint's MAC on its
+    /// port when it connects, so that the first unicast to it — after an ARP request the
+    /// switch answered itself — is not flooded as unknown unicast.
+    pub fn learn_at(
+        &mut self,
+        now: Timestamp,
+        port: PortId,
+        mac: MacAddr,
+    ) -> Result<LearnOutcome, BridgeError> {
+        let state = self
+            .ports
+            .get(&port)
+            .ok_or(BridgeError::UnknownPort(port))?;
+        let net = self
+            .networks
+            .get_mut(&state.network)
+            .ok_or(BridgeError::UnknownNetwork(state.network))?;
+        Ok(net.fdb.learn(mac, port, now))
+    }
+
     /// Removes the static entry for `mac` in `network`.
     pub fn remove_static(&mut self, network: NetworkId, mac: MacAddr) -> Result<(), BridgeError> {
         let net = self
@@ -410,12 +466,20 @@ impl Bridge {
     ///    non-GSO frame longer than MTU + 14 (+4 for an 802.1Q tag) is
     ///    [`DropReason::Oversized`]; a group or all-zero source address is
     ///    [`DropReason::InvalidSourceMac`];
-    /// 4. learning of the source address (802.1D §7.8, see [`Fdb::learn`]);
-    /// 5. a group destination is flooded; a unicast destination with a live
+    /// 4. learning of the source address (802.1D §7.8, see [`Fdb::learn`]),
+    ///    except the gateway's own MAC, which is never learned on a port;
+    /// 5. [`Verdict::ToGateway`] for a frame addressed to the gateway's MAC,
+    ///    and for an ARP request (RFC 826) the switch answers itself: one for
+    ///    the gateway's IP, or for a registered neighbour's IP from a station
+    ///    other than that neighbour (ARP suppression; with or without a
+    ///    gateway, whatever the destination MAC). Other ARP traffic —
+    ///    requests for unknown addresses, replies, announcements — is
+    ///    bridged as usual. See [`crate::gateway`];
+    /// 6. a group destination is flooded; a unicast destination with a live
     ///    FDB entry is forwarded to its port, or filtered as
     ///    [`DropReason::SameSegment`] if that is `in_port` (802.1D §7.7.1);
     ///    an unknown unicast destination is flooded;
-    /// 6. a flood with no other port in the network is
+    /// 7. a flood with no other port in the network is
     ///    [`DropReason::NoDestination`].
     ///
     /// Never panics and does not allocate.
@@ -439,6 +503,114 @@ impl Bridge {
             port.counters.record_drop(reason);
         }
         verdict
+    }
+
+    /// Builds the answer to a frame for which [`Bridge::process`] returned
+    /// [`Verdict::ToGateway`] into `out` — a complete Ethernet frame, to be
+    /// sent back out of `in_port` — and returns its length.
+    ///
+    /// * An ARP request for the gateway's IP gets an ARP reply (RFC 826) from
+    ///   the gateway's MAC (counted in [`NetworkStats::gateway_arp_replies`]);
+    ///   one for a neighbour's IP gets a reply carrying the neighbour's MAC,
+    ///   as Ethernet source too (ARP suppression, counted in
+    ///   [`NetworkStats::arp_suppressed`]). A probe (RFC 5227, sender IP
+    ///   `0.0.0.0`) is answered likewise, telling the prober the address is
+    ///   taken.
+    /// * An ICMP echo request (RFC 792) to the gateway's MAC and IP, with
+    ///   valid IPv4 header and ICMP checksums, gets an echo reply with the same
+    ///   identifier, sequence number and data (counted in
+    ///   [`NetworkStats::gateway_echo_replies`]). The reply's IPv4 header has
+    ///   no options, identification 0, the request's TOS and DF bit, and TTL
+    ///   64; Ethernet padding after the IPv4 total length is not echoed.
+    ///
+    /// The reply is never longer than `frame` (42 octets for ARP, and a valid
+    /// ARP request is at least that long), so an `out` of `frame.len()`
+    /// octets always suffices; a shorter one that cannot hold the reply gives
+    /// [`DropReason::Oversized`].
+    ///
+    /// `Err(reason)` when there is nothing to send; the reason has already
+    /// been counted on `in_port` (except [`DropReason::UnknownPort`]):
+    ///
+    /// * [`DropReason::Malformed`]: a truncated or invalid ARP packet or IPv4
+    ///   header (bad version, IHL or total length, frame shorter than the
+    ///   total length), a bad IPv4 header or ICMP checksum, an ICMP message
+    ///   shorter than 8 octets, or an echo request from a source address that
+    ///   is not unicast (RFC 1122 §3.2.1.3);
+    /// * [`DropReason::GatewayUnsupported`]: anything else the gateway does
+    ///   not handle yet — IPv4 for another destination (routed through the
+    ///   gateway), fragments, TCP/UDP and ICMP other than echo request to the
+    ///   gateway, ARP replies and announcements, requests for addresses the
+    ///   switch does not answer, IPv6, 802.1Q-tagged frames, …;
+    /// * [`DropReason::Runt`] and [`DropReason::InvalidSourceMac`], as in
+    ///   [`Bridge::process`], for frames `process` would not have passed.
+    ///
+    /// Successful replies count nothing on the port: the caller records the
+    /// transmission with [`Bridge::record_tx`]. Never panics and does not
+    /// allocate.
+    pub fn gateway_reply(
+        &mut self,
+        in_port: PortId,
+        frame: &[u8],
+        out: &mut [u8],
+    ) -> Result<usize, DropReason> {
+        let Some(port) = self.ports.get_mut(&in_port) else {
+            return Err(DropReason::UnknownPort);
+        };
+        let result = match self.networks.get_mut(&port.network) {
+            Some(net) => net.responder.reply(net.config.gateway.as_ref(), frame, out),
+            // Unreachable: a port's network cannot be removed while it has ports.
+            None => Err(DropReason::UnknownPort),
+        };
+        if let Err(reason) = result {
+            port.counters.record_drop(reason);
+        }
+        result
+    }
+
+    /// Registers the binding `ip -> mac` (an address allocated from IPAM) in
+    /// `network` for ARP suppression: ARP requests for `ip` from other
+    /// stations are answered by the switch with `mac` instead of being
+    /// flooded. Replaces an existing binding for `ip`. The gateway takes
+    /// precedence over a neighbour with the same address.
+    ///
+    /// Errors: [`BridgeError::UnknownNetwork`], and
+    /// [`BridgeError::InvalidNeighbor`] unless `mac` is unicast and non-zero
+    /// and `ip` unicast.
+    pub fn set_neighbor(
+        &mut self,
+        network: NetworkId,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    ) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        let neighbor = Neighbor { ip, mac };
+        if !neighbor.is_valid() {
+            return Err(BridgeError::InvalidNeighbor(neighbor));
+        }
+        net.responder.set_neighbor(ip, mac);
+        Ok(())
+    }
+
+    /// Removes the binding for `ip` from `network`; requests for it are
+    /// flooded again. Removing a missing binding is not an error.
+    pub fn remove_neighbor(&mut self, network: NetworkId, ip: Ipv4Addr) -> Result<(), BridgeError> {
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        net.responder.remove_neighbor(ip);
+        Ok(())
+    }
+
+    /// The neighbours registered in `network`, sorted by IP (the gateway is
+    /// not included). Empty if the network is unknown.
+    pub fn neighbors(&self, network: NetworkId) -> Vec<Neighbor> {
+        self.networks
+            .get(&network)
+            .map_or_else(Vec::new, |n| n.responder.neighbors())
     }
 
     /// Adapter-side accounting: a frame written out of `port`.
@@ -483,9 +655,15 @@ impl Bridge {
         self.networks.get(&network)?.fdb.lookup(mac, now)
     }
 
-    /// Learning and aging statistics of `network`.
+    /// Learning, aging, gateway and ARP suppression statistics of
+    /// `network`.
     pub fn network_stats(&self, network: NetworkId) -> Option<NetworkStats> {
-        self.networks.get(&network).map(|n| n.fdb.stats())
+        self.networks.get(&network).map(|n| NetworkStats {
+            arp_suppressed: n.responder.arp_suppressed,
+            gateway_arp_replies: n.responder.gateway_arp_replies,
+            gateway_echo_replies: n.responder.gateway_echo_replies,
+            ..n.fdb.stats()
+        })
     }
 
     /// Read-only access to the FDB of `network` (sizes, per-port counts).
@@ -494,7 +672,15 @@ impl Bridge {
     }
 }
 
-/// Steps 3–6 of [`Bridge::process`] for a frame of `net` from `in_port`.
+/// Refuses a configuration whose gateway is invalid.
+fn check_gateway(config: &NetworkConfig) -> Result<(), BridgeError> {
+    match config.gateway {
+        Some(gw) if !gw.is_valid() => Err(BridgeError::InvalidGateway(gw)),
+        _ => Ok(()),
+    }
+}
+
+/// Steps 3–7 of [`Bridge::process`] for a frame of `net` from `in_port`.
 fn decide<'a>(
     net: &'a mut Network,
     now: Timestamp,
@@ -518,9 +704,20 @@ fn decide<'a>(
     if src.is_multicast() || src.is_zero() {
         return Verdict::Drop(DropReason::InvalidSourceMac);
     }
-    net.fdb.learn(src, in_port, now);
+    let gateway = net.config.gateway.as_ref();
+    // The gateway's MAC belongs to the switch, never to a port (like the
+    // Linux bridge's local FDB entries): a frame claiming it is not learned.
+    if gateway.is_none_or(|gw| gw.mac != src) {
+        net.fdb.learn(src, in_port, now);
+    }
 
     let net: &'a Network = net;
+    if net
+        .responder
+        .intercepts(net.config.gateway.as_ref(), &frame)
+    {
+        return Verdict::ToGateway;
+    }
     let dst = frame.dst();
     if dst.is_unicast() {
         if let Some(out) = net.fdb.port_of(dst, now) {

@@ -43,11 +43,26 @@ pub enum DropReason {
     UnknownPort,
     /// Adapter: writing the frame to the output port failed.
     TxError,
+    /// Core ([`Bridge::gateway_reply`]): a frame for the gateway or the ARP
+    /// responder that is invalid — a truncated or invalid ARP packet
+    /// (RFC 826), a truncated IPv4 datagram or invalid header (version, IHL,
+    /// total length; RFC 791), a bad IPv4 header or ICMP checksum
+    /// (RFC 1071), or an echo request from a non-unicast source.
+    ///
+    /// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
+    Malformed,
+    /// Core ([`Bridge::gateway_reply`]): a frame for the gateway that it
+    /// does not handle (yet): TCP/UDP to the gateway, traffic routed through
+    /// it, fragments, ICMP other than echo request, IPv6, 802.1Q-tagged
+    /// frames, ARP replies, ….
+    ///
+    /// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
+    GatewayUnsupported,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 11;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -60,6 +75,8 @@ impl DropReason {
         DropReason::NoDestination,
         DropReason::UnknownPort,
         DropReason::TxError,
+        DropReason::Malformed,
+        DropReason::GatewayUnsupported,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -74,6 +91,8 @@ impl DropReason {
             DropReason::NoDestination => "no_destination",
             DropReason::UnknownPort => "unknown_port",
             DropReason::TxError => "tx_error",
+            DropReason::Malformed => "malformed",
+            DropReason::GatewayUnsupported => "gateway_unsupported",
         }
     }
 
@@ -90,6 +109,8 @@ impl DropReason {
             DropReason::NoDestination => 6,
             DropReason::UnknownPort => 7,
             DropReason::TxError => 8,
+            DropReason::Malformed => 9,
+            DropReason::GatewayUnsupported => 10,
         }
     }
 }
@@ -180,6 +201,14 @@ mod tests {
         assert_eq!(names.len(), DropReason::COUNT);
         assert_eq!(DropReason::InvalidSourceMac.as_str(), "invalid_source_mac");
         assert_eq!(DropReason::BadVnetHeader.as_str(), "bad_vnet_header");
+        assert_eq!(DropReason::Malformed.as_str(), "malformed");
+        assert_eq!(
+            DropReason::GatewayUnsupported.as_str(),
+            "gateway_unsupported"
+        );
+        // Existing indices are stable: new reasons are appended.
+        assert_eq!(DropReason::TxError.index(), 8);
+        assert_eq!(DropReason::GatewayUnsupported.index(), 10);
     }
 
     #[test]

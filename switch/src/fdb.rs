@@ -228,7 +228,9 @@ impl Fdb {
         self.per_port.get(&port).copied().unwrap_or(0)
     }
 
-    /// Learning, counters and aging statistics of this table.
+    /// Learning, counters and aging statistics of this table. The gateway
+    /// and ARP suppression fields are always zero here; see
+    /// [`Bridge::network_stats`](crate::Bridge::network_stats).
     pub fn stats(&self) -> NetworkStats {
         self.stats
     }

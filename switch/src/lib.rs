@@ -4,7 +4,8 @@
 //! crate is its *decision engine*: given an Ethernet frame and the port it
 //! arrived on, [`Bridge::process`] learns the source address and returns a
 //! [`Verdict`] — forward to one port, flood to the other ports of the same
-//! network, or drop for a [`DropReason`].
+//! network, hand the frame to the network's gateway, or drop for a
+//! [`DropReason`].
 //!
 //! The crate is deliberately pure:
 //!
@@ -14,7 +15,8 @@
 //!   [`Timestamp`], so aging is fully deterministic and testable;
 //! * **no allocation per frame** — the per-network filtering database is
 //!   pre-sized when the network is created and [`Bridge::process`] only reads
-//!   and updates it in place; a flood verdict borrows the network's port list.
+//!   and updates it in place; a flood verdict borrows the network's port list,
+//!   and [`Bridge::gateway_reply`] writes into a caller-supplied buffer.
 //!
 //! The behaviour follows the transparent-bridge model of IEEE 802.1D:
 //! learning of source addresses (§7.8), filtering of frames whose destination
@@ -22,6 +24,22 @@
 //! flooding when unknown, and aging of dynamic entries out of the filtering
 //! database (§7.9). Each [`NetworkId`] is an independent broadcast domain
 //! with its own filtering database: frames never cross networks.
+//!
+//! Modules:
+//!
+//! * [`bridge`] — networks, ports and the per-frame decision;
+//! * [`fdb`] — the filtering database of one network (learning, aging,
+//!   static entries, bounds);
+//! * [`gateway`] — each network's gateway ([`GatewayConfig`], an IPv4
+//!   address with its own MAC owned by the switch) answering ARP (RFC 826)
+//!   and ICMP echo (RFC 792) for its address, and ARP suppression: requests
+//!   for registered endpoints ([`Neighbor`]) are answered by the switch
+//!   instead of being flooded. [`Bridge::process`] returns
+//!   [`Verdict::ToGateway`] for such frames and [`Bridge::gateway_reply`]
+//!   builds the answer;
+//! * [`counters`] — per-port counters and [`DropReason`];
+//! * [`frame`], [`mac`], [`time`] — Ethernet frame view, MAC addresses,
+//!   caller-supplied time.
 //!
 //! ```
 //! use weft_switch::{Bridge, NetworkConfig, NetworkId, PortId, Timestamp, Verdict};
@@ -57,13 +75,15 @@ pub mod bridge;
 pub mod counters;
 pub mod fdb;
 pub mod frame;
+pub mod gateway;
 pub mod mac;
 pub mod time;
 
 pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, Verdict};
 pub use bridge::{NetworkId, PortId};
 pub use counters::{DropReason, PortCounters};
-pub use fdb::{Fdb, FdbEntry, FdbOrigin};
+pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
+pub use gateway::{GatewayConfig, Neighbor};
 pub use mac::{MacAddr, MacParseError};
 pub use time::Timestamp;

@@ -52,6 +52,7 @@ fn topology() -> Bridge {
             aging: Duration::from_secs(5),
             max_fdb_entries: 6,
             max_fdb_entries_per_port: 3,
+            gateway: None,
         };
         b.add_network(*net, cfg).unwrap();
     }
@@ -79,6 +80,7 @@ fn check_verdict(
             (set.collect::<Vec<_>>(), None)
         }
         Verdict::Drop(r) => (Vec::new(), Some(r)),
+        Verdict::ToGateway => (Vec::new(), None),
     };
     let Some(in_net) = in_net else {
         prop_assert_eq!(drop, Some(DropReason::UnknownPort));
@@ -232,6 +234,7 @@ fn apply(b: &mut Bridge, now: &mut Timestamp, op: &Op) -> Result<(), TestCaseErr
                 mtu: 64,
                 max_fdb_entries: *max,
                 max_fdb_entries_per_port: *per_port,
+                gateway: None,
             };
             b.set_network_config(NETS[*net], cfg).unwrap();
         }

@@ -54,6 +54,7 @@ enum V {
     Fwd(PortId),
     Flood(Vec<PortId>),
     Drop(DropReason),
+    Gw,
 }
 
 fn run(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8]) -> V {
@@ -65,6 +66,7 @@ fn run_gso(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8], gso: bool
         Verdict::Forward(p) => V::Fwd(p),
         Verdict::Flood(set) => V::Flood(set.collect()),
         Verdict::Drop(r) => V::Drop(r),
+        Verdict::ToGateway => V::Gw,
     }
 }
 
@@ -827,4 +829,26 @@ fn fdb_learn_outcomes() {
     assert!(!fdb.is_empty());
     assert_eq!(fdb.remove_port(p(1)), 2);
     assert!(fdb.is_empty());
+}
+
+#[test]
+fn learn_at_seeds_the_fdb_like_traffic_would() {
+    let mut b = Bridge::new();
+    b.add_network(NetworkId(1), NetworkConfig::default())
+        .unwrap();
+    b.add_port(PortId(1), NetworkId(1)).unwrap();
+    let mac: MacAddr = "02:42:0a:00:00:02".parse().unwrap();
+    let t0 = Timestamp::from_millis(1_000);
+    assert!(b.lookup(NetworkId(1), mac, t0).is_none());
+    b.learn_at(t0, PortId(1), mac).unwrap();
+    let e = b.lookup(NetworkId(1), mac, t0).expect("seeded");
+    assert_eq!((e.port, e.origin), (PortId(1), FdbOrigin::Learned));
+    // Seeded entries age like learned ones.
+    assert!(b
+        .lookup(NetworkId(1), mac, t0 + Duration::from_secs(301))
+        .is_none());
+    assert_eq!(
+        b.learn_at(t0, PortId(9), mac),
+        Err(BridgeError::UnknownPort(PortId(9)))
+    );
 }
