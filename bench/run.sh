@@ -2,11 +2,12 @@
 # weft data-path benchmark: TCP throughput, 64-byte UDP packet rate and ping
 # RTT between two network namespaces, through weft (TAP and veth endpoints),
 # the Linux kernel bridge, Open vSwitch's userspace (netdev) datapath and a
-# direct veth pair. Every path is measured --rounds times, interleaved, and
-# the medians are reported. See bench/README.md.
+# direct veth pair. TCP runs once per congestion control (--cc; cubic and
+# the machine's default). Every path is measured --rounds times,
+# interleaved, and the medians are reported. See bench/README.md.
 #
 #   sudo bench/run.sh [--only tap,veth,bridge,ovs,veth-direct,tap-spin]
-#                     [--rounds N] [--duration N] [--out FILE] [--install]
+#                     [--rounds N] [--duration N] [--cc LIST] [--out FILE] [--install]
 #   WEFT_DAEMON_ARGS="--busy-poll-us 0" sudo -E bench/run.sh
 set -euo pipefail
 
@@ -25,9 +26,16 @@ PING_INTERVAL=0.002 # < 10 ms needs root
 SPIN_US=5000        # --busy-poll-us of the tap-spin path
 SETTLE=1            # seconds of quiet between two paths (netns teardown is asynchronous)
 INSTALL=0
+CC_LIST=            # TCP congestion controls; empty: cubic, then the machine's default
 OUT="$SCRIPT_DIR/results/latest.json"
 WEFT=${WEFT:-}
 WEFT_DAEMON_ARGS=${WEFT_DAEMON_ARGS:-}
+
+CC_PROC=/proc/sys/net/ipv4
+# The machine's default congestion control (new namespaces inherit it).
+CC_DEFAULT=$(cat "$CC_PROC/tcp_congestion_control" 2>/dev/null || echo unknown)
+CC_DEFAULT_LIST=cubic
+[[ $CC_DEFAULT == cubic || $CC_DEFAULT == unknown ]] || CC_DEFAULT_LIST+=",$CC_DEFAULT"
 
 # Everything this run creates is named with this prefix.
 P="wb$$"
@@ -38,11 +46,12 @@ PORT=5201
 
 usage() {
     cat <<EOF
-usage: $0 [--only LIST] [--rounds N] [--duration N] [--out FILE] [--install]
+usage: $0 [--only LIST] [--rounds N] [--duration N] [--cc LIST] [--out FILE] [--install]
 
-Measures TCP throughput (iperf3, 1 stream), 64-byte UDP packet rate
-(iperf3 -u -l 64 -b 0, packets received by the server) and ping RTT
-between two network namespaces, through each selected path:
+Measures TCP throughput (iperf3, 1 stream, once per congestion control),
+64-byte UDP packet rate (iperf3 -u -l 64 -b 0, packets received by the
+server) and ping RTT between two network namespaces, through each
+selected path:
 
   tap          weft, TAP endpoints
   veth         weft, veth endpoints
@@ -60,6 +69,12 @@ and the ratios of the medians.
   --only LIST     comma-separated paths (default: $DEFAULT_PATHS)
   --rounds N      rounds (default: $ROUNDS)
   --duration N    seconds per iperf3 test after a ${OMIT} s omitted warm-up (default: $DURATION)
+  --cc LIST       comma-separated TCP congestion controls; the TCP test runs
+                  once per entry (iperf3 -C). Default: cubic (Linux's stock
+                  default), then this machine's default if it differs
+                  (here: $CC_DEFAULT_LIST). Entries the kernel doesn't offer
+                  ($CC_PROC/tcp_available_congestion_control) are skipped;
+                  no module is loaded.
   --out FILE      JSON results (default: bench/results/latest.json)
   --install       apt-get install the tools first (otherwise nothing is installed)
 
@@ -83,6 +98,8 @@ while [[ $# -gt 0 ]]; do
         --rounds=*) ROUNDS=${1#*=}; shift ;;
         --duration) [[ $# -ge 2 ]] || die "--duration needs a value"; DURATION=$2; shift 2 ;;
         --duration=*) DURATION=${1#*=}; shift ;;
+        --cc) [[ $# -ge 2 ]] || die "--cc needs a value"; CC_LIST=$2; shift 2 ;;
+        --cc=*) CC_LIST=${1#*=}; shift ;;
         --out) [[ $# -ge 2 ]] || die "--out needs a value"; OUT=$2; shift 2 ;;
         --out=*) OUT=${1#*=}; shift ;;
         --install) INSTALL=1; shift ;;
@@ -107,6 +124,27 @@ for p in "${_sel[@]}"; do
     [[ " ${PATHS[*]:-} " == *" $p "* ]] || PATHS+=("$p")
 done
 ((${#PATHS[@]} > 0)) || die "--only selects no path"
+
+# Congestion controls: only those the kernel has (available, i.e. built in
+# or loaded). Asking iperf3 for another one would make the kernel try to
+# load its module (root may), which this script must not do.
+CC_AVAILABLE=$(cat "$CC_PROC/tcp_available_congestion_control" 2>/dev/null || true)
+CCS=()
+CC_SKIPPED=()
+IFS=, read -r -a _sel <<<"${CC_LIST:-$CC_DEFAULT_LIST}"
+for c in "${_sel[@]}"; do
+    [[ -n $c ]] || continue
+    [[ $c =~ ^[a-z0-9_]+$ ]] || die "bad congestion control name '$c' in --cc"
+    [[ " ${CCS[*]:-} ${CC_SKIPPED[*]:-} " == *" $c "* ]] && continue
+    if [[ " $CC_AVAILABLE " == *" $c "* ]]; then
+        CCS+=("$c")
+    else
+        CC_SKIPPED+=("$c")
+        echo "run.sh: warning: TCP congestion control '$c' is not available" \
+            "(have: ${CC_AVAILABLE:-none}); skipping it" >&2
+    fi
+done
+((${#CCS[@]} > 0)) || die "--cc selects no available congestion control (available: ${CC_AVAILABLE:-none})"
 
 wants() { [[ " ${PATHS[*]} " == *" $1 "* ]]; }
 wants_weft() { wants tap || wants veth || wants tap-spin; }
@@ -369,8 +407,9 @@ wait_for() { # wait_for SECONDS DESCRIPTION CMD...
 
 # ------------------------------------------------------------- measuring --
 
-# measure PATH NS_A NS_B: ping RTT, TCP and UDP from NS_A to NS_B
-# ($ADDR_B); raw outputs land in $RDIR/PATH.{ping,tcp.json,udp.json}.
+# measure PATH NS_A NS_B: ping RTT, TCP (once per congestion control) and
+# UDP from NS_A to NS_B ($ADDR_B); raw outputs land in
+# $RDIR/PATH.{ping,tcp-CC.json,udp.json}.
 measure() {
     local path=$1 nsa=$2 nsb=$3 out="$RDIR/$1"
     local spid
@@ -383,10 +422,13 @@ measure() {
 
     ip netns exec "$nsa" ping -q -c "$PING_COUNT" -i "$PING_INTERVAL" -W 1 "$ADDR_B" >"$out.ping"
 
-    local t=$((DURATION + OMIT + 15))
-    timeout "$t" ip netns exec "$nsa" iperf3 -c "$ADDR_B" -p "$PORT" --connect-timeout 3000 \
-        -t "$DURATION" -O "$OMIT" -J >"$out.tcp.json"
-    sleep 0.3
+    local t=$((DURATION + OMIT + 15)) cc
+    for cc in "${CCS[@]}"; do
+        # -C sets the congestion control of the sending (client) socket.
+        timeout "$t" ip netns exec "$nsa" iperf3 -c "$ADDR_B" -p "$PORT" --connect-timeout 3000 \
+            -C "$cc" -t "$DURATION" -O "$OMIT" -J >"$out.tcp-$cc.json"
+        sleep 0.3
+    done
     timeout "$t" ip netns exec "$nsa" iperf3 -c "$ADDR_B" -p "$PORT" --connect-timeout 3000 \
         -u -l "$UDP_LEN" -b 0 -t "$DURATION" -O "$OMIT" -J >"$out.udp.json"
     stop_pid "$spid"
@@ -546,9 +588,13 @@ LABELS = dict(NAMES, **{"tap-spin": f"weft-tap (busy-poll {SPIN_MS:g} ms)"})
 WEFT_PATHS = ("tap", "veth", "tap-spin")
 BASES = (("bridge", "kernel bridge"), ("ovs", "OVS"))
 UDP_LEN = int(E["B_UDP_LEN"])
-# Per-round figures summarised over the rounds (median, min, max, values).
-STAT_KEYS = ("tcp_gbps", "udp_kpps", "udp_sent_kpps", "rtt_us", "rtt_min_us",
-             "tcp_retransmits", "udp_loss_pct", "ping_loss_pct")
+# TCP congestion controls measured (one TCP test each, in this order).
+CCS = E["B_CCS"].split()
+# Per-round figures summarised over the rounds (median, min, max, values);
+# TCP's, per congestion control, are under "tcp".
+STAT_KEYS = ("udp_kpps", "udp_sent_kpps", "rtt_us", "rtt_min_us",
+             "udp_loss_pct", "ping_loss_pct")
+TCP_KEYS = ("gbps", "retransmits")
 
 def read(path):
     try:
@@ -577,14 +623,30 @@ def parse_round(rdir, p):
         ping = read(f(".ping")) or ""
         m = re.search(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms", ping)
         loss = re.search(r"([\d.]+)% packet loss", ping)
-        tcp = json.loads(read(f(".tcp.json")))
-        udp = json.loads(read(f(".udp.json")))
-        for name, j in (("tcp", tcp), ("udp", udp)):
-            if "error" in j:
-                raise ValueError(f"iperf3 {name}: {j['error']}")
-        rx = tcp["end"]["sum_received"]
-        r["tcp_gbps"] = rx["bits_per_second"] / 1e9
-        r["tcp_retransmits"] = tcp["end"]["sum_sent"].get("retransmits")
+        r["tcp"] = {}
+        for cc in CCS:
+            raw = read(f(f".tcp-{cc}.json"))
+            if not raw:
+                raise ValueError(f"no TCP ({cc}) results")
+            tcp = json.loads(raw)
+            if "error" in tcp:
+                raise ValueError(f"iperf3 tcp ({cc}): {tcp['error']}")
+            end = tcp["end"]
+            # What the sender really used (iperf3 -C fails if the kernel
+            # refuses, but check: the figure is labelled with it).
+            used = end.get("sender_tcp_congestion")
+            if used is not None and used != cc:
+                raise ValueError(f"iperf3 tcp: asked for {cc}, the sender used {used}")
+            r["tcp"][cc] = {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
+                            "retransmits": end["sum_sent"].get("retransmits"),
+                            "sender_cc": used,
+                            "receiver_cc": end.get("receiver_tcp_congestion")}
+        raw = read(f(".udp.json"))
+        if not raw:
+            raise ValueError("no UDP results")
+        udp = json.loads(raw)
+        if "error" in udp:
+            raise ValueError(f"iperf3 udp: {udp['error']}")
         # Server side: what actually arrived. iperf3's own "packets" and
         # "lost_packets" don't add up with -O (the server's omit window is
         # not the client's; lost can exceed packets), so count the payload
@@ -606,7 +668,8 @@ def parse_round(rdir, p):
 def line(rdir, p):
     r = parse_round(rdir, p)
     if r["ok"]:
-        print(f"   TCP {r['tcp_gbps']:.2f} Gbit/s, UDP {r['udp_kpps']:.1f} kpps "
+        tcp = ", ".join(f"{cc} {r['tcp'][cc]['gbps']:.2f}" for cc in CCS)
+        print(f"   TCP {tcp} Gbit/s, UDP {r['udp_kpps']:.1f} kpps "
               f"(sent {r['udp_sent_kpps']:.1f}), RTT {r['rtt_us']:.1f} µs")
     else:
         print(f"   FAILED: {r.get('error', '?')[:200]}")
@@ -619,12 +682,27 @@ def aggregate(work, rounds, p):
     ok = [r for r in per_round if r["ok"]]
     res = {"path": NAMES[p], "label": LABELS[p], "ok": bool(ok),
            "rounds_ok": len(ok), "rounds_total": rounds}
+    def summary(vals):
+        vals = [v for v in vals if v is not None]
+        if vals:
+            m = statistics.median(vals)
+            return m, {"median": m, "min": min(vals), "max": max(vals), "values": vals}
+        return None, None
+    # tcp[cc] = {gbps, retransmits (medians), stats: {gbps, retransmits}}
+    res["tcp"] = {}
+    for cc in CCS:
+        t, st = {}, {}
+        res["tcp"][cc] = t
+        for k in TCP_KEYS:
+            med, s = summary([r["tcp"][cc].get(k) for r in ok])
+            if s:
+                t[k], st[k] = med, s
+        t["stats"] = st
     stats = {}
     for k in STAT_KEYS:
-        vals = [r[k] for r in ok if r.get(k) is not None]
-        if vals:
-            res[k] = statistics.median(vals)
-            stats[k] = {"median": res[k], "min": min(vals), "max": max(vals), "values": vals}
+        med, st = summary([r.get(k) for r in ok])
+        if st:
+            res[k], stats[k] = med, st
     res["stats"] = stats
     errors = [f"round {r['round']}: {r['error']}" for r in per_round if not r["ok"]]
     if errors:
@@ -681,9 +759,12 @@ def report(work, out, elapsed, rounds, paths):
             b = results.get(base)
             if not b or not b["ok"]:
                 continue
+            def ratio(xv, bv):
+                return xv / bv if xv is not None and bv else None
             ratios.setdefault(NAMES[w], {})[NAMES[base]] = {
-                m: (x[k] / b[k] if b.get(k) else None)
-                for m, k in (("tcp", "tcp_gbps"), ("udp", "udp_kpps"), ("rtt", "rtt_us"))
+                "tcp": {cc: ratio(x["tcp"][cc].get("gbps"), b["tcp"][cc].get("gbps")) for cc in CCS},
+                "udp": ratio(x.get("udp_kpps"), b.get("udp_kpps")),
+                "rtt": ratio(x.get("rtt_us"), b.get("rtt_us")),
             }  # rtt > 1 means weft's RTT is longer (worse)
 
     cpu = None
@@ -694,7 +775,7 @@ def report(work, out, elapsed, rounds, paths):
     before, after = loadavg(E["B_LOAD_BEFORE"]), loadavg(E["B_LOAD_AFTER"])
     leftovers = [l for l in (read(os.path.join(work, "leftovers")) or "").splitlines() if l]
     doc = {
-        "schema": 2,
+        "schema": 3,
         "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "elapsed_s": elapsed,
         "host": {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": cpu,
@@ -709,10 +790,17 @@ def report(work, out, elapsed, rounds, paths):
                   "weft_git": cmd("git", "-C", E["B_REPO"], "describe", "--always", "--dirty") or None},
         "params": {"rounds": rounds, "order": [NAMES[p] for p in paths],
                    "duration_s": int(E["B_DURATION"]), "omit_s": int(E["B_OMIT"]),
+                   "tcp_congestion_controls": CCS,
                    "udp_payload_bytes": UDP_LEN, "ping_count": int(E["B_PING_COUNT"]),
                    "ping_interval_s": float(E["B_PING_INTERVAL"]), "subnet": E["B_SUBNET"],
                    "weft_daemon_args_env": E["B_DAEMON_ARGS"],
                    "tap_spin_busy_poll_us": int(E["B_SPIN_US"])},
+        # The machine's default congestion control is what TCP uses here
+        # unless told otherwise; the TCP figures are per congestion control.
+        "tcp_congestion_control": {"machine_default": E["B_CC_DEFAULT"],
+                                   "available": E["B_CC_AVAILABLE"].split(),
+                                   "measured": CCS,
+                                   "skipped": E["B_CC_SKIPPED"].split()},
         "results": list(results.values()),
         "ratios": ratios,
         "leftovers_stopped": leftovers,
@@ -723,9 +811,14 @@ def report(work, out, elapsed, rounds, paths):
         f.write("\n")
     os.replace(tmp, out)
 
-    # Table: label, then per metric "median [min-max]" (medians right-aligned).
-    cols = (("TCP Gbit/s", "tcp_gbps", ".2f"), ("UDP kpps", "udp_kpps", ".1f"),
-            ("RTT avg µs", "rtt_us", ".1f"))
+    # Table: label, then per metric "median [min-max]" (medians right-aligned);
+    # one TCP column per congestion control.
+    def tcp_stat(cc):
+        return lambda r: r["tcp"][cc]["stats"].get("gbps")
+    cols = [(f"TCP {cc}", tcp_stat(cc), ".2f") for cc in CCS] + [
+        ("UDP kpps", lambda r: r["stats"].get("udp_kpps"), ".1f"),
+        ("(sent)", lambda r: r.get("udp_sent_kpps"), ".1f"),  # single value
+        ("RTT avg µs", lambda r: r["stats"].get("rtt_us"), ".1f")]
     rows = []
     for p in paths:
         r = results[p]
@@ -733,44 +826,59 @@ def report(work, out, elapsed, rounds, paths):
             rows.append((LABELS[p], "FAILED: " + r.get("errors", ["?"])[0][:100]))
             continue
         cells = []
-        for _, k, spec in cols:
-            s = r["stats"].get(k)
-            cells += ([format(s["median"], spec), f"[{format(s['min'], spec)}-{format(s['max'], spec)}]"]
-                      if s else ["-", ""])
-        sent = r.get("udp_sent_kpps")
-        cells.insert(4, "-" if sent is None else format(sent, ".1f"))
-        rows.append((LABELS[p], cells + [f"{r['rounds_ok']}/{rounds}"]))
+        for _, get, spec in cols:
+            s = get(r)
+            if isinstance(s, dict):
+                cells.append((format(s["median"], spec), f"[{format(s['min'], spec)}-{format(s['max'], spec)}]"))
+            elif s is not None:
+                cells.append((format(s, spec),))
+            else:
+                cells.append(("-", ""))
+        rows.append((LABELS[p], cells + [(f"{r['rounds_ok']}/{rounds}",)]))
     ok_rows = [c for _, c in rows if isinstance(c, list)]
-    w = [max([len(c[i]) for c in ok_rows] or [0]) for i in range(8)]
+    titles = [t for t, _, _ in cols] + ["rounds"]
+    # widths: per column, of the median and of the range
+    wm = [max([len(c[i][0]) for c in ok_rows] or [0]) for i in range(len(titles))]
+    wr = [max([len(c[i][1]) if len(c[i]) > 1 else 0 for c in ok_rows] or [0]) for i in range(len(titles))]
+    single = [all(len(c[i]) == 1 for c in ok_rows) and bool(ok_rows) for i in range(len(titles))]
+    single[-1] = True
+    colw = [max(wm[i] if single[i] else wm[i] + 1 + wr[i], len(titles[i])) for i in range(len(titles))]
+    def fmt(i, cell):
+        if single[i]:
+            return f"{cell[0]:>{colw[i]}}" if i < len(titles) - 1 else cell[0]
+        return f"{cell[0]:>{wm[i]}} {(cell[1] if len(cell) > 1 else ''):<{wr[i]}}".ljust(colw[i])
     w0 = max(len("path"), *(len(l) for l, _ in rows))
-    def metric(i, title):  # width of median + range, title left-aligned above
-        return max(w[i] + 1 + w[i + 1], len(title))
-    head = (f"{'path':<{w0}}  {cols[0][0]:<{metric(0, cols[0][0])}}  {cols[1][0]:<{metric(2, cols[1][0])}}"
-            f"  {'(sent)':>{max(w[4], 6)}}  {cols[2][0]:<{metric(5, cols[2][0])}}  rounds")
+    head = "  ".join([f"{'path':<{w0}}"] + [
+        (f"{t:>{colw[i]}}" if single[i] and i < len(titles) - 1 else f"{t:<{colw[i]}}" if i < len(titles) - 1 else t)
+        for i, t in enumerate(titles)])
     print()
-    print(f"median of {rounds} round{'s' if rounds != 1 else ''}, [min-max] over the rounds")
+    print(f"median of {rounds} round{'s' if rounds != 1 else ''}, [min-max] over the rounds; "
+          f"TCP in Gbit/s, per congestion control (machine default: {E['B_CC_DEFAULT']})")
     print(head)
     for label, c in rows:
         if not isinstance(c, list):
             print(f"{label:<{w0}}  {c}")
             continue
-        def m(i, title):
-            return f"{c[i]:>{w[i]}} {c[i + 1]:<{w[i + 1]}}".ljust(metric(i, title))
-        print(f"{label:<{w0}}  {m(0, cols[0][0])}  {m(2, cols[1][0])}  {c[4]:>{max(w[4], 6)}}"
-              f"  {m(5, cols[2][0])}  {c[7]}")
+        print("  ".join([f"{label:<{w0}}"] + [fmt(i, cell) for i, cell in enumerate(c)]).rstrip())
     if ratios:
         print()
         print("weft vs. baselines, ratio of the medians (TCP, UDP: higher is better; RTT: lower is better)")
+        x2 = lambda v: "-" if v is None else f"{v:.2f}"
         for w in WEFT_PATHS:
             if NAMES[w] not in ratios:
                 continue
             by_base = ratios[NAMES[w]]
-            parts = []
-            for metric in ("tcp", "udp", "rtt"):
-                vs = ", ".join(f"{v[metric]:.2f}x {label}" if v[metric] is not None else f"-x {label}"
-                               for base, label in BASES if (v := by_base.get(NAMES[base])))
-                parts.append(f"{metric.upper()} {vs}")
-            print(f"  {LABELS[w]}: " + "; ".join(parts))
+            tcp, udp, rtt = [], [], []
+            for base, label in BASES:
+                v = by_base.get(NAMES[base])
+                if not v:
+                    continue
+                tcp += [f"{x2(v['tcp'][cc])}x {label} ({cc})" if i == 0 else f"{x2(v['tcp'][cc])}x ({cc})"
+                        for i, cc in enumerate(CCS)]
+                udp.append(f"{x2(v['udp'])}x {label}")
+                rtt.append(f"{x2(v['rtt'])}x {label}")
+            print(f"  {LABELS[w]}: TCP " + ", ".join(tcp) + "; UDP " + ", ".join(udp)
+                  + "; RTT " + ", ".join(rtt))
     print()
     print(f"load average (1 min): {before['1min']:.2f} before, {after['1min']:.2f} after "
           f"({os.cpu_count()} CPUs); CPU busy with the script idle: "
@@ -787,7 +895,8 @@ PY
 )
 export B_DURATION=$DURATION B_OMIT=$OMIT B_UDP_LEN=$UDP_LEN B_PING_COUNT=$PING_COUNT \
     B_PING_INTERVAL=$PING_INTERVAL B_SUBNET=$SUBNET B_WEFT=$WEFT_ORIG B_WEFT_COPY=$WEFT B_REPO=$REPO_ROOT \
-    B_SPIN_US=$SPIN_US B_DAEMON_ARGS=$WEFT_DAEMON_ARGS
+    B_SPIN_US=$SPIN_US B_DAEMON_ARGS=$WEFT_DAEMON_ARGS \
+    B_CCS="${CCS[*]}" B_CC_DEFAULT=$CC_DEFAULT B_CC_AVAILABLE=$CC_AVAILABLE B_CC_SKIPPED="${CC_SKIPPED[*]:-}"
 
 # cpu_busy_pct: how busy all CPUs are over one second (percent), sampled
 # while this script runs nothing: a direct reading of other users' load,
@@ -808,8 +917,9 @@ PY
 # ------------------------------------------------------------------ main --
 
 # Rough time per path and round: setup, ping, TCP and UDP, teardown.
-EST=$(((2 * (DURATION + OMIT) + 4 + SETTLE) * ${#PATHS[@]} * ROUNDS))
-log "weft benchmark: ${ROUNDS} round(s) of: ${PATHS[*]}; ${DURATION}s per test; about $((EST / 60)) min $((EST % 60)) s"
+EST=$((((${#CCS[@]} + 1) * (DURATION + OMIT) + 3 + SETTLE) * ${#PATHS[@]} * ROUNDS))
+log "weft benchmark: ${ROUNDS} round(s) of: ${PATHS[*]}; ${DURATION}s per test; TCP with ${CCS[*]}" \
+    "(machine default: $CC_DEFAULT); about $((EST / 60)) min $((EST % 60)) s"
 if [[ -n $WEFT_DAEMON_ARGS ]] && wants_weft; then log "weft daemon extra arguments: $WEFT_DAEMON_ARGS"; fi
 log "work dir $WORK"
 LOAD_BEFORE=$(cat /proc/loadavg)

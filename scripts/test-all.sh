@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
-# tests use (iproute2, ping, iperf3, tcpdump, python3), builds, and runs every test.
+# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq), builds, and runs every
+# test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,8 @@ command -v ping >/dev/null || need_pkgs+=(iputils-ping)
 command -v iperf3 >/dev/null || need_pkgs+=(iperf3)
 command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v python3 >/dev/null || need_pkgs+=(python3)
+command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
+command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

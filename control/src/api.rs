@@ -76,6 +76,9 @@ pub struct Connect {
     pub mac: Option<String>,
     pub ifname: Option<String>,
     pub kind: Option<PortKind>,
+    /// Extra DNS names on the network (several endpoints may share one).
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// One endpoint: a namespace's interface attached to a network through one switch port.
@@ -94,6 +97,8 @@ pub struct EndpointInfo {
     /// Host-side interface for veth endpoints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
+    #[serde(default)]
+    pub aliases: Vec<String>,
 }
 
 /// One FDB row of `GET /v1/fdb`.

@@ -81,6 +81,10 @@ pub struct DaemonArgs {
     /// round trip
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
+    /// Upstream resolver for names the embedded DNS does not know (repeatable; default: the
+    /// nameservers of /etc/resolv.conf)
+    #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -140,6 +144,9 @@ pub struct ConnectArgs {
     /// Port kind: a TAP inside the namespace, or a veth pair
     #[arg(long, value_enum, default_value = "tap")]
     pub kind: KindArg,
+    /// Extra DNS name on the network (repeatable; several endpoints may share one)
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -224,8 +231,19 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     let threads = dataplane
         .spawn()
         .context("cannot start the data-plane threads")?;
+    let zones = crate::gateway::Zones::default();
+    let (service_tx, service_rx) = tokio::sync::mpsc::channel(crate::dataplane::SERVICE_QUEUE);
+    let upstreams = crate::gateway::upstreams(&args.dns_upstream);
+    log::info!("embedded DNS forwards to {upstreams:?}");
+    tokio::spawn(crate::gateway::serve_dns(
+        service_rx,
+        Arc::clone(&dataplane),
+        Arc::clone(&zones),
+        Arc::new(upstreams),
+    ));
+    dataplane.set_services(service_tx);
     let dp = Arc::clone(&dataplane);
-    let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp)).await??;
+    let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones)).await??;
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     {
@@ -283,6 +301,14 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) {
 fn print_json(v: &impl serde::Serialize) -> Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
+}
+
+/// A listing path, optionally limited to one network.
+fn filtered(path: &str, network: Option<&str>) -> String {
+    match network {
+        Some(n) => format!("{path}?network={}", seg(n)),
+        None => path.to_string(),
+    }
 }
 
 fn fmt_age(secs: f64) -> String {
@@ -366,6 +392,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                     KindArg::Tap => PortKind::Tap,
                     KindArg::Veth => PortKind::Veth,
                 }),
+                aliases: a.aliases,
             };
             let path = format!("/v1/networks/{}/endpoints", seg(&a.network));
             let ep: EndpointInfo = client.call(Method::POST, &path, Some(&req)).await?;
@@ -419,10 +446,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             network,
             action: None,
         }) => {
-            let path = match &network {
-                Some(n) => format!("/v1/fdb?network={}", seg(n)),
-                None => "/v1/fdb".to_string(),
-            };
+            let path = filtered("/v1/fdb", network.as_deref());
             let rows: Vec<FdbRow> = client.call(Method::GET, &path, none).await?;
             if json {
                 return print_json(&rows);
@@ -441,10 +465,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
         }
         Command::Arp { network } => {
-            let path = match &network {
-                Some(n) => format!("/v1/arp?network={}", seg(n)),
-                None => "/v1/arp".to_string(),
-            };
+            let path = filtered("/v1/arp", network.as_deref());
             let rows: Vec<ArpRow> = client.call(Method::GET, &path, none).await?;
             if json {
                 return print_json(&rows);

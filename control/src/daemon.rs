@@ -17,6 +17,8 @@ use crate::api::{
     PortRow,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
+use crate::dns::Zone;
+use crate::gateway::{self, NetworkZone, Zones};
 use crate::ipam::{self, IpamError};
 use crate::state::{
     EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord,
@@ -88,6 +90,8 @@ pub struct Daemon {
     control: Mutex<Control>,
     dataplane: Arc<Dataplane>,
     state_dir: StateDir,
+    /// Names per network for the embedded DNS, rebuilt when endpoints change.
+    zones: Zones,
 }
 
 fn invalid(msg: impl Into<String>) -> DaemonError {
@@ -109,6 +113,27 @@ fn validate_name(what: &str, name: &str) -> Result<()> {
     } else {
         Err(invalid(format!(
             "invalid {what} name {name:?}: use 1-{MAX_NAME_LEN} letters, digits, '-', '_' or '.', starting with a letter or digit"
+        )))
+    }
+}
+
+/// A DNS name for `--alias`: dot-separated labels of letters, digits and '-' (RFC 1035
+/// §2.3.1, with digits allowed first as RFC 1123 §2.1 does), at most 253 characters.
+fn validate_dns_name(name: &str) -> Result<()> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    if !name.is_empty() && name.len() <= 253 && name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "invalid alias {name:?}: use DNS labels of letters, digits and '-' separated by dots, like web or db.internal"
         )))
     }
 }
@@ -317,7 +342,7 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
 impl Daemon {
     /// Opens the state directory, starts from the persisted state and re-attaches every
     /// endpoint whose namespace still exists.
-    pub fn start(state_dir: StateDir, dataplane: Arc<Dataplane>) -> Result<Daemon> {
+    pub fn start(state_dir: StateDir, dataplane: Arc<Dataplane>, zones: Zones) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
             control: Mutex::new(Control {
@@ -329,6 +354,7 @@ impl Daemon {
             }),
             dataplane,
             state_dir,
+            zones,
         };
         daemon.restore(persisted)?;
         Ok(daemon)
@@ -349,12 +375,20 @@ impl Daemon {
         }
         for record in persisted.endpoints {
             let name = record.name.clone();
+            let netns_label = record.netns.clone();
             match self.attach_existing(&mut c, record) {
                 Ok(()) => log::info!("re-attached endpoint {name}"),
                 Err(e) => {
-                    log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}")
+                    log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}");
+                    if !netns_label.contains('/') {
+                        gateway::remove_netns_resolv_conf(&netns_label);
+                    }
                 }
             }
+        }
+        let names: Vec<String> = c.networks.keys().cloned().collect();
+        for n in &names {
+            self.rebuild_zone(&c, n);
         }
         for entry in persisted.static_fdb {
             match self.apply_static(&c, &entry) {
@@ -405,6 +439,23 @@ impl Daemon {
             },
         );
         Ok(())
+    }
+
+    /// Recomputes one network's DNS names from its endpoints (names and aliases).
+    fn rebuild_zone(&self, c: &Control, network: &str) {
+        let mut zones = self.zones.write().unwrap_or_else(|p| p.into_inner());
+        let Some(net) = c.networks.get(network) else {
+            return;
+        };
+        let mut zone = Zone::new();
+        for e in c.endpoints.values().filter(|e| e.record.network == network) {
+            zone.add(&e.record.name, e.record.ip);
+            for alias in &e.record.aliases {
+                zone.add(alias, e.record.ip);
+            }
+        }
+        let subnet = (net.record.subnet.network(), net.record.subnet.prefix_len());
+        zones.insert(net.id, NetworkZone { zone, subnet });
     }
 
     fn snapshot(c: &Control) -> PersistedState {
@@ -460,6 +511,7 @@ impl Daemon {
             mac: e.record.mac.clone(),
             port: e.record.name.clone(),
             host_ifname: e.record.host_ifname.clone(),
+            aliases: e.record.aliases.clone(),
         }
     }
 
@@ -525,6 +577,7 @@ impl Daemon {
             let _ = self.dataplane.remove_network(id);
             return Err(e);
         }
+        self.rebuild_zone(&c, &req.name);
         let n = &c.networks[&req.name];
         Ok(Self::summary(&c, n))
     }
@@ -575,6 +628,10 @@ impl Daemon {
         c.static_fdb.retain(|s| s.network != name);
         self.dataplane.remove_network(id)?;
         c.networks.remove(name);
+        self.zones
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
         self.save(&c)?;
         Ok(())
     }
@@ -597,6 +654,9 @@ impl Daemon {
             .transpose()?;
         if let Some(n) = &req.name {
             validate_name("endpoint", n)?;
+        }
+        for alias in &req.aliases {
+            validate_dns_name(alias)?;
         }
         let (netns, netns_label) = open_netns(req.netns.as_deref(), req.pid)?;
 
@@ -697,6 +757,7 @@ impl Daemon {
             mac: mac.to_string(),
             host_ifname: (kind == PortKind::Veth)
                 .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
+            aliases: req.aliases.clone(),
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -738,6 +799,15 @@ impl Daemon {
             self.detach(&mut c, &name);
             return Err(e);
         }
+        self.rebuild_zone(&c, network);
+        // A named namespace gets a resolv.conf pointing at the embedded DNS, so that
+        // `ip netns exec NAME` programs resolve endpoint names.
+        let label = &c.endpoints[&name].record.netns;
+        if !label.contains('/') {
+            if let Err(e) = gateway::write_netns_resolv_conf(label, network, gateway) {
+                log::warn!("cannot write /etc/netns/{label}/resolv.conf: {e}");
+            }
+        }
         Ok(Self::endpoint_info(&c, &c.endpoints[&name]))
     }
 
@@ -752,6 +822,11 @@ impl Daemon {
             let _ = self
                 .dataplane
                 .with_bridge(|b| b.remove_neighbor(id, ep.record.ip));
+        }
+        self.rebuild_zone(c, &ep.record.network);
+        let label = &ep.record.netns;
+        if !label.contains('/') && !c.endpoints.values().any(|e| &e.record.netns == label) {
+            gateway::remove_netns_resolv_conf(label);
         }
         match self.dataplane.remove_port(ep.port) {
             Ok(fd) => CreatedPort {

@@ -24,7 +24,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use weft_switch::{Bridge, DropReason, NetworkConfig, NetworkId, PortId, Timestamp, Verdict};
+use weft_switch::{
+    udp_to_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortId, Timestamp,
+    UdpToGateway, Verdict,
+};
 
 use crate::pcap;
 use crate::sys::{self, Epoll, EventFd, VnetHdr, VNET_HDR_LEN};
@@ -71,6 +74,23 @@ pub struct Dataplane {
     stop: AtomicBool,
     origin: Instant,
     busy_poll: Duration,
+    /// Where requests for the gateway's services (DNS) go, once the daemon has started them.
+    services: std::sync::OnceLock<tokio::sync::mpsc::Sender<ServiceRequest>>,
+}
+
+/// UDP port of the gateway's DNS service (RFC 1035 §4.2.1).
+pub const DNS_PORT: u16 = 53;
+/// Requests for gateway services that may wait before new ones are dropped.
+pub const SERVICE_QUEUE: usize = 1024;
+
+/// A datagram for one of the gateway's services, handed off the fast path (these are rare,
+/// and answering may wait on an upstream resolver).
+#[derive(Debug)]
+pub struct ServiceRequest {
+    pub port: PortId,
+    pub gateway: GatewayConfig,
+    pub datagram: UdpToGateway,
+    pub payload: Vec<u8>,
 }
 
 /// Errors of data-plane bookkeeping.
@@ -112,6 +132,7 @@ impl Dataplane {
             stop: AtomicBool::new(false),
             origin: Instant::now(),
             busy_poll,
+            services: std::sync::OnceLock::new(),
         }))
     }
 
@@ -227,6 +248,31 @@ impl Dataplane {
         Ok(rx)
     }
 
+    /// Connects the gateway's services: from now on DNS queries to a gateway are sent here.
+    pub fn set_services(&self, tx: tokio::sync::mpsc::Sender<ServiceRequest>) {
+        let _ = self.services.set(tx);
+    }
+
+    /// Sends a frame the control plane built (a gateway service's answer) out of `port`.
+    /// Returns whether the port took it.
+    pub fn inject(&self, port: PortId, frame: &[u8]) -> bool {
+        let table = self.ports_read();
+        let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
+            return false;
+        };
+        let mut packet = vec![0u8; VNET_HDR_LEN + frame.len()];
+        VnetHdr::default().write(&mut packet[..VNET_HDR_LEN]);
+        packet[VNET_HDR_LEN..].copy_from_slice(frame);
+        let ok = sys::write_fd(io.fd.as_fd(), &packet).is_ok();
+        if ok {
+            capture(io, frame);
+            lock(&self.bridge).record_tx(port, frame.len());
+        } else {
+            lock(&self.bridge).record_drop(port, DropReason::TxError);
+        }
+        ok
+    }
+
     /// Asks the workers to exit.
     pub fn shutdown(&self) {
         self.stop.store(true, Ordering::SeqCst);
@@ -285,6 +331,26 @@ impl Dataplane {
                 last_expire = Instant::now();
             }
         }
+    }
+
+    /// A DNS query to the gateway's address, if `frame` is one (and the services run).
+    fn service_request(
+        &self,
+        bridge: &Bridge,
+        in_port: PortId,
+        frame: &[u8],
+        checksum_partial: bool,
+    ) -> Option<ServiceRequest> {
+        self.services.get()?;
+        let gateway = bridge.port_gateway(in_port)?;
+        let datagram =
+            udp_to_gateway(frame, &gateway, checksum_partial).filter(|d| d.dst_port == DNS_PORT)?;
+        Some(ServiceRequest {
+            port: in_port,
+            gateway,
+            payload: frame[datagram.payload.clone()].to_vec(),
+            datagram,
+        })
     }
 
     /// Reads up to [`BATCH`] frames from `port` and forwards each. Returns whether any moved.
@@ -353,6 +419,19 @@ impl Dataplane {
                 Verdict::Flood(set) => targets.extend(set),
                 Verdict::Drop(_) => return,
                 Verdict::ToGateway => {
+                    if let Some(request) =
+                        self.service_request(&bridge, in_port, frame, hdr.needs_csum())
+                    {
+                        drop(bridge);
+                        let queued = self
+                            .services
+                            .get()
+                            .is_some_and(|tx| tx.try_send(request).is_ok());
+                        if !queued {
+                            lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
+                        }
+                        return;
+                    }
                     // The gateway's answer (ARP reply, echo reply) goes back out of the
                     // ingress port, with a plain virtio_net_hdr (no offload).
                     let reply = &mut scratch.reply;

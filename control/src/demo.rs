@@ -45,6 +45,7 @@ impl Lab {
         // with its peer).
         for ns in self.namespaces.drain(..) {
             let _ = Command::new("ip").args(["netns", "del", &ns]).status();
+            crate::gateway::remove_netns_resolv_conf(&ns);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -179,6 +180,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                     mac: None,
                     ifname: None,
                     kind: Some(kind),
+                    aliases: Vec::new(),
                 }),
             )
             .await?;

@@ -6,6 +6,8 @@ mod client;
 mod daemon;
 mod dataplane;
 mod demo;
+mod dns;
+mod gateway;
 mod ipam;
 mod pcap;
 mod server;

@@ -64,6 +64,9 @@ pub struct EndpointRecord {
     pub mac: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
+    /// Extra DNS names of the endpoint on its network.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -419,6 +419,12 @@ impl Bridge {
         Ok(())
     }
 
+    /// The gateway of the network `port` belongs to, if it has one.
+    pub fn port_gateway(&self, port: PortId) -> Option<GatewayConfig> {
+        let network = self.ports.get(&port)?.network;
+        self.networks.get(&network)?.config.gateway
+    }
+
     /// Learns `mac` on `port` at `now` as if a frame from it had arrived there (same bounds,
     /// moves and aging as learning from traffic). The control plane uses it when it knows
     /// where a station is before the station has sent anything: an endpoint's MAC on its

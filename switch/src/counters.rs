@@ -58,11 +58,13 @@ pub enum DropReason {
     ///
     /// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
     GatewayUnsupported,
+    /// Adapter: a request for one of the gateway's services (DNS) found its queue full.
+    GatewayBusy,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -77,6 +79,7 @@ impl DropReason {
         DropReason::TxError,
         DropReason::Malformed,
         DropReason::GatewayUnsupported,
+        DropReason::GatewayBusy,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -93,6 +96,7 @@ impl DropReason {
             DropReason::TxError => "tx_error",
             DropReason::Malformed => "malformed",
             DropReason::GatewayUnsupported => "gateway_unsupported",
+            DropReason::GatewayBusy => "gateway_busy",
         }
     }
 
@@ -111,6 +115,7 @@ impl DropReason {
             DropReason::TxError => 8,
             DropReason::Malformed => 9,
             DropReason::GatewayUnsupported => 10,
+            DropReason::GatewayBusy => 11,
         }
     }
 }

@@ -497,6 +497,168 @@ fn write_echo_reply(
     Ok(len)
 }
 
+const IPPROTO_UDP: u8 = 17;
+const UDP_HEADER_LEN: usize = 8;
+
+/// A UDP datagram (RFC 768) addressed to the gateway's own MAC and address: a request for
+/// one of the gateway's services (DNS on port 53).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UdpToGateway {
+    /// The client's MAC (the frame's source).
+    pub src_mac: MacAddr,
+    /// The client's address.
+    pub src_ip: Ipv4Addr,
+    /// The client's UDP port.
+    pub src_port: u16,
+    /// The gateway service's UDP port (53 for DNS).
+    pub dst_port: u16,
+    /// Where the UDP payload lies in the frame.
+    pub payload: core::ops::Range<usize>,
+}
+
+/// One's complement sum of big-endian 16-bit words (RFC 1071), not yet folded or inverted,
+/// so that several even-length parts can be summed one after the other.
+fn ones_sum(data: &[u8]) -> u64 {
+    let mut words = data.chunks_exact(2);
+    let mut sum: u64 = words
+        .by_ref()
+        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
+        .sum();
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// The UDP checksum (RFC 768): over the IPv4 pseudo-header and the whole UDP datagram.
+/// Returns the value to store (0 is sent as 0xffff, since 0 means "no checksum").
+fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
+    match fold(ones_sum(&pseudo_header(src, dst, udp.len())) + ones_sum(udp)) {
+        0 => 0xffff,
+        sum => sum,
+    }
+}
+
+/// If `frame` is an unfragmented IPv4/UDP datagram for the gateway (its MAC and address),
+/// with a valid IPv4 header checksum (RFC 791) and a valid UDP checksum where one is present
+/// (RFC 768), returns its addressing and where its payload lies. Pure; never panics.
+///
+/// `checksum_partial`: the sender offloaded the UDP checksum (virtio_net_hdr
+/// `NEEDS_CSUM`, as a local stack does on a TAP): the field holds only the pseudo-header
+/// sum, the data never left the host, and the checksum is not verified.
+pub fn udp_to_gateway(
+    frame: &[u8],
+    gw: &GatewayConfig,
+    checksum_partial: bool,
+) -> Option<UdpToGateway> {
+    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
+        return None;
+    }
+    if be16(frame, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &frame[ETHERNET_HEADER_LEN..];
+    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
+    let ihl = usize::from(fixed[0] & 0x0f) * 4;
+    let total_len = usize::from(be16(fixed, 2));
+    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + UDP_HEADER_LEN {
+        return None;
+    }
+    let datagram = ip.get(..total_len)?;
+    let header = &datagram[..ihl];
+    if internet_checksum(header) != 0
+        || header[9] != IPPROTO_UDP
+        || ip_at(header, 16) != gw.ip
+        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
+    {
+        return None;
+    }
+    let src_ip = ip_at(header, 12);
+    if !is_unicast_ip(src_ip) {
+        return None;
+    }
+    let udp = &datagram[ihl..];
+    let udp_len = usize::from(be16(udp, 4));
+    if udp_len < UDP_HEADER_LEN || udp_len > udp.len() {
+        return None;
+    }
+    let udp = &udp[..udp_len];
+    if !checksum_partial
+        && be16(udp, 6) != 0
+        && fold(ones_sum(&pseudo_header(src_ip, gw.ip, udp_len)) + ones_sum(udp)) != 0
+    {
+        return None;
+    }
+    let start = ETHERNET_HEADER_LEN + ihl + UDP_HEADER_LEN;
+    Some(UdpToGateway {
+        src_mac: mac_at(frame, 6),
+        src_ip,
+        src_port: be16(udp, 0),
+        dst_port: be16(udp, 2),
+        payload: start..start + udp_len - UDP_HEADER_LEN,
+    })
+}
+
+fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> [u8; 12] {
+    let mut pseudo = [0u8; 12];
+    pseudo[0..4].copy_from_slice(&src.octets());
+    pseudo[4..8].copy_from_slice(&dst.octets());
+    pseudo[9] = IPPROTO_UDP;
+    pseudo[10..12].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    pseudo
+}
+
+/// Writes an Ethernet/IPv4/UDP frame from the gateway (its MAC, its address, `src_port`) to
+/// `dst` carrying `payload`, with both checksums (RFC 791, RFC 768). Returns the frame's
+/// length, or None if `out` is too small or the payload does not fit one datagram.
+pub fn write_udp_from_gateway(
+    gw: &GatewayConfig,
+    src_port: u16,
+    dst: (MacAddr, Ipv4Addr, u16),
+    payload: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let (dst_mac, dst_ip, dst_port) = dst;
+    let udp_len = UDP_HEADER_LEN + payload.len();
+    let ip_len = IPV4_MIN_HEADER_LEN + udp_len;
+    if ip_len > usize::from(u16::MAX) {
+        return None;
+    }
+    let len = ETHERNET_HEADER_LEN + ip_len;
+    let out = out.get_mut(..len)?;
+    out[0..6].copy_from_slice(&dst_mac.0);
+    out[6..12].copy_from_slice(&gw.mac.0);
+    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let (ip_header, udp) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
+    ip_header[0] = 0x45;
+    ip_header[1] = 0;
+    ip_header[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    ip_header[4..6].fill(0);
+    ip_header[6..8].copy_from_slice(&IPV4_DF.to_be_bytes());
+    ip_header[8] = REPLY_TTL;
+    ip_header[9] = IPPROTO_UDP;
+    ip_header[10..12].fill(0);
+    ip_header[12..16].copy_from_slice(&gw.ip.octets());
+    ip_header[16..20].copy_from_slice(&dst_ip.octets());
+    let sum = internet_checksum(ip_header);
+    ip_header[10..12].copy_from_slice(&sum.to_be_bytes());
+    udp[0..2].copy_from_slice(&src_port.to_be_bytes());
+    udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
+    udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    udp[6..8].fill(0);
+    udp[8..].copy_from_slice(payload);
+    let sum = udp_checksum(gw.ip, dst_ip, udp);
+    udp[6..8].copy_from_slice(&sum.to_be_bytes());
+    Some(len)
+}
+
 #[cfg(test)]
 mod tests;
 

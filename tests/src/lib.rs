@@ -300,6 +300,8 @@ fn cleanup(shared: &Mutex<Shared>, print_log: bool) {
     }
     for ns in s.namespaces.iter().rev() {
         let _ = run_quiet("ip", &["netns", "del", ns]);
+        // weft writes /etc/netns/NS/resolv.conf for named namespaces.
+        let _ = fs::remove_dir_all(Path::new("/etc/netns").join(ns));
     }
     let prefix = s.prefix.clone();
     for name in link_names_in(None) {
@@ -469,6 +471,18 @@ impl Lab {
     /// Starts `weft daemon --socket S --state-dir D` and waits (<= 10 s) until
     /// the socket accepts connections.
     pub fn start_daemon(&self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// New lab whose daemon gets `extra` arguments (e.g. `--dns-upstream`).
+    pub fn with_daemon_args(extra: &[&str]) -> Lab {
+        let lab = Lab::without_daemon();
+        lab.start_daemon_with(extra);
+        lab
+    }
+
+    /// Starts the daemon with extra arguments after the socket and state directory.
+    pub fn start_daemon_with(&self, extra: &[&str]) {
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -480,7 +494,13 @@ impl Lab {
             .arg("--socket")
             .arg(&self.socket)
             .arg("--state-dir")
-            .arg(&self.state_dir);
+            .arg(&self.state_dir)
+            .args(extra);
+        // Names the embedded DNS does not know must never reach the host's real resolvers
+        // from a test: point the upstream at a loopback port nobody listens on.
+        if !extra.contains(&"--dns-upstream") {
+            cmd.args(["--dns-upstream", "127.0.0.1:9"]);
+        }
         if std::env::var_os("RUST_LOG").is_none() {
             cmd.env("RUST_LOG", "info");
         }

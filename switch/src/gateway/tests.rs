@@ -1000,3 +1000,99 @@ fn internet_checksum_matches_rfc_1071() {
     let ones = [0xff; 4001];
     assert_eq!(internet_checksum(&ones), checksum(&ones));
 }
+
+mod udp {
+    use super::super::*;
+
+    fn gw() -> GatewayConfig {
+        GatewayConfig {
+            ip: Ipv4Addr::new(10, 9, 0, 1),
+            mac: "02:42:0a:09:00:01".parse().unwrap(),
+        }
+    }
+
+    /// A client's datagram to the gateway, built with the writer by swapping roles.
+    fn query(payload: &[u8]) -> Vec<u8> {
+        let client = GatewayConfig {
+            ip: Ipv4Addr::new(10, 9, 0, 2),
+            mac: "02:42:0a:09:00:02".parse().unwrap(),
+        };
+        let mut out = vec![0u8; 1600];
+        let g = gw();
+        let n =
+            write_udp_from_gateway(&client, 40000, (g.mac, g.ip, 53), payload, &mut out).unwrap();
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn datagrams_to_the_gateway_round_trip() {
+        let frame = query(b"hello dns");
+        let d = udp_to_gateway(&frame, &gw(), false).expect("recognised");
+        assert_eq!((d.src_port, d.dst_port), (40000, 53));
+        assert_eq!(d.src_ip, Ipv4Addr::new(10, 9, 0, 2));
+        assert_eq!(&frame[d.payload.clone()], b"hello dns");
+        // Checksums are valid: the IPv4 header sums to zero, and so does the UDP datagram
+        // with its pseudo-header.
+        assert_eq!(internet_checksum(&frame[14..34]), 0);
+        let udp = &frame[34..];
+        let pseudo = pseudo_header(Ipv4Addr::new(10, 9, 0, 2), gw().ip, udp.len());
+        assert_eq!(fold(ones_sum(&pseudo) + ones_sum(udp)), 0);
+        // Ethernet padding after the datagram is ignored.
+        let mut padded = frame.clone();
+        padded.extend_from_slice(&[0; 20]);
+        assert_eq!(
+            udp_to_gateway(&padded, &gw(), false).unwrap().payload,
+            d.payload
+        );
+    }
+
+    #[test]
+    fn corrupted_or_foreign_datagrams_are_not_recognised() {
+        let frame = query(b"x");
+        let mut bad_udp = frame.clone();
+        bad_udp[42] ^= 0xff; // payload byte: UDP checksum no longer matches
+        assert!(udp_to_gateway(&bad_udp, &gw(), false).is_none());
+        // An offloaded checksum (NEEDS_CSUM) is not verified.
+        assert!(udp_to_gateway(&bad_udp, &gw(), true).is_some());
+        let mut no_sum = bad_udp.clone();
+        no_sum[40..42].fill(0); // checksum 0: not computed by the sender, accepted
+        assert!(udp_to_gateway(&no_sum, &gw(), false).is_some());
+        let mut bad_ip = frame.clone();
+        bad_ip[24] ^= 1;
+        assert!(udp_to_gateway(&bad_ip, &gw(), false).is_none());
+        let mut other_dst = frame.clone();
+        other_dst[0] = 0x06;
+        assert!(udp_to_gateway(&other_dst, &gw(), false).is_none());
+        let mut fragment = frame.clone();
+        fragment[20] |= 0x20; // MF
+        assert!(udp_to_gateway(&fragment, &gw(), false).is_none());
+        for cut in 0..frame.len() {
+            assert!(
+                udp_to_gateway(&frame[..cut], &gw(), false).is_none(),
+                "cut at {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_writer_refuses_too_small_buffers() {
+        let mut out = [0u8; 40];
+        let g = gw();
+        assert!(write_udp_from_gateway(&g, 53, (g.mac, g.ip, 1), &[0; 10], &mut out).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_frames_never_panic(mut bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let g = gw();
+            if bytes.len() >= 14 {
+                bytes[0..6].copy_from_slice(&g.mac.0);
+                bytes[12..14].copy_from_slice(&[0x08, 0x00]);
+            }
+            if let Some(d) = udp_to_gateway(&bytes, &g, false) {
+                proptest::prop_assert!(d.payload.end <= bytes.len());
+            }
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! The gateway's services that run off the fast path: for now the embedded DNS server at
+//! each network's gateway address (UDP port 53). The data plane hands DNS queries over as
+//! [`ServiceRequest`]s; answers go back through [`Dataplane::inject`] as frames from the
+//! gateway's MAC and address.
+//!
+//! Names of a network (endpoint names and aliases) are answered from its [`Zone`]; every
+//! other name is forwarded to the upstream resolvers, and a failure comes back as SERVFAIL
+//! rather than silence.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
+
+use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
+use crate::dns::{self, Outcome, Zone};
+
+/// How long one upstream resolver may take to answer.
+pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One network's names and subnet.
+#[derive(Debug, Clone)]
+pub struct NetworkZone {
+    pub zone: Zone,
+    /// Network address and prefix length: reverse lookups inside it are answered locally.
+    pub subnet: (Ipv4Addr, u8),
+}
+
+/// The zones of all networks, rebuilt by the daemon when endpoints change.
+pub type Zones = Arc<RwLock<HashMap<NetworkId, NetworkZone>>>;
+
+/// Answers DNS queries until the data plane's sender goes away.
+pub async fn serve_dns(
+    mut requests: tokio::sync::mpsc::Receiver<ServiceRequest>,
+    dataplane: Arc<Dataplane>,
+    zones: Zones,
+    upstreams: Arc<Vec<SocketAddr>>,
+) {
+    let mut rotation = 0usize;
+    while let Some(req) = requests.recv().await {
+        rotation = rotation.wrapping_add(1);
+        let network = dataplane.with_bridge(|b| b.port_network(req.port));
+        let outcome = {
+            let zones = zones.read().unwrap_or_else(|p| p.into_inner());
+            match network.and_then(|n| zones.get(&n)) {
+                Some(nz) => dns::answer(&req.payload, &nz.zone, nz.subnet, rotation),
+                None => dns::answer(
+                    &req.payload,
+                    &Zone::new(),
+                    (Ipv4Addr::UNSPECIFIED, 32),
+                    rotation,
+                ),
+            }
+        };
+        match outcome {
+            Outcome::Reply(answer) => send(&dataplane, &req, &answer),
+            Outcome::Forward => {
+                let dataplane = Arc::clone(&dataplane);
+                let upstreams = Arc::clone(&upstreams);
+                tokio::spawn(async move {
+                    if let Some(answer) =
+                        dns::forward(&req.payload, &upstreams, UPSTREAM_TIMEOUT).await
+                    {
+                        send(&dataplane, &req, &answer);
+                    }
+                });
+            }
+            Outcome::Drop(_) => {
+                dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::Malformed))
+            }
+        }
+    }
+}
+
+/// Sends `answer` from the gateway's port 53 back to the client that asked.
+fn send(dataplane: &Dataplane, req: &ServiceRequest, answer: &[u8]) {
+    let d = &req.datagram;
+    let mut frame = vec![0u8; 14 + 20 + 8 + answer.len()];
+    match write_udp_from_gateway(
+        &req.gateway,
+        DNS_PORT,
+        (d.src_mac, d.src_ip, d.src_port),
+        answer,
+        &mut frame,
+    ) {
+        Some(len) => {
+            dataplane.inject(req.port, &frame[..len]);
+        }
+        None => dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::Oversized)),
+    }
+}
+
+/// The upstream resolvers: the ones given on the command line, else the host's
+/// `/etc/resolv.conf`.
+pub fn upstreams(configured: &[SocketAddr]) -> Vec<SocketAddr> {
+    if !configured.is_empty() {
+        return configured.to_vec();
+    }
+    std::fs::read_to_string("/etc/resolv.conf")
+        .map(|text| dns::upstreams_from_resolv_conf(&text))
+        .unwrap_or_default()
+}
+
+/// First line of the resolv.conf files weft writes, so it only ever removes its own.
+pub const RESOLV_CONF_MARKER: &str = "# written by weft";
+
+/// Writes `/etc/netns/NAME/resolv.conf` pointing at the gateway, so `ip netns exec NAME`
+/// programs use the embedded DNS. An existing file not written by weft is left alone.
+pub fn write_netns_resolv_conf(
+    netns_name: &str,
+    network: &str,
+    gateway: Ipv4Addr,
+) -> std::io::Result<bool> {
+    let dir = std::path::Path::new("/etc/netns").join(netns_name);
+    let path = dir.join("resolv.conf");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        if !existing.starts_with(RESOLV_CONF_MARKER) {
+            return Ok(false);
+        }
+    }
+    std::fs::create_dir_all(&dir)?;
+    let text = format!(
+        "{RESOLV_CONF_MARKER}: the embedded DNS of network {network}\nnameserver {gateway}\noptions ndots:0\n"
+    );
+    let tmp = dir.join(".resolv.conf.weft");
+    std::fs::write(&tmp, text)?;
+    std::fs::rename(&tmp, &path)?;
+    Ok(true)
+}
+
+/// Removes a resolv.conf weft wrote for `netns_name` (and its directory if empty).
+pub fn remove_netns_resolv_conf(netns_name: &str) {
+    let dir = std::path::Path::new("/etc/netns").join(netns_name);
+    let path = dir.join("resolv.conf");
+    if std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with(RESOLV_CONF_MARKER)) {
+        let _ = std::fs::remove_file(&path);
+        let _ = std::fs::remove_dir(&dir);
+    }
+}

@@ -1,0 +1,195 @@
+//! The embedded DNS at each network's gateway address: endpoint names and aliases, PTR,
+//! isolation between networks, forwarding to an upstream resolver (a real dnsmasq on
+//! loopback), SERVFAIL when the upstream fails, FORMERR for malformed queries, and the
+//! resolv.conf written for named namespaces.
+
+use std::net::UdpSocket;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use weft_tests::*;
+
+/// `dig @server name [type]` inside `ns`; returns (status, answers) from `+noall +answer +comments`.
+fn dig(lab: &Lab, ns: &str, server: &str, args: &[&str]) -> (String, Vec<String>) {
+    let mut cmd = vec![
+        "dig",
+        "+time=3",
+        "+tries=1",
+        "+noall",
+        "+answer",
+        "+comments",
+    ];
+    let at = format!("@{server}");
+    cmd.push(&at);
+    cmd.extend_from_slice(args);
+    let out = lab.exec(ns, &cmd);
+    let text = stdout_of(&out);
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .and_then(|r| r.split(',').next())
+        .unwrap_or("NO RESPONSE")
+        .to_string();
+    let answers = text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().last().unwrap_or("").to_string())
+        .collect();
+    (status, answers)
+}
+
+fn gateway(lab: &Lab, net: &str) -> String {
+    lab.inspect(net)["gateway"].as_str().unwrap().to_string()
+}
+
+/// A free UDP port on loopback for the fake upstream.
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
+    require_tool("dig");
+    let lab = Lab::new();
+    lab.create_network("n", "10.71.0.0/24", &[]);
+    lab.create_network("m", "10.72.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &["--name", "web1", "--alias", "web"]);
+    let b = lab.connect(
+        "n",
+        &lab.ns("b"),
+        &["--name", "web2", "--alias", "web", "--kind", "veth"],
+    );
+    let c = lab.connect("n", &lab.ns("c"), &["--name", "db"]);
+    let o = lab.connect("m", &lab.ns("o"), &["--name", "other"]);
+    let gw = gateway(&lab, "n");
+
+    assert_eq!(
+        dig(&lab, &c.ns, &gw, &["web1"]),
+        ("NOERROR".into(), vec![a.ip.clone()])
+    );
+    assert_eq!(
+        dig(&lab, &a.ns, &gw, &["DB."]),
+        ("NOERROR".into(), vec![c.ip.clone()])
+    );
+    // An alias shared by two endpoints returns both, in rotating order.
+    let mut firsts = std::collections::BTreeSet::new();
+    for _ in 0..4 {
+        let (status, mut answers) = dig(&lab, &c.ns, &gw, &["web"]);
+        assert_eq!(status, "NOERROR");
+        firsts.insert(answers[0].clone());
+        answers.sort();
+        let mut want = vec![a.ip.clone(), b.ip.clone()];
+        want.sort();
+        assert_eq!(answers, want);
+    }
+    assert_eq!(
+        firsts.len(),
+        2,
+        "the order of the two addresses never rotated"
+    );
+    // Reverse lookups of endpoint addresses.
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["-x", &c.ip]);
+    assert_eq!(status, "NOERROR");
+    assert_eq!(answers.len(), 1);
+    assert!(answers[0].starts_with("db"), "{answers:?}");
+    // A name of another network does not resolve here (nor upstream: there is none).
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["other"]);
+    assert!(
+        answers.is_empty() && status != "NOERROR",
+        "{status} {answers:?}"
+    );
+    // ... but does on its own network.
+    let gw_m = gateway(&lab, "m");
+    assert_eq!(dig(&lab, &o.ns, &gw_m, &["other"]).1, vec![o.ip.clone()]);
+
+    // After a disconnect the name is gone.
+    lab.weft_ok(&["disconnect", "n", &c.name]);
+    assert!(dig(&lab, &a.ns, &gw, &["db"]).1.is_empty());
+}
+
+#[test]
+fn named_namespaces_get_a_resolv_conf_and_getent_works() {
+    let lab = Lab::new();
+    lab.create_network("n", "10.73.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &[]);
+    let b = lab.connect("n", &lab.ns("b"), &["--alias", "backend"]);
+    let path = format!("/etc/netns/{}/resolv.conf", a.ns);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    assert!(text.contains("nameserver 10.73.0.1"), "{text}");
+    let out = lab.exec_ok(&a.ns, &["getent", "hosts", "backend"]);
+    assert!(out.starts_with(&b.ip), "getent hosts backend: {out}");
+    let out = lab.exec_ok(&a.ns, &["getent", "hosts", &b.name]);
+    assert!(out.starts_with(&b.ip), "getent hosts {}: {out}", b.name);
+    lab.weft_ok(&["disconnect", "n", &a.name]);
+    assert!(!std::path::Path::new(&path).exists(), "{path} left behind");
+}
+
+#[test]
+fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
+    require_tool("dig");
+    require_tool("dnsmasq");
+    let port = free_udp_port();
+    let mut upstream = Command::new("dnsmasq")
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--except-interface=*",
+            &format!("--port={port}"),
+            "--address=/upstream.test/192.0.2.53",
+            "--pid-file=",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start dnsmasq");
+    std::thread::sleep(Duration::from_millis(300));
+    let upstream_addr = format!("127.0.0.1:{port}");
+    let lab = Lab::with_daemon_args(&["--dns-upstream", &upstream_addr]);
+    lab.create_network("n", "10.74.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &[]);
+    let gw = gateway(&lab, "n");
+    let result = dig(&lab, &a.ns, &gw, &["www.upstream.test"]);
+    let _ = upstream.kill();
+    let _ = upstream.wait();
+    assert_eq!(result, ("NOERROR".into(), vec!["192.0.2.53".to_string()]));
+
+    // The upstream is gone now: the query is answered SERVFAIL, not left unanswered.
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["www.upstream.test"]);
+    assert_eq!(status, "SERVFAIL");
+    assert!(answers.is_empty());
+}
+
+#[test]
+fn malformed_queries_get_formerr_or_are_dropped_and_counted() {
+    let lab = Lab::new();
+    lab.create_network("n", "10.75.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &[]);
+    // A 12-byte header claiming one question, followed by garbage: FORMERR with the same id.
+    // Then 3 bytes of garbage: no answer, counted as malformed on the port.
+    const PY: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(bytes.fromhex("beef0100000100000000000007ffffff"), (sys.argv[1], 53))
+r = s.recv(512)
+print("id=%s rcode=%d" % (r[:2].hex(), r[3] & 0x0f))
+s.sendto(b"\x01\x02\x03", (sys.argv[1], 53))
+try:
+    s.recv(512)
+    print("answered garbage")
+except socket.timeout:
+    print("no answer")
+"#;
+    let out = lab.exec_ok(&a.ns, &["python3", "-c", PY, "10.75.0.1"]);
+    assert!(out.contains("id=beef rcode=1"), "{out}");
+    assert!(out.contains("no answer"), "{out}");
+    let port = lab.port(&a.name);
+    assert!(drops(&port, "malformed") >= 1, "{port}");
+    assert!(lab.daemon_alive());
+}
