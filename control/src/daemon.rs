@@ -48,6 +48,8 @@ pub enum DaemonError {
     State(#[from] StateError),
     #[error(transparent)]
     Dataplane(#[from] DataplaneError),
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl DaemonError {
@@ -145,12 +147,12 @@ fn validate_ifname(ifname: &str) -> Result<()> {
         && ifname != ".."
         && ifname
             .chars()
-            .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '/' | ':' | '%'));
     if ok {
         Ok(())
     } else {
         Err(invalid(format!(
-            "invalid interface name {ifname:?}: use 1-{MAX_IFNAME_LEN} printable characters without '/', ':' or spaces"
+            "invalid interface name {ifname:?}: use 1-{MAX_IFNAME_LEN} printable characters without '/', ':', '%' or spaces"
         )))
     }
 }
@@ -178,6 +180,13 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net> {
         )));
     }
     let net = Ipv4Net::new(addr, prefix).expect("prefix checked");
+    let first = net.network().octets()[0];
+    let last = net.broadcast().octets()[0];
+    if first == 0 || first == 127 || last >= 224 || (first..=last).contains(&127) {
+        return Err(invalid(format!(
+            "subnet {s} overlaps the unspecified, loopback, multicast or reserved ranges; choose a unicast range such as 10.1.0.0/24"
+        )));
+    }
     if net.network() != addr {
         return Err(invalid(format!(
             "invalid subnet {s}: host bits are set; did you mean {}/{prefix}?",
@@ -236,6 +245,16 @@ fn network_config(record: &NetworkRecord) -> NetworkConfig {
 }
 
 fn open_netns(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> {
+    let (ns, label) = open_netns_unchecked(netns, pid)?;
+    if Netns::current().is_ok_and(|own| own.id() == ns.id()) {
+        return Err(invalid(format!(
+            "namespace {label} is the daemon's own network namespace; weft attaches containers, not the host: give a container's namespace (create one with `ip netns add NAME`)"
+        )));
+    }
+    Ok((ns, label))
+}
+
+fn open_netns_unchecked(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> {
     match (netns, pid) {
         (Some(_), Some(_)) => Err(invalid("give either --netns or --pid, not both")),
         (None, None) => Err(invalid(
@@ -310,10 +329,12 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
             })
         }
         PortKind::Veth => {
-            let host = rec
-                .host_ifname
-                .clone()
-                .expect("veth endpoints have a host interface name");
+            let host = rec.host_ifname.clone().ok_or_else(|| {
+                DaemonError::Internal(format!(
+                    "veth endpoint {} has no host interface name in the state file",
+                    rec.name
+                ))
+            })?;
             let created_now = !sys::interface_exists(&host);
             if created_now {
                 sys::create_veth(&host, &ifname, netns)?;
@@ -410,6 +431,12 @@ impl Daemon {
             .get(&record.network)
             .ok_or_else(|| DaemonError::NotFound(format!("network {} is gone", record.network)))?;
         let (netns, _) = open_netns(Some(&record.netns), None)?;
+        if record.netns_id.is_some_and(|id| id != netns.id()) {
+            return Err(DaemonError::NotFound(format!(
+                "namespace {} is not the one the endpoint was connected to (its process is gone)",
+                record.netns
+            )));
+        }
         let mac = parse_mac(&record.mac)?;
         let cfg = IfConfig {
             mac: mac.0,
@@ -427,9 +454,20 @@ impl Daemon {
         }
         let net_id = net.id;
         let now = self.dataplane.now();
-        self.dataplane
+        if let Err(e) = self
+            .dataplane
             .with_bridge(|b| seed_endpoint(b, now, net_id, port, record.ip, mac))
-            .map_err(DataplaneError::from)?;
+        {
+            if let Ok(fd) = self.dataplane.remove_port(port) {
+                CreatedPort {
+                    fd,
+                    kind: record.kind,
+                    host_ifname: record.host_ifname.clone(),
+                }
+                .destroy();
+            }
+            return Err(DataplaneError::from(e).into());
+        }
         c.endpoints.insert(
             record.name.clone(),
             Endpoint {
@@ -742,8 +780,13 @@ impl Daemon {
             )));
         }
         if let Some(e) = on_network().find(|e| e.record.mac.parse::<MacAddr>().ok() == Some(mac)) {
+            let fix = if requested_mac.is_some() {
+                "pass another --mac or omit it"
+            } else {
+                "it was generated from the address: pass --mac or another --ip"
+            };
             return Err(DaemonError::Conflict(format!(
-                "MAC address {mac} is already used by endpoint {:?} on network {network:?}; pass another --mac or omit it",
+                "MAC address {mac} is already used by endpoint {:?} on network {network:?}; {fix}",
                 e.record.name
             )));
         }
@@ -758,6 +801,7 @@ impl Daemon {
             host_ifname: (kind == PortKind::Veth)
                 .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
             aliases: req.aliases.clone(),
+            netns_id: Some(netns.id()),
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -782,11 +826,27 @@ impl Daemon {
             .destroy();
             return Err(e.into());
         }
-        let now = self.dataplane.now();
-        self.dataplane
-            .with_bridge(|b| seed_endpoint(b, now, net_id, port, ip, mac))
-            .map_err(DataplaneError::from)?;
         c.next_port_id += 1;
+        let now = self.dataplane.now();
+        if let Err(e) = self
+            .dataplane
+            .with_bridge(|b| seed_endpoint(b, now, net_id, port, ip, mac))
+        {
+            let _ = self
+                .dataplane
+                .with_bridge(|b| b.remove_neighbor(net_id, ip));
+            if let Ok(fd) = self.dataplane.remove_port(port) {
+                CreatedPort {
+                    fd,
+                    kind: created_kind,
+                    host_ifname,
+                }
+                .destroy();
+            }
+            return Err(invalid(format!(
+                "address {ip} / MAC {mac} cannot be used on this network: {e}"
+            )));
+        }
         c.endpoints.insert(
             name.clone(),
             Endpoint {
@@ -825,8 +885,23 @@ impl Daemon {
         }
         self.rebuild_zone(c, &ep.record.network);
         let label = &ep.record.netns;
-        if !label.contains('/') && !c.endpoints.values().any(|e| &e.record.netns == label) {
-            gateway::remove_netns_resolv_conf(label);
+        if !label.contains('/') {
+            // Point the namespace's resolv.conf at a network it is still on, or remove it.
+            let remaining = c
+                .endpoints
+                .values()
+                .find(|e| &e.record.netns == label)
+                .and_then(|e| c.networks.get(&e.record.network));
+            match remaining {
+                Some(net) => {
+                    let _ = gateway::write_netns_resolv_conf(
+                        label,
+                        &net.record.name,
+                        net.record.gateway,
+                    );
+                }
+                None => gateway::remove_netns_resolv_conf(label),
+            }
         }
         match self.dataplane.remove_port(ep.port) {
             Ok(fd) => CreatedPort {

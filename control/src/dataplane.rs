@@ -311,6 +311,9 @@ impl Dataplane {
                 std::thread::sleep(Duration::from_millis(10));
                 continue;
             }
+            if ready.is_empty() {
+                continue;
+            }
             let now = self.now();
             let table = self.ports_read();
             let mut moved = false;
@@ -320,7 +323,19 @@ impl Dataplane {
                     continue;
                 }
                 let port = PortId(token as u32);
-                moved |= self.drain_port(&table, port, now, &mut buf, &mut scratch);
+                match self.drain_port(&table, port, now, &mut buf, &mut scratch) {
+                    Drained::Moved => moved = true,
+                    Drained::Idle => {}
+                    Drained::Gone => {
+                        // The interface went away under us (its namespace was deleted, the
+                        // container exited): stop polling the fd, or level-triggered epoll
+                        // would report it forever. The endpoint stays until disconnected.
+                        if let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) {
+                            let _ = worker.epoll.delete(io.fd.as_fd());
+                        }
+                        log::warn!("port {port} lost its interface; disconnect its endpoint");
+                    }
+                }
             }
             drop(table);
             if moved {
@@ -353,7 +368,7 @@ impl Dataplane {
         })
     }
 
-    /// Reads up to [`BATCH`] frames from `port` and forwards each. Returns whether any moved.
+    /// Reads up to [`BATCH`] frames from `port` and forwards each.
     fn drain_port(
         &self,
         table: &PortTable,
@@ -361,26 +376,35 @@ impl Dataplane {
         now: Timestamp,
         buf: &mut [u8],
         scratch: &mut Scratch,
-    ) -> bool {
+    ) -> Drained {
         let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
-            return false;
+            return Drained::Idle;
         };
-        let mut moved = false;
+        let mut drained = Drained::Idle;
         for _ in 0..BATCH {
             let n = match sys::read_fd(io.fd.as_fd(), buf) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                // EBADFD: the TAP was deleted; ENXIO/ENODEV: the device is gone.
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EBADFD | libc::ENXIO | libc::ENODEV)
+                    ) =>
+                {
+                    return Drained::Gone;
+                }
                 Err(e) => {
-                    // EIO on a TAP whose link is down, ENETDOWN on a packet socket: nothing to
-                    // read until it comes back; epoll will tell.
-                    log::debug!("read from port {port:?} failed: {e}");
+                    // ENETDOWN on a packet socket whose link went down, reported once:
+                    // nothing to read until it comes back.
+                    log::debug!("read from port {port} failed: {e}");
                     break;
                 }
             };
-            moved = true;
+            drained = Drained::Moved;
             self.forward(table, io, port, now, &buf[..n], n == buf.len(), scratch);
         }
-        moved
+        drained
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -469,6 +493,13 @@ impl Dataplane {
             }
         }
     }
+}
+
+/// What one visit to a ready port found.
+enum Drained {
+    Moved,
+    Idle,
+    Gone,
 }
 
 /// Per-worker buffers reused for every frame.

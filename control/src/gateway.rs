@@ -17,6 +17,9 @@ use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
 use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
 use crate::dns::{self, Outcome, Zone};
 
+/// Forwarded queries that may wait on upstream resolvers at once.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
+
 /// How long one upstream resolver may take to answer.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -39,6 +42,7 @@ pub async fn serve_dns(
     upstreams: Arc<Vec<SocketAddr>>,
 ) {
     let mut rotation = 0usize;
+    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT));
     while let Some(req) = requests.recv().await {
         rotation = rotation.wrapping_add(1);
         let network = dataplane.with_bridge(|b| b.port_network(req.port));
@@ -57,6 +61,14 @@ pub async fn serve_dns(
         match outcome {
             Outcome::Reply(answer) => send(&dataplane, &req, &answer),
             Outcome::Forward => {
+                // A bounded number of queries wait on upstreams at once; past that the
+                // client hears SERVFAIL at once instead of the daemon piling up tasks.
+                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
+                    if let Some(answer) = dns::servfail(&req.payload) {
+                        send(&dataplane, &req, &answer);
+                    }
+                    continue;
+                };
                 let dataplane = Arc::clone(&dataplane);
                 let upstreams = Arc::clone(&upstreams);
                 tokio::spawn(async move {
@@ -65,6 +77,7 @@ pub async fn serve_dns(
                     {
                         send(&dataplane, &req, &answer);
                     }
+                    drop(permit);
                 });
             }
             Outcome::Drop(_) => {

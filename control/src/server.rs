@@ -40,7 +40,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, DaemonError> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|e| Err(DaemonError::Invalid(format!("internal error: {e}"))))
+        .unwrap_or_else(|e| Err(DaemonError::Internal(e.to_string())))
 }
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
@@ -64,8 +64,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .with_state(daemon)
 }
 
-async fn list_networks(State(d): Shared) -> impl IntoResponse {
-    Json(d.list_networks())
+async fn list_networks(State(d): Shared) -> Response {
+    match blocking(move || Ok(d.list_networks())).await {
+        Ok(n) => Json(n).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 async fn create_network(State(d): Shared, Json(req): Json<CreateNetwork>) -> Response {
@@ -76,7 +79,7 @@ async fn create_network(State(d): Shared, Json(req): Json<CreateNetwork>) -> Res
 }
 
 async fn inspect_network(State(d): Shared, UrlPath(name): UrlPath<String>) -> Response {
-    match d.inspect_network(&name) {
+    match blocking(move || d.inspect_network(&name)).await {
         Ok(n) => Json(n).into_response(),
         Err(e) => e.into_response(),
     }
@@ -126,14 +129,14 @@ struct FdbQuery {
 }
 
 async fn fdb(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
-    match d.fdb(q.network.as_deref()) {
+    match blocking(move || d.fdb(q.network.as_deref())).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.into_response(),
     }
 }
 
 async fn arp(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
-    match d.arp(q.network.as_deref()) {
+    match blocking(move || d.arp(q.network.as_deref())).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.into_response(),
     }
@@ -157,8 +160,11 @@ async fn fdb_del(State(d): Shared, UrlPath((name, mac)): UrlPath<(String, String
     }
 }
 
-async fn ports(State(d): Shared) -> impl IntoResponse {
-    Json(d.ports())
+async fn ports(State(d): Shared) -> Response {
+    match blocking(move || Ok(d.ports())).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -195,7 +201,7 @@ async fn capture(
     UrlPath(port): UrlPath<String>,
     Query(q): Query<CaptureQuery>,
 ) -> Response {
-    match d.capture(&port, q.count) {
+    match blocking(move || d.capture(&port, q.count)).await {
         Ok(rx) => (
             [(header::CONTENT_TYPE, "application/vnd.tcpdump.pcap")],
             Body::new(CaptureBody {

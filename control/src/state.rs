@@ -41,6 +41,13 @@ pub enum StateError {
         "state file {path} has format version {found}, this weft understands {FORMAT_VERSION}"
     )]
     Version { path: PathBuf, found: u32 },
+    #[error("state directory {path} is in use by another weft daemon; stop it, or give this one its own --state-dir")]
+    Locked { path: PathBuf },
+    #[error("cannot lock state directory {path}: {source}")]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -64,6 +71,10 @@ pub struct EndpointRecord {
     pub mac: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
+    /// Identity (device, inode) of the namespace when connected: a restored endpoint is
+    /// re-attached only to the same namespace (a PID may have been reused since).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns_id: Option<(u64, u64)>,
     /// Extra DNS names of the endpoint on its network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
@@ -84,14 +95,17 @@ pub struct PersistedState {
     pub static_fdb: Vec<StaticFdbRecord>,
 }
 
-/// The state directory.
+/// The state directory, locked for one daemon at a time.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     dir: PathBuf,
+    /// The open lock file; the `flock` on it lasts as long as the daemon.
+    _lock: std::sync::Arc<File>,
 }
 
 impl StateDir {
-    /// Creates the directory (mode 0700) if needed.
+    /// Creates the directory (mode 0700) if needed and locks it, so that two daemons never
+    /// restore and rewrite the same state.
     pub fn open(dir: &Path) -> Result<StateDir, StateError> {
         use std::os::unix::fs::DirBuilderExt;
         fs::DirBuilder::new()
@@ -102,8 +116,25 @@ impl StateDir {
                 path: dir.to_owned(),
                 source,
             })?;
+        let lock_path = dir.join("lock");
+        let lock_err = |source| StateError::Lock {
+            path: dir.to_owned(),
+            source,
+        };
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(lock_err)?;
+        if !crate::sys::try_lock_exclusive(&lock).map_err(lock_err)? {
+            return Err(StateError::Locked {
+                path: dir.to_owned(),
+            });
+        }
         Ok(StateDir {
             dir: dir.to_owned(),
+            _lock: std::sync::Arc::new(lock),
         })
     }
 
@@ -184,6 +215,8 @@ mod tests {
         };
         sd.save(&state).unwrap();
         assert_eq!(sd.load().unwrap(), state);
+        let second = StateDir::open(&dir).unwrap_err().to_string();
+        assert!(second.contains("in use by another weft daemon"), "{second}");
         fs::write(sd.path(), "{not json").unwrap();
         let err = sd.load().unwrap_err().to_string();
         assert!(err.contains("corrupt"), "{err}");

@@ -111,3 +111,16 @@ pub fn effective_uid() -> u32 {
     // SAFETY: geteuid() has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// Takes an exclusive, non-blocking `flock` on `file` (held until the file is closed).
+/// `Ok(false)` if another process holds it.
+pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the fd is open for the lifetime of the borrow; flock has no memory effects.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    match cvt(rc) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    }
+}
