@@ -253,7 +253,11 @@ release() {
     local kind=$1 arg=${2:-} arg2=${3:-}
     case $kind in
         pid) stop_pid "$arg" ;;
-        netns) ip netns del "$arg" 2>/dev/null || true ;;
+        netns)
+            ip netns del "$arg" 2>/dev/null || true
+            # weft writes /etc/netns/NS/resolv.conf for the namespaces it connects.
+            rm -rf "/etc/netns/$arg"
+            ;;
         link) ip link del "$arg" 2>/dev/null || true ;;
         ovs-br) ovs-vsctl --timeout=10 --if-exists del-br "$arg" 2>/dev/null || true ;;
         ovs-tso)
@@ -333,6 +337,7 @@ quiesce() {
         echo "run.sh: warning: deleting leftover namespace $ns" >&2
         echo "netns $ns" >>"$WORK/leftovers"
         ip netns del "$ns" 2>/dev/null || true
+        rm -rf "/etc/netns/$ns"
     done
 }
 
