@@ -19,6 +19,9 @@ pub struct CreateNetwork {
     pub gateway: Option<String>,
     pub mtu: Option<u32>,
     pub aging_seconds: Option<u64>,
+    /// Inter-container communication (default true).
+    #[serde(default)]
+    pub icc: Option<bool>,
 }
 
 /// One network as listed by `GET /v1/networks`.
@@ -29,6 +32,7 @@ pub struct NetworkSummary {
     pub gateway: String,
     pub mtu: u32,
     pub aging_seconds: u64,
+    pub icc: bool,
     pub endpoints: usize,
 }
 
@@ -42,6 +46,7 @@ pub struct NetworkDetail {
     pub gateway_mac: String,
     pub mtu: u32,
     pub aging_seconds: u64,
+    pub icc: bool,
     pub endpoints: Vec<EndpointInfo>,
 }
 

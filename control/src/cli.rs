@@ -104,6 +104,9 @@ pub enum NetworkCommand {
         /// FDB aging time in seconds (default 300)
         #[arg(long)]
         aging: Option<u64>,
+        /// Inter-container communication; --icc=false lets endpoints reach the gateway only
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        icc: bool,
     },
     /// List networks
     #[command(alias = "list")]
@@ -329,6 +332,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             gateway,
             mtu,
             aging,
+            icc,
         }) => {
             let req = CreateNetwork {
                 name,
@@ -336,6 +340,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 gateway,
                 mtu,
                 aging_seconds: aging,
+                icc: Some(icc),
             };
             let n: NetworkSummary = client
                 .call(Method::POST, "/v1/networks", Some(&req))

@@ -240,6 +240,7 @@ fn network_config(record: &NetworkRecord) -> NetworkConfig {
             ip: record.gateway,
             mac: gateway_mac(record),
         }),
+        icc: record.icc,
         ..NetworkConfig::default()
     }
 }
@@ -524,6 +525,7 @@ impl Daemon {
             gateway: n.record.gateway.to_string(),
             mtu: n.record.mtu,
             aging_seconds: n.record.aging_seconds,
+            icc: n.record.icc,
             endpoints: c
                 .endpoints
                 .values()
@@ -604,6 +606,7 @@ impl Daemon {
             gateway,
             mtu,
             aging_seconds,
+            icc: req.icc.unwrap_or(true),
         };
         let id = NetworkId(c.next_network_id);
         self.dataplane.add_network(id, network_config(&record))?;
@@ -635,6 +638,7 @@ impl Daemon {
             gateway_mac: gateway_mac(&n.record).to_string(),
             mtu: n.record.mtu,
             aging_seconds: n.record.aging_seconds,
+            icc: n.record.icc,
             endpoints: c
                 .endpoints
                 .values()

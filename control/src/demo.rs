@@ -154,6 +154,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                 gateway: None,
                 mtu: None,
                 aging_seconds: None,
+                icc: None,
             }),
         )
         .await?;

@@ -57,6 +57,13 @@ pub struct NetworkRecord {
     pub gateway: Ipv4Addr,
     pub mtu: u32,
     pub aging_seconds: u64,
+    /// Inter-container communication (`--icc`); false: endpoints reach the gateway only.
+    #[serde(default = "default_true")]
+    pub icc: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -209,6 +216,7 @@ mod tests {
                 gateway: Ipv4Addr::new(10, 0, 0, 1),
                 mtu: 1500,
                 aging_seconds: 300,
+                icc: true,
             }],
             endpoints: vec![],
             static_fdb: vec![],

@@ -68,6 +68,10 @@ pub struct NetworkConfig {
     /// The network's gateway, answering ARP and ICMP echo for its address
     /// (see [`crate::gateway`]). Default `None`.
     pub gateway: Option<GatewayConfig>,
+    /// Inter-container communication (Docker's `--icc`). When false, the ports of the
+    /// network reach the gateway only: every frame that is not for the gateway is dropped
+    /// as [`DropReason::IccDenied`] instead of being forwarded or flooded. Default true.
+    pub icc: bool,
 }
 
 impl NetworkConfig {
@@ -89,6 +93,7 @@ impl Default for NetworkConfig {
             max_fdb_entries: Self::DEFAULT_MAX_FDB_ENTRIES,
             max_fdb_entries_per_port: Self::DEFAULT_MAX_FDB_ENTRIES_PER_PORT,
             gateway: None,
+            icc: true,
         }
     }
 }
@@ -723,6 +728,10 @@ fn decide<'a>(
         .intercepts(net.config.gateway.as_ref(), &frame)
     {
         return Verdict::ToGateway;
+    }
+    // Inter-container communication disabled: endpoints talk to the gateway only.
+    if !net.config.icc {
+        return Verdict::Drop(DropReason::IccDenied);
     }
     let dst = frame.dst();
     if dst.is_unicast() {

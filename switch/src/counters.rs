@@ -60,11 +60,14 @@ pub enum DropReason {
     GatewayUnsupported,
     /// Adapter: a request for one of the gateway's services (DNS) found its queue full.
     GatewayBusy,
+    /// A frame between two endpoints of a network with inter-container communication
+    /// disabled (`--icc=false`).
+    IccDenied,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 13;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -80,6 +83,7 @@ impl DropReason {
         DropReason::Malformed,
         DropReason::GatewayUnsupported,
         DropReason::GatewayBusy,
+        DropReason::IccDenied,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -97,6 +101,7 @@ impl DropReason {
             DropReason::Malformed => "malformed",
             DropReason::GatewayUnsupported => "gateway_unsupported",
             DropReason::GatewayBusy => "gateway_busy",
+            DropReason::IccDenied => "icc_denied",
         }
     }
 
@@ -116,6 +121,7 @@ impl DropReason {
             DropReason::Malformed => 9,
             DropReason::GatewayUnsupported => 10,
             DropReason::GatewayBusy => 11,
+            DropReason::IccDenied => 12,
         }
     }
 }

@@ -53,6 +53,7 @@ fn topology() -> Bridge {
             max_fdb_entries: 6,
             max_fdb_entries_per_port: 3,
             gateway: None,
+            icc: true,
         };
         b.add_network(*net, cfg).unwrap();
     }
@@ -235,6 +236,7 @@ fn apply(b: &mut Bridge, now: &mut Timestamp, op: &Op) -> Result<(), TestCaseErr
                 max_fdb_entries: *max,
                 max_fdb_entries_per_port: *per_port,
                 gateway: None,
+                icc: true,
             };
             b.set_network_config(NETS[*net], cfg).unwrap();
         }

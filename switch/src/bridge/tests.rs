@@ -852,3 +852,71 @@ fn learn_at_seeds_the_fdb_like_traffic_would() {
         Err(BridgeError::UnknownPort(PortId(9)))
     );
 }
+
+#[test]
+fn without_icc_endpoints_reach_the_gateway_only() {
+    use crate::gateway::GatewayConfig;
+    let gw = GatewayConfig {
+        ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        mac: "02:42:0a:00:00:01".parse().unwrap(),
+    };
+    let mut b = Bridge::new();
+    let cfg = NetworkConfig {
+        gateway: Some(gw),
+        icc: false,
+        ..NetworkConfig::default()
+    };
+    b.add_network(NetworkId(1), cfg).unwrap();
+    b.add_port(PortId(1), NetworkId(1)).unwrap();
+    b.add_port(PortId(2), NetworkId(1)).unwrap();
+    let a: MacAddr = "02:42:0a:00:00:02".parse().unwrap();
+    let c: MacAddr = "02:42:0a:00:00:03".parse().unwrap();
+    let t = Timestamp::from_millis(1);
+    let frame = |dst: MacAddr, src: MacAddr| {
+        let mut f = vec![0u8; 60];
+        f[0..6].copy_from_slice(&dst.0);
+        f[6..12].copy_from_slice(&src.0);
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        f
+    };
+    // Known unicast, unknown unicast and broadcast between endpoints: all denied, counted.
+    b.learn_at(t, PortId(2), c).unwrap();
+    assert!(matches!(
+        b.process(t, PortId(1), &frame(c, a), false),
+        Verdict::Drop(DropReason::IccDenied)
+    ));
+    assert!(matches!(
+        b.process(
+            t,
+            PortId(1),
+            &frame("02:00:00:00:00:99".parse().unwrap(), a),
+            false
+        ),
+        Verdict::Drop(DropReason::IccDenied)
+    ));
+    assert!(matches!(
+        b.process(t, PortId(1), &frame(MacAddr::BROADCAST, a), false),
+        Verdict::Drop(DropReason::IccDenied)
+    ));
+    assert_eq!(
+        b.port_counters(PortId(1))
+            .unwrap()
+            .drop_count(DropReason::IccDenied),
+        3
+    );
+    // The gateway is still reachable.
+    assert!(matches!(
+        b.process(t, PortId(1), &frame(gw.mac, a), false),
+        Verdict::ToGateway
+    ));
+    // Turning icc back on restores forwarding.
+    let on = NetworkConfig {
+        gateway: Some(gw),
+        ..NetworkConfig::default()
+    };
+    b.set_network_config(NetworkId(1), on).unwrap();
+    assert!(matches!(
+        b.process(t, PortId(1), &frame(c, a), false),
+        Verdict::Forward(PortId(2))
+    ));
+}
