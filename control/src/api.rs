@@ -149,3 +149,18 @@ pub struct ArpRow {
     /// Where the entry came from: "ipam" (an endpoint's address) or "gateway".
     pub origin: String,
 }
+
+/// One row of `GET /v1/stats`: a network's table and gateway counters.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NetworkStatsRow {
+    pub network: String,
+    /// Entries in the FDB now (learned and static).
+    pub fdb_entries: usize,
+    pub learned: u64,
+    pub mac_moves: u64,
+    pub learn_refused_table_full: u64,
+    pub aged_out: u64,
+    pub arp_suppressed: u64,
+    pub gateway_arp_replies: u64,
+    pub gateway_echo_replies: u64,
+}

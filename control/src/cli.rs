@@ -12,8 +12,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkSummary,
-    PortKind, PortRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkStatsRow,
+    NetworkSummary, PortKind, PortRow,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
@@ -61,6 +61,13 @@ pub enum Command {
     },
     /// List ports with counters and drops by reason
     Ports,
+    /// Learning, aging and gateway counters per network
+    Stats {
+        /// Only this network
+        network: Option<String>,
+    },
+    /// Every counter in Prometheus text format (for a textfile collector)
+    Metrics,
     /// Capture frames crossing one port, as pcap
     Capture(CaptureArgs),
     /// Run a self-contained lab: namespaces, a network, pings, the learned tables
@@ -480,6 +487,50 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 .map(|r| vec![r.network, r.ip, r.mac, r.owner, r.origin])
                 .collect();
             print_table(&["NETWORK", "IP", "MAC", "OWNER", "ORIGIN"], &rows);
+        }
+        Command::Stats { network } => {
+            let path = filtered("/v1/stats", network.as_deref());
+            let rows: Vec<NetworkStatsRow> = client.call(Method::GET, &path, none).await?;
+            if json {
+                return print_json(&rows);
+            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|s| {
+                    vec![
+                        s.network,
+                        s.fdb_entries.to_string(),
+                        s.learned.to_string(),
+                        s.mac_moves.to_string(),
+                        s.learn_refused_table_full.to_string(),
+                        s.aged_out.to_string(),
+                        s.arp_suppressed.to_string(),
+                        s.gateway_arp_replies.to_string(),
+                        s.gateway_echo_replies.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "NETWORK",
+                    "FDB",
+                    "LEARNED",
+                    "MOVES",
+                    "REFUSED",
+                    "AGED_OUT",
+                    "ARP_SUPPRESSED",
+                    "GW_ARP",
+                    "GW_PING",
+                ],
+                &rows,
+            );
+        }
+        Command::Metrics => {
+            let resp = client.send(Method::GET, "/v1/metrics", None).await?;
+            let status = resp.status();
+            let body = resp.into_body().collect().await?.to_bytes();
+            check(status, &body)?;
+            print!("{}", String::from_utf8_lossy(&body));
         }
         Command::Ports => {
             let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", none).await?;

@@ -13,8 +13,8 @@ use ipnet::Ipv4Net;
 use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkSummary, PortKind,
-    PortRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkStatsRow,
+    NetworkSummary, PortKind, PortRow,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::dns::Zone;
@@ -1090,6 +1090,150 @@ impl Daemon {
                 }
             })
             .collect()
+    }
+
+    /// Learning, aging and gateway counters per network.
+    pub fn stats(&self, network: Option<&str>) -> Result<Vec<NetworkStatsRow>> {
+        let c = self.lock();
+        let nets: Vec<&Network> = match network {
+            Some(n) => vec![Self::network(&c, n)?],
+            None => c.networks.values().collect(),
+        };
+        Ok(nets
+            .into_iter()
+            .map(|n| {
+                let (st, entries) = self.dataplane.with_bridge(|b| {
+                    let entries = b.fdb(n.id).map_or(0, |f| f.len());
+                    (b.network_stats(n.id).unwrap_or_default(), entries)
+                });
+                NetworkStatsRow {
+                    network: n.record.name.clone(),
+                    fdb_entries: entries,
+                    learned: st.learned,
+                    mac_moves: st.mac_moves,
+                    learn_refused_table_full: st.learn_refused_table_full,
+                    aged_out: st.aged_out,
+                    arp_suppressed: st.arp_suppressed,
+                    gateway_arp_replies: st.gateway_arp_replies,
+                    gateway_echo_replies: st.gateway_echo_replies,
+                }
+            })
+            .collect())
+    }
+
+    /// Every counter in the Prometheus text exposition format (version 0.0.4).
+    pub fn metrics(&self) -> Result<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
+        let ports = self.ports();
+        let port_series: [(&str, &str, fn(&PortRow) -> u64); 4] = [
+            (
+                "weft_port_rx_packets_total",
+                "Frames received from the port.",
+                |p| p.rx_packets,
+            ),
+            (
+                "weft_port_rx_bytes_total",
+                "Bytes received from the port.",
+                |p| p.rx_bytes,
+            ),
+            (
+                "weft_port_tx_packets_total",
+                "Frames sent out of the port.",
+                |p| p.tx_packets,
+            ),
+            (
+                "weft_port_tx_bytes_total",
+                "Bytes sent out of the port.",
+                |p| p.tx_bytes,
+            ),
+        ];
+        for (name, help, get) in port_series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for p in &ports {
+                let _ = writeln!(
+                    out,
+                    "{name}{{port=\"{}\",network=\"{}\",kind=\"{}\"}} {}",
+                    esc(&p.name),
+                    esc(&p.network),
+                    p.kind.as_str(),
+                    get(p)
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP weft_port_drops_total Frames dropped on the port, by reason.\n# TYPE weft_port_drops_total counter"
+        );
+        for p in &ports {
+            for (reason, n) in &p.drops {
+                let _ = writeln!(
+                    out,
+                    "weft_port_drops_total{{port=\"{}\",network=\"{}\",reason=\"{reason}\"}} {n}",
+                    esc(&p.name),
+                    esc(&p.network)
+                );
+            }
+        }
+        let stats = self.stats(None)?;
+        let net_series: [(&str, &str, &str, fn(&NetworkStatsRow) -> u64); 8] = [
+            (
+                "weft_fdb_entries",
+                "gauge",
+                "FDB entries (learned and static).",
+                |s| s.fdb_entries as u64,
+            ),
+            (
+                "weft_fdb_learned_total",
+                "counter",
+                "FDB entries learned.",
+                |s| s.learned,
+            ),
+            (
+                "weft_fdb_mac_moves_total",
+                "counter",
+                "Learned MACs that moved to another port.",
+                |s| s.mac_moves,
+            ),
+            (
+                "weft_fdb_learn_refused_total",
+                "counter",
+                "Source MACs not learned because a bound was reached.",
+                |s| s.learn_refused_table_full,
+            ),
+            (
+                "weft_fdb_aged_out_total",
+                "counter",
+                "Learned entries aged out.",
+                |s| s.aged_out,
+            ),
+            (
+                "weft_arp_suppressed_total",
+                "counter",
+                "ARP requests for endpoints answered by the switch.",
+                |s| s.arp_suppressed,
+            ),
+            (
+                "weft_gateway_arp_replies_total",
+                "counter",
+                "ARP requests for the gateway answered.",
+                |s| s.gateway_arp_replies,
+            ),
+            (
+                "weft_gateway_echo_replies_total",
+                "counter",
+                "Pings to the gateway answered.",
+                |s| s.gateway_echo_replies,
+            ),
+        ];
+        for (name, kind, help, get) in net_series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for s in &stats {
+                let _ = writeln!(out, "{name}{{network=\"{}\"}} {}", esc(&s.network), get(s));
+            }
+        }
+        Ok(out)
     }
 
     /// Starts a live capture on the port of endpoint `port`.

@@ -59,6 +59,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/networks/{name}/fdb/{mac}", delete(fdb_del))
         .route("/v1/fdb", get(fdb))
         .route("/v1/arp", get(arp))
+        .route("/v1/stats", get(stats))
+        .route("/v1/metrics", get(metrics))
         .route("/v1/ports", get(ports))
         .route("/v1/ports/{port}/capture", get(capture))
         .with_state(daemon)
@@ -138,6 +140,20 @@ async fn fdb(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
 async fn arp(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
     match blocking(move || d.arp(q.network.as_deref())).await {
         Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn stats(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
+    match blocking(move || d.stats(q.network.as_deref())).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn metrics(State(d): Shared) -> Response {
+    match blocking(move || d.metrics()).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
         Err(e) => e.into_response(),
     }
 }
