@@ -285,6 +285,9 @@ fn seed_endpoint(
     Ok(())
 }
 
+/// One Prometheus series: name, type, help text, and how to read its value from a row.
+type MetricSeries<Row> = (&'static str, &'static str, &'static str, fn(&Row) -> u64);
+
 /// What a created port leaves behind, so it can be undone.
 struct CreatedPort {
     fd: OwnedFd,
@@ -1127,7 +1130,7 @@ impl Daemon {
         let mut out = String::new();
         let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
         let ports = self.ports();
-        let port_series: [(&str, &str, fn(&PortRow) -> u64); 4] = [
+        let port_series: [MetricSeries<PortRow>; 4] = [
             (
                 "weft_port_rx_packets_total",
                 "Frames received from the port.",
@@ -1149,7 +1152,7 @@ impl Daemon {
                 |p| p.tx_bytes,
             ),
         ];
-        for (name, help, get) in port_series {
+        for (name, _, help, get) in port_series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for p in &ports {
                 let _ = writeln!(
@@ -1177,7 +1180,7 @@ impl Daemon {
             }
         }
         let stats = self.stats(None)?;
-        let net_series: [(&str, &str, &str, fn(&NetworkStatsRow) -> u64); 8] = [
+        let net_series: [MetricSeries<NetworkStatsRow>; 8] = [
             (
                 "weft_fdb_entries",
                 "gauge",
