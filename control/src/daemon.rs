@@ -1133,27 +1133,31 @@ impl Daemon {
         let port_series: [MetricSeries<PortRow>; 4] = [
             (
                 "weft_port_rx_packets_total",
+                "counter",
                 "Frames received from the port.",
                 |p| p.rx_packets,
             ),
             (
                 "weft_port_rx_bytes_total",
+                "counter",
                 "Bytes received from the port.",
                 |p| p.rx_bytes,
             ),
             (
                 "weft_port_tx_packets_total",
+                "counter",
                 "Frames sent out of the port.",
                 |p| p.tx_packets,
             ),
             (
                 "weft_port_tx_bytes_total",
+                "counter",
                 "Bytes sent out of the port.",
                 |p| p.tx_bytes,
             ),
         ];
-        for (name, _, help, get) in port_series {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (name, kind, help, get) in port_series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for p in &ports {
                 let _ = writeln!(
                     out,
