@@ -461,6 +461,23 @@ pub fn servfail(query: &[u8]) -> Option<Vec<u8>> {
     ))
 }
 
+/// A reply to `query` that says "truncated, ask again over TCP" (RFC 1035 §4.1.1 TC bit,
+/// RFC 7766): the question and the upstream answer's RCODE, no records. For answers too large
+/// for the client's link. None if the query cannot be parsed.
+pub fn truncated(query: &[u8], answer: &[u8]) -> Option<Vec<u8>> {
+    let header = Header::parse(query)?;
+    if header.is_response() || header.qdcount != 1 {
+        return None;
+    }
+    let q = Query::parse(query)?;
+    let rcode = answer
+        .get(3)
+        .map_or(RCODE_SERVFAIL, |b| u16::from(b & 0x0f));
+    let mut out = reply_without_records(&header, rcode, false, Some(q.raw));
+    out[2] |= 0x02; // TC
+    Some(out)
+}
+
 /// Upstream resolvers from resolv.conf text ("nameserver ADDR" lines, IPv4 and IPv6, port 53).
 /// Loopback stub resolvers (127.0.0.53 systemd-resolved) are kept: the daemon runs in the host
 /// namespace. Comment lines ('#' or ';'), other keywords and unparsable addresses are skipped;
@@ -954,6 +971,20 @@ mod tests {
         assert_eq!(p.questions[0].qname.to_string(), "example.com");
         assert_eq!(p.questions[0].qtype, TYPE::AAAA.into());
         assert!(p.answers.is_empty());
+    }
+
+    #[test]
+    fn truncated_keeps_question_and_rcode_and_sets_tc() {
+        let q = query_bytes(0x1234, "big.example", TYPE::TXT);
+        let mut upstream = vec![0x12, 0x34, 0x81, 0x83];
+        upstream.extend_from_slice(&[0; 2000]);
+        let r = truncated(&q, &upstream).unwrap();
+        let p = Packet::parse(&r).unwrap();
+        assert!(p.has_flags(PacketFlag::TRUNCATION | PacketFlag::RESPONSE));
+        assert_eq!(p.rcode(), RCODE::NameError);
+        assert_eq!(p.questions.len(), 1);
+        assert!(p.answers.is_empty());
+        assert!(truncated(&[1, 2, 3], &upstream).is_none());
     }
 
     #[test]

@@ -17,6 +17,9 @@ use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
 use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
 use crate::dns::{self, Outcome, Zone};
 
+/// IPv4 and UDP headers around a DNS message.
+const IPV4_UDP_HEADERS: usize = 20 + 8;
+
 /// Forwarded queries that may wait on upstream resolvers at once.
 pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
 
@@ -75,7 +78,21 @@ pub async fn serve_dns(
                     if let Some(answer) =
                         dns::forward(&req.payload, &upstreams, UPSTREAM_TIMEOUT).await
                     {
-                        send(&dataplane, &req, &answer);
+                        // An answer larger than the client's link (EDNS lets upstreams send
+                        // up to 4 KiB) is replaced by a truncated one: the client knows to
+                        // ask again over TCP rather than wait for a frame that cannot pass.
+                        let mtu = dataplane.with_bridge(|b| {
+                            b.port_network(req.port)
+                                .and_then(|n| b.network_config(n))
+                                .map_or(1500, |c| usize::from(c.mtu))
+                        });
+                        if answer.len() + IPV4_UDP_HEADERS > mtu {
+                            if let Some(short) = dns::truncated(&req.payload, &answer) {
+                                send(&dataplane, &req, &short);
+                            }
+                        } else {
+                            send(&dataplane, &req, &answer);
+                        }
                     }
                     drop(permit);
                 });

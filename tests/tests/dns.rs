@@ -132,6 +132,12 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
     require_tool("dig");
     require_tool("dnsmasq");
     let port = free_udp_port();
+    // A TXT record of 8 x 250 bytes: its answer cannot fit a 1500-byte link.
+    let chunk = "x".repeat(250);
+    let big_txt = format!(
+        "--txt-record=big.upstream.test,{}",
+        vec![format!("\"{chunk}\""); 8].join(",")
+    );
     let mut upstream = Command::new("dnsmasq")
         .args([
             "--keep-in-foreground",
@@ -142,6 +148,7 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
             "--except-interface=*",
             &format!("--port={port}"),
             "--address=/upstream.test/192.0.2.53",
+            &big_txt,
             "--pid-file=",
         ])
         .stdout(Stdio::null())
@@ -155,9 +162,34 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
     let a = lab.connect("n", &lab.ns("a"), &[]);
     let gw = gateway(&lab, "n");
     let result = dig(&lab, &a.ns, &gw, &["www.upstream.test"]);
+    // The big answer comes back truncated (TC set, no records), not as a frame too large
+    // for the link.
+    let big = lab.exec(
+        &a.ns,
+        &[
+            "dig",
+            "+time=3",
+            "+tries=1",
+            "+ignore",
+            "+bufsize=4096",
+            &format!("@{gw}"),
+            "big.upstream.test",
+            "TXT",
+        ],
+    );
+    let big = stdout_of(&big);
     let _ = upstream.kill();
     let _ = upstream.wait();
     assert_eq!(result, ("NOERROR".into(), vec!["192.0.2.53".to_string()]));
+    let flags = big
+        .lines()
+        .find(|l| l.contains(";; flags:"))
+        .unwrap_or_default();
+    assert!(
+        flags.contains(" tc"),
+        "no TC flag on the oversized answer:\n{big}"
+    );
+    assert!(big.contains("status: NOERROR"), "{big}");
 
     // The upstream is gone now: the query is answered SERVFAIL, not left unanswered.
     let (status, answers) = dig(&lab, &a.ns, &gw, &["www.upstream.test"]);
