@@ -667,6 +667,12 @@ impl Daemon {
                 attached.join(", ")
             )));
         }
+        // Persist the outcome first: if that fails, nothing has been torn down.
+        let mut after = Self::snapshot(&c);
+        after.networks.retain(|n| n.name != name);
+        after.endpoints.retain(|e| e.network != name);
+        after.static_fdb.retain(|s| s.network != name);
+        self.state_dir.save(&after)?;
         for ep in attached {
             self.detach(&mut c, &ep);
         }
@@ -938,8 +944,12 @@ impl Daemon {
                 )))
             }
         }
+        // Persist the outcome first: if that fails, the endpoint is still fully there.
+        let mut after = Self::snapshot(&c);
+        after.endpoints.retain(|e| e.name != endpoint);
+        after.static_fdb.retain(|s| s.endpoint != endpoint);
+        self.state_dir.save(&after)?;
         self.detach(&mut c, endpoint);
-        self.save(&c)?;
         Ok(())
     }
 
