@@ -521,6 +521,14 @@ impl Daemon {
         })
     }
 
+    /// One network by name, or all of them.
+    fn networks_or_one<'c>(c: &'c Control, network: Option<&str>) -> Result<Vec<&'c Network>> {
+        match network {
+            Some(n) => Ok(vec![Self::network(c, n)?]),
+            None => Ok(c.networks.values().collect()),
+        }
+    }
+
     fn summary(c: &Control, n: &Network) -> NetworkSummary {
         NetworkSummary {
             name: n.record.name.clone(),
@@ -955,10 +963,7 @@ impl Daemon {
 
     pub fn fdb(&self, network: Option<&str>) -> Result<Vec<FdbRow>> {
         let c = self.lock();
-        let nets: Vec<&Network> = match network {
-            Some(n) => vec![Self::network(&c, n)?],
-            None => c.networks.values().collect(),
-        };
+        let nets = Self::networks_or_one(&c, network)?;
         let port_names: BTreeMap<PortId, &str> = c
             .endpoints
             .values()
@@ -985,10 +990,7 @@ impl Daemon {
     /// The neighbour table the switch answers ARP from: the gateway and every endpoint.
     pub fn arp(&self, network: Option<&str>) -> Result<Vec<ArpRow>> {
         let c = self.lock();
-        let nets: Vec<&Network> = match network {
-            Some(n) => vec![Self::network(&c, n)?],
-            None => c.networks.values().collect(),
-        };
+        let nets = Self::networks_or_one(&c, network)?;
         let mut rows = Vec::new();
         for n in nets {
             rows.push(ArpRow {
@@ -1108,10 +1110,7 @@ impl Daemon {
     /// Learning, aging and gateway counters per network.
     pub fn stats(&self, network: Option<&str>) -> Result<Vec<NetworkStatsRow>> {
         let c = self.lock();
-        let nets: Vec<&Network> = match network {
-            Some(n) => vec![Self::network(&c, n)?],
-            None => c.networks.values().collect(),
-        };
+        let nets = Self::networks_or_one(&c, network)?;
         Ok(nets
             .into_iter()
             .map(|n| {

@@ -179,20 +179,7 @@ fn ip_at(bytes: &[u8], at: usize) -> Ipv4Addr {
 /// yields `0` (RFC 1071 §1: the folded sum is all ones), which is how
 /// received headers are verified.
 pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
-    let mut words = data.chunks_exact(2);
-    // 64 bits cannot overflow for any slice that fits in memory.
-    let mut sum: u64 = words
-        .by_ref()
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    // RFC 1071 §4.1: fold the carries back into the low 16 bits.
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
+    fold(ones_sum(data))
 }
 
 /// The fields of an ARP request the responder needs (RFC 826).
