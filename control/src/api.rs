@@ -22,6 +22,9 @@ pub struct CreateNetwork {
     /// Inter-container communication (default true).
     #[serde(default)]
     pub icc: Option<bool>,
+    /// Outbound NAT mode: "proxy" (default) or "none".
+    #[serde(default)]
+    pub nat: Option<String>,
 }
 
 /// One network as listed by `GET /v1/networks`.
@@ -33,6 +36,7 @@ pub struct NetworkSummary {
     pub mtu: u32,
     pub aging_seconds: u64,
     pub icc: bool,
+    pub nat: String,
     pub endpoints: usize,
 }
 
@@ -47,6 +51,7 @@ pub struct NetworkDetail {
     pub mtu: u32,
     pub aging_seconds: u64,
     pub icc: bool,
+    pub nat: String,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -163,4 +168,21 @@ pub struct NetworkStatsRow {
     pub arp_suppressed: u64,
     pub gateway_arp_replies: u64,
     pub gateway_echo_replies: u64,
+}
+
+/// One row of `GET /v1/nat`: an outbound NAT flow.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NatRow {
+    pub protocol: String,
+    pub network: String,
+    /// The container's address and port.
+    pub container: String,
+    /// The outside address and port.
+    pub outside: String,
+    /// The host socket's local address (what the outside sees).
+    pub host_socket: String,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub age_seconds: f64,
+    pub idle_seconds: f64,
 }

@@ -12,8 +12,8 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NetworkDetail, NetworkStatsRow,
-    NetworkSummary, PortKind, PortRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow, NetworkDetail,
+    NetworkStatsRow, NetworkSummary, PortKind, PortRow,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
@@ -68,6 +68,11 @@ pub enum Command {
     },
     /// Every counter in Prometheus text format (for a textfile collector)
     Metrics,
+    /// Active outbound NAT flows
+    Nat {
+        /// Only this network
+        network: Option<String>,
+    },
     /// Capture frames crossing one port, as pcap
     Capture(CaptureArgs),
     /// Run a self-contained lab: namespaces, a network, pings, the learned tables
@@ -92,6 +97,9 @@ pub struct DaemonArgs {
     /// nameservers of /etc/resolv.conf)
     #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
     pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Seconds an outbound UDP flow may stay idle before its host socket is closed
+    #[arg(long, default_value_t = crate::nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
+    pub udp_idle_timeout: u64,
 }
 
 #[derive(Subcommand, Debug)]
@@ -114,6 +122,9 @@ pub enum NetworkCommand {
         /// Inter-container communication; --icc=false lets endpoints reach the gateway only
         #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
         icc: bool,
+        /// Outbound NAT: proxy (through host sockets, the default) or none
+        #[arg(long, value_name = "proxy|none")]
+        nat: Option<String>,
     },
     /// List networks
     #[command(alias = "list")]
@@ -245,15 +256,20 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     let (service_tx, service_rx) = tokio::sync::mpsc::channel(crate::dataplane::SERVICE_QUEUE);
     let upstreams = crate::gateway::upstreams(&args.dns_upstream);
     log::info!("embedded DNS forwards to {upstreams:?}");
-    tokio::spawn(crate::gateway::serve_dns(
+    let nat = Arc::new(crate::nat::UdpNat::new(std::time::Duration::from_secs(
+        args.udp_idle_timeout.max(1),
+    )));
+    tokio::spawn(crate::gateway::serve(
         service_rx,
         Arc::clone(&dataplane),
         Arc::clone(&zones),
         Arc::new(upstreams),
+        Arc::clone(&nat),
     ));
     dataplane.set_services(service_tx);
     let dp = Arc::clone(&dataplane);
-    let daemon = tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones)).await??;
+    let daemon =
+        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat)).await??;
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     {
@@ -340,6 +356,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             mtu,
             aging,
             icc,
+            nat,
         }) => {
             let req = CreateNetwork {
                 name,
@@ -348,6 +365,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 mtu,
                 aging_seconds: aging,
                 icc: Some(icc),
+                nat,
             };
             let n: NetworkSummary = client
                 .call(Method::POST, "/v1/networks", Some(&req))
@@ -521,6 +539,43 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                     "ARP_SUPPRESSED",
                     "GW_ARP",
                     "GW_PING",
+                ],
+                &rows,
+            );
+        }
+        Command::Nat { network } => {
+            let path = filtered("/v1/nat", network.as_deref());
+            let rows: Vec<NatRow> = client.call(Method::GET, &path, none).await?;
+            if json {
+                return print_json(&rows);
+            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.protocol,
+                        r.network,
+                        r.container,
+                        r.outside,
+                        r.host_socket,
+                        r.bytes_out.to_string(),
+                        r.bytes_in.to_string(),
+                        fmt_age(r.age_seconds),
+                        fmt_age(r.idle_seconds),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "PROTO",
+                    "NETWORK",
+                    "CONTAINER",
+                    "OUTSIDE",
+                    "HOST_SOCKET",
+                    "BYTES_OUT",
+                    "BYTES_IN",
+                    "AGE",
+                    "IDLE",
                 ],
                 &rows,
             );

@@ -13,7 +13,7 @@ use ipnet::Ipv4Net;
 use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NetworkDetail, NetworkStatsRow,
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NatRow, NetworkDetail, NetworkStatsRow,
     NetworkSummary, PortKind, PortRow,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
@@ -94,6 +94,8 @@ pub struct Daemon {
     state_dir: StateDir,
     /// Names per network for the embedded DNS, rebuilt when endpoints change.
     zones: Zones,
+    /// Outbound UDP NAT flows.
+    nat: Arc<crate::nat::UdpNat>,
 }
 
 fn invalid(msg: impl Into<String>) -> DaemonError {
@@ -285,6 +287,14 @@ fn seed_endpoint(
     Ok(())
 }
 
+fn nat_mode(nat: bool) -> &'static str {
+    if nat {
+        "proxy"
+    } else {
+        "none"
+    }
+}
+
 /// One Prometheus series: name, type, help text, and how to read its value from a row.
 type MetricSeries<Row> = (&'static str, &'static str, &'static str, fn(&Row) -> u64);
 
@@ -367,7 +377,12 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
 impl Daemon {
     /// Opens the state directory, starts from the persisted state and re-attaches every
     /// endpoint whose namespace still exists.
-    pub fn start(state_dir: StateDir, dataplane: Arc<Dataplane>, zones: Zones) -> Result<Daemon> {
+    pub fn start(
+        state_dir: StateDir,
+        dataplane: Arc<Dataplane>,
+        zones: Zones,
+        nat: Arc<crate::nat::UdpNat>,
+    ) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
             control: Mutex::new(Control {
@@ -380,6 +395,7 @@ impl Daemon {
             dataplane,
             state_dir,
             zones,
+            nat,
         };
         daemon.restore(persisted)?;
         Ok(daemon)
@@ -497,7 +513,14 @@ impl Daemon {
             }
         }
         let subnet = (net.record.subnet.network(), net.record.subnet.prefix_len());
-        zones.insert(net.id, NetworkZone { zone, subnet });
+        zones.insert(
+            net.id,
+            NetworkZone {
+                nat: net.record.nat,
+                zone,
+                subnet,
+            },
+        );
     }
 
     fn snapshot(c: &Control) -> PersistedState {
@@ -537,6 +560,7 @@ impl Daemon {
             mtu: n.record.mtu,
             aging_seconds: n.record.aging_seconds,
             icc: n.record.icc,
+            nat: nat_mode(n.record.nat).into(),
             endpoints: c
                 .endpoints
                 .values()
@@ -595,6 +619,15 @@ impl Daemon {
                 "invalid --aging {aging_seconds}: must be 1..1000000 seconds"
             )));
         }
+        let nat = match req.nat.as_deref() {
+            None | Some("proxy") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "invalid --nat {other:?}: use proxy (outbound traffic through host sockets) or none"
+                )))
+            }
+        };
         let mut c = self.lock();
         if c.networks.contains_key(&req.name) {
             return Err(DaemonError::Conflict(format!(
@@ -618,6 +651,7 @@ impl Daemon {
             mtu,
             aging_seconds,
             icc: req.icc.unwrap_or(true),
+            nat,
         };
         let id = NetworkId(c.next_network_id);
         self.dataplane.add_network(id, network_config(&record))?;
@@ -650,6 +684,7 @@ impl Daemon {
             mtu: n.record.mtu,
             aging_seconds: n.record.aging_seconds,
             icc: n.record.icc,
+            nat: nat_mode(n.record.nat).into(),
             endpoints: c
                 .endpoints
                 .values()
@@ -691,6 +726,7 @@ impl Daemon {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.nat.forget_network(id);
         self.save(&c)?;
         Ok(())
     }
@@ -1105,6 +1141,35 @@ impl Daemon {
                 }
             })
             .collect()
+    }
+
+    /// Active outbound NAT flows.
+    pub fn nat_flows(&self, network: Option<&str>) -> Result<Vec<NatRow>> {
+        let c = self.lock();
+        let nets = Self::networks_or_one(&c, network)?;
+        let names: BTreeMap<NetworkId, &str> = nets
+            .iter()
+            .map(|n| (n.id, n.record.name.as_str()))
+            .collect();
+        Ok(self
+            .nat
+            .flows()
+            .into_iter()
+            .filter_map(|f| {
+                let network = names.get(&f.key.network)?;
+                Some(NatRow {
+                    protocol: "udp".into(),
+                    network: network.to_string(),
+                    container: f.key.container.to_string(),
+                    outside: f.key.outside.to_string(),
+                    host_socket: f.local.to_string(),
+                    bytes_out: f.bytes_out,
+                    bytes_in: f.bytes_in,
+                    age_seconds: f.age.as_secs_f64(),
+                    idle_seconds: f.idle.as_secs_f64(),
+                })
+            })
+            .collect())
     }
 
     /// Learning, aging and gateway counters per network.

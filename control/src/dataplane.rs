@@ -25,8 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use weft_switch::{
-    udp_to_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortId, Timestamp,
-    UdpToGateway, Verdict,
+    udp_via_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortId,
+    Timestamp, UdpToGateway, Verdict,
 };
 
 use crate::pcap;
@@ -83,8 +83,8 @@ pub const DNS_PORT: u16 = 53;
 /// Requests for gateway services that may wait before new ones are dropped.
 pub const SERVICE_QUEUE: usize = 1024;
 
-/// A datagram for one of the gateway's services, handed off the fast path (these are rare,
-/// and answering may wait on an upstream resolver).
+/// A datagram for one of the gateway's services (DNS, outbound NAT), handed off the fast
+/// path: answering may wait on an upstream resolver or an outside host.
 #[derive(Debug)]
 pub struct ServiceRequest {
     pub port: PortId,
@@ -348,7 +348,8 @@ impl Dataplane {
         }
     }
 
-    /// A DNS query to the gateway's address, if `frame` is one (and the services run).
+    /// A DNS query to the gateway's address or a UDP datagram routed through the gateway,
+    /// if `frame` is one (and the services run).
     fn service_request(
         &self,
         bridge: &Bridge,
@@ -358,8 +359,9 @@ impl Dataplane {
     ) -> Option<ServiceRequest> {
         self.services.get()?;
         let gateway = bridge.port_gateway(in_port)?;
-        let datagram =
-            udp_to_gateway(frame, &gateway, checksum_partial).filter(|d| d.dst_port == DNS_PORT)?;
+        // DNS for the gateway itself, or a datagram routed through it (outbound NAT).
+        let datagram = udp_via_gateway(frame, &gateway, checksum_partial)
+            .filter(|d| d.dst_ip != gateway.ip || d.dst_port == DNS_PORT)?;
         Some(ServiceRequest {
             port: in_port,
             gateway,

@@ -155,6 +155,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                 mtu: None,
                 aging_seconds: None,
                 icc: None,
+                nat: None,
             }),
         )
         .await?;

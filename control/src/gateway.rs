@@ -16,6 +16,7 @@ use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
 
 use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
 use crate::dns::{self, Outcome, Zone};
+use crate::nat::{UdpFlowKey, UdpNat};
 
 /// IPv4 and UDP headers around a DNS message.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
@@ -26,9 +27,11 @@ pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
 /// How long one upstream resolver may take to answer.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One network's names and subnet.
+/// What the gateway's services know of one network: its names, subnet and NAT mode.
 #[derive(Debug, Clone)]
 pub struct NetworkZone {
+    /// Outbound NAT (`--nat proxy`, the default); false for `--nat none`.
+    pub nat: bool,
     pub zone: Zone,
     /// Network address and prefix length: reverse lookups inside it are answered locally.
     pub subnet: (Ipv4Addr, u8),
@@ -37,18 +40,33 @@ pub struct NetworkZone {
 /// The zones of all networks, rebuilt by the daemon when endpoints change.
 pub type Zones = Arc<RwLock<HashMap<NetworkId, NetworkZone>>>;
 
-/// Answers DNS queries until the data plane's sender goes away.
-pub async fn serve_dns(
+/// Serves DNS queries and outbound UDP NAT until the data plane's sender goes away.
+pub async fn serve(
     mut requests: tokio::sync::mpsc::Receiver<ServiceRequest>,
     dataplane: Arc<Dataplane>,
     zones: Zones,
     upstreams: Arc<Vec<SocketAddr>>,
+    nat: Arc<UdpNat>,
 ) {
     let mut rotation = 0usize;
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT));
+    {
+        let nat = Arc::clone(&nat);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                nat.expire();
+            }
+        });
+    }
     while let Some(req) = requests.recv().await {
-        rotation = rotation.wrapping_add(1);
         let network = dataplane.with_bridge(|b| b.port_network(req.port));
+        if req.datagram.dst_ip != req.gateway.ip {
+            outbound_udp(&dataplane, &zones, &nat, network, &req);
+            continue;
+        }
+        rotation = rotation.wrapping_add(1);
         let outcome = {
             let zones = zones.read().unwrap_or_else(|p| p.into_inner());
             match network.and_then(|n| zones.get(&n)) {
@@ -101,6 +119,46 @@ pub async fn serve_dns(
                 dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::Malformed))
             }
         }
+    }
+}
+
+/// A datagram routed through the gateway to an address outside the network: out through a
+/// host socket (proxy NAT), unless the network has `--nat none` or the address is its own.
+fn outbound_udp(
+    dataplane: &Arc<Dataplane>,
+    zones: &Zones,
+    nat: &UdpNat,
+    network: Option<NetworkId>,
+    req: &ServiceRequest,
+) {
+    let d = &req.datagram;
+    let allowed = network.and_then(|n| {
+        let zones = zones.read().unwrap_or_else(|p| p.into_inner());
+        let nz = zones.get(&n)?;
+        let (net, prefix) = nz.subnet;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let inside = u32::from(d.dst_ip) & mask == u32::from(net) & mask;
+        (nz.nat && !inside).then_some(n)
+    });
+    let Some(network) = allowed else {
+        dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayUnsupported));
+        return;
+    };
+    let key = UdpFlowKey {
+        network,
+        container: std::net::SocketAddrV4::new(d.src_ip, d.src_port),
+        outside: std::net::SocketAddrV4::new(d.dst_ip, d.dst_port),
+    };
+    if let Err(e) = nat.send(
+        dataplane,
+        key,
+        req.port,
+        req.gateway,
+        d.src_mac,
+        &req.payload,
+    ) {
+        log::debug!("outbound UDP from {} dropped: {e}", key.container);
+        dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayBusy));
     }
 }
 

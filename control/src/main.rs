@@ -9,6 +9,7 @@ mod demo;
 mod dns;
 mod gateway;
 mod ipam;
+mod nat;
 mod pcap;
 mod server;
 mod state;

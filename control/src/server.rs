@@ -60,6 +60,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/fdb", get(fdb))
         .route("/v1/arp", get(arp))
         .route("/v1/stats", get(stats))
+        .route("/v1/nat", get(nat))
         .route("/v1/metrics", get(metrics))
         .route("/v1/ports", get(ports))
         .route("/v1/ports/{port}/capture", get(capture))
@@ -146,6 +147,13 @@ async fn arp(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
 
 async fn stats(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
     match blocking(move || d.stats(q.network.as_deref())).await {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn nat(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
+    match blocking(move || d.nat_flows(q.network.as_deref())).await {
         Ok(rows) => Json(rows).into_response(),
         Err(e) => e.into_response(),
     }

@@ -60,6 +60,9 @@ pub struct NetworkRecord {
     /// Inter-container communication (`--icc`); false: endpoints reach the gateway only.
     #[serde(default = "default_true")]
     pub icc: bool,
+    /// Outbound NAT through host sockets (`--nat proxy`, the default); false: `--nat none`.
+    #[serde(default = "default_true")]
+    pub nat: bool,
 }
 
 fn default_true() -> bool {
@@ -217,6 +220,7 @@ mod tests {
                 mtu: 1500,
                 aging_seconds: 300,
                 icc: true,
+                nat: true,
             }],
             endpoints: vec![],
             static_fdb: vec![],

@@ -487,8 +487,8 @@ fn write_echo_reply(
 const IPPROTO_UDP: u8 = 17;
 const UDP_HEADER_LEN: usize = 8;
 
-/// A UDP datagram (RFC 768) addressed to the gateway's own MAC and address: a request for
-/// one of the gateway's services (DNS on port 53).
+/// A UDP datagram (RFC 768) sent to the gateway's MAC: for one of the gateway's own services
+/// (DNS on port 53) when addressed to its address, or routed through it (outbound NAT).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UdpToGateway {
     /// The client's MAC (the frame's source).
@@ -497,7 +497,9 @@ pub struct UdpToGateway {
     pub src_ip: Ipv4Addr,
     /// The client's UDP port.
     pub src_port: u16,
-    /// The gateway service's UDP port (53 for DNS).
+    /// The destination address: the gateway's own, or one routed through it.
+    pub dst_ip: Ipv4Addr,
+    /// The destination UDP port (53 for the gateway's DNS).
     pub dst_port: u16,
     /// Where the UDP payload lies in the frame.
     pub payload: core::ops::Range<usize>,
@@ -533,14 +535,24 @@ fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
     }
 }
 
-/// If `frame` is an unfragmented IPv4/UDP datagram for the gateway (its MAC and address),
-/// with a valid IPv4 header checksum (RFC 791) and a valid UDP checksum where one is present
+/// If `frame` is an unfragmented IPv4/UDP datagram for the gateway's own address, with a
+/// valid IPv4 header checksum (RFC 791) and a valid UDP checksum where one is present
 /// (RFC 768), returns its addressing and where its payload lies. Pure; never panics.
 ///
 /// `checksum_partial`: the sender offloaded the UDP checksum (virtio_net_hdr
 /// `NEEDS_CSUM`, as a local stack does on a TAP): the field holds only the pseudo-header
 /// sum, the data never left the host, and the checksum is not verified.
 pub fn udp_to_gateway(
+    frame: &[u8],
+    gw: &GatewayConfig,
+    checksum_partial: bool,
+) -> Option<UdpToGateway> {
+    udp_via_gateway(frame, gw, checksum_partial).filter(|d| d.dst_ip == gw.ip)
+}
+
+/// Like [`udp_to_gateway`], for any unicast destination: a datagram sent to the gateway's
+/// MAC, addressed to the gateway itself or routed through it.
+pub fn udp_via_gateway(
     frame: &[u8],
     gw: &GatewayConfig,
     checksum_partial: bool,
@@ -562,13 +574,13 @@ pub fn udp_to_gateway(
     let header = &datagram[..ihl];
     if internet_checksum(header) != 0
         || header[9] != IPPROTO_UDP
-        || ip_at(header, 16) != gw.ip
         || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
     {
         return None;
     }
     let src_ip = ip_at(header, 12);
-    if !is_unicast_ip(src_ip) {
+    let dst_ip = ip_at(header, 16);
+    if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) {
         return None;
     }
     let udp = &datagram[ihl..];
@@ -579,7 +591,7 @@ pub fn udp_to_gateway(
     let udp = &udp[..udp_len];
     if !checksum_partial
         && be16(udp, 6) != 0
-        && fold(ones_sum(&pseudo_header(src_ip, gw.ip, udp_len)) + ones_sum(udp)) != 0
+        && fold(ones_sum(&pseudo_header(src_ip, dst_ip, udp_len)) + ones_sum(udp)) != 0
     {
         return None;
     }
@@ -588,6 +600,7 @@ pub fn udp_to_gateway(
         src_mac: mac_at(frame, 6),
         src_ip,
         src_port: be16(udp, 0),
+        dst_ip,
         dst_port: be16(udp, 2),
         payload: start..start + udp_len - UDP_HEADER_LEN,
     })
@@ -612,6 +625,21 @@ pub fn write_udp_from_gateway(
     payload: &[u8],
     out: &mut [u8],
 ) -> Option<usize> {
+    write_udp((gw.mac, gw.ip, src_port), dst, payload, out)
+}
+
+/// Writes an Ethernet/IPv4/UDP frame from `src` (MAC, address, port) to `dst` carrying
+/// `payload`, with both checksums (RFC 791, RFC 768): the gateway's own answers, and the
+/// replies of outbound NAT flows, which come from the outside address through the gateway's
+/// MAC. Returns the frame's length, or None if `out` is too small or the payload does not fit
+/// one datagram.
+pub fn write_udp(
+    src: (MacAddr, Ipv4Addr, u16),
+    dst: (MacAddr, Ipv4Addr, u16),
+    payload: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let (src_mac, src_ip, src_port) = src;
     let (dst_mac, dst_ip, dst_port) = dst;
     let udp_len = UDP_HEADER_LEN + payload.len();
     let ip_len = IPV4_MIN_HEADER_LEN + udp_len;
@@ -621,7 +649,7 @@ pub fn write_udp_from_gateway(
     let len = ETHERNET_HEADER_LEN + ip_len;
     let out = out.get_mut(..len)?;
     out[0..6].copy_from_slice(&dst_mac.0);
-    out[6..12].copy_from_slice(&gw.mac.0);
+    out[6..12].copy_from_slice(&src_mac.0);
     out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let (ip_header, udp) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
     ip_header[0] = 0x45;
@@ -632,7 +660,7 @@ pub fn write_udp_from_gateway(
     ip_header[8] = REPLY_TTL;
     ip_header[9] = IPPROTO_UDP;
     ip_header[10..12].fill(0);
-    ip_header[12..16].copy_from_slice(&gw.ip.octets());
+    ip_header[12..16].copy_from_slice(&src_ip.octets());
     ip_header[16..20].copy_from_slice(&dst_ip.octets());
     let sum = internet_checksum(ip_header);
     ip_header[10..12].copy_from_slice(&sum.to_be_bytes());
@@ -641,7 +669,7 @@ pub fn write_udp_from_gateway(
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     udp[6..8].fill(0);
     udp[8..].copy_from_slice(payload);
-    let sum = udp_checksum(gw.ip, dst_ip, udp);
+    let sum = udp_checksum(src_ip, dst_ip, udp);
     udp[6..8].copy_from_slice(&sum.to_be_bytes());
     Some(len)
 }

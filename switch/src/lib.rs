@@ -84,6 +84,9 @@ pub use bridge::{NetworkId, PortId};
 pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
-pub use gateway::{udp_to_gateway, write_udp_from_gateway, GatewayConfig, Neighbor, UdpToGateway};
+pub use gateway::{
+    udp_to_gateway, udp_via_gateway, write_udp, write_udp_from_gateway, GatewayConfig, Neighbor,
+    UdpToGateway,
+};
 pub use mac::{MacAddr, MacParseError};
 pub use time::Timestamp;

@@ -1076,6 +1076,29 @@ mod udp {
     }
 
     #[test]
+    fn routed_datagrams_are_seen_via_the_gateway_but_not_as_for_it() {
+        let client = GatewayConfig {
+            ip: Ipv4Addr::new(10, 9, 0, 2),
+            mac: "02:42:0a:09:00:02".parse().unwrap(),
+        };
+        let g = gw();
+        let outside = Ipv4Addr::new(192, 0, 2, 7);
+        let mut out = vec![0u8; 200];
+        let n = write_udp(
+            (client.mac, client.ip, 5000),
+            (g.mac, outside, 7000),
+            b"hi",
+            &mut out,
+        )
+        .unwrap();
+        let frame = &out[..n];
+        assert!(udp_to_gateway(frame, &g, false).is_none());
+        let d = udp_via_gateway(frame, &g, false).expect("routed via the gateway");
+        assert_eq!((d.dst_ip, d.dst_port, d.src_port), (outside, 7000, 5000));
+        assert_eq!(&frame[d.payload], b"hi");
+    }
+
+    #[test]
     fn the_writer_refuses_too_small_buffers() {
         let mut out = [0u8; 40];
         let g = gw();

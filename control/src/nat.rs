@@ -1,0 +1,331 @@
+//! Outbound NAT in `proxy` mode, UDP part: a datagram a container sends through its gateway to
+//! an address outside its network leaves from an ordinary host socket, one per flow, and the
+//! answers come back to the container as if from the outside address. Idle flows expire.
+//! This is how slirp4netns and passt give rootless containers a network; no kernel NAT, no
+//! iptables.
+//!
+//! [`FlowTable`] is the pure part (time passed in); [`UdpNat`] does the I/O.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use weft_switch::{write_udp, GatewayConfig, MacAddr, NetworkId, PortId};
+
+use crate::dataplane::Dataplane;
+
+/// Default idle time after which a UDP flow and its host socket are dropped.
+pub const DEFAULT_UDP_IDLE: Duration = Duration::from_secs(60);
+/// Flows kept at once; a new flow beyond this is refused (counted as `gateway_busy`).
+pub const MAX_UDP_FLOWS: usize = 4096;
+
+/// One flow's bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Flow<V> {
+    pub value: V,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+/// Flows by key with idle expiry. Pure: every call takes the time.
+#[derive(Debug)]
+pub struct FlowTable<K, V> {
+    flows: HashMap<K, Flow<V>>,
+    idle: Duration,
+    max: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
+    pub fn new(idle: Duration, max: usize) -> Self {
+        FlowTable {
+            flows: HashMap::new(),
+            idle,
+            max,
+        }
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn get(&self, key: &K) -> Option<&Flow<V>> {
+        self.flows.get(key)
+    }
+
+    /// Adds a flow; refused (`Err(value)`) when the table is full.
+    pub fn insert(&mut self, key: K, value: V, now: Instant) -> Result<(), V> {
+        if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
+            return Err(value);
+        }
+        self.flows.insert(
+            key,
+            Flow {
+                value,
+                created: now,
+                last_active: now,
+                bytes_out: 0,
+                bytes_in: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Counts bytes leaving through the flow (container to outside) and keeps it alive.
+    pub fn sent(&mut self, key: &K, bytes: usize, now: Instant) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.bytes_out += bytes as u64;
+            f.last_active = now;
+        }
+    }
+
+    /// Counts bytes coming back (outside to container) and keeps the flow alive.
+    pub fn received(&mut self, key: &K, bytes: usize, now: Instant) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.bytes_in += bytes as u64;
+            f.last_active = now;
+        }
+    }
+
+    /// Removes and returns the flows idle for at least the idle time.
+    pub fn expire(&mut self, now: Instant) -> Vec<(K, V)> {
+        let idle = self.idle;
+        let dead: Vec<K> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last_active) >= idle)
+            .map(|(k, _)| k.clone())
+            .collect();
+        dead.into_iter()
+            .filter_map(|k| self.flows.remove(&k).map(|f| (k, f.value)))
+            .collect()
+    }
+
+    /// Removes every flow whose key matches (a disconnected endpoint's, a removed network's).
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&K) -> bool) -> Vec<V> {
+        let keys: Vec<K> = self.flows.keys().filter(|k| pred(k)).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.flows.remove(&k).map(|f| f.value))
+            .collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Flow<V>)> {
+        self.flows.iter()
+    }
+}
+
+/// A UDP flow: one container socket talking to one outside socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UdpFlowKey {
+    pub network: NetworkId,
+    pub container: SocketAddrV4,
+    pub outside: SocketAddrV4,
+}
+
+/// The I/O side of a UDP flow.
+#[derive(Debug)]
+pub struct UdpFlowIo {
+    /// Sends go through a plain non-blocking duplicate of the socket: tokio's `try_send`
+    /// refuses until the reactor has seen the socket writable, which a new flow's first
+    /// datagram cannot wait for.
+    sender: std::net::UdpSocket,
+    reader: tokio::task::JoinHandle<()>,
+    /// The host side of the flow (what the outside sees).
+    pub local: SocketAddr,
+}
+
+/// One row of `weft nat`.
+#[derive(Debug, Clone)]
+pub struct UdpFlowView {
+    pub key: UdpFlowKey,
+    pub local: SocketAddr,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub age: Duration,
+    pub idle: Duration,
+}
+
+/// Why a datagram could not be sent through NAT.
+#[derive(Debug, thiserror::Error)]
+pub enum NatError {
+    #[error("the UDP flow table is full ({MAX_UDP_FLOWS} flows)")]
+    TableFull,
+    #[error("cannot open a host socket for {outside}: {source}")]
+    Socket {
+        outside: SocketAddrV4,
+        source: std::io::Error,
+    },
+}
+
+/// The UDP half of the proxy NAT.
+pub struct UdpNat {
+    table: Arc<Mutex<FlowTable<UdpFlowKey, UdpFlowIo>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl UdpNat {
+    pub fn new(idle: Duration) -> UdpNat {
+        UdpNat {
+            table: Arc::new(Mutex::new(FlowTable::new(idle, MAX_UDP_FLOWS))),
+        }
+    }
+
+    /// Sends `payload` from the container at `key.container` to `key.outside`, opening the
+    /// flow's host socket on first use. Answers are written back to the container's `port`
+    /// as frames from the outside address through the gateway's MAC.
+    pub fn send(
+        &self,
+        dataplane: &Arc<Dataplane>,
+        key: UdpFlowKey,
+        port: PortId,
+        gateway: GatewayConfig,
+        container_mac: MacAddr,
+        payload: &[u8],
+    ) -> Result<(), NatError> {
+        let now = Instant::now();
+        let mut table = lock(&self.table);
+        if table.get(&key).is_none() {
+            let io = self.open(dataplane, key, port, gateway, container_mac)?;
+            if let Err(io) = table.insert(key, io, now) {
+                io.reader.abort();
+                return Err(NatError::TableFull);
+            }
+        }
+        let flow = table.get(&key).expect("just inserted");
+        // A full socket buffer drops the datagram, as a congested link would.
+        let _ = flow.value.sender.send(payload);
+        table.sent(&key, payload.len(), now);
+        Ok(())
+    }
+
+    fn open(
+        &self,
+        dataplane: &Arc<Dataplane>,
+        key: UdpFlowKey,
+        port: PortId,
+        gateway: GatewayConfig,
+        container_mac: MacAddr,
+    ) -> Result<UdpFlowIo, NatError> {
+        let err = |source| NatError::Socket {
+            outside: key.outside,
+            source,
+        };
+        let std_socket = std::net::UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(err)?;
+        std_socket.connect(key.outside).map_err(err)?;
+        std_socket.set_nonblocking(true).map_err(err)?;
+        let local = std_socket.local_addr().map_err(err)?;
+        let sender = std_socket.try_clone().map_err(err)?;
+        let socket = Arc::new(tokio::net::UdpSocket::from_std(std_socket).map_err(err)?);
+        let reader = tokio::spawn(read_answers(
+            Arc::clone(&socket),
+            Arc::clone(&self.table),
+            Arc::clone(dataplane),
+            key,
+            port,
+            gateway,
+            container_mac,
+        ));
+        Ok(UdpFlowIo {
+            sender,
+            reader,
+            local,
+        })
+    }
+
+    /// Drops idle flows (call about once a second).
+    pub fn expire(&self) {
+        for (_, io) in lock(&self.table).expire(Instant::now()) {
+            io.reader.abort();
+        }
+    }
+
+    /// Drops every flow of a network (it was removed).
+    pub fn forget_network(&self, network: NetworkId) {
+        for io in lock(&self.table).remove_where(|k| k.network == network) {
+            io.reader.abort();
+        }
+    }
+
+    pub fn flows(&self) -> Vec<UdpFlowView> {
+        let now = Instant::now();
+        let table = lock(&self.table);
+        let mut rows: Vec<UdpFlowView> = table
+            .iter()
+            .map(|(k, f)| UdpFlowView {
+                key: *k,
+                local: f.value.local,
+                bytes_out: f.bytes_out,
+                bytes_in: f.bytes_in,
+                age: now.saturating_duration_since(f.created),
+                idle: now.saturating_duration_since(f.last_active),
+            })
+            .collect();
+        rows.sort_by_key(|r| (r.key.network, r.key.container, r.key.outside));
+        rows
+    }
+}
+
+/// Reads the outside's answers on a flow's socket and writes them to the container.
+async fn read_answers(
+    socket: Arc<tokio::net::UdpSocket>,
+    table: Arc<Mutex<FlowTable<UdpFlowKey, UdpFlowIo>>>,
+    dataplane: Arc<Dataplane>,
+    key: UdpFlowKey,
+    port: PortId,
+    gateway: GatewayConfig,
+    container_mac: MacAddr,
+) {
+    let mut buf = vec![0u8; 65_536];
+    let mut frame = vec![0u8; 65_536 + 64];
+    loop {
+        let n = match socket.recv(&mut buf).await {
+            Ok(n) => n,
+            // ECONNREFUSED and friends: an ICMP error for an earlier datagram. The flow
+            // stays; it expires when idle.
+            Err(_) => continue,
+        };
+        let src = (gateway.mac, *key.outside.ip(), key.outside.port());
+        let dst = (container_mac, *key.container.ip(), key.container.port());
+        if let Some(len) = write_udp(src, dst, &buf[..n], &mut frame) {
+            dataplane.inject(port, &frame[..len]);
+        }
+        lock(&table).received(&key, n, Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_expire_after_the_idle_time_driven_by_the_test() {
+        let t0 = Instant::now();
+        let mut t: FlowTable<u32, &str> = FlowTable::new(Duration::from_secs(60), 2);
+        t.insert(1, "a", t0).unwrap();
+        t.insert(2, "b", t0).unwrap();
+        assert_eq!(
+            t.insert(3, "c", t0),
+            Err("c"),
+            "a full table refuses new flows"
+        );
+        t.sent(&1, 100, t0 + Duration::from_secs(50));
+        t.received(&1, 40, t0 + Duration::from_secs(55));
+        assert!(t.expire(t0 + Duration::from_secs(59)).is_empty());
+        let gone = t.expire(t0 + Duration::from_secs(60));
+        assert_eq!(gone, vec![(2, "b")]);
+        let f = t.get(&1).unwrap();
+        assert_eq!((f.bytes_out, f.bytes_in), (100, 40));
+        assert_eq!(t.expire(t0 + Duration::from_secs(114)), vec![]);
+        assert_eq!(t.expire(t0 + Duration::from_secs(115)), vec![(1, "a")]);
+        assert_eq!(t.len(), 0);
+        t.insert(3, "c", t0).unwrap();
+        assert_eq!(t.remove_where(|k| *k == 3), vec!["c"]);
+    }
+}
