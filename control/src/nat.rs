@@ -12,7 +12,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use weft_switch::{write_udp, GatewayConfig, MacAddr, NetworkId, PortId};
+use weft_switch::{
+    quoted_udp_datagram, write_icmp_unreachable, write_udp, GatewayConfig, MacAddr, NetworkId,
+    PortId, ICMP_PORT_UNREACHABLE,
+};
 
 use crate::dataplane::Dataplane;
 
@@ -287,8 +290,27 @@ async fn read_answers(
     loop {
         let n = match socket.recv(&mut buf).await {
             Ok(n) => n,
-            // ECONNREFUSED and friends: an ICMP error for an earlier datagram. The flow
-            // stays; it expires when idle.
+            // The outside answered an earlier datagram with ICMP port unreachable: tell the
+            // container the same way, so its socket sees ECONNREFUSED instead of silence.
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let quoted = quoted_udp_datagram(
+                    (*key.container.ip(), key.container.port()),
+                    (*key.outside.ip(), key.outside.port()),
+                    0,
+                );
+                if let Some(len) = write_icmp_unreachable(
+                    gateway.mac,
+                    *key.outside.ip(),
+                    (container_mac, *key.container.ip()),
+                    ICMP_PORT_UNREACHABLE,
+                    &quoted,
+                    &mut frame,
+                ) {
+                    dataplane.inject(port, &frame[..len]);
+                }
+                continue;
+            }
+            // Other errors (host unreachable, ...): the flow stays and expires when idle.
             Err(_) => continue,
         };
         let src = (gateway.mac, *key.outside.ip(), key.outside.port());

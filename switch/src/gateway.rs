@@ -674,6 +674,84 @@ pub fn write_udp(
     Some(len)
 }
 
+/// ICMP destination unreachable, code 3: port unreachable (RFC 792).
+pub const ICMP_PORT_UNREACHABLE: u8 = 3;
+const ICMP_DEST_UNREACHABLE: u8 = 3;
+
+/// Writes an ICMP destination-unreachable message (RFC 792, type 3) from `from_ip` (through
+/// the gateway's MAC `src_mac`) to the container at `to`, quoting the offending datagram's
+/// IPv4 header and first 8 octets (`quoted`) so the container's stack can match it to the
+/// socket that sent it (RFC 1122 §3.2.2.1). Returns the frame's length, or None if `out` is
+/// too small.
+pub fn write_icmp_unreachable(
+    src_mac: MacAddr,
+    from_ip: Ipv4Addr,
+    to: (MacAddr, Ipv4Addr),
+    code: u8,
+    quoted: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let icmp_len = ICMP_ECHO_HEADER_LEN + quoted.len();
+    let ip_len = IPV4_MIN_HEADER_LEN + icmp_len;
+    let len = ETHERNET_HEADER_LEN + ip_len;
+    if ip_len > usize::from(u16::MAX) {
+        return None;
+    }
+    let out = out.get_mut(..len)?;
+    out[0..6].copy_from_slice(&to.0 .0);
+    out[6..12].copy_from_slice(&src_mac.0);
+    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    let (ip_header, icmp) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
+    write_ipv4_header(ip_header, IPPROTO_ICMP, from_ip, to.1, ip_len as u16);
+    icmp[0] = ICMP_DEST_UNREACHABLE;
+    icmp[1] = code;
+    icmp[2..8].fill(0);
+    icmp[8..].copy_from_slice(quoted);
+    let sum = internet_checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+    Some(len)
+}
+
+/// The IPv4 header and first 8 octets of a UDP datagram from `src` to `dst` with a payload of
+/// `payload_len` octets, as an ICMP error quotes it (the UDP checksum is left 0: RFC 768 "no
+/// checksum").
+pub fn quoted_udp_datagram(
+    src: (Ipv4Addr, u16),
+    dst: (Ipv4Addr, u16),
+    payload_len: usize,
+) -> [u8; IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN] {
+    let mut q = [0u8; IPV4_MIN_HEADER_LEN + UDP_HEADER_LEN];
+    let udp_len = (UDP_HEADER_LEN + payload_len).min(usize::from(u16::MAX) - IPV4_MIN_HEADER_LEN);
+    let (ip, udp) = q.split_at_mut(IPV4_MIN_HEADER_LEN);
+    write_ipv4_header(
+        ip,
+        IPPROTO_UDP,
+        src.0,
+        dst.0,
+        (IPV4_MIN_HEADER_LEN + udp_len) as u16,
+    );
+    udp[0..2].copy_from_slice(&src.1.to_be_bytes());
+    udp[2..4].copy_from_slice(&dst.1.to_be_bytes());
+    udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+    q
+}
+
+/// A 20-octet IPv4 header (RFC 791): DF, TTL 64, identification 0, checksum computed.
+fn write_ipv4_header(h: &mut [u8], protocol: u8, src: Ipv4Addr, dst: Ipv4Addr, total_len: u16) {
+    h[0] = 0x45;
+    h[1] = 0;
+    h[2..4].copy_from_slice(&total_len.to_be_bytes());
+    h[4..6].fill(0);
+    h[6..8].copy_from_slice(&IPV4_DF.to_be_bytes());
+    h[8] = REPLY_TTL;
+    h[9] = protocol;
+    h[10..12].fill(0);
+    h[12..16].copy_from_slice(&src.octets());
+    h[16..20].copy_from_slice(&dst.octets());
+    let sum = internet_checksum(h);
+    h[10..12].copy_from_slice(&sum.to_be_bytes());
+}
+
 #[cfg(test)]
 mod tests;
 

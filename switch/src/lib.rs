@@ -85,8 +85,8 @@ pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
 pub use gateway::{
-    udp_to_gateway, udp_via_gateway, write_udp, write_udp_from_gateway, GatewayConfig, Neighbor,
-    UdpToGateway,
+    quoted_udp_datagram, udp_to_gateway, udp_via_gateway, write_icmp_unreachable, write_udp,
+    write_udp_from_gateway, GatewayConfig, Neighbor, UdpToGateway, ICMP_PORT_UNREACHABLE,
 };
 pub use mac::{MacAddr, MacParseError};
 pub use time::Timestamp;

@@ -108,6 +108,25 @@ fn udp_leaves_through_host_sockets_and_answers_come_back() {
         assert_eq!(answer.trim(), "192.0.2.77");
     }
 
+    // A closed port outside: the container's connected socket sees "connection refused",
+    // carried back as ICMP port unreachable, not a timeout.
+    const REFUSED: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.connect((sys.argv[1], 7001))
+s.send(b"anyone?")
+try:
+    s.recv(100)
+    print("answered")
+except ConnectionRefusedError:
+    print("refused")
+except socket.timeout:
+    print("timeout")
+"#;
+    let refused = lab.exec_ok(&a.ns, &["python3", "-c", REFUSED, "10.251.0.2"]);
+    assert_eq!(refused.trim(), "refused");
+
     // Idle flows expire (the daemon runs with a 2 s idle timeout).
     std::thread::sleep(Duration::from_secs(4));
     let flows = lab.weft_json(&["nat", "n"]);

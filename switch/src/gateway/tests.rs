@@ -1099,6 +1099,40 @@ mod udp {
     }
 
     #[test]
+    fn port_unreachable_quotes_the_datagram_with_valid_checksums() {
+        let g = gw();
+        let client = (
+            "02:42:0a:09:00:02".parse::<MacAddr>().unwrap(),
+            Ipv4Addr::new(10, 9, 0, 2),
+        );
+        let outside = Ipv4Addr::new(192, 0, 2, 7);
+        let quoted = quoted_udp_datagram((client.1, 5000), (outside, 7001), 5);
+        assert_eq!(internet_checksum(&quoted[..20]), 0);
+        assert_eq!(u16::from_be_bytes([quoted[24], quoted[25]]), 13);
+        let mut out = [0u8; 100];
+        let n = write_icmp_unreachable(
+            g.mac,
+            outside,
+            client,
+            ICMP_PORT_UNREACHABLE,
+            &quoted,
+            &mut out,
+        )
+        .unwrap();
+        let f = &out[..n];
+        assert_eq!(n, 14 + 20 + 8 + 28);
+        assert_eq!(&f[0..6], &client.0 .0);
+        assert_eq!(internet_checksum(&f[14..34]), 0);
+        assert_eq!(ip_at(f, 26), outside);
+        assert_eq!((f[34], f[35]), (3, 3));
+        assert_eq!(internet_checksum(&f[34..]), 0);
+        assert_eq!(&f[42..], &quoted);
+        assert!(
+            write_icmp_unreachable(g.mac, outside, client, 3, &quoted, &mut [0u8; 40]).is_none()
+        );
+    }
+
+    #[test]
     fn the_writer_refuses_too_small_buffers() {
         let mut out = [0u8; 40];
         let g = gw();
