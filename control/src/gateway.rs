@@ -16,7 +16,7 @@ use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
 
 use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
 use crate::dns::{self, Outcome, Zone};
-use crate::nat::{UdpFlowKey, UdpNat};
+use crate::nat::{ReturnPath, UdpFlowKey, UdpNat};
 
 /// IPv4 and UDP headers around a DNS message.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
@@ -149,14 +149,12 @@ fn outbound_udp(
         container: std::net::SocketAddrV4::new(d.src_ip, d.src_port),
         outside: std::net::SocketAddrV4::new(d.dst_ip, d.dst_port),
     };
-    if let Err(e) = nat.send(
-        dataplane,
-        key,
-        req.port,
-        req.gateway,
-        d.src_mac,
-        &req.payload,
-    ) {
+    let back = ReturnPath {
+        port: req.port,
+        gateway: req.gateway,
+        container_mac: d.src_mac,
+    };
+    if let Err(e) = nat.send(dataplane, key, back, &req.payload) {
         log::debug!("outbound UDP from {} dropped: {e}", key.container);
         dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayBusy));
     }

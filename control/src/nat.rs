@@ -129,6 +129,15 @@ pub struct UdpFlowKey {
     pub outside: SocketAddrV4,
 }
 
+/// Where a flow's answers go: the container's port, the gateway they appear to come
+/// through, and the container's MAC.
+#[derive(Debug, Clone, Copy)]
+pub struct ReturnPath {
+    pub port: PortId,
+    pub gateway: GatewayConfig,
+    pub container_mac: MacAddr,
+}
+
 /// The I/O side of a UDP flow.
 #[derive(Debug)]
 pub struct UdpFlowIo {
@@ -187,15 +196,13 @@ impl UdpNat {
         &self,
         dataplane: &Arc<Dataplane>,
         key: UdpFlowKey,
-        port: PortId,
-        gateway: GatewayConfig,
-        container_mac: MacAddr,
+        back: ReturnPath,
         payload: &[u8],
     ) -> Result<(), NatError> {
         let now = Instant::now();
         let mut table = lock(&self.table);
         if table.get(&key).is_none() {
-            let io = self.open(dataplane, key, port, gateway, container_mac)?;
+            let io = self.open(dataplane, key, back)?;
             if let Err(io) = table.insert(key, io, now) {
                 io.reader.abort();
                 return Err(NatError::TableFull);
@@ -212,9 +219,7 @@ impl UdpNat {
         &self,
         dataplane: &Arc<Dataplane>,
         key: UdpFlowKey,
-        port: PortId,
-        gateway: GatewayConfig,
-        container_mac: MacAddr,
+        back: ReturnPath,
     ) -> Result<UdpFlowIo, NatError> {
         let err = |source| NatError::Socket {
             outside: key.outside,
@@ -231,9 +236,7 @@ impl UdpNat {
             Arc::clone(&self.table),
             Arc::clone(dataplane),
             key,
-            port,
-            gateway,
-            container_mac,
+            back,
         ));
         Ok(UdpFlowIo {
             sender,
@@ -281,10 +284,13 @@ async fn read_answers(
     table: Arc<Mutex<FlowTable<UdpFlowKey, UdpFlowIo>>>,
     dataplane: Arc<Dataplane>,
     key: UdpFlowKey,
-    port: PortId,
-    gateway: GatewayConfig,
-    container_mac: MacAddr,
+    back: ReturnPath,
 ) {
+    let ReturnPath {
+        port,
+        gateway,
+        container_mac,
+    } = back;
     let mut buf = vec![0u8; 65_536];
     let mut frame = vec![0u8; 65_536 + 64];
     loop {
