@@ -648,22 +648,9 @@ pub fn write_udp(
     }
     let len = ETHERNET_HEADER_LEN + ip_len;
     let out = out.get_mut(..len)?;
-    out[0..6].copy_from_slice(&dst_mac.0);
-    out[6..12].copy_from_slice(&src_mac.0);
-    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    write_ethernet_ipv4_header(out, src_mac, dst_mac);
     let (ip_header, udp) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
-    ip_header[0] = 0x45;
-    ip_header[1] = 0;
-    ip_header[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
-    ip_header[4..6].fill(0);
-    ip_header[6..8].copy_from_slice(&IPV4_DF.to_be_bytes());
-    ip_header[8] = REPLY_TTL;
-    ip_header[9] = IPPROTO_UDP;
-    ip_header[10..12].fill(0);
-    ip_header[12..16].copy_from_slice(&src_ip.octets());
-    ip_header[16..20].copy_from_slice(&dst_ip.octets());
-    let sum = internet_checksum(ip_header);
-    ip_header[10..12].copy_from_slice(&sum.to_be_bytes());
+    write_ipv4_header(ip_header, IPPROTO_UDP, src_ip, dst_ip, ip_len as u16);
     udp[0..2].copy_from_slice(&src_port.to_be_bytes());
     udp[2..4].copy_from_slice(&dst_port.to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
@@ -698,9 +685,7 @@ pub fn write_icmp_unreachable(
         return None;
     }
     let out = out.get_mut(..len)?;
-    out[0..6].copy_from_slice(&to.0 .0);
-    out[6..12].copy_from_slice(&src_mac.0);
-    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    write_ethernet_ipv4_header(out, src_mac, to.0);
     let (ip_header, icmp) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
     write_ipv4_header(ip_header, IPPROTO_ICMP, from_ip, to.1, ip_len as u16);
     icmp[0] = ICMP_DEST_UNREACHABLE;
@@ -734,6 +719,13 @@ pub fn quoted_udp_datagram(
     udp[2..4].copy_from_slice(&dst.1.to_be_bytes());
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     q
+}
+
+/// The Ethernet header of an IPv4 frame.
+fn write_ethernet_ipv4_header(out: &mut [u8], src: MacAddr, dst: MacAddr) {
+    out[0..6].copy_from_slice(&dst.0);
+    out[6..12].copy_from_slice(&src.0);
+    out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
 }
 
 /// A 20-octet IPv4 header (RFC 791): DF, TTL 64, identification 0, checksum computed.
