@@ -3,7 +3,6 @@
 //! idle flows expire, and `--nat none` turns it off. The "outside" is a namespace this test
 //! creates and joins to the host namespace with a veth pair.
 
-use std::process::Command;
 use std::time::Duration;
 use weft_tests::*;
 
@@ -27,30 +26,12 @@ except socket.timeout:
     print("timeout")
 "#;
 
-/// An "outside" namespace at 10.251.0.2, reachable from the host namespace at 10.251.0.1.
-fn outside(lab: &Lab) -> String {
-    let ns = lab.ns("out");
-    let host_end = format!("{}o", lab.prefix);
-    let ip = |args: &[&str]| {
-        let out = Command::new("ip").args(args).output().expect("ip");
-        assert!(out.status.success(), "ip {args:?}: {}", stderr_of(&out));
-    };
-    ip(&[
-        "link", "add", &host_end, "type", "veth", "peer", "name", "eth0", "netns", &ns,
-    ]);
-    ip(&["addr", "add", "10.251.0.1/30", "dev", &host_end]);
-    ip(&["link", "set", &host_end, "up"]);
-    ip(&["-n", &ns, "addr", "add", "10.251.0.2/30", "dev", "eth0"]);
-    ip(&["-n", &ns, "link", "set", "eth0", "up"]);
-    ns
-}
-
 #[test]
 fn udp_leaves_through_host_sockets_and_answers_come_back() {
     require_tool("dig");
     require_tool("dnsmasq");
     let lab = Lab::with_daemon_args(&["--udp-idle-timeout", "2", "--dns-upstream", "127.0.0.1:9"]);
-    let out_ns = outside(&lab);
+    let out_ns = lab.outside(251);
     let mut server = lab.spawn_in(&out_ns, &["python3", "-c", UDP_ECHO, "10.251.0.2"]);
     lab.create_network("n", "10.98.0.0/24", &[]);
     lab.create_network("closed", "10.99.0.0/24", &["--nat", "none"]);
