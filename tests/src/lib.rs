@@ -618,14 +618,15 @@ impl Lab {
         full
     }
 
-    /// An "outside" namespace `PREFIX-outN` with address 10.N.0.2/30 on `eth0`, joined to the
-    /// host namespace by a veth pair whose host end has 10.N.0.1/30: a peer reachable from
+    /// An "outside" namespace `PREFIX-outN` with address 10.N.0.2/29 on `eth0`, joined to the
+    /// host namespace by a veth pair whose host end has 10.N.0.1/29: a peer reachable from
     /// the host (and so through weft's proxy NAT) that is not on any weft network. Tests
-    /// running in parallel must use different `n`. The host end dies with the namespace.
+    /// running in parallel must use different `n`. 10.N.0.3-6 belong to nobody (ARP for them
+    /// goes unanswered: "no route to host"). The host end dies with the namespace.
     pub fn outside(&self, n: u8) -> String {
         let ns = self.ns(&format!("out{n}"));
         let host_end = format!("{}o{n}", self.prefix);
-        let (host_ip, ns_ip) = (format!("10.{n}.0.1/30"), format!("10.{n}.0.2/30"));
+        let (host_ip, ns_ip) = (format!("10.{n}.0.1/29"), format!("10.{n}.0.2/29"));
         let ip = |args: &[&str]| {
             let o = run_timeout(Command::new("ip").args(args), EXEC_TIMEOUT);
             assert!(o.status.success(), "ip {args:?}: {}", describe(&o));
