@@ -18,6 +18,7 @@ command -v tcpdump >/dev/null || need_pkgs+=(tcpdump)
 command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
+command -v curl >/dev/null || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q

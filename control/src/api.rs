@@ -25,6 +25,9 @@ pub struct CreateNetwork {
     /// Outbound NAT mode: "proxy" (default) or "none".
     #[serde(default)]
     pub nat: Option<String>,
+    /// No outbound NAT and no published ports.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 /// One network as listed by `GET /v1/networks`.
@@ -37,6 +40,8 @@ pub struct NetworkSummary {
     pub aging_seconds: u64,
     pub icc: bool,
     pub nat: String,
+    #[serde(default)]
+    pub internal: bool,
     pub endpoints: usize,
 }
 
@@ -52,6 +57,8 @@ pub struct NetworkDetail {
     pub aging_seconds: u64,
     pub icc: bool,
     pub nat: String,
+    #[serde(default)]
+    pub internal: bool,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -89,6 +96,12 @@ pub struct Connect {
     /// Extra DNS names on the network (several endpoints may share one).
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Ports to publish (`-p`): `[HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/proto]`.
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Container ports to publish on free host ports (`-P`): `PORT[/proto]`.
+    #[serde(default)]
+    pub publish_all: Vec<String>,
 }
 
 /// One endpoint: a namespace's interface attached to a network through one switch port.
@@ -109,6 +122,24 @@ pub struct EndpointInfo {
     pub host_ifname: Option<String>,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// Published ports, as `HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`.
+    #[serde(default)]
+    pub published: Vec<String>,
+}
+
+/// `POST /v1/endpoints/{name}/publish`
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+pub struct Publish {
+    #[serde(default)]
+    pub specs: Vec<String>,
+    #[serde(default)]
+    pub publish_all: Vec<String>,
+}
+
+/// `POST /v1/endpoints/{name}/unpublish`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Unpublish {
+    pub spec: String,
 }
 
 /// One FDB row of `GET /v1/fdb`.
@@ -141,6 +172,9 @@ pub struct PortRow {
     pub tx_bytes: u64,
     /// Only reasons with a nonzero count, keyed by `DropReason::as_str`.
     pub drops: std::collections::BTreeMap<String, u64>,
+    /// Published ports of the endpoint, as `HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`.
+    #[serde(default)]
+    pub published: Vec<String>,
 }
 
 /// One row of `GET /v1/arp`: the neighbour table the switch answers ARP from.
@@ -174,6 +208,11 @@ pub struct NetworkStatsRow {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NatRow {
     pub protocol: String,
+    /// "out": a container's connection to the outside; "in": a connection to a published
+    /// port.
+    #[serde(default)]
+    pub direction: String,
+    /// Filled in by the daemon from `network_id`.
     pub network: String,
     /// The container's address and port.
     pub container: String,
@@ -185,4 +224,7 @@ pub struct NatRow {
     pub bytes_in: u64,
     pub age_seconds: f64,
     pub idle_seconds: f64,
+    /// The network's internal id (not part of the API).
+    #[serde(skip)]
+    pub network_id: u32,
 }

@@ -13,11 +13,12 @@ use serde_json::Value;
 
 use crate::api::{
     ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow, NetworkDetail,
-    NetworkStatsRow, NetworkSummary, PortKind, PortRow,
+    NetworkStatsRow, NetworkSummary, PortKind, PortRow, Publish, Unpublish,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
 use crate::dataplane::Dataplane;
+use crate::publish::PortMapping;
 use crate::state::StateDir;
 use crate::{demo, pcap, server};
 
@@ -68,7 +69,15 @@ pub enum Command {
     },
     /// Every counter in Prometheus text format (for a textfile collector)
     Metrics,
-    /// Active outbound NAT flows
+    /// Publish ports of an endpoint on the host: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+    Publish(PublishArgs),
+    /// Stop publishing: [HOST_IP:]HOST_PORT[-END][/tcp|/udp]
+    Unpublish {
+        endpoint: String,
+        /// Host port (or range) to unpublish
+        spec: String,
+    },
+    /// Active NAT flows: outbound UDP, TCP and ICMP, and connections to published ports
     Nat {
         /// Only this network
         network: Option<String>,
@@ -125,6 +134,9 @@ pub enum NetworkCommand {
         /// Outbound NAT: proxy (through host sockets, the default) or none
         #[arg(long, value_name = "proxy|none")]
         nat: Option<String>,
+        /// Isolated network: no outbound NAT and no published ports (DNS still works)
+        #[arg(long)]
+        internal: bool,
     },
     /// List networks
     #[command(alias = "list")]
@@ -168,6 +180,23 @@ pub struct ConnectArgs {
     /// Extra DNS name on the network (repeatable; several endpoints may share one)
     #[arg(long = "alias")]
     pub aliases: Vec<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish a container port on a free host port: PORT[/tcp|/udp] (repeatable)
+    #[arg(short = 'P', long = "publish-all", value_name = "PORT")]
+    pub publish_all: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Endpoint name
+    pub endpoint: String,
+    /// Port specs: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+    pub specs: Vec<String>,
+    /// Publish a container port on a free host port: PORT[/tcp|/udp] (repeatable)
+    #[arg(short = 'P', long = "publish-all", value_name = "PORT")]
+    pub publish_all: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -254,7 +283,7 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         .context("cannot start the data-plane threads")?;
     let zones = crate::gateway::Zones::default();
     let (service_tx, service_rx) = tokio::sync::mpsc::channel(crate::dataplane::SERVICE_QUEUE);
-    let upstreams = crate::gateway::upstreams(&args.dns_upstream);
+    let upstreams = Arc::new(crate::gateway::upstreams(&args.dns_upstream));
     log::info!("embedded DNS forwards to {upstreams:?}");
     let nat = Arc::new(crate::nat::UdpNat::new(std::time::Duration::from_secs(
         args.udp_idle_timeout.max(1),
@@ -263,13 +292,22 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         service_rx,
         Arc::clone(&dataplane),
         Arc::clone(&zones),
-        Arc::new(upstreams),
+        Arc::clone(&upstreams),
         Arc::clone(&nat),
     ));
     dataplane.set_services(service_tx);
+    let stack = crate::stack::spawn(
+        Arc::clone(&dataplane),
+        Arc::clone(&zones),
+        Arc::clone(&upstreams),
+        tokio::runtime::Handle::current(),
+        std::time::Duration::from_secs(args.udp_idle_timeout.max(1)),
+    )
+    .context("cannot start the gateway's TCP/IP stack")?;
+    dataplane.set_stack(stack.clone());
     let dp = Arc::clone(&dataplane);
     let daemon =
-        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat)).await??;
+        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat, stack)).await??;
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     {
@@ -337,6 +375,15 @@ fn filtered(path: &str, network: Option<&str>) -> String {
     }
 }
 
+/// Published ports for a table cell: up to three, then a count.
+fn published(mappings: &[String]) -> String {
+    match mappings.len() {
+        0 => "-".into(),
+        1..=3 => mappings.join(","),
+        n => format!("{},... ({n} ports)", mappings[..2].join(",")),
+    }
+}
+
 fn fmt_age(secs: f64) -> String {
     if secs < 60.0 {
         format!("{secs:.1}s")
@@ -357,6 +404,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             aging,
             icc,
             nat,
+            internal,
         }) => {
             let req = CreateNetwork {
                 name,
@@ -366,6 +414,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 aging_seconds: aging,
                 icc: Some(icc),
                 nat,
+                internal,
             };
             let n: NetworkSummary = client
                 .call(Method::POST, "/v1/networks", Some(&req))
@@ -423,6 +472,8 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                     KindArg::Veth => PortKind::Veth,
                 }),
                 aliases: a.aliases,
+                publish: a.publish,
+                publish_all: a.publish_all,
             };
             let path = format!("/v1/networks/{}/endpoints", seg(&a.network));
             let ep: EndpointInfo = client.call(Method::POST, &path, Some(&req)).await?;
@@ -440,6 +491,35 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                     ep.prefix_len,
                     ep.mac
                 );
+                for m in &ep.published {
+                    println!("{m}");
+                }
+            }
+        }
+        Command::Publish(a) => {
+            let req = Publish {
+                specs: a.specs,
+                publish_all: a.publish_all,
+            };
+            let path = format!("/v1/endpoints/{}/publish", seg(&a.endpoint));
+            let added: Vec<PortMapping> = client.call(Method::POST, &path, Some(&req)).await?;
+            if json {
+                return print_json(&added);
+            }
+            for m in added {
+                println!("{m}");
+            }
+        }
+        Command::Unpublish { endpoint, spec } => {
+            let path = format!("/v1/endpoints/{}/unpublish", seg(&endpoint));
+            let removed: Vec<PortMapping> = client
+                .call(Method::POST, &path, Some(&Unpublish { spec }))
+                .await?;
+            if json {
+                return print_json(&removed);
+            }
+            for m in removed {
+                println!("{m}");
             }
         }
         Command::Disconnect { network, endpoint } => {
@@ -554,6 +634,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 .map(|r| {
                     vec![
                         r.protocol,
+                        r.direction,
                         r.network,
                         r.container,
                         r.outside,
@@ -568,6 +649,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             print_table(
                 &[
                     "PROTO",
+                    "DIR",
                     "NETWORK",
                     "CONTAINER",
                     "OUTSIDE",
@@ -613,13 +695,21 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                         p.tx_packets.to_string(),
                         p.tx_bytes.to_string(),
                         drops,
+                        published(&p.published),
                     ]
                 })
                 .collect();
             print_table(
                 &[
-                    "PORT", "KIND", "NETWORK", "RX_PKTS", "RX_BYTES", "TX_PKTS", "TX_BYTES",
+                    "PORT",
+                    "KIND",
+                    "NETWORK",
+                    "RX_PKTS",
+                    "RX_BYTES",
+                    "TX_PKTS",
+                    "TX_BYTES",
                     "DROPS",
+                    "PUBLISHED",
                 ],
                 &rows,
             );

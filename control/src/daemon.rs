@@ -14,12 +14,14 @@ use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::api::{
     ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NatRow, NetworkDetail, NetworkStatsRow,
-    NetworkSummary, PortKind, PortRow,
+    NetworkSummary, PortKind, PortRow, Publish,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::dns::Zone;
 use crate::gateway::{self, NetworkZone, Zones};
 use crate::ipam::{self, IpamError};
+use crate::publish::{self, PortMapping};
+use crate::stack::{PublishedSocket, StackInput, Target};
 use crate::state::{
     EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord,
 };
@@ -96,6 +98,8 @@ pub struct Daemon {
     zones: Zones,
     /// Outbound UDP NAT flows.
     nat: Arc<crate::nat::UdpNat>,
+    /// The gateway's TCP/IP stack: TCP and ICMP NAT, published ports, DNS over TCP.
+    stack: crate::stack::StackHandle,
 }
 
 fn invalid(msg: impl Into<String>) -> DaemonError {
@@ -382,6 +386,7 @@ impl Daemon {
         dataplane: Arc<Dataplane>,
         zones: Zones,
         nat: Arc<crate::nat::UdpNat>,
+        stack: crate::stack::StackHandle,
     ) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
@@ -396,6 +401,7 @@ impl Daemon {
             state_dir,
             zones,
             nat,
+            stack,
         };
         daemon.restore(persisted)?;
         Ok(daemon)
@@ -418,7 +424,10 @@ impl Daemon {
             let name = record.name.clone();
             let netns_label = record.netns.clone();
             match self.attach_existing(&mut c, record) {
-                Ok(()) => log::info!("re-attached endpoint {name}"),
+                Ok(()) => {
+                    log::info!("re-attached endpoint {name}");
+                    self.restore_published(&mut c, &name);
+                }
                 Err(e) => {
                     log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}");
                     if !netns_label.contains('/') {
@@ -516,7 +525,7 @@ impl Daemon {
         zones.insert(
             net.id,
             NetworkZone {
-                nat: net.record.nat,
+                nat: net.record.nat && !net.record.internal,
                 zone,
                 subnet,
             },
@@ -561,6 +570,7 @@ impl Daemon {
             aging_seconds: n.record.aging_seconds,
             icc: n.record.icc,
             nat: nat_mode(n.record.nat).into(),
+            internal: n.record.internal,
             endpoints: c
                 .endpoints
                 .values()
@@ -587,6 +597,7 @@ impl Daemon {
             port: e.record.name.clone(),
             host_ifname: e.record.host_ifname.clone(),
             aliases: e.record.aliases.clone(),
+            published: e.record.published.iter().map(|m| m.to_string()).collect(),
         }
     }
 
@@ -652,6 +663,7 @@ impl Daemon {
             aging_seconds,
             icc: req.icc.unwrap_or(true),
             nat,
+            internal: req.internal,
         };
         let id = NetworkId(c.next_network_id);
         self.dataplane.add_network(id, network_config(&record))?;
@@ -685,6 +697,7 @@ impl Daemon {
             aging_seconds: n.record.aging_seconds,
             icc: n.record.icc,
             nat: nat_mode(n.record.nat).into(),
+            internal: n.record.internal,
             endpoints: c
                 .endpoints
                 .values()
@@ -727,6 +740,7 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
         self.nat.forget_network(id);
+        self.stack.send(StackInput::ForgetNetwork(id));
         self.save(&c)?;
         Ok(())
     }
@@ -757,6 +771,13 @@ impl Daemon {
 
         let mut c = self.lock();
         let net = Self::network(&c, network)?;
+        // Host ports are bound before anything is created: a port in use refuses the whole
+        // connect with nothing to undo.
+        let bound = if req.publish.is_empty() && req.publish_all.is_empty() {
+            Vec::new()
+        } else {
+            Self::bind_published(&c, net, &req.publish, &req.publish_all)?
+        };
         let (net_id, subnet, gateway, mtu) = (
             net.id,
             net.record.subnet,
@@ -859,6 +880,7 @@ impl Daemon {
                 .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
             aliases: req.aliases.clone(),
             netns_id: Some(netns.id()),
+            published: bound.iter().map(|(m, _)| *m).collect(),
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -913,9 +935,16 @@ impl Daemon {
             },
         );
         if let Err(e) = self.save(&c) {
+            c.endpoints
+                .get_mut(&name)
+                .expect("inserted above")
+                .record
+                .published
+                .clear();
             self.detach(&mut c, &name);
             return Err(e);
         }
+        self.serve_published(&c, &name, bound);
         self.rebuild_zone(&c, network);
         // A named namespace gets a resolv.conf pointing at the embedded DNS, so that
         // `ip netns exec NAME` programs resolve endpoint names.
@@ -934,6 +963,13 @@ impl Daemon {
             return;
         };
         c.static_fdb.retain(|s| s.endpoint != name);
+        for m in &ep.record.published {
+            self.stack.send(StackInput::Unpublish {
+                local: m.host_addr(),
+                tcp: m.protocol == publish::Protocol::Tcp,
+            });
+        }
+        self.stack.send(StackInput::ForgetPort(ep.port));
         if let Some(net) = c.networks.get(&ep.record.network) {
             let id = net.id;
             let _ = self
@@ -995,6 +1031,195 @@ impl Daemon {
         self.state_dir.save(&after)?;
         self.detach(&mut c, endpoint);
         Ok(())
+    }
+
+    /// Parses `-p` specs and `-P` ports for an endpoint of `net` and binds their host
+    /// sockets, all or none. Refused on `--internal` networks, for a host port published
+    /// already (by any endpoint) or given twice, and for a host port in use.
+    fn bind_published(
+        c: &Control,
+        net: &Network,
+        specs: &[String],
+        publish_all: &[String],
+    ) -> Result<Vec<(PortMapping, PublishedSocket)>> {
+        let mut wanted = Vec::new();
+        for spec in specs {
+            wanted.extend(publish::parse_spec(spec).map_err(|e| invalid(e.0))?);
+        }
+        for port in publish_all {
+            wanted.push(publish::parse_publish_all(port).map_err(|e| invalid(e.0))?);
+        }
+        if net.record.internal {
+            return Err(invalid(format!(
+                "network {:?} is --internal: it has no published ports; connect the endpoint to a network without --internal to publish",
+                net.record.name
+            )));
+        }
+        for (i, m) in wanted.iter().enumerate() {
+            if wanted[..i].iter().any(|o| o.clashes(m)) {
+                return Err(invalid(format!(
+                    "host port {}/{} is given more than once; publish each host port once",
+                    m.host_port,
+                    m.protocol.as_str()
+                )));
+            }
+            for e in c.endpoints.values() {
+                if let Some(o) = e.record.published.iter().find(|o| o.clashes(m)) {
+                    return Err(DaemonError::Conflict(format!(
+                        "host port {}/{} is already in use: endpoint {:?} publishes {o}; pick another host port or `weft unpublish {} {}/{}` first",
+                        m.host_port,
+                        m.protocol.as_str(),
+                        e.record.name,
+                        e.record.name,
+                        o.host_port,
+                        o.protocol.as_str()
+                    )));
+                }
+            }
+        }
+        publish::bind_all(&wanted).map_err(|e| match e {
+            publish::BindError::InUse { .. } => DaemonError::Conflict(e.to_string()),
+            _ => invalid(e.to_string()),
+        })
+    }
+
+    /// Hands bound host sockets of endpoint `name` to the gateway's stack, which serves
+    /// them from now on.
+    fn serve_published(&self, c: &Control, name: &str, bound: Vec<(PortMapping, PublishedSocket)>) {
+        let Some(ep) = c.endpoints.get(name) else {
+            return;
+        };
+        let Some(net) = c.networks.get(&ep.record.network) else {
+            return;
+        };
+        let Ok(mac) = parse_mac(&ep.record.mac) else {
+            return;
+        };
+        let target = Target {
+            port: ep.port,
+            mac,
+            ip: ep.record.ip,
+            gateway: GatewayConfig {
+                ip: net.record.gateway,
+                mac: gateway_mac(&net.record),
+            },
+            subnet: (net.record.subnet.network(), net.record.subnet.prefix_len()),
+            mtu: net.record.mtu as u16,
+        };
+        for (mapping, socket) in bound {
+            self.stack
+                .send(StackInput::Publish(crate::stack::Published {
+                    network: net.id,
+                    target,
+                    container_port: mapping.container_port,
+                    socket,
+                }));
+        }
+    }
+
+    /// Binds a re-attached endpoint's published ports again; a port that cannot be bound
+    /// any more is dropped with a warning.
+    fn restore_published(&self, c: &mut Control, name: &str) {
+        let Some(ep) = c.endpoints.get_mut(name) else {
+            return;
+        };
+        let mut bound = Vec::new();
+        ep.record.published.retain(|m| match publish::bind(m) {
+            Ok(b) => {
+                bound.push(b);
+                true
+            }
+            Err(e) => {
+                log::warn!("endpoint {name}: published port {m} dropped: {e}");
+                false
+            }
+        });
+        self.serve_published(c, name, bound);
+    }
+
+    /// `weft publish ENDPOINT SPEC... [-P PORT...]`: the new mappings.
+    pub fn publish(&self, endpoint: &str, req: Publish) -> Result<Vec<PortMapping>> {
+        if req.specs.is_empty() && req.publish_all.is_empty() {
+            return Err(invalid(
+                "nothing to publish: give a spec like 8080:80 or -P 80",
+            ));
+        }
+        let mut c = self.lock();
+        let ep = Self::endpoint(&c, endpoint)?;
+        let net = Self::network(&c, &ep.record.network)?;
+        let bound = Self::bind_published(&c, net, &req.specs, &req.publish_all)?;
+        let added: Vec<PortMapping> = bound.iter().map(|(m, _)| *m).collect();
+        let mut after = Self::snapshot(&c);
+        if let Some(e) = after.endpoints.iter_mut().find(|e| e.name == endpoint) {
+            e.published.extend(added.iter().copied());
+        }
+        // Persist first: if that fails the sockets are closed and nothing changed.
+        self.state_dir.save(&after)?;
+        c.endpoints
+            .get_mut(endpoint)
+            .expect("checked above")
+            .record
+            .published
+            .extend(added.iter().copied());
+        self.serve_published(&c, endpoint, bound);
+        Ok(added)
+    }
+
+    /// `weft unpublish ENDPOINT [HOST_IP:]HOST_PORT[-END][/proto]`: the removed mappings.
+    pub fn unpublish(&self, endpoint: &str, spec: &str) -> Result<Vec<PortMapping>> {
+        let (ip, first, last, protocol) =
+            publish::parse_unpublish(spec).map_err(|e| invalid(e.0))?;
+        let mut c = self.lock();
+        let ep = Self::endpoint(&c, endpoint)?;
+        let matches = |m: &PortMapping| {
+            m.protocol == protocol
+                && (first..=last).contains(&m.host_port)
+                && ip.is_none_or(|ip| ip == m.host_ip)
+        };
+        let removed: Vec<PortMapping> = ep
+            .record
+            .published
+            .iter()
+            .copied()
+            .filter(|m| matches(m))
+            .collect();
+        if removed.is_empty() {
+            let have: Vec<String> = ep.record.published.iter().map(|m| m.to_string()).collect();
+            return Err(DaemonError::NotFound(format!(
+                "endpoint {endpoint:?} publishes nothing on {spec}; it publishes: {}",
+                if have.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    have.join(", ")
+                }
+            )));
+        }
+        let mut after = Self::snapshot(&c);
+        if let Some(e) = after.endpoints.iter_mut().find(|e| e.name == endpoint) {
+            e.published.retain(|m| !matches(m));
+        }
+        self.state_dir.save(&after)?;
+        c.endpoints
+            .get_mut(endpoint)
+            .expect("checked above")
+            .record
+            .published
+            .retain(|m| !matches(m));
+        for m in &removed {
+            self.stack.send(StackInput::Unpublish {
+                local: m.host_addr(),
+                tcp: m.protocol == publish::Protocol::Tcp,
+            });
+        }
+        Ok(removed)
+    }
+
+    fn endpoint<'c>(c: &'c Control, name: &str) -> Result<&'c Endpoint> {
+        c.endpoints.get(name).ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "no endpoint named {name:?}; list endpoints with `weft ports`"
+            ))
+        })
     }
 
     pub fn fdb(&self, network: Option<&str>) -> Result<Vec<FdbRow>> {
@@ -1138,38 +1363,50 @@ impl Daemon {
                         .nonzero_drops()
                         .map(|(r, n)| (r.as_str().to_string(), n))
                         .collect(),
+                    published: e.record.published.iter().map(|m| m.to_string()).collect(),
                 }
             })
             .collect()
     }
 
-    /// Active outbound NAT flows.
+    /// Active NAT flows: UDP, TCP (both directions) and ICMP echo.
     pub fn nat_flows(&self, network: Option<&str>) -> Result<Vec<NatRow>> {
-        let c = self.lock();
-        let nets = Self::networks_or_one(&c, network)?;
-        let names: BTreeMap<NetworkId, &str> = nets
-            .iter()
-            .map(|n| (n.id, n.record.name.as_str()))
-            .collect();
-        Ok(self
-            .nat
-            .flows()
-            .into_iter()
-            .filter_map(|f| {
-                let network = names.get(&f.key.network)?;
-                Some(NatRow {
-                    protocol: "udp".into(),
-                    network: network.to_string(),
-                    container: f.key.container.to_string(),
-                    outside: f.key.outside.to_string(),
-                    host_socket: f.local.to_string(),
-                    bytes_out: f.bytes_out,
-                    bytes_in: f.bytes_in,
-                    age_seconds: f.age.as_secs_f64(),
-                    idle_seconds: f.idle.as_secs_f64(),
-                })
+        let names: BTreeMap<NetworkId, String> = {
+            let c = self.lock();
+            Self::networks_or_one(&c, network)?
+                .iter()
+                .map(|n| (n.id, n.record.name.clone()))
+                .collect()
+        };
+        let udp = self.nat.flows().into_iter().map(|f| NatRow {
+            protocol: "udp".into(),
+            direction: "out".into(),
+            network: String::new(),
+            network_id: f.key.network.0,
+            container: f.key.container.to_string(),
+            outside: f.key.outside.to_string(),
+            host_socket: f.local.to_string(),
+            bytes_out: f.bytes_out,
+            bytes_in: f.bytes_in,
+            age_seconds: f.age.as_secs_f64(),
+            idle_seconds: f.idle.as_secs_f64(),
+        });
+        let mut rows: Vec<NatRow> = udp
+            .chain(self.stack.flows())
+            .filter_map(|mut row| {
+                row.network = names.get(&NetworkId(row.network_id))?.clone();
+                Some(row)
             })
-            .collect())
+            .collect();
+        rows.sort_by(|a, b| {
+            (&a.network, &a.protocol, &a.container, &a.outside).cmp(&(
+                &b.network,
+                &b.protocol,
+                &b.container,
+                &b.outside,
+            ))
+        });
+        Ok(rows)
     }
 
     /// Learning, aging and gateway counters per network.

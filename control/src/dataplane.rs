@@ -76,6 +76,8 @@ pub struct Dataplane {
     busy_poll: Duration,
     /// Where requests for the gateway's services (DNS) go, once the daemon has started them.
     services: std::sync::OnceLock<tokio::sync::mpsc::Sender<ServiceRequest>>,
+    /// The gateway's TCP/IP stack (TCP, ICMP echo and published UDP), once started.
+    stack: std::sync::OnceLock<crate::stack::StackHandle>,
 }
 
 /// UDP port of the gateway's DNS service (RFC 1035 §4.2.1).
@@ -133,6 +135,7 @@ impl Dataplane {
             origin: Instant::now(),
             busy_poll,
             services: std::sync::OnceLock::new(),
+            stack: std::sync::OnceLock::new(),
         }))
     }
 
@@ -253,17 +256,31 @@ impl Dataplane {
         let _ = self.services.set(tx);
     }
 
+    /// Connects the gateway's TCP/IP stack: from now on frames it handles are sent there.
+    pub fn set_stack(&self, stack: crate::stack::StackHandle) {
+        let _ = self.stack.set(stack);
+    }
+
     /// Sends a frame the control plane built (a gateway service's answer) out of `port`.
     /// Returns whether the port took it.
     pub fn inject(&self, port: PortId, frame: &[u8]) -> bool {
+        let mut packet = vec![0u8; VNET_HDR_LEN + frame.len()];
+        packet[VNET_HDR_LEN..].copy_from_slice(frame);
+        self.inject_packet(port, &packet)
+    }
+
+    /// Like [`Dataplane::inject`] for a frame already preceded by room for the
+    /// virtio_net_hdr, which is written as a plain header (no offload).
+    pub fn inject_packet(&self, port: PortId, packet: &[u8]) -> bool {
         let table = self.ports_read();
         let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
             return false;
         };
-        let mut packet = vec![0u8; VNET_HDR_LEN + frame.len()];
-        VnetHdr::default().write(&mut packet[..VNET_HDR_LEN]);
-        packet[VNET_HDR_LEN..].copy_from_slice(frame);
-        let ok = sys::write_fd(io.fd.as_fd(), &packet).is_ok();
+        if packet.len() < VNET_HDR_LEN || packet[..VNET_HDR_LEN].iter().any(|&b| b != 0) {
+            return false;
+        }
+        let frame = &packet[VNET_HDR_LEN..];
+        let ok = sys::write_fd(io.fd.as_fd(), packet).is_ok();
         if ok {
             capture(io, frame);
             lock(&self.bridge).record_tx(port, frame.len());
@@ -445,6 +462,23 @@ impl Dataplane {
                 Verdict::Flood(set) => targets.extend(set),
                 Verdict::Drop(_) => return,
                 Verdict::ToGateway => {
+                    if let Some(stack) = self.stack.get() {
+                        if let Some(gateway) = bridge
+                            .port_gateway(in_port)
+                            .filter(|gw| crate::stack::stack_bound(frame, gw))
+                        {
+                            drop(bridge);
+                            let input = crate::stack::StackInput::Frame {
+                                port: in_port,
+                                gateway,
+                                frame: frame.to_vec(),
+                            };
+                            if !stack.try_send(input) {
+                                lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
+                            }
+                            return;
+                        }
+                    }
                     if let Some(request) =
                         self.service_request(&bridge, in_port, frame, hdr.needs_csum())
                     {

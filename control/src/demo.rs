@@ -156,6 +156,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                 aging_seconds: None,
                 icc: None,
                 nat: None,
+                internal: false,
             }),
         )
         .await?;
@@ -183,6 +184,8 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                     ifname: None,
                     kind: Some(kind),
                     aliases: Vec::new(),
+                    publish: Vec::new(),
+                    publish_all: Vec::new(),
                 }),
             )
             .await?;

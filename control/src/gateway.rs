@@ -67,19 +67,7 @@ pub async fn serve(
             continue;
         }
         rotation = rotation.wrapping_add(1);
-        let outcome = {
-            let zones = zones.read().unwrap_or_else(|p| p.into_inner());
-            match network.and_then(|n| zones.get(&n)) {
-                Some(nz) => dns::answer(&req.payload, &nz.zone, nz.subnet, rotation),
-                None => dns::answer(
-                    &req.payload,
-                    &Zone::new(),
-                    (Ipv4Addr::UNSPECIFIED, 32),
-                    rotation,
-                ),
-            }
-        };
-        match outcome {
+        match answer_query(&zones, network, &req.payload, rotation) {
             Outcome::Reply(answer) => send(&dataplane, &req, &answer),
             Outcome::Forward => {
                 // A bounded number of queries wait on upstreams at once; past that the
@@ -122,6 +110,31 @@ pub async fn serve(
     }
 }
 
+/// Answers a DNS query asked on `network` from its zone (or says to forward it).
+pub fn answer_query(
+    zones: &Zones,
+    network: Option<NetworkId>,
+    query: &[u8],
+    rotation: usize,
+) -> Outcome {
+    let zones = zones.read().unwrap_or_else(|p| p.into_inner());
+    match network.and_then(|n| zones.get(&n)) {
+        Some(nz) => dns::answer(query, &nz.zone, nz.subnet, rotation),
+        None => dns::answer(query, &Zone::new(), (Ipv4Addr::UNSPECIFIED, 32), rotation),
+    }
+}
+
+/// Whether traffic of `network` to `dst` may leave through the proxy NAT: the network has
+/// NAT on (not `--nat none`, not `--internal`) and `dst` is outside its subnet.
+pub fn nat_allowed(zones: &Zones, network: NetworkId, dst: Ipv4Addr) -> bool {
+    let zones = zones.read().unwrap_or_else(|p| p.into_inner());
+    zones.get(&network).is_some_and(|nz| {
+        let (net, prefix) = nz.subnet;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        nz.nat && u32::from(dst) & mask != u32::from(net) & mask
+    })
+}
+
 /// A datagram routed through the gateway to an address outside the network: out through a
 /// host socket (proxy NAT), unless the network has `--nat none` or the address is its own.
 fn outbound_udp(
@@ -132,14 +145,7 @@ fn outbound_udp(
     req: &ServiceRequest,
 ) {
     let d = &req.datagram;
-    let allowed = network.and_then(|n| {
-        let zones = zones.read().unwrap_or_else(|p| p.into_inner());
-        let nz = zones.get(&n)?;
-        let (net, prefix) = nz.subnet;
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        let inside = u32::from(d.dst_ip) & mask == u32::from(net) & mask;
-        (nz.nat && !inside).then_some(n)
-    });
+    let allowed = network.filter(|&n| nat_allowed(zones, n, d.dst_ip));
     let Some(network) = allowed else {
         dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayUnsupported));
         return;

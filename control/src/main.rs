@@ -11,7 +11,9 @@ mod gateway;
 mod ipam;
 mod nat;
 mod pcap;
+mod publish;
 mod server;
+mod stack;
 mod state;
 mod sys;
 

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd};
+use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd, Publish, Unpublish};
 use crate::daemon::{Daemon, DaemonError};
 use crate::pcap;
 
@@ -63,6 +63,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/nat", get(nat))
         .route("/v1/metrics", get(metrics))
         .route("/v1/ports", get(ports))
+        .route("/v1/endpoints/{endpoint}/publish", post(publish))
+        .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
         .with_state(daemon)
 }
@@ -112,6 +114,28 @@ async fn connect(
 ) -> Response {
     match blocking(move || d.connect(&name, req)).await {
         Ok(ep) => (StatusCode::CREATED, Json(ep)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn publish(
+    State(d): Shared,
+    UrlPath(endpoint): UrlPath<String>,
+    Json(req): Json<Publish>,
+) -> Response {
+    match blocking(move || d.publish(&endpoint, req)).await {
+        Ok(m) => (StatusCode::CREATED, Json(m)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn unpublish(
+    State(d): Shared,
+    UrlPath(endpoint): UrlPath<String>,
+    Json(req): Json<Unpublish>,
+) -> Response {
+    match blocking(move || d.unpublish(&endpoint, &req.spec)).await {
+        Ok(m) => Json(m).into_response(),
         Err(e) => e.into_response(),
     }
 }

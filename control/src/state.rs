@@ -63,6 +63,9 @@ pub struct NetworkRecord {
     /// Outbound NAT through host sockets (`--nat proxy`, the default); false: `--nat none`.
     #[serde(default = "default_true")]
     pub nat: bool,
+    /// `--internal`: no outbound NAT and no published ports.
+    #[serde(default)]
+    pub internal: bool,
 }
 
 fn default_true() -> bool {
@@ -88,6 +91,9 @@ pub struct EndpointRecord {
     /// Extra DNS names of the endpoint on its network.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+    /// Published ports (`-p`, `-P`, `weft publish`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub published: Vec<crate::publish::PortMapping>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -221,6 +227,7 @@ mod tests {
                 aging_seconds: 300,
                 icc: true,
                 nat: true,
+                internal: false,
             }],
             endpoints: vec![],
             static_fdb: vec![],

@@ -721,6 +721,120 @@ pub fn quoted_udp_datagram(
     q
 }
 
+/// ICMP destination unreachable code 0 (RFC 792): no route to the network.
+pub const ICMP_NET_UNREACHABLE: u8 = 0;
+/// ICMP destination unreachable code 1 (RFC 792): the host does not answer.
+pub const ICMP_HOST_UNREACHABLE: u8 = 1;
+
+/// An ICMP echo request (RFC 792) a container sends through the gateway to an address
+/// outside its network: what the echo NAT needs to send it on and match the reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EchoViaGateway {
+    /// The container's MAC (the frame's source).
+    pub src_mac: MacAddr,
+    /// The container's address.
+    pub src_ip: Ipv4Addr,
+    /// The outside address pinged.
+    pub dst_ip: Ipv4Addr,
+    /// The echo identifier (RFC 792 "Identifier").
+    pub ident: u16,
+    /// Where the ICMP message (header and data) lies in the frame.
+    pub icmp: core::ops::Range<usize>,
+}
+
+/// Recognises an ICMP echo request addressed to the gateway's MAC for a unicast address
+/// other than the gateway's own (which [`Bridge::gateway_reply`] answers). Fragments, bad
+/// checksums and broadcast or multicast addresses are refused.
+///
+/// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
+pub fn echo_request_via_gateway(frame: &[u8], gw: &GatewayConfig) -> Option<EchoViaGateway> {
+    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
+        return None;
+    }
+    if be16(frame, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &frame[ETHERNET_HEADER_LEN..];
+    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
+    let ihl = usize::from(fixed[0] & 0x0f) * 4;
+    let total_len = usize::from(be16(fixed, 2));
+    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + ICMP_ECHO_HEADER_LEN {
+        return None;
+    }
+    let datagram = ip.get(..total_len)?;
+    let header = &datagram[..ihl];
+    if internet_checksum(header) != 0
+        || header[9] != IPPROTO_ICMP
+        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
+    {
+        return None;
+    }
+    let (src_ip, dst_ip) = (ip_at(header, 12), ip_at(header, 16));
+    if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) || dst_ip == gw.ip {
+        return None;
+    }
+    let icmp = &datagram[ihl..];
+    if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 || internet_checksum(icmp) != 0 {
+        return None;
+    }
+    let start = ETHERNET_HEADER_LEN + ihl;
+    Some(EchoViaGateway {
+        src_mac: mac_at(frame, 6),
+        src_ip,
+        dst_ip,
+        ident: be16(icmp, 4),
+        icmp: start..start + icmp.len(),
+    })
+}
+
+/// The identifier of an ICMP echo message, or None if `icmp` is not a well-formed echo
+/// request or reply (RFC 792: type 8 or 0, code 0, valid checksum).
+pub fn icmp_echo_ident(icmp: &[u8]) -> Option<(u8, u16)> {
+    if icmp.len() < ICMP_ECHO_HEADER_LEN
+        || !matches!(icmp[0], ICMP_ECHO_REQUEST | ICMP_ECHO_REPLY)
+        || icmp[1] != 0
+        || internet_checksum(icmp) != 0
+    {
+        return None;
+    }
+    Some((icmp[0], be16(icmp, 4)))
+}
+
+/// Replaces the identifier of an ICMP echo message in place and recomputes its checksum
+/// (what the echo NAT does on the way out and back).
+pub fn set_icmp_echo_ident(icmp: &mut [u8], ident: u16) {
+    if icmp.len() < ICMP_ECHO_HEADER_LEN {
+        return;
+    }
+    icmp[4..6].copy_from_slice(&ident.to_be_bytes());
+    icmp[2..4].fill(0);
+    let sum = internet_checksum(icmp);
+    icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+}
+
+/// Writes an Ethernet/IPv4 frame carrying the ICMP message `icmp` (already complete, with
+/// its checksum) from `from_ip` through the gateway's MAC to the container at `to`. Returns
+/// the frame's length, or None if `out` is too small or the message too long.
+pub fn write_icmp_from(
+    src_mac: MacAddr,
+    from_ip: Ipv4Addr,
+    to: (MacAddr, Ipv4Addr),
+    icmp: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let ip_len = IPV4_MIN_HEADER_LEN + icmp.len();
+    let len = ETHERNET_HEADER_LEN + ip_len;
+    if ip_len > usize::from(u16::MAX) {
+        return None;
+    }
+    let out = out.get_mut(..len)?;
+    write_ethernet_ipv4_header(out, src_mac, to.0);
+    let (ip_header, body) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
+    write_ipv4_header(ip_header, IPPROTO_ICMP, from_ip, to.1, ip_len as u16);
+    body.copy_from_slice(icmp);
+    Some(len)
+}
+
 /// The Ethernet header of an IPv4 frame.
 fn write_ethernet_ipv4_header(out: &mut [u8], src: MacAddr, dst: MacAddr) {
     out[0..6].copy_from_slice(&dst.0);

@@ -63,10 +63,18 @@ impl Epoll {
 
     /// Watches `fd` for readability (level-triggered); `token` is reported by [`Epoll::wait`].
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> Result<()> {
-        let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
-            u64: token,
-        };
+        self.add_events(fd, token, libc::EPOLLIN as u32)
+    }
+
+    /// Watches `fd` edge-triggered for any change: readable, writable, peer closed, error.
+    /// The owner keeps its own "may read"/"may write" flags and clears them on `EAGAIN`.
+    pub fn add_edge(&self, fd: BorrowedFd<'_>, token: u64) -> Result<()> {
+        let events = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        self.add_events(fd, token, events as u32)
+    }
+
+    fn add_events(&self, fd: BorrowedFd<'_>, token: u64, events: u32) -> Result<()> {
+        let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: `ev` is a valid epoll_event for the duration of the call; both fds are open.
         cvt(unsafe {
             libc::epoll_ctl(
