@@ -3,6 +3,7 @@
 mod api;
 mod cli;
 mod client;
+mod coalesce;
 mod daemon;
 mod dataplane;
 mod demo;

@@ -35,6 +35,7 @@ use weft_switch::{
 };
 
 use crate::api::NatRow;
+use crate::coalesce::Coalescer;
 use crate::dataplane::{Dataplane, DNS_PORT};
 use crate::dns::{self, Outcome};
 use crate::gateway::{self, Zones};
@@ -1554,35 +1555,50 @@ fn unreachable_code(e: &std::io::Error) -> u8 {
 /// Runs one network's interface until it has nothing more to receive or send, and writes
 /// what it sent to the containers. Returns whether anything was sent.
 fn poll_net(net: &mut NetStack, origin: Instant, dataplane: &Dataplane) -> bool {
-    let mut sent = false;
-    // Each poll sends at most one segment per socket; a bound keeps one busy network from
-    // starving the rest of the loop.
+    // Each poll sends at most one segment per socket: poll until the interface is idle (a
+    // bound keeps one busy network from starving the rest of the loop), then send what
+    // accumulated, consecutive segments of each connection merged into GSO superframes.
     for _ in 0..64 {
         let now = smoltcp::time::Instant::from_micros(origin.elapsed().as_micros() as i64);
+        let before = net.link.tx.len();
         let result = net.iface.poll(now, &mut net.link, &mut net.sockets);
-        let had_tx = !net.link.tx.is_empty();
-        for mut packet in net.link.tx.drain(..) {
-            let ip = &packet[HEADROOM..];
-            if ip.len() < 20 {
-                continue;
-            }
-            let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-            let Some(&(port, mac)) = net.neighbors.get(&dst) else {
-                continue;
-            };
-            packet[..VNET_HDR_LEN].fill(0);
-            let eth = &mut packet[VNET_HDR_LEN..HEADROOM];
-            eth[0..6].copy_from_slice(&mac.0);
-            eth[6..12].copy_from_slice(&net.gateway.mac.0);
-            eth[12..14].copy_from_slice(&[0x08, 0x00]);
-            dataplane.inject_packet(port, &packet);
-        }
-        sent |= had_tx;
-        if result == PollResult::None && !had_tx && net.link.rx.is_empty() {
+        let idle = result == PollResult::None && net.link.tx.len() == before;
+        if idle && net.link.rx.is_empty() {
             break;
         }
     }
-    sent
+    let mut packets = std::mem::take(&mut net.link.tx);
+    packets.retain(|p| p.len() >= HEADROOM + 20);
+    if packets.is_empty() {
+        return false;
+    }
+    // Group by connection (destination address and ports), keeping each one's order.
+    packets.sort_by_key(|p| {
+        let ip = &p[HEADROOM..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
+        let ports = ip
+            .get(ihl..ihl + 4)
+            .map_or([0; 4], |t| [t[0], t[1], t[2], t[3]]);
+        ([ip[16], ip[17], ip[18], ip[19]], ip[9], ports)
+    });
+    let mut coalescer = Coalescer::new(HEADROOM);
+    let finished: Vec<Vec<u8>> = packets
+        .into_iter()
+        .filter_map(|p| coalescer.push(p))
+        .collect();
+    for mut packet in finished.into_iter().chain(coalescer.finish()) {
+        let ip = &packet[HEADROOM..];
+        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+        let Some(&(port, mac)) = net.neighbors.get(&dst) else {
+            continue;
+        };
+        let eth = &mut packet[VNET_HDR_LEN..HEADROOM];
+        eth[0..6].copy_from_slice(&mac.0);
+        eth[6..12].copy_from_slice(&net.gateway.mac.0);
+        eth[12..14].copy_from_slice(&[0x08, 0x00]);
+        dataplane.inject_packet(port, &packet);
+    }
+    true
 }
 
 /// Moves data between one connection's smoltcp socket and its host socket, both ways, and

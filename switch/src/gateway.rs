@@ -178,7 +178,7 @@ fn ip_at(bytes: &[u8], at: usize) -> Ipv4Addr {
 /// Computing it over data that already contains a correct checksum field
 /// yields `0` (RFC 1071 §1: the folded sum is all ones), which is how
 /// received headers are verified.
-pub(crate) fn internet_checksum(data: &[u8]) -> u16 {
+pub fn internet_checksum(data: &[u8]) -> u16 {
     fold(ones_sum(data))
 }
 

@@ -85,9 +85,9 @@ pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
 pub use gateway::{
-    echo_request_via_gateway, icmp_echo_ident, quoted_udp_datagram, set_icmp_echo_ident,
-    udp_to_gateway, udp_via_gateway, write_icmp_from, write_icmp_unreachable, write_udp,
-    write_udp_from_gateway, EchoViaGateway, GatewayConfig, Neighbor, UdpToGateway,
+    echo_request_via_gateway, icmp_echo_ident, internet_checksum, quoted_udp_datagram,
+    set_icmp_echo_ident, udp_to_gateway, udp_via_gateway, write_icmp_from, write_icmp_unreachable,
+    write_udp, write_udp_from_gateway, EchoViaGateway, GatewayConfig, Neighbor, UdpToGateway,
     ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE,
 };
 pub use mac::{MacAddr, MacParseError};

@@ -1,0 +1,314 @@
+//! Merges the TCP segments the gateway's stack sends to a container into GSO superframes.
+//!
+//! smoltcp sends segments of at most the container's MSS (1460 octets on a 1500 MTU). Written
+//! to a TAP one by one, each costs a syscall and a trip through the container's TCP. Runs of
+//! consecutive segments of one connection (same addresses, ports, acknowledgment and header
+//! length, contiguous sequence numbers, plain ACK/PSH) are instead written as one frame of up
+//! to 64 KiB with a `virtio_net_hdr` asking for TCPv4 GSO and checksum offload — the frames a
+//! container's own kernel hands weft with TSO on (the receiving kernel never even segments them
+//! for local delivery). Pure byte work, no I/O.
+//!
+//! Every packet here is `headroom` octets (room for the virtio_net_hdr and Ethernet header)
+//! followed by an IPv4 packet.
+
+use crate::sys::{VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN};
+
+const ETHERNET_HEADER_LEN: usize = 14;
+const TCP_FLAG_PSH: u8 = 0x08;
+const TCP_FLAG_ACK: u8 = 0x10;
+/// Largest IPv4 packet (total length is 16 bits).
+const MAX_IP_LEN: usize = 65535;
+
+/// What merging needs of one TCP segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    /// IPv4 header length, TCP header length.
+    ihl: usize,
+    thl: usize,
+    /// Source and destination address and port.
+    flow: [u8; 12],
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: usize,
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn segment(ip: &[u8]) -> Option<Segment> {
+    let ihl = usize::from(ip.first()? & 0x0f) * 4;
+    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl + 20 || ip[9] != 6 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    // Fragments never merge.
+    if total != ip.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let tcp = &ip[ihl..];
+    let thl = usize::from(tcp[12] >> 4) * 4;
+    if thl < 20 || tcp.len() < thl {
+        return None;
+    }
+    let mut flow = [0u8; 12];
+    flow[..8].copy_from_slice(&ip[12..20]);
+    flow[8..].copy_from_slice(&tcp[..4]);
+    Some(Segment {
+        ihl,
+        thl,
+        flow,
+        seq: be32(tcp, 4),
+        ack: be32(tcp, 8),
+        flags: tcp[13],
+        payload: tcp.len() - thl,
+    })
+}
+
+/// A superframe being built from consecutive segments.
+#[derive(Debug)]
+pub struct Coalescer {
+    headroom: usize,
+    packet: Vec<u8>,
+    first: Option<Segment>,
+    next_seq: u32,
+    segments: usize,
+    psh: bool,
+    /// The last segment was shorter than the first: nothing may follow it.
+    closed: bool,
+}
+
+impl Coalescer {
+    pub fn new(headroom: usize) -> Coalescer {
+        assert!(headroom >= VNET_HDR_LEN + ETHERNET_HEADER_LEN);
+        Coalescer {
+            headroom,
+            packet: Vec::new(),
+            first: None,
+            next_seq: 0,
+            segments: 0,
+            psh: false,
+            closed: true,
+        }
+    }
+
+    /// Offers the next packet. Returns the finished superframe (or single packet) that the
+    /// offered one could not join, if any; the offered packet is kept either way.
+    pub fn push(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+        let seg = packet.get(self.headroom..).and_then(segment);
+        let data_segment = seg.filter(|s| s.payload > 0 && s.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK);
+        if let (Some(first), Some(next)) = (self.first, data_segment) {
+            let fits = self.packet.len() - self.headroom + next.payload <= MAX_IP_LEN;
+            if !self.closed
+                && fits
+                && next.flow == first.flow
+                && next.ack == first.ack
+                && next.thl == first.thl
+                && next.ihl == first.ihl
+                && next.seq == self.next_seq
+                && next.payload <= first.payload
+            {
+                let start = self.headroom + next.ihl + next.thl;
+                self.packet.extend_from_slice(&packet[start..]);
+                self.next_seq = next.seq.wrapping_add(next.payload as u32);
+                self.segments += 1;
+                self.psh |= next.flags & TCP_FLAG_PSH != 0;
+                // The window of the newest segment is the freshest.
+                let window_at = self.headroom + first.ihl + 14;
+                self.packet[window_at..window_at + 2]
+                    .copy_from_slice(&packet[window_at..window_at + 2]);
+                self.closed = next.payload < first.payload;
+                return None;
+            }
+        }
+        let done = self.finish();
+        match data_segment {
+            Some(s) => {
+                self.first = Some(s);
+                self.next_seq = s.seq.wrapping_add(s.payload as u32);
+                self.segments = 1;
+                self.psh = s.flags & TCP_FLAG_PSH != 0;
+                self.closed = false;
+                self.packet = packet;
+            }
+            None => {
+                // Not mergeable (a SYN, FIN, pure ACK, not TCP): passes on by itself.
+                self.first = None;
+                self.closed = true;
+                self.segments = 1;
+                self.packet = packet;
+            }
+        }
+        done
+    }
+
+    /// The packet being built, finished: a single packet as it came (plain virtio_net_hdr),
+    /// several as one GSO superframe.
+    pub fn finish(&mut self) -> Option<Vec<u8>> {
+        if self.segments == 0 {
+            return None;
+        }
+        let mut packet = std::mem::take(&mut self.packet);
+        let segments = std::mem::replace(&mut self.segments, 0);
+        let first = self.first.take();
+        self.closed = true;
+        let vnet = self.headroom - ETHERNET_HEADER_LEN - VNET_HDR_LEN;
+        let Some(first) = first.filter(|_| segments > 1) else {
+            VnetHdr::default().write(&mut packet[vnet..]);
+            return Some(packet);
+        };
+        let ip_start = self.headroom;
+        let ip_len = packet.len() - ip_start;
+        let (ihl, thl) = (first.ihl, first.thl);
+        {
+            let ip = &mut packet[ip_start..];
+            ip[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+            ip[10..12].fill(0);
+            let sum = weft_switch::internet_checksum(&ip[..ihl]);
+            ip[10..12].copy_from_slice(&sum.to_be_bytes());
+            let tcp_len = ip_len - ihl;
+            if self.psh {
+                ip[ihl + 13] |= TCP_FLAG_PSH;
+            }
+            // With NEEDS_CSUM the checksum field holds the pseudo-header sum (RFC 9293
+            // §3.1), folded but not complemented; the receiver's kernel completes it.
+            let mut pseudo = [0u8; 12];
+            pseudo[..8].copy_from_slice(&ip[12..20]);
+            pseudo[9] = 6;
+            pseudo[10..12].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+            let partial = !weft_switch::internet_checksum(&pseudo);
+            ip[ihl + 16..ihl + 18].copy_from_slice(&partial.to_be_bytes());
+        }
+        VnetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            hdr_len: (ETHERNET_HEADER_LEN + ihl + thl) as u16,
+            gso_size: first.payload as u16,
+            csum_start: (ETHERNET_HEADER_LEN + ihl) as u16,
+            csum_offset: 16,
+        }
+        .write(&mut packet[vnet..]);
+        Some(packet)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEADROOM: usize = VNET_HDR_LEN + ETHERNET_HEADER_LEN;
+
+    /// HEADROOM + an IPv4/TCP segment with valid checksums.
+    fn seg(seq: u32, flags: u8, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; HEADROOM];
+        let total = 20 + 20 + payload.len();
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        ip[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+        let sum = weft_switch::internet_checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&80u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&40000u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&seq.to_be_bytes());
+        tcp[8..12].copy_from_slice(&7u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = flags;
+        tcp[14..16].copy_from_slice(&1000u16.to_be_bytes());
+        p.extend_from_slice(&ip);
+        p.extend_from_slice(&tcp);
+        p.extend_from_slice(payload);
+        p
+    }
+
+    fn run(packets: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
+        let mut c = Coalescer::new(HEADROOM);
+        let mut out: Vec<Vec<u8>> = packets.into_iter().filter_map(|p| c.push(p)).collect();
+        out.extend(c.finish());
+        out
+    }
+
+    /// The checksum field of a finished superframe holds the pseudo-header sum that the
+    /// receiving kernel completes (CHECKSUM_PARTIAL).
+    fn holds_pseudo_header_sum(p: &[u8]) -> bool {
+        let ip = &p[HEADROOM..];
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&ip[12..20]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
+        let partial = u16::from_be_bytes([ip[36], ip[37]]);
+        partial == !weft_switch::internet_checksum(&pseudo)
+    }
+
+    #[test]
+    fn consecutive_full_segments_become_one_gso_superframe() {
+        let a = vec![1u8; 1000];
+        let b = vec![2u8; 1000];
+        let c = vec![3u8; 400];
+        let out = run(vec![
+            seg(100, TCP_FLAG_ACK, &a),
+            seg(1100, TCP_FLAG_ACK, &b),
+            seg(2100, TCP_FLAG_ACK | TCP_FLAG_PSH, &c),
+        ]);
+        assert_eq!(out.len(), 1);
+        let p = &out[0];
+        let hdr = VnetHdr::parse(p).unwrap();
+        assert_eq!(hdr.gso_type, VIRTIO_NET_HDR_GSO_TCPV4);
+        assert_eq!(hdr.gso_size, 1000);
+        assert_eq!(hdr.flags, VIRTIO_NET_HDR_F_NEEDS_CSUM);
+        assert_eq!((hdr.csum_start, hdr.csum_offset, hdr.hdr_len), (34, 16, 54));
+        let ip = &p[HEADROOM..];
+        assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), 40 + 2400);
+        assert_eq!(weft_switch::internet_checksum(&ip[..20]), 0, "IP checksum");
+        assert_eq!(&ip[40..1040], &a[..]);
+        assert_eq!(&ip[2040..], &c[..]);
+        assert_ne!(ip[33] & TCP_FLAG_PSH, 0, "PSH of the last segment is kept");
+        assert!(holds_pseudo_header_sum(p));
+    }
+
+    #[test]
+    fn gaps_other_flows_and_control_segments_are_not_merged() {
+        let d = vec![9u8; 500];
+        // A sequence gap, a FIN, a pure ACK, a longer segment after a shorter one.
+        let out = run(vec![
+            seg(0, TCP_FLAG_ACK, &d),
+            seg(600, TCP_FLAG_ACK, &d),
+            seg(1100, TCP_FLAG_ACK | 0x01, &d),
+            seg(1600, TCP_FLAG_ACK, &[]),
+            seg(1600, TCP_FLAG_ACK, &d[..100]),
+            seg(1700, TCP_FLAG_ACK, &d[..200]),
+        ]);
+        assert_eq!(out.len(), 6, "nothing here may merge");
+        for p in &out {
+            assert_eq!(VnetHdr::parse(p).unwrap(), VnetHdr::default());
+        }
+        // A different port pair interrupts a run.
+        let mut other = seg(500, TCP_FLAG_ACK, &d);
+        other[HEADROOM + 20] = 0x99;
+        let out = run(vec![
+            seg(0, TCP_FLAG_ACK, &d),
+            other,
+            seg(1000, TCP_FLAG_ACK, &d),
+        ]);
+        assert_eq!(out.len(), 3);
+    }
+
+    #[test]
+    fn superframes_stay_within_one_ipv4_packet() {
+        let d = vec![5u8; 1460];
+        let packets: Vec<Vec<u8>> = (0..100u32)
+            .map(|i| seg(i * 1460, TCP_FLAG_ACK, &d))
+            .collect();
+        let out = run(packets);
+        assert!(out.len() >= 3);
+        let mut total = 0;
+        for p in &out {
+            let ip_len = p.len() - HEADROOM;
+            assert!(ip_len <= MAX_IP_LEN);
+            total += ip_len - 40;
+        }
+        assert_eq!(total, 100 * 1460, "no payload lost or duplicated");
+    }
+}
