@@ -1,5 +1,6 @@
 //! `weft network create --icc=false`: endpoints reach the gateway (ARP, ping, DNS) but not
-//! each other; ping and TCP both fail and the drops are counted by reason.
+//! each other; ping and TCP both fail and the drops are counted by reason. The outside and
+//! published ports still work.
 
 use std::time::Duration;
 use weft_tests::*;
@@ -60,4 +61,82 @@ fn without_icc_endpoints_reach_the_gateway_but_not_each_other() {
     assert!(lab.ping(&a.ns, "10.95.0.1"));
     assert!(!lab.ping(&a.ns, &b.ip));
     assert_eq!(lab.inspect("closed")["icc"], false);
+}
+
+/// Without inter-container communication, endpoints still reach the outside through the
+/// gateway's proxy NAT, and their published ports still answer the host.
+#[test]
+fn without_icc_the_outside_and_published_ports_still_work() {
+    require_tool("curl");
+    let lab = Lab::new();
+    let out_ns = lab.outside(220);
+    lab.create_network("closed", "10.94.0.0/24", &["--icc=false"]);
+    let a = lab.connect("closed", &lab.ns("a"), &[]);
+    let dir = std::env::temp_dir().join(format!("weft-icc-{}", lab.prefix));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), format!("token-{}\n", lab.prefix)).unwrap();
+    let dir_s = dir.to_str().unwrap().to_string();
+    let _outside_server = lab.spawn_in(
+        &out_ns,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "8000",
+            "--bind",
+            "10.220.0.2",
+            "--directory",
+            &dir_s,
+        ],
+    );
+    let _container_server = lab.spawn_in(
+        &a.ns,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "0.0.0.0",
+            "--directory",
+            &dir_s,
+        ],
+    );
+    let published = lab.weft_ok(&["publish", &a.name, "-P", "80"]);
+    let host_port = published
+        .trim()
+        .split("->")
+        .next()
+        .and_then(|h| h.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no host port in {published:?}"));
+    let fetch = |ns: Option<&str>, url: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let args = ["curl", "-sS", "--noproxy", "*", "--max-time", "3", url];
+            let o = match ns {
+                Some(ns) => lab.exec(ns, &args),
+                None => run_timeout(
+                    std::process::Command::new(args[0]).args(&args[1..]),
+                    Duration::from_secs(5),
+                ),
+            };
+            if o.status.success() || std::time::Instant::now() > deadline {
+                return stdout_of(&o);
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let token = format!("token-{}", lab.prefix);
+    assert_eq!(
+        fetch(Some(&a.ns), "http://10.220.0.2:8000/index.html").trim(),
+        token,
+        "the outside through the proxy NAT"
+    );
+    assert_eq!(
+        fetch(None, &format!("http://127.0.0.1:{host_port}/index.html")).trim(),
+        token,
+        "the published port from the host"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
