@@ -25,11 +25,12 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use weft_switch::{
-    udp_via_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortId,
-    Timestamp, UdpToGateway, Verdict,
+    udp_via_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortCounters,
+    PortId, Timestamp, UdpToGateway, Verdict,
 };
 
 use crate::pcap;
+use crate::tunnel::{TunnelOut, TunnelTable, VxlanSockets};
 use crate::sys::{self, Epoll, EventFd, VnetHdr, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next port.
@@ -37,6 +38,7 @@ pub const BATCH: usize = 64;
 /// Largest frame a worker reads: a 64 KiB GSO superframe plus headers fits.
 const BUF_LEN: usize = VNET_HDR_LEN + 65_535 + 14 + 4 + 1;
 const WAKE_TOKEN: u64 = u64::MAX;
+const VXLAN_TOKEN: u64 = u64::MAX - 1;
 /// Default for how long a worker keeps polling after traffic before it sleeps in epoll
 /// (adaptive spin): a sleeping thread's wake-up costs tens of microseconds of round-trip time.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
@@ -50,7 +52,11 @@ struct CaptureTap {
 }
 
 struct PortIo {
+    /// The TAP or packet socket; for a tunnel port a duplicate of the VXLAN socket (never
+    /// read or written: frames go through `tunnel`).
     fd: OwnedFd,
+    /// Set for a tunnel port: frames written to it are encapsulated to a remote VTEP.
+    tunnel: Option<TunnelOut>,
     worker: usize,
     /// Fast-path check: false unless someone captures on this port.
     capturing: AtomicBool,
@@ -78,6 +84,12 @@ pub struct Dataplane {
     services: std::sync::OnceLock<tokio::sync::mpsc::Sender<ServiceRequest>>,
     /// The gateway's TCP/IP stack (TCP, ICMP echo and published UDP), once started.
     stack: std::sync::OnceLock<crate::stack::StackHandle>,
+    /// The VTEP's sockets, opened with the first overlay network.
+    vxlan: std::sync::OnceLock<Arc<VxlanSockets>>,
+    /// Which peer port a VXLAN datagram belongs to.
+    tunnels: RwLock<TunnelTable>,
+    /// Datagrams received on and sent from the VXLAN socket, and what was dropped there.
+    vxlan_counters: Mutex<PortCounters>,
 }
 
 /// UDP port of the gateway's DNS service (RFC 1035 §4.2.1).
@@ -104,6 +116,18 @@ pub enum DataplaneError {
     Sys(#[from] sys::SysError),
     #[error("port {0:?} is not attached to the data plane")]
     UnknownPort(PortId),
+    #[error(transparent)]
+    Tunnel(#[from] crate::tunnel::TunnelError),
+    #[error("no VXLAN socket is open (create an overlay network first)")]
+    NoVtep,
+}
+
+fn write_lock<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+fn read_lock<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +160,9 @@ impl Dataplane {
             busy_poll,
             services: std::sync::OnceLock::new(),
             stack: std::sync::OnceLock::new(),
+            vxlan: std::sync::OnceLock::new(),
+            tunnels: RwLock::new(TunnelTable::default()),
+            vxlan_counters: Mutex::new(PortCounters::default()),
         }))
     }
 
@@ -195,6 +222,7 @@ impl Dataplane {
         }
         table[idx] = Some(Arc::new(PortIo {
             fd,
+            tunnel: None,
             worker: index,
             capturing: AtomicBool::new(false),
             captures: Mutex::new(Vec::new()),
@@ -211,8 +239,12 @@ impl Dataplane {
                 .and_then(Option::take)
                 .ok_or(DataplaneError::UnknownPort(port))?;
             let worker = &self.workers[io.worker];
-            let _ = worker.epoll.delete(io.fd.as_fd());
-            worker.ports.fetch_sub(1, Ordering::Relaxed);
+            if io.tunnel.is_some() {
+                write_lock(&self.tunnels).remove_port(port);
+            } else {
+                let _ = worker.epoll.delete(io.fd.as_fd());
+                worker.ports.fetch_sub(1, Ordering::Relaxed);
+            }
             lock(&self.bridge).remove_port(port)?;
             io
         };
@@ -280,7 +312,8 @@ impl Dataplane {
             return false;
         }
         let frame = &packet[VNET_HDR_LEN..];
-        let ok = sys::write_fd(io.fd.as_fd(), packet).is_ok();
+        let mut scratch = TunnelScratch::default();
+        let ok = self.write_out(io, packet, &mut scratch);
         if ok {
             capture(io, frame);
             lock(&self.bridge).record_tx(port, frame.len());
@@ -288,6 +321,187 @@ impl Dataplane {
             lock(&self.bridge).record_drop(port, DropReason::TxError);
         }
         ok
+    }
+
+    /// Opens the VTEP (once): UDP `port` on `local` for receiving, watched by the first
+    /// worker. Asking again with the same port is a no-op.
+    pub fn open_vxlan(&self, local: Option<std::net::Ipv4Addr>, port: u16) -> Result<(), DataplaneError> {
+        if let Some(open) = self.vxlan.get() {
+            return if open.port == port {
+                Ok(())
+            } else {
+                Err(crate::tunnel::TunnelError::OtherPort {
+                    open: open.port,
+                    wanted: port,
+                }
+                .into())
+            };
+        }
+        let sockets = Arc::new(VxlanSockets::open(local, port)?);
+        self.workers[0].epoll.add(sockets.recv.as_fd(), VXLAN_TOKEN)?;
+        let _ = self.vxlan.set(sockets);
+        Ok(())
+    }
+
+    /// Accepts datagrams of `vni` (an overlay network's).
+    pub fn add_vni(&self, vni: weft_vtep::Vni) {
+        write_lock(&self.tunnels).add_vni(vni);
+    }
+
+    /// Stops accepting datagrams of `vni`.
+    pub fn remove_vni(&self, vni: weft_vtep::Vni) {
+        write_lock(&self.tunnels).remove_vni(vni);
+    }
+
+    /// Adds a tunnel port to `network`: frames forwarded to it go to the VTEP `remote` in
+    /// `vni`, and datagrams from `remote`'s address in `vni` enter the bridge through it.
+    pub fn add_tunnel_port(
+        &self,
+        port: PortId,
+        network: NetworkId,
+        remote: std::net::SocketAddrV4,
+        vni: weft_vtep::Vni,
+    ) -> Result<(), DataplaneError> {
+        let sockets = self
+            .vxlan
+            .get()
+            .cloned()
+            .ok_or(DataplaneError::NoVtep)?;
+        let fd = sockets
+            .recv
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(|source| sys::SysError::Io {
+                op: "duplicate the VXLAN socket".into(),
+                source,
+            })?;
+        let mut table = self.ports_write();
+        lock(&self.bridge).add_port(port, network)?;
+        let idx = port.0 as usize;
+        if table.len() <= idx {
+            table.resize_with(idx + 1, || None);
+        }
+        table[idx] = Some(Arc::new(PortIo {
+            fd,
+            tunnel: Some(TunnelOut {
+                remote,
+                vni,
+                sockets,
+            }),
+            worker: 0,
+            capturing: AtomicBool::new(false),
+            captures: Mutex::new(Vec::new()),
+        }));
+        write_lock(&self.tunnels).add_peer(*remote.ip(), vni, port);
+        Ok(())
+    }
+
+    /// Counters of the VXLAN socket (None before the first overlay network).
+    pub fn vxlan_counters(&self) -> Option<(u16, PortCounters)> {
+        let port = self.vxlan.get()?.port;
+        Some((port, lock(&self.vxlan_counters).clone()))
+    }
+
+    /// Writes `packet` (virtio_net_hdr + frame) out of `io`: straight to its fd, or for a
+    /// tunnel port segmented, checksummed and encapsulated.
+    fn write_out(&self, io: &PortIo, packet: &[u8], scratch: &mut TunnelScratch) -> bool {
+        let Some(tunnel) = &io.tunnel else {
+            return sys::write_fd(io.fd.as_fd(), packet).is_ok();
+        };
+        let Some(hdr) = VnetHdr::parse(packet) else {
+            return false;
+        };
+        let frame = &packet[VNET_HDR_LEN..];
+        let TunnelScratch { segment, datagram } = scratch;
+        let mut sent = 0usize;
+        let mut failed = false;
+        let mut send = |inner: &[u8]| {
+            match tunnel
+                .sockets
+                .send(tunnel.remote, tunnel.vni, inner, datagram)
+            {
+                Ok(()) => sent += datagram.len(),
+                Err(_) => failed = true,
+            }
+        };
+        if hdr.is_gso() {
+            if hdr.gso_type & !sys::VIRTIO_NET_HDR_GSO_ECN != sys::VIRTIO_NET_HDR_GSO_TCPV4
+                || weft_vtep::gso::segment_tcp4(frame, usize::from(hdr.gso_size), segment, &mut send)
+                    .is_err()
+            {
+                lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
+                return false;
+            }
+        } else if hdr.needs_csum() {
+            segment.clear();
+            segment.extend_from_slice(frame);
+            if !weft_vtep::gso::complete_checksum(
+                segment,
+                usize::from(hdr.csum_start),
+                usize::from(hdr.csum_offset),
+            ) {
+                lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
+                return false;
+            }
+            send(segment);
+        } else {
+            send(frame);
+        }
+        let mut counters = lock(&self.vxlan_counters);
+        if sent > 0 {
+            counters.record_tx(sent);
+        }
+        if failed {
+            counters.record_drop(DropReason::TxError);
+        }
+        !failed
+    }
+
+    /// Reads up to [`BATCH`] datagrams from the VXLAN socket and forwards their inner
+    /// frames as received on the sending peer's tunnel port.
+    fn drain_vxlan(
+        &self,
+        table: &PortTable,
+        now: Timestamp,
+        buf: &mut [u8],
+        scratch: &mut Scratch,
+    ) -> bool {
+        let Some(sockets) = self.vxlan.get() else {
+            return false;
+        };
+        // The datagram lands 2 bytes in: its 8-byte VXLAN header then ends where a
+        // virtio_net_hdr would, so the inner frame sits where `forward` expects a frame.
+        const AT: usize = VNET_HDR_LEN - weft_vtep::VXLAN_HEADER_LEN;
+        let mut moved = false;
+        for _ in 0..BATCH {
+            let (n, src) = match sockets.recv.recv_from(&mut buf[AT..]) {
+                Ok(r) => r,
+                Err(_) => break,
+            };
+            moved = true;
+            let std::net::SocketAddr::V4(src) = src else {
+                continue;
+            };
+            let datagram = &buf[AT..AT + n];
+            let classified = read_lock(&self.tunnels).classify(*src.ip(), datagram);
+            let (port, inner) = match classified {
+                Ok(ok) => ok,
+                Err(reason) => {
+                    let mut c = lock(&self.vxlan_counters);
+                    c.record_rx(n);
+                    c.record_drop(reason);
+                    continue;
+                }
+            };
+            lock(&self.vxlan_counters).record_rx(n);
+            let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
+                continue;
+            };
+            VnetHdr::default().write(&mut buf[..VNET_HDR_LEN]);
+            let end = AT + inner.end;
+            self.forward(table, io, port, now, &buf[..end], false, scratch);
+        }
+        moved
     }
 
     /// Asks the workers to exit.
@@ -316,6 +530,7 @@ impl Dataplane {
         let mut scratch = Scratch {
             targets: Vec::new(),
             reply: vec![0u8; BUF_LEN],
+            tunnel: TunnelScratch::default(),
         };
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut last_traffic = Instant::now();
@@ -337,6 +552,12 @@ impl Dataplane {
             for &token in &ready {
                 if token == WAKE_TOKEN {
                     worker.wake.drain();
+                    continue;
+                }
+                if token == VXLAN_TOKEN {
+                    if self.drain_vxlan(&table, now, &mut buf, &mut scratch) {
+                        moved = true;
+                    }
                     continue;
                 }
                 let port = PortId(token as u32);
@@ -502,7 +723,7 @@ impl Dataplane {
                     drop(bridge);
                     VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
                     let packet = &reply[..VNET_HDR_LEN + len];
-                    if sys::write_fd(in_io.fd.as_fd(), packet).is_ok() {
+                    if self.write_out(in_io, packet, &mut scratch.tunnel) {
                         capture(in_io, &packet[VNET_HDR_LEN..]);
                         lock(&self.bridge).record_tx(in_port, len);
                     } else {
@@ -512,10 +733,17 @@ impl Dataplane {
                 }
             }
         }
+        // Split horizon: what came out of a tunnel never goes into another one (every node
+        // replicates to all its peers itself).
+        let from_tunnel = in_io.tunnel.is_some();
         // Write to every output; keep only the ports that took the frame.
+        let tunnel_scratch = &mut scratch.tunnel;
         targets.retain(|&out| {
             let io = table.get(out.0 as usize).and_then(Option::as_ref);
-            let ok = io.is_some_and(|io| sys::write_fd(io.fd.as_fd(), packet).is_ok());
+            if from_tunnel && io.is_some_and(|io| io.tunnel.is_some()) {
+                return false;
+            }
+            let ok = io.is_some_and(|io| self.write_out(io, packet, tunnel_scratch));
             match io {
                 Some(io) if ok => capture(io, frame),
                 _ => lock(&self.bridge).record_drop(out, DropReason::TxError),
@@ -544,6 +772,14 @@ struct Scratch {
     targets: Vec<PortId>,
     /// The gateway's reply to one frame (virtio_net_hdr + frame).
     reply: Vec<u8>,
+    tunnel: TunnelScratch,
+}
+
+/// Buffers for frames entering a tunnel: one segment, one datagram.
+#[derive(Default)]
+struct TunnelScratch {
+    segment: Vec<u8>,
+    datagram: Vec<u8>,
 }
 
 /// Copies `frame` to the port's live captures (only while someone captures).

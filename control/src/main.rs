@@ -16,6 +16,7 @@ mod publish;
 mod server;
 mod stack;
 mod state;
+mod tunnel;
 mod sys;
 
 use clap::Parser;

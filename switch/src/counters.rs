@@ -63,11 +63,23 @@ pub enum DropReason {
     /// A frame between two endpoints of a network with inter-container communication
     /// disabled (`--icc=false`).
     IccDenied,
+    /// Adapter (VXLAN socket): a datagram from an address that is not a peer of the VNI it
+    /// names (RFC 7348 §4 leaves VTEP authentication to the deployment; weft accepts known
+    /// peers only).
+    VxlanNotPeer,
+    /// Adapter (VXLAN socket): a VNI no overlay network here uses.
+    VxlanUnknownVni,
+    /// Adapter (VXLAN socket): flags other than exactly 0x08 or reserved bits set
+    /// (RFC 7348 §5), or shorter than the 8-byte header.
+    VxlanBadHeader,
+    /// Adapter: a frame leaving through a tunnel that could not be segmented or
+    /// checksummed (a GSO type other than TCPv4, inconsistent headers).
+    TunnelUnsupported,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 13;
+    pub const COUNT: usize = 17;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -84,6 +96,10 @@ impl DropReason {
         DropReason::GatewayUnsupported,
         DropReason::GatewayBusy,
         DropReason::IccDenied,
+        DropReason::VxlanNotPeer,
+        DropReason::VxlanUnknownVni,
+        DropReason::VxlanBadHeader,
+        DropReason::TunnelUnsupported,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -102,6 +118,10 @@ impl DropReason {
             DropReason::GatewayUnsupported => "gateway_unsupported",
             DropReason::GatewayBusy => "gateway_busy",
             DropReason::IccDenied => "icc_denied",
+            DropReason::VxlanNotPeer => "vxlan_not_peer",
+            DropReason::VxlanUnknownVni => "vxlan_unknown_vni",
+            DropReason::VxlanBadHeader => "vxlan_bad_header",
+            DropReason::TunnelUnsupported => "tunnel_unsupported",
         }
     }
 
@@ -122,6 +142,10 @@ impl DropReason {
             DropReason::GatewayUnsupported => 10,
             DropReason::GatewayBusy => 11,
             DropReason::IccDenied => 12,
+            DropReason::VxlanNotPeer => 13,
+            DropReason::VxlanUnknownVni => 14,
+            DropReason::VxlanBadHeader => 15,
+            DropReason::TunnelUnsupported => 16,
         }
     }
 }

@@ -1,0 +1,205 @@
+//! VXLAN tunnel I/O (RFC 7348): the sockets of the daemon's VTEP, encapsulation of frames
+//! leaving through a tunnel port, and classification of datagrams arriving on the VXLAN
+//! port.
+//!
+//! Each remote VTEP of an overlay network is a port of that network in the bridge (a
+//! "tunnel port"), so learning, flooding (head-end replication: one copy per peer port) and
+//! static entries work unchanged; frames written to a tunnel port are wrapped in a VXLAN
+//! header and sent to the peer. Frames from a tunnel are never sent into another tunnel
+//! (split horizon: every node replicates to all peers itself).
+//!
+//! Sending uses a raw UDP socket so that the outer source port can vary with the inner flow
+//! (RFC 7348 §5, [`weft_vtep::source_port_for_inner`]) and the outer UDP checksum can be 0
+//! (allowed on IPv4, RFC 7348 §5); it takes no input (a drop-everything BPF filter).
+//! Receiving uses an ordinary UDP socket bound to the VXLAN port.
+
+use std::collections::{HashMap, HashSet};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::ops::Range;
+use std::sync::Arc;
+
+use weft_switch::{DropReason, PortId};
+use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
+
+const UDP_HEADER_LEN: usize = 8;
+
+/// Errors opening the VTEP.
+#[derive(Debug, thiserror::Error)]
+pub enum TunnelError {
+    #[error("cannot open the VXLAN socket on UDP port {port}: {source}; another VTEP (a kernel vxlan device or another weft daemon) may use it here: start weft daemon with another --vxlan-port")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("cannot open the raw socket VXLAN packets are sent from: {0}")]
+    Raw(std::io::Error),
+    #[error("the VXLAN socket is already open on UDP port {open}, not {wanted}")]
+    OtherPort { open: u16, wanted: u16 },
+}
+
+/// The daemon's VTEP: where VXLAN datagrams arrive and leave.
+#[derive(Debug)]
+pub struct VxlanSockets {
+    pub recv: UdpSocket,
+    send: socket2::Socket,
+    pub port: u16,
+}
+
+impl VxlanSockets {
+    /// Binds UDP `port` on `local` (all addresses if None) for receiving, and a raw UDP
+    /// socket (bound to `local`, so that it is the outer source address) for sending.
+    pub fn open(local: Option<Ipv4Addr>, port: u16) -> Result<VxlanSockets, TunnelError> {
+        let addr = SocketAddrV4::new(local.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
+        let recv = UdpSocket::bind(addr).map_err(|source| TunnelError::Bind { port, source })?;
+        recv.set_nonblocking(true)
+            .map_err(|source| TunnelError::Bind { port, source })?;
+        let send = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::UDP),
+        )
+        .map_err(TunnelError::Raw)?;
+        // BPF "ret #0": a raw UDP socket would otherwise get a copy of every UDP datagram.
+        send.attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])
+            .map_err(TunnelError::Raw)?;
+        if let Some(ip) = local {
+            send.bind(&SocketAddr::V4(SocketAddrV4::new(ip, 0)).into())
+                .map_err(TunnelError::Raw)?;
+        }
+        send.set_nonblocking(true).map_err(TunnelError::Raw)?;
+        Ok(VxlanSockets { recv, send, port })
+    }
+
+    /// Sends `inner` (a complete Ethernet frame) to `remote` in VXLAN `vni`, building the
+    /// datagram in `buf`.
+    pub fn send(
+        &self,
+        remote: SocketAddrV4,
+        vni: Vni,
+        inner: &[u8],
+        buf: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
+        let len = UDP_HEADER_LEN + weft_vtep::VXLAN_HEADER_LEN + inner.len();
+        if len > usize::from(u16::MAX) {
+            return Err(std::io::ErrorKind::InvalidInput.into());
+        }
+        buf.clear();
+        let sport = source_port_for_inner(inner, SOURCE_PORT_RANGE);
+        buf.extend_from_slice(&sport.to_be_bytes());
+        buf.extend_from_slice(&remote.port().to_be_bytes());
+        buf.extend_from_slice(&(len as u16).to_be_bytes());
+        // Outer UDP checksum 0: RFC 7348 §5 ("SHOULD be transmitted as zero" over IPv4).
+        buf.extend_from_slice(&[0, 0]);
+        buf.extend_from_slice(&VxlanHeader::new(vni).to_bytes());
+        buf.extend_from_slice(inner);
+        let to = SocketAddr::V4(SocketAddrV4::new(*remote.ip(), 0));
+        self.send.send_to(buf, &to.into()).map(|_| ())
+    }
+}
+
+/// Where a tunnel port's frames go.
+#[derive(Debug, Clone)]
+pub struct TunnelOut {
+    pub remote: SocketAddrV4,
+    pub vni: Vni,
+    pub sockets: Arc<VxlanSockets>,
+}
+
+/// Which peer port a datagram belongs to: (peer address, VNI) -> port, and the VNIs in use.
+#[derive(Debug, Default)]
+pub struct TunnelTable {
+    by_peer: HashMap<(Ipv4Addr, u32), PortId>,
+    vnis: HashSet<u32>,
+}
+
+impl TunnelTable {
+    pub fn add_vni(&mut self, vni: Vni) {
+        self.vnis.insert(vni.get());
+    }
+
+    pub fn remove_vni(&mut self, vni: Vni) {
+        self.vnis.remove(&vni.get());
+        self.by_peer.retain(|(_, v), _| *v != vni.get());
+    }
+
+    pub fn add_peer(&mut self, peer: Ipv4Addr, vni: Vni, port: PortId) {
+        self.by_peer.insert((peer, vni.get()), port);
+    }
+
+    pub fn remove_port(&mut self, port: PortId) {
+        self.by_peer.retain(|_, p| *p != port);
+    }
+
+    /// Classifies a datagram from `src` (the VXLAN header and inner frame): the peer port it
+    /// came through and where the inner frame lies, or why it is dropped. Pure.
+    pub fn classify(&self, src: Ipv4Addr, datagram: &[u8]) -> Result<(PortId, Range<usize>), DropReason> {
+        let (header, inner) = match VxlanHeader::decode_strict(datagram) {
+            Ok(ok) => ok,
+            Err(VxlanError::InnerFrameTruncated { .. }) => return Err(DropReason::Runt),
+            Err(_) => return Err(DropReason::VxlanBadHeader),
+        };
+        let vni = header.vni.get();
+        if !self.vnis.contains(&vni) {
+            return Err(DropReason::VxlanUnknownVni);
+        }
+        let port = *self
+            .by_peer
+            .get(&(src, vni))
+            .ok_or(DropReason::VxlanNotPeer)?;
+        let start = datagram.len() - inner.len();
+        Ok((port, start..datagram.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn datagram(flags: u8, vni: u32, inner_len: usize) -> Vec<u8> {
+        let v = vni.to_be_bytes();
+        let mut d = vec![flags, 0, 0, 0, v[1], v[2], v[3], 0];
+        d.extend(std::iter::repeat_n(0xab, inner_len));
+        d
+    }
+
+    #[test]
+    fn datagrams_are_accepted_from_peers_of_their_vni_only() {
+        let mut t = TunnelTable::default();
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let stranger = Ipv4Addr::new(10, 0, 0, 9);
+        t.add_vni(Vni::new(42).unwrap());
+        t.add_vni(Vni::new(43).unwrap());
+        t.add_peer(peer, Vni::new(42).unwrap(), PortId(7));
+        assert_eq!(t.classify(peer, &datagram(0x08, 42, 60)), Ok((PortId(7), 8..68)));
+        assert_eq!(
+            t.classify(stranger, &datagram(0x08, 42, 60)),
+            Err(DropReason::VxlanNotPeer)
+        );
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 43, 60)),
+            Err(DropReason::VxlanNotPeer),
+            "a peer of VNI 42 is not a peer of VNI 43"
+        );
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 99, 60)),
+            Err(DropReason::VxlanUnknownVni)
+        );
+        assert_eq!(
+            t.classify(peer, &datagram(0x0c, 42, 60)),
+            Err(DropReason::VxlanBadHeader)
+        );
+        assert_eq!(
+            t.classify(peer, &datagram(0x00, 42, 60)),
+            Err(DropReason::VxlanBadHeader)
+        );
+        assert_eq!(t.classify(peer, &datagram(0x08, 42, 10)), Err(DropReason::Runt));
+        assert_eq!(t.classify(peer, &[0x08, 0]), Err(DropReason::VxlanBadHeader));
+        t.remove_port(PortId(7));
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 42, 60)),
+            Err(DropReason::VxlanNotPeer)
+        );
+        t.remove_vni(Vni::new(42).unwrap());
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 42, 60)),
+            Err(DropReason::VxlanUnknownVni)
+        );
+    }
+}

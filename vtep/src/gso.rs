@@ -1,0 +1,227 @@
+//! Software segmentation and checksum completion for frames entering a VXLAN tunnel.
+//!
+//! Local ports hand weft TCP superframes (up to 64 KiB, "GSO") with the TCP checksum left
+//! for the hardware (CHECKSUM_PARTIAL). Neither may cross a tunnel as is: the underlay
+//! carries at most its MTU per datagram, and the remote VTEP (weft or a kernel `vxlan`
+//! device) expects complete inner frames. [`segment_tcp4`] cuts a superframe into segments
+//! of at most the MSS with every header field a NIC's TSO would fix up (RFC 9293 §3.1 header,
+//! RFC 791 identification and checksum); [`complete_checksum`] finishes a partial checksum.
+
+/// Why a superframe could not be segmented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GsoError {
+    /// Not Ethernet/IPv4/TCP, or its headers are cut short or inconsistent.
+    #[error("not a well-formed Ethernet/IPv4/TCP frame")]
+    Malformed,
+    /// A segment size of zero.
+    #[error("segment size 0")]
+    ZeroMss,
+}
+
+const ETHERNET_HEADER_LEN: usize = 14;
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+fn ones_sum(data: &[u8], mut sum: u64) -> u64 {
+    let mut words = data.chunks_exact(2);
+    for w in words.by_ref() {
+        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
+    }
+    if let [last] = words.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u64) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum as u16
+}
+
+/// Completes a partial checksum in place: the field at `csum_start + csum_offset` holds the
+/// pseudo-header sum, and the one's complement of the sum over `frame[csum_start..]` is
+/// stored there (what a NIC does for CHECKSUM_PARTIAL). False if the offsets lie outside
+/// the frame.
+pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize) -> bool {
+    let at = csum_start + csum_offset;
+    if at + 2 > frame.len() {
+        return false;
+    }
+    let sum = !fold(ones_sum(&frame[csum_start..], 0));
+    frame[at..at + 2].copy_from_slice(&sum.to_be_bytes());
+    true
+}
+
+/// Cuts an Ethernet/IPv4/TCP superframe into segments carrying at most `mss` payload octets
+/// each, complete with IPv4 total length, identification (incremented per segment) and
+/// header checksum, TCP sequence number, flags (CWR on the first segment only, FIN and PSH
+/// on the last only) and TCP checksum. Each segment is built in `scratch` and passed to
+/// `emit`; returns how many there were. A frame whose payload fits one segment is emitted
+/// once, its checksums completed.
+pub fn segment_tcp4(
+    frame: &[u8],
+    mss: usize,
+    scratch: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8]),
+) -> Result<usize, GsoError> {
+    if mss == 0 {
+        return Err(GsoError::ZeroMss);
+    }
+    let ip = frame.get(ETHERNET_HEADER_LEN..).ok_or(GsoError::Malformed)?;
+    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+        return Err(GsoError::Malformed);
+    }
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let tcp = ip.get(ihl..).ok_or(GsoError::Malformed)?;
+    if ihl < 20 || tcp.len() < 20 {
+        return Err(GsoError::Malformed);
+    }
+    let thl = usize::from(tcp[12] >> 4) * 4;
+    if thl < 20 || tcp.len() < thl {
+        return Err(GsoError::Malformed);
+    }
+    let headers = ETHERNET_HEADER_LEN + ihl + thl;
+    let payload = &frame[headers..];
+    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
+    let id = u16::from_be_bytes([ip[4], ip[5]]);
+    let flags = tcp[13];
+    let count = payload.len().div_ceil(mss).max(1);
+    for i in 0..count {
+        let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
+        scratch.clear();
+        scratch.extend_from_slice(&frame[..headers]);
+        scratch.extend_from_slice(chunk);
+        let (eth_ip, rest) = scratch.split_at_mut(ETHERNET_HEADER_LEN + ihl);
+        let iph = &mut eth_ip[ETHERNET_HEADER_LEN..];
+        let ip_len = (ihl + thl + chunk.len()) as u16;
+        iph[2..4].copy_from_slice(&ip_len.to_be_bytes());
+        iph[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
+        iph[10..12].fill(0);
+        let ip_sum = !fold(ones_sum(&iph[..ihl], 0));
+        iph[10..12].copy_from_slice(&ip_sum.to_be_bytes());
+        let tcph = rest;
+        tcph[4..8].copy_from_slice(&seq.wrapping_add((i * mss) as u32).to_be_bytes());
+        let mut f = flags;
+        if i > 0 {
+            f &= !TCP_CWR;
+        }
+        if i + 1 < count {
+            f &= !(TCP_FIN | TCP_PSH);
+        }
+        tcph[13] = f;
+        tcph[16..18].fill(0);
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&iph[12..20]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&((thl + chunk.len()) as u16).to_be_bytes());
+        let sum = !fold(ones_sum(tcph, ones_sum(&pseudo, 0)));
+        tcph[16..18].copy_from_slice(&sum.to_be_bytes());
+        emit(scratch);
+    }
+    Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checksum_ok(data: &[u8], init: u64) -> bool {
+        fold(ones_sum(data, init)) == 0xffff
+    }
+
+    fn tcp_ok(seg: &[u8]) -> bool {
+        let ip = &seg[14..];
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&ip[12..20]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
+        checksum_ok(&ip[20..], ones_sum(&pseudo, 0))
+    }
+
+    /// Ethernet + IPv4 (id 100) + TCP (seq 1000, `flags`) + payload, checksum partial.
+    fn superframe(payload: &[u8], flags: u8) -> Vec<u8> {
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let total = (40 + payload.len()) as u16;
+        let mut ip = vec![0x45, 0, 0, 0, 0, 100, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 1, 0, 3];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&1000u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = flags;
+        f.extend_from_slice(&tcp);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn a_superframe_becomes_complete_segments() {
+        let payload: Vec<u8> = (0..3500u32).map(|i| (i % 251) as u8).collect();
+        let frame = superframe(&payload, 0x10 | TCP_PSH | TCP_FIN | TCP_CWR);
+        let mut segs = Vec::new();
+        let n = segment_tcp4(&frame, 1448, &mut Vec::new(), |s| segs.push(s.to_vec())).unwrap();
+        assert_eq!(n, 3);
+        let mut joined = Vec::new();
+        for (i, s) in segs.iter().enumerate() {
+            let ip = &s[14..];
+            assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
+            assert_eq!(u16::from_be_bytes([ip[4], ip[5]]), 100 + i as u16);
+            assert!(checksum_ok(&ip[..20], 0), "IP checksum of segment {i}");
+            assert!(tcp_ok(s), "TCP checksum of segment {i}");
+            let seq = u32::from_be_bytes([ip[24], ip[25], ip[26], ip[27]]);
+            assert_eq!(seq, 1000 + (i * 1448) as u32);
+            let flags = ip[33];
+            assert_eq!(flags & TCP_CWR != 0, i == 0, "CWR on the first only");
+            assert_eq!(flags & (TCP_FIN | TCP_PSH) != 0, i == 2, "FIN/PSH on the last only");
+            joined.extend_from_slice(&ip[40..]);
+        }
+        assert_eq!(joined, payload);
+        assert_eq!(segs[2].len(), 14 + 40 + 3500 - 2 * 1448);
+    }
+
+    #[test]
+    fn a_small_frame_gets_its_checksum_completed_and_garbage_is_refused() {
+        let frame = superframe(b"hello", 0x18);
+        let mut out = Vec::new();
+        assert_eq!(
+            segment_tcp4(&frame, 1448, &mut Vec::new(), |s| out.push(s.to_vec())),
+            Ok(1)
+        );
+        assert!(tcp_ok(&out[0]));
+        assert_eq!(
+            segment_tcp4(&frame[..30], 1448, &mut Vec::new(), |_| {}),
+            Err(GsoError::Malformed)
+        );
+        assert_eq!(
+            segment_tcp4(&frame, 0, &mut Vec::new(), |_| {}),
+            Err(GsoError::ZeroMss)
+        );
+        let mut udp = frame.clone();
+        udp[14 + 9] = 17;
+        assert_eq!(
+            segment_tcp4(&udp, 1448, &mut Vec::new(), |_| {}),
+            Err(GsoError::Malformed)
+        );
+    }
+
+    #[test]
+    fn partial_checksums_are_completed() {
+        let mut frame = superframe(b"abcdefg", 0x18);
+        // Write the pseudo-header sum into the field, as a sender with offload does.
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&frame[26..34]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&27u16.to_be_bytes());
+        let partial = fold(ones_sum(&pseudo, 0));
+        frame[50..52].copy_from_slice(&partial.to_be_bytes());
+        assert!(complete_checksum(&mut frame, 34, 16));
+        assert!(tcp_ok(&frame));
+        assert!(!complete_checksum(&mut frame, 60, 16));
+    }
+}
