@@ -28,6 +28,40 @@ pub struct CreateNetwork {
     /// No outbound NAT and no published ports.
     #[serde(default)]
     pub internal: bool,
+    /// "bridge" (default: this host only) or "overlay" (VXLAN between hosts).
+    #[serde(default)]
+    pub driver: Option<String>,
+    /// VXLAN network identifier of an overlay network.
+    #[serde(default)]
+    pub vni: Option<u32>,
+}
+
+/// `POST /v1/peers`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerAdd {
+    pub addr: String,
+    pub vni: u32,
+    #[serde(default)]
+    pub port: Option<u16>,
+}
+
+/// One row of `GET /v1/peers`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerRow {
+    /// The tunnel port's name.
+    pub name: String,
+    /// The peer's VTEP address and UDP port.
+    pub vtep: String,
+    pub vni: u32,
+    pub network: String,
+    /// "static" for peers added with `weft peer add`.
+    pub state: String,
+    /// Seconds since a datagram from the peer last arrived (None: never).
+    pub last_heard_seconds: Option<f64>,
+    /// Endpoints the peer has in the VNI, when known (static peers: unknown).
+    pub endpoints: Option<usize>,
+    pub rx_packets: u64,
+    pub tx_packets: u64,
 }
 
 /// One network as listed by `GET /v1/networks`.
@@ -42,6 +76,10 @@ pub struct NetworkSummary {
     pub nat: String,
     #[serde(default)]
     pub internal: bool,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     pub endpoints: usize,
 }
 
@@ -59,6 +97,10 @@ pub struct NetworkDetail {
     pub nat: String,
     #[serde(default)]
     pub internal: bool,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -71,6 +113,8 @@ pub enum PortKind {
     Tap,
     /// A veth pair; the host end is read and written through AF_PACKET.
     Veth,
+    /// A tunnel port: frames go to a remote VTEP in VXLAN.
+    Vxlan,
 }
 
 impl PortKind {
@@ -78,6 +122,7 @@ impl PortKind {
         match self {
             PortKind::Tap => "tap",
             PortKind::Veth => "veth",
+            PortKind::Vxlan => "vxlan",
         }
     }
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::api::{
     ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow, NetworkDetail,
-    NetworkStatsRow, NetworkSummary, PortKind, PortRow, Publish, Unpublish,
+    NetworkStatsRow, NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish, Unpublish,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
@@ -84,6 +84,11 @@ pub enum Command {
     },
     /// Capture frames crossing one port, as pcap
     Capture(CaptureArgs),
+    /// Add or remove static VXLAN peers (remote VTEPs)
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// List VXLAN peers: name, VTEP, VNI, state, last heard
+    Peers,
     /// Run a self-contained lab: namespaces, a network, pings, the learned tables
     Demo,
 }
@@ -109,6 +114,37 @@ pub struct DaemonArgs {
     /// Seconds an outbound UDP flow may stay idle before its host socket is closed
     #[arg(long, default_value_t = crate::nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
     pub udp_idle_timeout: u64,
+    /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
+    /// (default: any address, the outer source chosen by routing)
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<std::net::Ipv4Addr>,
+    /// UDP port of VXLAN, sent to and received on (RFC 7348: 4789; Linux's default is 8472)
+    #[arg(long, default_value_t = weft_vtep::VXLAN_DEFAULT_PORT)]
+    pub vxlan_port: u16,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Send an overlay network's traffic to a remote VTEP (weft or a kernel vxlan device)
+    Add {
+        /// The VTEP's IPv4 address
+        addr: String,
+        /// The overlay network's VNI
+        #[arg(long)]
+        vni: u32,
+        /// The VTEP's UDP port (default: this daemon's --vxlan-port)
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Remove a static peer
+    #[command(alias = "del")]
+    Rm {
+        addr: String,
+        #[arg(long)]
+        vni: u32,
+    },
+    /// List peers (same as `weft peers`)
+    Ls,
 }
 
 #[derive(Subcommand, Debug)]
@@ -137,6 +173,12 @@ pub enum NetworkCommand {
         /// Isolated network: no outbound NAT and no published ports (DNS still works)
         #[arg(long)]
         internal: bool,
+        /// bridge (this host only, the default) or overlay (VXLAN between hosts)
+        #[arg(long, value_name = "bridge|overlay")]
+        driver: Option<String>,
+        /// VXLAN network identifier of an overlay network (default: the first free from 4096)
+        #[arg(long)]
+        vni: Option<u32>,
     },
     /// List networks
     #[command(alias = "list")]
@@ -306,8 +348,13 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     .context("cannot start the gateway's TCP/IP stack")?;
     dataplane.set_stack(stack.clone());
     let dp = Arc::clone(&dataplane);
+    let vtep = crate::daemon::VtepConfig {
+        advertise: args.advertise,
+        port: args.vxlan_port,
+    };
     let daemon =
-        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat, stack)).await??;
+        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat, stack, vtep))
+            .await??;
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     {
@@ -405,6 +452,8 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             icc,
             nat,
             internal,
+            driver,
+            vni,
         }) => {
             let req = CreateNetwork {
                 name,
@@ -415,6 +464,8 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 icc: Some(icc),
                 nat,
                 internal,
+                driver,
+                vni,
             };
             let n: NetworkSummary = client
                 .call(Method::POST, "/v1/networks", Some(&req))
@@ -715,6 +766,61 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             );
         }
         Command::Capture(a) => capture(client, a).await?,
+        Command::Peer(PeerCommand::Add { addr, vni, port }) => {
+            let row: PeerRow = client
+                .call(
+                    Method::POST,
+                    "/v1/peers",
+                    Some(&PeerAdd { addr, vni, port }),
+                )
+                .await?;
+            if json {
+                return print_json(&row);
+            }
+            println!("{}", row.name);
+        }
+        Command::Peer(PeerCommand::Rm { addr, vni }) => {
+            let path = format!("/v1/peers/{}/{vni}", seg(&addr));
+            client.call::<Value>(Method::DELETE, &path, none).await?;
+            println!("{addr}");
+        }
+        Command::Peer(PeerCommand::Ls) | Command::Peers => {
+            let rows: Vec<PeerRow> = client.call(Method::GET, "/v1/peers", none).await?;
+            if json {
+                return print_json(&rows);
+            }
+            let rows: Vec<Vec<String>> = rows
+                .into_iter()
+                .map(|p| {
+                    vec![
+                        p.name,
+                        p.vtep,
+                        p.vni.to_string(),
+                        p.network,
+                        p.state,
+                        p.last_heard_seconds
+                            .map_or_else(|| "never".into(), |s| format!("{} ago", fmt_age(s))),
+                        p.endpoints.map_or_else(|| "-".into(), |n| n.to_string()),
+                        p.rx_packets.to_string(),
+                        p.tx_packets.to_string(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &[
+                    "NAME",
+                    "VTEP",
+                    "VNI",
+                    "NETWORK",
+                    "STATE",
+                    "LAST_HEARD",
+                    "ENDPOINTS",
+                    "RX_PKTS",
+                    "TX_PKTS",
+                ],
+                &rows,
+            );
+        }
     }
     Ok(())
 }

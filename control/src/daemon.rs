@@ -14,7 +14,7 @@ use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::api::{
     ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NatRow, NetworkDetail, NetworkStatsRow,
-    NetworkSummary, PortKind, PortRow, Publish,
+    NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::dns::Zone;
@@ -23,11 +23,26 @@ use crate::ipam::{self, IpamError};
 use crate::publish::{self, PortMapping};
 use crate::stack::{PublishedSocket, StackInput, Target};
 use crate::state::{
-    EndpointRecord, NetworkRecord, PersistedState, StateDir, StateError, StaticFdbRecord,
+    EndpointRecord, NetworkRecord, PeerRecord, PersistedState, StateDir, StateError,
+    StaticFdbRecord,
 };
 use crate::sys::{self, IfConfig, Netns, SysError};
 
 pub const DEFAULT_MTU: u32 = 1500;
+/// VXLAN adds 50 octets (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8) to every frame: an
+/// overlay network's endpoints get the usual 1500-octet underlay MTU minus that.
+pub const OVERLAY_OVERHEAD: u32 = 50;
+/// First VNI handed out when `--vni` is not given (Docker's overlay driver starts at 4096).
+pub const FIRST_AUTO_VNI: u32 = 4096;
+
+/// The daemon's VTEP: where its VXLAN socket listens and what it sends from.
+#[derive(Debug, Clone, Copy)]
+pub struct VtepConfig {
+    /// `--advertise`: the underlay address (outer source); None: chosen by routing.
+    pub advertise: Option<Ipv4Addr>,
+    /// `--vxlan-port`.
+    pub port: u16,
+}
 pub const DEFAULT_AGING_SECONDS: u64 = 300;
 const MAX_NAME_LEN: usize = 64;
 const MAX_IFNAME_LEN: usize = 15;
@@ -81,9 +96,17 @@ struct Endpoint {
     netns_id: (u64, u64),
 }
 
+struct Peer {
+    record: PeerRecord,
+    port: PortId,
+    network: String,
+}
+
 struct Control {
     networks: BTreeMap<String, Network>,
     endpoints: BTreeMap<String, Endpoint>,
+    /// Static VXLAN peers by tunnel port name.
+    peers: BTreeMap<String, Peer>,
     static_fdb: Vec<StaticFdbRecord>,
     next_network_id: u32,
     next_port_id: u32,
@@ -100,6 +123,7 @@ pub struct Daemon {
     nat: Arc<crate::nat::UdpNat>,
     /// The gateway's TCP/IP stack: TCP and ICMP NAT, published ports, DNS over TCP.
     stack: crate::stack::StackHandle,
+    vtep: VtepConfig,
 }
 
 fn invalid(msg: impl Into<String>) -> DaemonError {
@@ -291,6 +315,38 @@ fn seed_endpoint(
     Ok(())
 }
 
+/// A `weft ports` row for a port that is not an endpoint (tunnel port, VXLAN socket).
+fn port_row(
+    name: &str,
+    kind: PortKind,
+    network: &str,
+    counters: &weft_switch::PortCounters,
+) -> PortRow {
+    PortRow {
+        name: name.to_string(),
+        kind,
+        network: network.to_string(),
+        endpoint: "-".into(),
+        rx_packets: counters.rx_packets,
+        rx_bytes: counters.rx_bytes,
+        tx_packets: counters.tx_packets,
+        tx_bytes: counters.tx_bytes,
+        drops: counters
+            .nonzero_drops()
+            .map(|(r, n)| (r.as_str().to_string(), n))
+            .collect(),
+        published: Vec::new(),
+    }
+}
+
+fn driver_name(record: &NetworkRecord) -> &'static str {
+    if record.vni.is_some() {
+        "overlay"
+    } else {
+        "bridge"
+    }
+}
+
 fn nat_mode(nat: bool) -> &'static str {
     if nat {
         "proxy"
@@ -323,6 +379,7 @@ impl CreatedPort {
                     let _ = sys::delete_link(host);
                 }
             }
+            PortKind::Vxlan => drop(self.fd),
         }
     }
 }
@@ -331,6 +388,9 @@ impl CreatedPort {
 fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
     let ifname = rec.ifname.clone();
     match rec.kind {
+        PortKind::Vxlan => Err(invalid(
+            "an endpoint cannot be of kind vxlan: use tap or veth (remote VTEPs are added with `weft peer add`)",
+        )),
         PortKind::Tap => {
             let fd = netns.run(move || {
                 let fd = sys::open_tap(&ifname, true)?;
@@ -387,12 +447,14 @@ impl Daemon {
         zones: Zones,
         nat: Arc<crate::nat::UdpNat>,
         stack: crate::stack::StackHandle,
+        vtep: VtepConfig,
     ) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
             control: Mutex::new(Control {
                 networks: BTreeMap::new(),
                 endpoints: BTreeMap::new(),
+                peers: BTreeMap::new(),
                 static_fdb: Vec::new(),
                 next_network_id: 1,
                 next_port_id: 1,
@@ -402,6 +464,7 @@ impl Daemon {
             zones,
             nat,
             stack,
+            vtep,
         };
         daemon.restore(persisted)?;
         Ok(daemon)
@@ -417,6 +480,9 @@ impl Daemon {
             let id = NetworkId(c.next_network_id);
             c.next_network_id += 1;
             self.dataplane.add_network(id, network_config(&record))?;
+            if let Err(e) = self.open_overlay(&record) {
+                log::error!("overlay network {}: {e}", record.name);
+            }
             c.networks
                 .insert(record.name.clone(), Network { record, id });
         }
@@ -439,6 +505,15 @@ impl Daemon {
         let names: Vec<String> = c.networks.keys().cloned().collect();
         for n in &names {
             self.rebuild_zone(&c, n);
+        }
+        for record in persisted.peers {
+            if let Err(e) = self.attach_peer(&mut c, record) {
+                log::warn!(
+                    "VXLAN peer {} (VNI {}) dropped: {e}",
+                    record.addr,
+                    record.vni
+                );
+            }
         }
         for entry in persisted.static_fdb {
             match self.apply_static(&c, &entry) {
@@ -538,6 +613,7 @@ impl Daemon {
             networks: c.networks.values().map(|n| n.record.clone()).collect(),
             endpoints: c.endpoints.values().map(|e| e.record.clone()).collect(),
             static_fdb: c.static_fdb.clone(),
+            peers: c.peers.values().map(|p| p.record).collect(),
         }
     }
 
@@ -571,6 +647,8 @@ impl Daemon {
             icc: n.record.icc,
             nat: nat_mode(n.record.nat).into(),
             internal: n.record.internal,
+            driver: driver_name(&n.record).into(),
+            vni: n.record.vni,
             endpoints: c
                 .endpoints
                 .values()
@@ -620,7 +698,34 @@ impl Daemon {
             }
             None => ipam::default_gateway(subnet).expect("prefix <= 30 has hosts"),
         };
-        let mtu = req.mtu.unwrap_or(DEFAULT_MTU);
+        let overlay = match req.driver.as_deref() {
+            None | Some("bridge") => false,
+            Some("overlay") => true,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "invalid --driver {other:?}: use bridge (this host only) or overlay (VXLAN between hosts)"
+                )))
+            }
+        };
+        if req.vni.is_some() && !overlay {
+            return Err(invalid(
+                "--vni is for overlay networks: add --driver overlay, or leave out --vni",
+            ));
+        }
+        if let Some(vni) = req.vni {
+            if !(1..=weft_vtep::Vni::MAX).contains(&vni) {
+                return Err(invalid(format!(
+                    "invalid --vni {vni}: a VXLAN network identifier is 1..{}",
+                    weft_vtep::Vni::MAX
+                )));
+            }
+        }
+        let default_mtu = if overlay {
+            DEFAULT_MTU - OVERLAY_OVERHEAD
+        } else {
+            DEFAULT_MTU
+        };
+        let mtu = req.mtu.unwrap_or(default_mtu);
         if !(576..=9000).contains(&mtu) {
             return Err(invalid(format!("invalid --mtu {mtu}: must be 576..9000")));
         }
@@ -664,14 +769,43 @@ impl Daemon {
             icc: req.icc.unwrap_or(true),
             nat,
             internal: req.internal,
+            vni: None,
         };
+        let mut record = record;
+        if overlay {
+            let taken: BTreeSet<u32> = c.networks.values().filter_map(|n| n.record.vni).collect();
+            let vni = match req.vni {
+                Some(v) if taken.contains(&v) => {
+                    let owner = c
+                        .networks
+                        .values()
+                        .find(|n| n.record.vni == Some(v))
+                        .map(|n| n.record.name.clone())
+                        .unwrap_or_default();
+                    return Err(DaemonError::Conflict(format!(
+                        "VNI {v} is already used by network {owner:?}; pick another --vni"
+                    )));
+                }
+                Some(v) => v,
+                None => (FIRST_AUTO_VNI..=weft_vtep::Vni::MAX)
+                    .find(|v| !taken.contains(v))
+                    .ok_or_else(|| invalid("no free VNI left"))?,
+            };
+            record.vni = Some(vni);
+            self.open_overlay(&record)?;
+        }
         let id = NetworkId(c.next_network_id);
-        self.dataplane.add_network(id, network_config(&record))?;
+        if let Err(e) = self.dataplane.add_network(id, network_config(&record)) {
+            self.close_overlay(&record);
+            return Err(e.into());
+        }
         c.next_network_id += 1;
         c.networks
             .insert(record.name.clone(), Network { record, id });
         if let Err(e) = self.save(&c) {
-            c.networks.remove(&req.name);
+            if let Some(n) = c.networks.remove(&req.name) {
+                self.close_overlay(&n.record);
+            }
             let _ = self.dataplane.remove_network(id);
             return Err(e);
         }
@@ -698,6 +832,8 @@ impl Daemon {
             icc: n.record.icc,
             nat: nat_mode(n.record.nat).into(),
             internal: n.record.internal,
+            driver: driver_name(&n.record).into(),
+            vni: n.record.vni,
             endpoints: c
                 .endpoints
                 .values()
@@ -728,9 +864,26 @@ impl Daemon {
         after.networks.retain(|n| n.name != name);
         after.endpoints.retain(|e| e.network != name);
         after.static_fdb.retain(|s| s.network != name);
+        after.peers.retain(|p| {
+            c.peers
+                .get(&p.port_name())
+                .is_none_or(|peer| peer.network != name)
+        });
         self.state_dir.save(&after)?;
         for ep in attached {
             self.detach(&mut c, &ep);
+        }
+        let peers: Vec<String> = c
+            .peers
+            .iter()
+            .filter(|(_, p)| p.network == name)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for p in peers {
+            self.detach_peer(&mut c, &p);
+        }
+        if let Some(n) = c.networks.get(name) {
+            self.close_overlay(&n.record);
         }
         c.static_fdb.retain(|s| s.network != name);
         self.dataplane.remove_network(id)?;
@@ -1214,6 +1367,158 @@ impl Daemon {
         Ok(removed)
     }
 
+    /// Opens the VTEP (first overlay network) and accepts the network's VNI.
+    fn open_overlay(&self, record: &NetworkRecord) -> Result<()> {
+        let Some(vni) = record.vni else {
+            return Ok(());
+        };
+        let vni = weft_vtep::Vni::new(vni).map_err(|e| invalid(e.to_string()))?;
+        self.dataplane
+            .open_vxlan(self.vtep.advertise, self.vtep.port)?;
+        self.dataplane.add_vni(vni);
+        Ok(())
+    }
+
+    fn close_overlay(&self, record: &NetworkRecord) {
+        if let Some(vni) = record.vni.and_then(|v| weft_vtep::Vni::new(v).ok()) {
+            self.dataplane.remove_vni(vni);
+        }
+    }
+
+    /// Adds the tunnel port of a static peer to the overlay network with its VNI.
+    fn attach_peer(&self, c: &mut Control, record: PeerRecord) -> Result<String> {
+        let name = record.port_name();
+        if c.peers.contains_key(&name) {
+            return Err(DaemonError::Conflict(format!(
+                "{} is already a peer of VNI {}; see `weft peers`",
+                record.addr, record.vni
+            )));
+        }
+        let net = c
+            .networks
+            .values()
+            .find(|n| n.record.vni == Some(record.vni))
+            .ok_or_else(|| {
+                DaemonError::NotFound(format!(
+                    "no overlay network has VNI {}; create one with `weft network create NAME --driver overlay --vni {} --subnet CIDR`",
+                    record.vni, record.vni
+                ))
+            })?;
+        let (net_id, net_name) = (net.id, net.record.name.clone());
+        let vni = weft_vtep::Vni::new(record.vni).map_err(|e| invalid(e.to_string()))?;
+        let port = PortId(c.next_port_id);
+        self.dataplane.add_tunnel_port(
+            port,
+            net_id,
+            std::net::SocketAddrV4::new(record.addr, record.port),
+            vni,
+        )?;
+        c.next_port_id += 1;
+        c.peers.insert(
+            name.clone(),
+            Peer {
+                record,
+                port,
+                network: net_name,
+            },
+        );
+        Ok(name)
+    }
+
+    fn detach_peer(&self, c: &mut Control, name: &str) {
+        if let Some(peer) = c.peers.remove(name) {
+            c.static_fdb.retain(|s| s.endpoint != name);
+            if let Err(e) = self.dataplane.remove_port(peer.port) {
+                log::warn!("peer {name}: {e}");
+            }
+        }
+    }
+
+    /// `weft peer add ADDR --vni N [--port P]`.
+    pub fn peer_add(&self, req: PeerAdd) -> Result<PeerRow> {
+        let addr: Ipv4Addr = req.addr.parse().map_err(|_| {
+            invalid(format!(
+                "invalid peer address {:?}: expected the IPv4 address of a VTEP, like 192.168.1.20",
+                req.addr
+            ))
+        })?;
+        if addr.is_unspecified() || addr.is_multicast() || addr.is_broadcast() {
+            return Err(invalid(format!(
+                "invalid peer address {addr}: a VTEP has a unicast address"
+            )));
+        }
+        let record = PeerRecord {
+            addr,
+            vni: req.vni,
+            port: req.port.unwrap_or(self.vtep.port),
+        };
+        let mut c = self.lock();
+        let name = self.attach_peer(&mut c, record)?;
+        if let Err(e) = self.save(&c) {
+            self.detach_peer(&mut c, &name);
+            return Err(e);
+        }
+        Ok(self
+            .peer_rows(&c)
+            .into_iter()
+            .find(|r| r.name == name)
+            .expect("just added"))
+    }
+
+    /// `weft peer rm ADDR --vni N`.
+    pub fn peer_rm(&self, addr: &str, vni: u32) -> Result<()> {
+        let mut c = self.lock();
+        let name = c
+            .peers
+            .iter()
+            .find(|(_, p)| p.record.addr.to_string() == addr && p.record.vni == vni)
+            .map(|(n, _)| n.clone())
+            .ok_or_else(|| {
+                DaemonError::NotFound(format!(
+                    "{addr} is not a peer of VNI {vni}; see `weft peers`"
+                ))
+            })?;
+        let mut after = Self::snapshot(&c);
+        after
+            .peers
+            .retain(|p| !(p.addr.to_string() == addr && p.vni == vni));
+        after.static_fdb.retain(|s| s.endpoint != name);
+        self.state_dir.save(&after)?;
+        self.detach_peer(&mut c, &name);
+        Ok(())
+    }
+
+    pub fn peers(&self) -> Vec<PeerRow> {
+        let c = self.lock();
+        self.peer_rows(&c)
+    }
+
+    fn peer_rows(&self, c: &Control) -> Vec<PeerRow> {
+        c.peers
+            .iter()
+            .map(|(name, p)| {
+                let counters = self
+                    .dataplane
+                    .with_bridge(|b| b.port_counters(p.port).cloned())
+                    .unwrap_or_default();
+                PeerRow {
+                    name: name.clone(),
+                    vtep: format!("{}:{}", p.record.addr, p.record.port),
+                    vni: p.record.vni,
+                    network: p.network.clone(),
+                    state: "static".into(),
+                    last_heard_seconds: self
+                        .dataplane
+                        .last_heard(p.port)
+                        .map(|t| t.elapsed().as_secs_f64()),
+                    endpoints: None,
+                    rx_packets: counters.rx_packets,
+                    tx_packets: counters.tx_packets,
+                }
+            })
+            .collect()
+    }
+
     fn endpoint<'c>(c: &'c Control, name: &str) -> Result<&'c Endpoint> {
         c.endpoints.get(name).ok_or_else(|| {
             DaemonError::NotFound(format!(
@@ -1229,6 +1534,7 @@ impl Daemon {
             .endpoints
             .values()
             .map(|e| (e.port, e.record.name.as_str()))
+            .chain(c.peers.iter().map(|(name, p)| (p.port, name.as_str())))
             .collect();
         let now = self.dataplane.now();
         let mut rows = Vec::new();
@@ -1285,18 +1591,24 @@ impl Daemon {
             .mac
             .parse()
             .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
-        let ep = c
+        let endpoint_port = c
             .endpoints
             .get(&entry.endpoint)
             .filter(|e| e.record.network == entry.network)
-            .ok_or_else(|| {
-                DaemonError::NotFound(format!(
-                    "no endpoint named {:?} on network {:?}; see `weft network inspect {}`",
-                    entry.endpoint, entry.network, entry.network
-                ))
-            })?;
+            .map(|e| e.port);
+        let peer_port = c
+            .peers
+            .get(&entry.endpoint)
+            .filter(|p| p.network == entry.network)
+            .map(|p| p.port);
+        let port = endpoint_port.or(peer_port).ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "no endpoint or VXLAN peer port named {:?} on network {:?}; see `weft network inspect {}` and `weft peers`",
+                entry.endpoint, entry.network, entry.network
+            ))
+        })?;
         self.dataplane
-            .with_bridge(|b| b.add_static(net.id, mac, ep.port))
+            .with_bridge(|b| b.add_static(net.id, mac, port))
             .map_err(|e| invalid(e.to_string()))
     }
 
@@ -1343,7 +1655,8 @@ impl Daemon {
 
     pub fn ports(&self) -> Vec<PortRow> {
         let c = self.lock();
-        c.endpoints
+        let mut rows: Vec<PortRow> = c
+            .endpoints
             .values()
             .map(|e| {
                 let counters = self
@@ -1366,7 +1679,23 @@ impl Daemon {
                     published: e.record.published.iter().map(|m| m.to_string()).collect(),
                 }
             })
-            .collect()
+            .collect();
+        for (name, p) in &c.peers {
+            let counters = self
+                .dataplane
+                .with_bridge(|b| b.port_counters(p.port).cloned())
+                .unwrap_or_default();
+            rows.push(port_row(name, PortKind::Vxlan, &p.network, &counters));
+        }
+        if let Some((port, counters)) = self.dataplane.vxlan_counters() {
+            rows.push(port_row(
+                &format!("vxlan:{port}"),
+                PortKind::Vxlan,
+                "-",
+                &counters,
+            ));
+        }
+        rows
     }
 
     /// Active NAT flows: UDP, TCP (both directions) and ICMP echo.
@@ -1561,15 +1890,20 @@ impl Daemon {
         count: Option<u64>,
     ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
         let c = self.lock();
-        let ep = c.endpoints.get(port).ok_or_else(|| {
-            DaemonError::NotFound(format!(
-                "no port named {port:?}; list ports with `weft ports`"
-            ))
-        })?;
+        let id = c
+            .endpoints
+            .get(port)
+            .map(|e| e.port)
+            .or_else(|| c.peers.get(port).map(|p| p.port))
+            .ok_or_else(|| {
+                DaemonError::NotFound(format!(
+                    "no port named {port:?}; list ports with `weft ports`"
+                ))
+            })?;
         if count == Some(0) {
             return Err(invalid("-c/--count must be at least 1"));
         }
-        Ok(self.dataplane.add_capture(ep.port, count)?)
+        Ok(self.dataplane.add_capture(id, count)?)
     }
 }
 

@@ -30,8 +30,8 @@ use weft_switch::{
 };
 
 use crate::pcap;
-use crate::tunnel::{TunnelOut, TunnelTable, VxlanSockets};
 use crate::sys::{self, Epoll, EventFd, VnetHdr, VNET_HDR_LEN};
+use crate::tunnel::{TunnelOut, TunnelTable, VxlanSockets};
 
 /// Frames read from one port per wake-up before the worker moves on to the next port.
 pub const BATCH: usize = 64;
@@ -57,6 +57,9 @@ struct PortIo {
     fd: OwnedFd,
     /// Set for a tunnel port: frames written to it are encapsulated to a remote VTEP.
     tunnel: Option<TunnelOut>,
+    /// Milliseconds since the data plane started when a frame last arrived (0: never);
+    /// kept for tunnel ports ("last heard" of a peer).
+    last_rx_ms: std::sync::atomic::AtomicU64,
     worker: usize,
     /// Fast-path check: false unless someone captures on this port.
     capturing: AtomicBool,
@@ -223,6 +226,7 @@ impl Dataplane {
         table[idx] = Some(Arc::new(PortIo {
             fd,
             tunnel: None,
+            last_rx_ms: Default::default(),
             worker: index,
             capturing: AtomicBool::new(false),
             captures: Mutex::new(Vec::new()),
@@ -325,7 +329,11 @@ impl Dataplane {
 
     /// Opens the VTEP (once): UDP `port` on `local` for receiving, watched by the first
     /// worker. Asking again with the same port is a no-op.
-    pub fn open_vxlan(&self, local: Option<std::net::Ipv4Addr>, port: u16) -> Result<(), DataplaneError> {
+    pub fn open_vxlan(
+        &self,
+        local: Option<std::net::Ipv4Addr>,
+        port: u16,
+    ) -> Result<(), DataplaneError> {
         if let Some(open) = self.vxlan.get() {
             return if open.port == port {
                 Ok(())
@@ -338,7 +346,9 @@ impl Dataplane {
             };
         }
         let sockets = Arc::new(VxlanSockets::open(local, port)?);
-        self.workers[0].epoll.add(sockets.recv.as_fd(), VXLAN_TOKEN)?;
+        self.workers[0]
+            .epoll
+            .add(sockets.recv.as_fd(), VXLAN_TOKEN)?;
         let _ = self.vxlan.set(sockets);
         Ok(())
     }
@@ -362,11 +372,7 @@ impl Dataplane {
         remote: std::net::SocketAddrV4,
         vni: weft_vtep::Vni,
     ) -> Result<(), DataplaneError> {
-        let sockets = self
-            .vxlan
-            .get()
-            .cloned()
-            .ok_or(DataplaneError::NoVtep)?;
+        let sockets = self.vxlan.get().cloned().ok_or(DataplaneError::NoVtep)?;
         let fd = sockets
             .recv
             .as_fd()
@@ -388,12 +394,24 @@ impl Dataplane {
                 vni,
                 sockets,
             }),
+            last_rx_ms: Default::default(),
             worker: 0,
             capturing: AtomicBool::new(false),
             captures: Mutex::new(Vec::new()),
         }));
         write_lock(&self.tunnels).add_peer(*remote.ip(), vni, port);
         Ok(())
+    }
+
+    /// When a datagram last arrived through tunnel port `port`.
+    pub fn last_heard(&self, port: PortId) -> Option<Instant> {
+        let table = self.ports_read();
+        let ms = table
+            .get(port.0 as usize)
+            .and_then(Option::as_ref)?
+            .last_rx_ms
+            .load(Ordering::Relaxed);
+        (ms > 0).then(|| self.origin + Duration::from_millis(ms))
     }
 
     /// Counters of the VXLAN socket (None before the first overlay network).
@@ -415,19 +433,23 @@ impl Dataplane {
         let TunnelScratch { segment, datagram } = scratch;
         let mut sent = 0usize;
         let mut failed = false;
-        let mut send = |inner: &[u8]| {
-            match tunnel
+        let mut send =
+            |inner: &[u8]| match tunnel
                 .sockets
                 .send(tunnel.remote, tunnel.vni, inner, datagram)
             {
                 Ok(()) => sent += datagram.len(),
                 Err(_) => failed = true,
-            }
-        };
+            };
         if hdr.is_gso() {
             if hdr.gso_type & !sys::VIRTIO_NET_HDR_GSO_ECN != sys::VIRTIO_NET_HDR_GSO_TCPV4
-                || weft_vtep::gso::segment_tcp4(frame, usize::from(hdr.gso_size), segment, &mut send)
-                    .is_err()
+                || weft_vtep::gso::segment_tcp4(
+                    frame,
+                    usize::from(hdr.gso_size),
+                    segment,
+                    &mut send,
+                )
+                .is_err()
             {
                 lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                 return false;
@@ -497,8 +519,39 @@ impl Dataplane {
             let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
                 continue;
             };
-            VnetHdr::default().write(&mut buf[..VNET_HDR_LEN]);
+            io.last_rx_ms
+                .store(now.as_millis().max(1), Ordering::Relaxed);
             let end = AT + inner.end;
+            let inner_frame = &buf[VNET_HDR_LEN..end];
+            let hdr = match crate::tunnel::partial_l4_checksum(inner_frame) {
+                Some((csum_start, csum_offset)) => {
+                    let mut hdr = VnetHdr {
+                        flags: sys::VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                        csum_start,
+                        csum_offset,
+                        ..VnetHdr::default()
+                    };
+                    // A sender on this host (a kernel vxlan device on a veth underlay) may
+                    // hand over a whole TCP superframe in one datagram: pass it on as one.
+                    if inner_frame.len() > 1514 && csum_offset == 16 {
+                        let mtu = self.with_bridge(|b| {
+                            b.port_network(port)
+                                .and_then(|n| b.network_config(n))
+                                .map_or(1500, |c| c.mtu)
+                        });
+                        let l4 = usize::from(csum_start);
+                        let thl =
+                            usize::from(inner_frame.get(l4 + 12).copied().unwrap_or(0x50) >> 4) * 4;
+                        let headers = (l4 - 14 + thl) as u16;
+                        hdr.gso_type = sys::VIRTIO_NET_HDR_GSO_TCPV4;
+                        hdr.gso_size = mtu.saturating_sub(headers).max(1);
+                        hdr.hdr_len = (l4 + thl) as u16;
+                    }
+                    hdr
+                }
+                None => VnetHdr::default(),
+            };
+            hdr.write(&mut buf[..VNET_HDR_LEN]);
             self.forward(table, io, port, now, &buf[..end], false, scratch);
         }
         moved

@@ -157,6 +157,8 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
                 icc: None,
                 nat: None,
                 internal: false,
+                driver: None,
+                vni: None,
             }),
         )
         .await?;

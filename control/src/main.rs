@@ -16,8 +16,8 @@ mod publish;
 mod server;
 mod stack;
 mod state;
-mod tunnel;
 mod sys;
+mod tunnel;
 
 use clap::Parser;
 

@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd, Publish, Unpublish};
+use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd, PeerAdd, Publish, Unpublish};
 use crate::daemon::{Daemon, DaemonError};
 use crate::pcap;
 
@@ -64,6 +64,8 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/metrics", get(metrics))
         .route("/v1/ports", get(ports))
         .route("/v1/endpoints/{endpoint}/publish", post(publish))
+        .route("/v1/peers", get(peers).post(peer_add))
+        .route("/v1/peers/{addr}/{vni}", delete(peer_rm))
         .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
         .with_state(daemon)
@@ -114,6 +116,27 @@ async fn connect(
 ) -> Response {
     match blocking(move || d.connect(&name, req)).await {
         Ok(ep) => (StatusCode::CREATED, Json(ep)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn peers(State(d): Shared) -> Response {
+    match blocking(move || Ok(d.peers())).await {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn peer_add(State(d): Shared, Json(req): Json<PeerAdd>) -> Response {
+    match blocking(move || d.peer_add(req)).await {
+        Ok(p) => (StatusCode::CREATED, Json(p)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn peer_rm(State(d): Shared, UrlPath((addr, vni)): UrlPath<(String, u32)>) -> Response {
+    match blocking(move || d.peer_rm(&addr, vni)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -66,6 +66,10 @@ pub struct NetworkRecord {
     /// `--internal`: no outbound NAT and no published ports.
     #[serde(default)]
     pub internal: bool,
+    /// The VXLAN network identifier of an overlay network (`--driver overlay`); None for a
+    /// local (bridge) network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vni: Option<u32>,
 }
 
 fn default_true() -> bool {
@@ -109,6 +113,25 @@ pub struct PersistedState {
     pub networks: Vec<NetworkRecord>,
     pub endpoints: Vec<EndpointRecord>,
     pub static_fdb: Vec<StaticFdbRecord>,
+    /// Statically configured VXLAN peers (`weft peer add`).
+    #[serde(default)]
+    pub peers: Vec<PeerRecord>,
+}
+
+/// A static VXLAN peer: a remote VTEP taking part in one overlay network's VNI.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct PeerRecord {
+    pub addr: Ipv4Addr,
+    pub vni: u32,
+    /// The peer's VXLAN UDP port.
+    pub port: u16,
+}
+
+impl PeerRecord {
+    /// The name of its tunnel port (in `weft ports`, `weft fdb`, `weft capture`).
+    pub fn port_name(&self) -> String {
+        format!("vx{}-{}", self.vni, self.addr)
+    }
 }
 
 /// The state directory, locked for one daemon at a time.
@@ -228,9 +251,11 @@ mod tests {
                 icc: true,
                 nat: true,
                 internal: false,
+                vni: None,
             }],
             endpoints: vec![],
             static_fdb: vec![],
+            peers: vec![],
         };
         sd.save(&state).unwrap();
         assert_eq!(sd.load().unwrap(), state);

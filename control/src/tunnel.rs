@@ -129,7 +129,11 @@ impl TunnelTable {
 
     /// Classifies a datagram from `src` (the VXLAN header and inner frame): the peer port it
     /// came through and where the inner frame lies, or why it is dropped. Pure.
-    pub fn classify(&self, src: Ipv4Addr, datagram: &[u8]) -> Result<(PortId, Range<usize>), DropReason> {
+    pub fn classify(
+        &self,
+        src: Ipv4Addr,
+        datagram: &[u8],
+    ) -> Result<(PortId, Range<usize>), DropReason> {
         let (header, inner) = match VxlanHeader::decode_strict(datagram) {
             Ok(ok) => ok,
             Err(VxlanError::InnerFrameTruncated { .. }) => return Err(DropReason::Runt),
@@ -148,6 +152,53 @@ impl TunnelTable {
     }
 }
 
+/// Where the TCP or UDP checksum of an inner IPv4 frame lies (offset of the L4 header, offset
+/// of the field in it) if it was left *partial* by its sender: the field holds just the
+/// pseudo-header sum (RFC 9293 §3.1, RFC 768), as a Linux `vxlan` device on a veth underlay
+/// sends it (checksum offload that nothing on the way completes). The frame is then
+/// delivered with the checksum marked for completion (CHECKSUM_PARTIAL) rather than as
+/// corrupt. A complete checksum costs one comparison; only a field equal to the
+/// pseudo-header sum is verified in full.
+pub fn partial_l4_checksum(frame: &[u8]) -> Option<(u16, u16)> {
+    const ETH: usize = 14;
+    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+        return None;
+    }
+    let ip = &frame[ETH..];
+    let ihl = usize::from(ip[0] & 0x0f) * 4;
+    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
+        return None;
+    }
+    // Fragments carry no (whole) L4 header.
+    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let field = match ip[9] {
+        6 => 16,
+        17 => 6,
+        _ => return None,
+    };
+    let l4 = &ip[ihl..total];
+    if l4.len() < field + 2 {
+        return None;
+    }
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&ip[12..20]);
+    pseudo[9] = ip[9];
+    pseudo[10..12].copy_from_slice(&(l4.len() as u16).to_be_bytes());
+    let pseudo_sum = !weft_switch::internet_checksum(&pseudo);
+    let stored = u16::from_be_bytes([l4[field], l4[field + 1]]);
+    if stored != pseudo_sum {
+        return None;
+    }
+    let whole = [&pseudo[..], l4].concat();
+    if weft_switch::internet_checksum(&whole) == 0 {
+        return None;
+    }
+    Some(((ETH + ihl) as u16, field as u16))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,6 +211,38 @@ mod tests {
     }
 
     #[test]
+    fn partial_checksums_are_recognised_and_complete_ones_left_alone() {
+        // Ethernet + IPv4 + TCP header + 4 bytes, TCP checksum field = pseudo-header sum.
+        let mut f = vec![0u8; 14];
+        f[12..14].copy_from_slice(&[0x08, 0x00]);
+        let mut ip = vec![
+            0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        let sum = weft_switch::internet_checksum(&ip);
+        ip[10..12].copy_from_slice(&sum.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut tcp = vec![0u8; 20];
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18;
+        f.extend_from_slice(&tcp);
+        f.extend_from_slice(b"data");
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&f[26..34]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
+        let partial = !weft_switch::internet_checksum(&pseudo);
+        f[50..52].copy_from_slice(&partial.to_be_bytes());
+        assert_eq!(partial_l4_checksum(&f), Some((34, 16)));
+        // Completed: left alone.
+        assert!(weft_vtep::gso::complete_checksum(&mut f, 34, 16));
+        assert_eq!(partial_l4_checksum(&f), None);
+        // Corrupt (neither complete nor the pseudo-header sum): left for the receiver to drop.
+        f[52] ^= 0xff;
+        assert_eq!(partial_l4_checksum(&f), None);
+        assert_eq!(partial_l4_checksum(&f[..20]), None);
+    }
+
+    #[test]
     fn datagrams_are_accepted_from_peers_of_their_vni_only() {
         let mut t = TunnelTable::default();
         let peer = Ipv4Addr::new(10, 0, 0, 2);
@@ -167,7 +250,10 @@ mod tests {
         t.add_vni(Vni::new(42).unwrap());
         t.add_vni(Vni::new(43).unwrap());
         t.add_peer(peer, Vni::new(42).unwrap(), PortId(7));
-        assert_eq!(t.classify(peer, &datagram(0x08, 42, 60)), Ok((PortId(7), 8..68)));
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 42, 60)),
+            Ok((PortId(7), 8..68))
+        );
         assert_eq!(
             t.classify(stranger, &datagram(0x08, 42, 60)),
             Err(DropReason::VxlanNotPeer)
@@ -189,8 +275,14 @@ mod tests {
             t.classify(peer, &datagram(0x00, 42, 60)),
             Err(DropReason::VxlanBadHeader)
         );
-        assert_eq!(t.classify(peer, &datagram(0x08, 42, 10)), Err(DropReason::Runt));
-        assert_eq!(t.classify(peer, &[0x08, 0]), Err(DropReason::VxlanBadHeader));
+        assert_eq!(
+            t.classify(peer, &datagram(0x08, 42, 10)),
+            Err(DropReason::Runt)
+        );
+        assert_eq!(
+            t.classify(peer, &[0x08, 0]),
+            Err(DropReason::VxlanBadHeader)
+        );
         t.remove_port(PortId(7));
         assert_eq!(
             t.classify(peer, &datagram(0x08, 42, 60)),

@@ -70,7 +70,9 @@ pub fn segment_tcp4(
     if mss == 0 {
         return Err(GsoError::ZeroMss);
     }
-    let ip = frame.get(ETHERNET_HEADER_LEN..).ok_or(GsoError::Malformed)?;
+    let ip = frame
+        .get(ETHERNET_HEADER_LEN..)
+        .ok_or(GsoError::Malformed)?;
     if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
         return Err(GsoError::Malformed);
     }
@@ -146,7 +148,9 @@ mod tests {
         let mut f = vec![0u8; 14];
         f[12..14].copy_from_slice(&[0x08, 0x00]);
         let total = (40 + payload.len()) as u16;
-        let mut ip = vec![0x45, 0, 0, 0, 0, 100, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 1, 0, 3];
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 100, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 1, 0, 3,
+        ];
         ip[2..4].copy_from_slice(&total.to_be_bytes());
         f.extend_from_slice(&ip);
         let mut tcp = vec![0u8; 20];
@@ -178,7 +182,11 @@ mod tests {
             assert_eq!(seq, 1000 + (i * 1448) as u32);
             let flags = ip[33];
             assert_eq!(flags & TCP_CWR != 0, i == 0, "CWR on the first only");
-            assert_eq!(flags & (TCP_FIN | TCP_PSH) != 0, i == 2, "FIN/PSH on the last only");
+            assert_eq!(
+                flags & (TCP_FIN | TCP_PSH) != 0,
+                i == 2,
+                "FIN/PSH on the last only"
+            );
             joined.extend_from_slice(&ip[40..]);
         }
         assert_eq!(joined, payload);
