@@ -45,6 +45,26 @@ pub struct PeerAdd {
     pub port: Option<u16>,
 }
 
+/// `GET /v1/cluster`: this node in the gossip cluster.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub node: String,
+    /// Where the gossip listens.
+    pub gossip: String,
+    pub vtep: String,
+    /// Nodes not declared dead, this one included.
+    pub nodes_alive: usize,
+    pub gossip_rx: u64,
+    pub gossip_tx: u64,
+    /// Gossip datagrams that did not open under the cluster key: dropped.
+    pub gossip_auth_failed: u64,
+    /// Gossip datagrams that opened but held no valid message: dropped.
+    pub gossip_malformed: u64,
+    /// Address blocks this node leased, as `VNI:BLOCK`.
+    pub leases: Vec<String>,
+    pub gossip_interval_ms: u64,
+}
+
 /// One row of `GET /v1/peers`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct PeerRow {

@@ -12,8 +12,9 @@ use hyper::Method;
 use serde_json::Value;
 
 use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow, NetworkDetail,
-    NetworkStatsRow, NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish, Unpublish,
+    ArpRow, ClusterInfo, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow,
+    NetworkDetail, NetworkStatsRow, NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish,
+    Unpublish,
 };
 use crate::client::{check, seg, Client};
 use crate::daemon::Daemon;
@@ -91,6 +92,10 @@ pub enum Command {
     Peers,
     /// Run a self-contained lab: namespaces, a network, pings, the learned tables
     Demo,
+    /// Print a new random cluster key (one line; save it to the --cluster-key-file of every node)
+    Keygen,
+    /// This node in the gossip cluster: name, addresses, gossip counters
+    Cluster,
 }
 
 #[derive(Args, Debug)]
@@ -121,6 +126,19 @@ pub struct DaemonArgs {
     /// UDP port of VXLAN, sent to and received on (RFC 7348: 4789; Linux's default is 8472)
     #[arg(long, default_value_t = weft_vtep::VXLAN_DEFAULT_PORT)]
     pub vxlan_port: u16,
+    /// Join a cluster through these nodes' gossip addresses (ADDR or ADDR:PORT, comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "ADDR[,ADDR]")]
+    pub join: Vec<String>,
+    /// The cluster key (one line from `weft keygen`, the same file on every node); turns the
+    /// gossip on
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// UDP port of the gossip
+    #[arg(long, default_value_t = crate::gossip::DEFAULT_GOSSIP_PORT)]
+    pub gossip_port: u16,
+    /// This node's name in the cluster (default: its --advertise address)
+    #[arg(long)]
+    pub node_name: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -292,6 +310,10 @@ pub fn run(cli: Cli) -> Result<()> {
     let rt = runtime()?;
     match cli.command {
         Command::Daemon(args) => rt.block_on(run_daemon(&cli.socket, &args)),
+        Command::Keygen => {
+            println!("{}", crate::gossip::ClusterKey::generate_line()?);
+            Ok(())
+        }
         Command::Demo => rt.block_on(demo::run()),
         command => {
             let client = Client::new(&cli.socket);
@@ -306,6 +328,7 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     if crate::sys::effective_uid() != 0 {
         bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
     }
+    let cluster = cluster_config(args)?;
     if tokio::net::UnixStream::connect(socket).await.is_ok() {
         bail!(
             "another weft daemon is already listening on {}; stop it or pass another --socket",
@@ -352,9 +375,27 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         advertise: args.advertise,
         port: args.vxlan_port,
     };
-    let daemon =
-        tokio::task::spawn_blocking(move || Daemon::start(state, dp, zones, nat, stack, vtep))
-            .await??;
+    let gossip = match cluster {
+        Some(config) => Some(Arc::new(crate::gossip::Gossip::start(config).await?)),
+        None => None,
+    };
+    let cluster_link = gossip
+        .clone()
+        .map(|g| (g, tokio::runtime::Handle::current()));
+    let daemon = tokio::task::spawn_blocking(move || {
+        Daemon::start(state, dp, zones, nat, stack, vtep, cluster_link)
+    })
+    .await??;
+    let daemon = Arc::new(daemon);
+    if let Some(g) = &gossip {
+        log::info!(
+            "node {} gossips on {} (joining {:?})",
+            g.node_name,
+            g.gossip_addr,
+            args.join
+        );
+        tokio::spawn(crate::daemon::run_cluster_sync(Arc::clone(&daemon)));
+    }
     let listener = tokio::net::UnixListener::bind(socket)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
     {
@@ -376,12 +417,51 @@ async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         }
         log::info!("shutting down");
     };
-    server::serve(Arc::new(daemon), listener, socket, shutdown).await?;
+    server::serve(daemon, listener, socket, shutdown).await?;
     dataplane.shutdown();
     for t in threads {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// The gossip settings, checked before anything starts: a missing, unreadable or malformed
+/// key file refuses the start.
+fn cluster_config(args: &DaemonArgs) -> Result<Option<crate::gossip::GossipConfig>> {
+    let Some(key_file) = &args.cluster_key_file else {
+        if !args.join.is_empty() {
+            bail!("--join needs --cluster-key-file FILE (the cluster key: create it once with `weft keygen > FILE` and copy it to every node)");
+        }
+        return Ok(None);
+    };
+    let key = crate::gossip::ClusterKey::load(key_file)?;
+    let Some(advertise) = args.advertise else {
+        bail!("a cluster node needs --advertise ADDR: the underlay address other nodes reach its gossip and VXLAN on");
+    };
+    let mut seeds = Vec::new();
+    for j in &args.join {
+        let j = j.trim();
+        if j.is_empty() {
+            continue;
+        }
+        let addr: std::net::SocketAddr = match j.parse::<std::net::IpAddr>() {
+            Ok(ip) => (ip, args.gossip_port).into(),
+            Err(_) => j.parse().map_err(|_| {
+                anyhow::anyhow!("invalid --join address {j:?}: expected ADDR or ADDR:PORT, like 192.168.1.10 or 192.168.1.10:7946")
+            })?,
+        };
+        seeds.push(addr);
+    }
+    Ok(Some(crate::gossip::GossipConfig {
+        node_name: args
+            .node_name
+            .clone()
+            .unwrap_or_else(|| advertise.to_string()),
+        advertise,
+        gossip_port: args.gossip_port,
+        seeds,
+        key,
+    }))
 }
 
 /// Prints rows as an aligned table with a header line.
@@ -442,7 +522,22 @@ fn fmt_age(secs: f64) -> String {
 async fn run_client(client: &Client, json: bool, command: Command) -> Result<()> {
     let none: Option<&Value> = None;
     match command {
-        Command::Daemon(_) | Command::Demo => unreachable!("handled by run"),
+        Command::Daemon(_) | Command::Demo | Command::Keygen => unreachable!("handled by run"),
+        Command::Cluster => {
+            let info: ClusterInfo = client.call(Method::GET, "/v1/cluster", none).await?;
+            if json {
+                return print_json(&info);
+            }
+            println!("node            {}", info.node);
+            println!("gossip          {}", info.gossip);
+            println!("vtep            {}", info.vtep);
+            println!("nodes alive     {}", info.nodes_alive);
+            println!(
+                "gossip rx/tx    {}/{} (dropped: {} failed authentication, {} malformed)",
+                info.gossip_rx, info.gossip_tx, info.gossip_auth_failed, info.gossip_malformed
+            );
+            println!("address blocks  {}", info.leases.join(" "));
+        }
         Command::Network(NetworkCommand::Create {
             name,
             subnet,

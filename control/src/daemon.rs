@@ -28,6 +28,10 @@ use crate::state::{
 };
 use crate::sys::{self, IfConfig, Netns, SysError};
 
+mod cluster_sync;
+pub use cluster_sync::run_cluster_sync;
+use cluster_sync::ClusterLink;
+
 pub const DEFAULT_MTU: u32 = 1500;
 /// VXLAN adds 50 octets (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8) to every frame: an
 /// overlay network's endpoints get the usual 1500-octet underlay MTU minus that.
@@ -107,6 +111,8 @@ struct Control {
     endpoints: BTreeMap<String, Endpoint>,
     /// Static VXLAN peers by tunnel port name.
     peers: BTreeMap<String, Peer>,
+    /// Overlay networks removed here, for the cluster (see `PersistedState`).
+    removed_networks: BTreeMap<String, u64>,
     static_fdb: Vec<StaticFdbRecord>,
     next_network_id: u32,
     next_port_id: u32,
@@ -124,6 +130,8 @@ pub struct Daemon {
     /// The gateway's TCP/IP stack: TCP and ICMP NAT, published ports, DNS over TCP.
     stack: crate::stack::StackHandle,
     vtep: VtepConfig,
+    /// The gossip cluster, if this daemon joined one.
+    cluster: Option<ClusterLink>,
 }
 
 fn invalid(msg: impl Into<String>) -> DaemonError {
@@ -339,6 +347,13 @@ fn port_row(
     }
 }
 
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 fn driver_name(record: &NetworkRecord) -> &'static str {
     if record.vni.is_some() {
         "overlay"
@@ -448,6 +463,7 @@ impl Daemon {
         nat: Arc<crate::nat::UdpNat>,
         stack: crate::stack::StackHandle,
         vtep: VtepConfig,
+        cluster: Option<(Arc<crate::gossip::Gossip>, tokio::runtime::Handle)>,
     ) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
@@ -455,6 +471,7 @@ impl Daemon {
                 networks: BTreeMap::new(),
                 endpoints: BTreeMap::new(),
                 peers: BTreeMap::new(),
+                removed_networks: BTreeMap::new(),
                 static_fdb: Vec::new(),
                 next_network_id: 1,
                 next_port_id: 1,
@@ -465,6 +482,7 @@ impl Daemon {
             nat,
             stack,
             vtep,
+            cluster: cluster.map(|(gossip, runtime)| ClusterLink::new(gossip, runtime)),
         };
         daemon.restore(persisted)?;
         Ok(daemon)
@@ -476,6 +494,7 @@ impl Daemon {
 
     fn restore(&self, persisted: PersistedState) -> Result<()> {
         let mut c = self.lock();
+        c.removed_networks = persisted.removed_networks.clone();
         for record in persisted.networks {
             let id = NetworkId(c.next_network_id);
             c.next_network_id += 1;
@@ -596,6 +615,9 @@ impl Daemon {
                 zone.add(alias, e.record.ip);
             }
         }
+        for (name, ip) in self.cluster_names(network) {
+            zone.add(&name, ip);
+        }
         let subnet = (net.record.subnet.network(), net.record.subnet.prefix_len());
         zones.insert(
             net.id,
@@ -614,6 +636,7 @@ impl Daemon {
             endpoints: c.endpoints.values().map(|e| e.record.clone()).collect(),
             static_fdb: c.static_fdb.clone(),
             peers: c.peers.values().map(|p| p.record).collect(),
+            removed_networks: c.removed_networks.clone(),
         }
     }
 
@@ -770,6 +793,7 @@ impl Daemon {
             nat,
             internal: req.internal,
             vni: None,
+            created_ms: None,
         };
         let mut record = record;
         if overlay {
@@ -792,6 +816,8 @@ impl Daemon {
                     .ok_or_else(|| invalid("no free VNI left"))?,
             };
             record.vni = Some(vni);
+            record.created_ms = Some(unix_ms());
+            c.removed_networks.remove(&record.name);
             self.open_overlay(&record)?;
         }
         let id = NetworkId(c.next_network_id);
@@ -845,7 +871,11 @@ impl Daemon {
 
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         let mut c = self.lock();
-        let id = Self::network(&c, name)?.id;
+        self.remove_network_locked(&mut c, name, force)
+    }
+
+    fn remove_network_locked(&self, c: &mut Control, name: &str, force: bool) -> Result<()> {
+        let id = Self::network(c, name)?.id;
         let attached: Vec<String> = c
             .endpoints
             .values()
@@ -859,8 +889,13 @@ impl Daemon {
                 attached.join(", ")
             )));
         }
+        // An overlay network removed here is removed in the whole cluster.
+        let created_ms = c.networks.get(name).and_then(|n| n.record.created_ms);
         // Persist the outcome first: if that fails, nothing has been torn down.
-        let mut after = Self::snapshot(&c);
+        let mut after = Self::snapshot(c);
+        if let Some(created) = created_ms {
+            after.removed_networks.insert(name.to_string(), created);
+        }
         after.networks.retain(|n| n.name != name);
         after.endpoints.retain(|e| e.network != name);
         after.static_fdb.retain(|s| s.network != name);
@@ -871,7 +906,7 @@ impl Daemon {
         });
         self.state_dir.save(&after)?;
         for ep in attached {
-            self.detach(&mut c, &ep);
+            self.detach(c, &ep);
         }
         let peers: Vec<String> = c
             .peers
@@ -880,7 +915,7 @@ impl Daemon {
             .map(|(n, _)| n.clone())
             .collect();
         for p in peers {
-            self.detach_peer(&mut c, &p);
+            self.detach_peer(c, &p);
         }
         if let Some(n) = c.networks.get(name) {
             self.close_overlay(&n.record);
@@ -894,7 +929,10 @@ impl Daemon {
             .remove(&id);
         self.nat.forget_network(id);
         self.stack.send(StackInput::ForgetNetwork(id));
-        self.save(&c)?;
+        if let Some(created) = created_ms {
+            c.removed_networks.insert(name.to_string(), created);
+        }
+        self.save(c)?;
         Ok(())
     }
 
@@ -989,6 +1027,7 @@ impl Daemon {
             }
         };
         let on_network = || c.endpoints.values().filter(|e| e.record.network == network);
+        let overlay_vni = net.record.vni.filter(|_| self.cluster.is_some());
         let ip = match requested_ip {
             Some(ip) => {
                 ipam::check_explicit(
@@ -997,11 +1036,18 @@ impl Daemon {
                     ip,
                     on_network().map(|e| (e.record.ip, e.record.name.as_str())),
                 )?;
+                if let Some(vni) = overlay_vni {
+                    self.cluster_check_explicit(vni, ip)?;
+                }
                 ip
             }
             None => {
                 let taken: BTreeSet<Ipv4Addr> = on_network().map(|e| e.record.ip).collect();
-                ipam::next_free(subnet, gateway, &taken)?
+                match overlay_vni {
+                    // Cluster-wide IPAM: an address from a block this node leased.
+                    Some(vni) => self.cluster_allocate(&c, vni, subnet, gateway, &taken)?,
+                    None => ipam::next_free(subnet, gateway, &taken)?,
+                }
             }
         };
         let mac = requested_mac.unwrap_or_else(|| mac_for_ip(ip));
@@ -1436,6 +1482,12 @@ impl Daemon {
 
     /// `weft peer add ADDR --vni N [--port P]`.
     pub fn peer_add(&self, req: PeerAdd) -> Result<PeerRow> {
+        if req.addr.parse::<Ipv4Addr>().ok() == self.vtep.advertise {
+            return Err(invalid(format!(
+                "{} is this daemon's own --advertise address: a VTEP is not its own peer; add the other hosts' addresses",
+                req.addr
+            )));
+        }
         let addr: Ipv4Addr = req.addr.parse().map_err(|_| {
             invalid(format!(
                 "invalid peer address {:?}: expected the IPv4 address of a VTEP, like 192.168.1.20",
@@ -1490,7 +1542,10 @@ impl Daemon {
 
     pub fn peers(&self) -> Vec<PeerRow> {
         let c = self.lock();
-        self.peer_rows(&c)
+        let mut rows = self.peer_rows(&c);
+        drop(c);
+        rows.extend(self.cluster_peer_rows());
+        rows
     }
 
     fn peer_rows(&self, c: &Control) -> Vec<PeerRow> {
@@ -1536,6 +1591,11 @@ impl Daemon {
             .map(|e| (e.port, e.record.name.as_str()))
             .chain(c.peers.iter().map(|(name, p)| (p.port, name.as_str())))
             .collect();
+        let tunnel_names = self.cluster_tunnel_names();
+        let port_names: BTreeMap<PortId, &str> = port_names
+            .into_iter()
+            .chain(tunnel_names.iter().map(|(p, n)| (*p, n.as_str())))
+            .collect();
         let now = self.dataplane.now();
         let mut rows = Vec::new();
         for n in nets {
@@ -1546,7 +1606,10 @@ impl Daemon {
                 port: port_names.get(&e.port).copied().unwrap_or("?").to_string(),
                 origin: match e.origin {
                     weft_switch::FdbOrigin::Learned => "learned".into(),
-                    weft_switch::FdbOrigin::Static => "static".into(),
+                    weft_switch::FdbOrigin::Static => match self.gossip_origin(n.id, e.mac) {
+                        Some(node) => format!("gossip from {node}"),
+                        None => "static".into(),
+                    },
                 },
                 age_seconds: e.age.as_secs_f64(),
             }));
@@ -1574,12 +1637,20 @@ impl Daemon {
                 .map(|e| (e.record.ip, e.record.name.as_str()))
                 .collect();
             let neighbors = self.dataplane.with_bridge(|b| b.neighbors(n.id));
-            rows.extend(neighbors.into_iter().map(|nb| ArpRow {
-                network: n.record.name.clone(),
-                ip: nb.ip.to_string(),
-                mac: nb.mac.to_string(),
-                owner: owners.get(&nb.ip).copied().unwrap_or("?").to_string(),
-                origin: "ipam".into(),
+            let remote = self.cluster_remote_owners(&n.record.name);
+            rows.extend(neighbors.into_iter().map(|nb| {
+                let (owner, origin) = match (owners.get(&nb.ip), remote.get(&nb.ip)) {
+                    (Some(owner), _) => (owner.to_string(), "ipam".to_string()),
+                    (None, Some((node, name))) => (name.clone(), format!("gossip from {node}")),
+                    (None, None) => ("?".to_string(), "ipam".to_string()),
+                };
+                ArpRow {
+                    network: n.record.name.clone(),
+                    ip: nb.ip.to_string(),
+                    mac: nb.mac.to_string(),
+                    owner,
+                    origin,
+                }
             }));
         }
         Ok(rows)

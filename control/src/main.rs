@@ -3,12 +3,14 @@
 mod api;
 mod cli;
 mod client;
+mod cluster;
 mod coalesce;
 mod daemon;
 mod dataplane;
 mod demo;
 mod dns;
 mod gateway;
+mod gossip;
 mod ipam;
 mod nat;
 mod pcap;

@@ -65,6 +65,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/ports", get(ports))
         .route("/v1/endpoints/{endpoint}/publish", post(publish))
         .route("/v1/peers", get(peers).post(peer_add))
+        .route("/v1/cluster", get(cluster))
         .route("/v1/peers/{addr}/{vni}", delete(peer_rm))
         .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
@@ -116,6 +117,13 @@ async fn connect(
 ) -> Response {
     match blocking(move || d.connect(&name, req)).await {
         Ok(ep) => (StatusCode::CREATED, Json(ep)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn cluster(State(d): Shared) -> Response {
+    match blocking(move || d.cluster_info()).await {
+        Ok(c) => Json(c).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -70,6 +70,10 @@ pub struct NetworkRecord {
     /// local (bridge) network.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// When an overlay network was created (ms since the Unix epoch): tells incarnations of
+    /// one name apart in the cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_ms: Option<u64>,
 }
 
 fn default_true() -> bool {
@@ -116,6 +120,10 @@ pub struct PersistedState {
     /// Statically configured VXLAN peers (`weft peer add`).
     #[serde(default)]
     pub peers: Vec<PeerRecord>,
+    /// Overlay networks removed here (name -> `created_ms` of the removed incarnation): the
+    /// cluster removes them everywhere.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub removed_networks: std::collections::BTreeMap<String, u64>,
 }
 
 /// A static VXLAN peer: a remote VTEP taking part in one overlay network's VNI.
@@ -252,10 +260,12 @@ mod tests {
                 nat: true,
                 internal: false,
                 vni: None,
+                created_ms: None,
             }],
             endpoints: vec![],
             static_fdb: vec![],
             peers: vec![],
+            removed_networks: Default::default(),
         };
         sd.save(&state).unwrap();
         assert_eq!(sd.load().unwrap(), state);

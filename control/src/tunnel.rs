@@ -28,6 +28,8 @@ const UDP_HEADER_LEN: usize = 8;
 pub enum TunnelError {
     #[error("cannot open the VXLAN socket on UDP port {port}: {source}; another VTEP (a kernel vxlan device or another weft daemon) may use it here: start weft daemon with another --vxlan-port")]
     Bind { port: u16, source: std::io::Error },
+    #[error("--advertise {addr} is not an address of this host; start weft daemon with --advertise set to one of its underlay addresses")]
+    NotLocal { addr: Ipv4Addr },
     #[error("cannot open the raw socket VXLAN packets are sent from: {0}")]
     Raw(std::io::Error),
     #[error("the VXLAN socket is already open on UDP port {open}, not {wanted}")]
@@ -47,7 +49,12 @@ impl VxlanSockets {
     /// socket (bound to `local`, so that it is the outer source address) for sending.
     pub fn open(local: Option<Ipv4Addr>, port: u16) -> Result<VxlanSockets, TunnelError> {
         let addr = SocketAddrV4::new(local.unwrap_or(Ipv4Addr::UNSPECIFIED), port);
-        let recv = UdpSocket::bind(addr).map_err(|source| TunnelError::Bind { port, source })?;
+        let recv = UdpSocket::bind(addr).map_err(|source| match source.raw_os_error() {
+            Some(libc::EADDRNOTAVAIL) => TunnelError::NotLocal {
+                addr: local.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            },
+            _ => TunnelError::Bind { port, source },
+        })?;
         recv.set_nonblocking(true)
             .map_err(|source| TunnelError::Bind { port, source })?;
         let send = socket2::Socket::new(

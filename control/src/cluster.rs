@@ -1,0 +1,469 @@
+//! The cluster as gossip describes it, and what every node derives from it. Pure: no I/O, no
+//! clock (times are passed in); the gossip itself (chitchat over an authenticated, encrypted
+//! UDP transport) lives in [`crate::gossip`].
+//!
+//! Every node publishes in its own keyspace (chitchat's per-node versioned key-values):
+//!
+//! | key | value |
+//! |---|---|
+//! | `vtep` | its VTEP, `ADDR:PORT` |
+//! | `net:NAME` | an overlay network it knows: [`NetworkSpec`] as JSON |
+//! | `netrm:NAME` | it removed the network NAME created at that time (`created_ms`) |
+//! | `ep:VNI:MAC` | one of its endpoints: [`EndpointSpec`] as JSON |
+//! | `lease:VNI:BLOCK` | it allocates addresses of VNI's subnet in block BLOCK |
+//!
+//! From the live nodes' keys every node derives the same tables: the overlay networks
+//! ([`ClusterView::networks`]), remote endpoints (MAC -> VTEP for the FDB, IP -> MAC for ARP
+//! suppression, names for DNS), the flood list per VNI (nodes with endpoints in it), and the
+//! addresses and blocks taken. A dead node contributes nothing: its entries leave every table
+//! as soon as the failure detector declares it dead.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+
+use ipnet::Ipv4Net;
+use serde::{Deserialize, Serialize};
+use weft_switch::MacAddr;
+
+/// Addresses per IPAM block: a node allocates inside blocks it leased, so two nodes never
+/// hand out the same address, even at the same moment.
+pub const BLOCK_SIZE: u32 = 16;
+
+/// An overlay network as its creator published it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkSpec {
+    pub vni: u32,
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub mtu: u32,
+    /// Creation time (milliseconds since the Unix epoch): tells incarnations of one name
+    /// apart, and the older of two concurrent creations wins.
+    pub created_ms: u64,
+}
+
+/// One endpoint of a node on an overlay network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointSpec {
+    pub ip: Ipv4Addr,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// What one node's gossip says, already parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub name: String,
+    pub vtep: Option<SocketAddrV4>,
+    pub alive: bool,
+    pub networks: BTreeMap<String, NetworkSpec>,
+    /// Network name -> `created_ms` of the incarnation this node removed.
+    pub removed: BTreeMap<String, u64>,
+    pub endpoints: BTreeMap<(u32, MacAddr), EndpointSpec>,
+    pub leases: BTreeSet<(u32, u32)>,
+}
+
+impl NodeInfo {
+    /// Parses a node's key-values; keys or values it does not understand are skipped (a
+    /// newer node may publish more).
+    pub fn from_key_values<'a>(
+        name: &str,
+        alive: bool,
+        kvs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> NodeInfo {
+        let mut n = NodeInfo {
+            name: name.to_string(),
+            vtep: None,
+            alive,
+            networks: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            leases: BTreeSet::new(),
+        };
+        for (key, value) in kvs {
+            if key == "vtep" {
+                n.vtep = value.parse().ok();
+            } else if let Some(net) = key.strip_prefix("net:") {
+                if let Ok(spec) = serde_json::from_str(value) {
+                    n.networks.insert(net.to_string(), spec);
+                }
+            } else if let Some(net) = key.strip_prefix("netrm:") {
+                if let Ok(created) = value.parse() {
+                    n.removed.insert(net.to_string(), created);
+                }
+            } else if let Some(rest) = key.strip_prefix("ep:") {
+                let Some((vni, mac)) = rest.split_once(':') else {
+                    continue;
+                };
+                if let (Ok(vni), Ok(mac), Ok(spec)) = (
+                    vni.parse(),
+                    mac.parse::<MacAddr>(),
+                    serde_json::from_str(value),
+                ) {
+                    n.endpoints.insert((vni, mac), spec);
+                }
+            } else if let Some(rest) = key.strip_prefix("lease:") {
+                if let Some((vni, block)) = rest.split_once(':') {
+                    if let (Ok(vni), Ok(block)) = (vni.parse(), block.parse()) {
+                        n.leases.insert((vni, block));
+                    }
+                }
+            }
+        }
+        n
+    }
+}
+
+/// The key-values a node publishes for itself.
+pub fn key_values(
+    vtep: SocketAddrV4,
+    networks: &BTreeMap<String, NetworkSpec>,
+    removed: &BTreeMap<String, u64>,
+    endpoints: &BTreeMap<(u32, MacAddr), EndpointSpec>,
+    leases: &BTreeSet<(u32, u32)>,
+) -> BTreeMap<String, String> {
+    let mut kv = BTreeMap::new();
+    kv.insert("vtep".to_string(), vtep.to_string());
+    for (name, spec) in networks {
+        kv.insert(
+            format!("net:{name}"),
+            serde_json::to_string(spec).expect("plain struct"),
+        );
+    }
+    for (name, created) in removed {
+        kv.insert(format!("netrm:{name}"), created.to_string());
+    }
+    for ((vni, mac), spec) in endpoints {
+        kv.insert(
+            format!("ep:{vni}:{mac}"),
+            serde_json::to_string(spec).expect("plain struct"),
+        );
+    }
+    for (vni, block) in leases {
+        kv.insert(format!("lease:{vni}:{block}"), String::new());
+    }
+    kv
+}
+
+/// A remote endpoint as the local node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RemoteEndpoint {
+    pub node: String,
+    pub vtep: SocketAddrV4,
+    pub vni: u32,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub name: String,
+    pub aliases: Vec<String>,
+}
+
+/// Everything the local node derives from the cluster's gossip.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub nodes: Vec<NodeInfo>,
+    pub me: String,
+}
+
+impl ClusterView {
+    pub fn new(me: &str, nodes: Vec<NodeInfo>) -> ClusterView {
+        ClusterView {
+            nodes,
+            me: me.to_string(),
+        }
+    }
+
+    fn live(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.nodes.iter().filter(|n| n.alive)
+    }
+
+    fn live_others(&self) -> impl Iterator<Item = &NodeInfo> {
+        self.live().filter(move |n| n.name != self.me)
+    }
+
+    /// The overlay networks of the cluster: for each name the oldest creation any live
+    /// node publishes, unless a live node removed that incarnation (or a newer one).
+    pub fn networks(&self) -> BTreeMap<String, NetworkSpec> {
+        let mut best: BTreeMap<String, (NetworkSpec, &str)> = BTreeMap::new();
+        for node in self.live() {
+            for (name, spec) in &node.networks {
+                let better = match best.get(name) {
+                    None => true,
+                    Some((cur, owner)) => {
+                        (spec.created_ms, node.name.as_str()) < (cur.created_ms, *owner)
+                    }
+                };
+                if better {
+                    best.insert(name.clone(), (spec.clone(), node.name.as_str()));
+                }
+            }
+        }
+        best.into_iter()
+            .filter(|(name, (spec, _))| !self.is_removed(name, spec.created_ms))
+            .map(|(name, (spec, _))| (name, spec))
+            .collect()
+    }
+
+    /// Whether some live node removed network `name` as created at `created_ms` (or later).
+    pub fn is_removed(&self, name: &str, created_ms: u64) -> bool {
+        self.live()
+            .any(|n| n.removed.get(name).is_some_and(|&r| r >= created_ms))
+    }
+
+    /// Endpoints of the other live nodes, by VNI.
+    pub fn remote_endpoints(&self) -> Vec<RemoteEndpoint> {
+        let mut out = Vec::new();
+        for node in self.live_others() {
+            let Some(vtep) = node.vtep else { continue };
+            for ((vni, mac), spec) in &node.endpoints {
+                out.push(RemoteEndpoint {
+                    node: node.name.clone(),
+                    vtep,
+                    vni: *vni,
+                    mac: *mac,
+                    ip: spec.ip,
+                    name: spec.name.clone(),
+                    aliases: spec.aliases.clone(),
+                });
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The VTEPs to replicate broadcast and unknown unicast of `vni` to: the other live nodes
+    /// with at least one endpoint in it.
+    pub fn flood_list(&self, vni: u32) -> BTreeMap<SocketAddrV4, String> {
+        self.live_others()
+            .filter(|n| n.endpoints.keys().any(|(v, _)| *v == vni))
+            .filter_map(|n| Some((n.vtep?, n.name.clone())))
+            .collect()
+    }
+
+    /// Addresses of `vni` used by endpoints of other live nodes.
+    pub fn taken_addresses(&self, vni: u32) -> BTreeSet<Ipv4Addr> {
+        self.live_others()
+            .flat_map(|n| n.endpoints.iter())
+            .filter(|((v, _), _)| *v == vni)
+            .map(|(_, spec)| spec.ip)
+            .collect()
+    }
+
+    /// Who owns block `block` of `vni` when several live nodes claim it: the smallest name.
+    pub fn block_owner(&self, vni: u32, block: u32) -> Option<&str> {
+        self.live()
+            .filter(|n| n.leases.contains(&(vni, block)))
+            .map(|n| n.name.as_str())
+            .min()
+    }
+
+    /// Blocks of `vni` claimed by any live node.
+    pub fn claimed_blocks(&self, vni: u32) -> BTreeSet<u32> {
+        self.live()
+            .flat_map(|n| n.leases.iter())
+            .filter(|(v, _)| *v == vni)
+            .map(|(_, b)| *b)
+            .collect()
+    }
+}
+
+/// The addresses of block `block` of `subnet` (blocks of [`BLOCK_SIZE`] from the network
+/// address), without the network and broadcast addresses and the gateway.
+pub fn block_addresses(subnet: Ipv4Net, gateway: Ipv4Addr, block: u32) -> Vec<Ipv4Addr> {
+    let base = u32::from(subnet.network());
+    let first = base.saturating_add(block.saturating_mul(BLOCK_SIZE));
+    (first..first.saturating_add(BLOCK_SIZE))
+        .map(Ipv4Addr::from)
+        .filter(|a| {
+            subnet.contains(a)
+                && *a != subnet.network()
+                && *a != subnet.broadcast()
+                && *a != gateway
+        })
+        .collect()
+}
+
+/// How many blocks `subnet` has.
+pub fn block_count(subnet: Ipv4Net) -> u32 {
+    let size = 1u64 << (32 - u32::from(subnet.prefix_len()));
+    (size.div_ceil(u64::from(BLOCK_SIZE))) as u32
+}
+
+/// The first block of `vni` nobody claims (neither a live node nor `also_claimed`), if any.
+pub fn free_block(
+    view: &ClusterView,
+    vni: u32,
+    subnet: Ipv4Net,
+    gateway: Ipv4Addr,
+    also_claimed: &BTreeSet<u32>,
+) -> Option<u32> {
+    let claimed = view.claimed_blocks(vni);
+    (0..block_count(subnet)).find(|b| {
+        !claimed.contains(b)
+            && !also_claimed.contains(b)
+            && !block_addresses(subnet, gateway, *b).is_empty()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mac(last: u8) -> MacAddr {
+        MacAddr([0x02, 0x42, 10, 0, 0, last])
+    }
+
+    fn spec(created: u64) -> NetworkSpec {
+        NetworkSpec {
+            vni: 42,
+            subnet: "10.9.0.0/24".parse().unwrap(),
+            gateway: Ipv4Addr::new(10, 9, 0, 1),
+            mtu: 1450,
+            created_ms: created,
+        }
+    }
+
+    fn node(name: &str, last: u8, alive: bool) -> NodeInfo {
+        NodeInfo {
+            name: name.into(),
+            vtep: Some(SocketAddrV4::new(Ipv4Addr::new(192, 168, 0, last), 4789)),
+            alive,
+            networks: BTreeMap::new(),
+            removed: BTreeMap::new(),
+            endpoints: BTreeMap::new(),
+            leases: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn key_values_round_trip() {
+        let mut networks = BTreeMap::new();
+        networks.insert("ov".to_string(), spec(5));
+        let mut removed = BTreeMap::new();
+        removed.insert("old".to_string(), 3u64);
+        let mut endpoints = BTreeMap::new();
+        endpoints.insert(
+            (42, mac(2)),
+            EndpointSpec {
+                ip: Ipv4Addr::new(10, 9, 0, 2),
+                name: "web".into(),
+                aliases: vec!["www".into()],
+            },
+        );
+        let leases: BTreeSet<(u32, u32)> = [(42, 0), (42, 3)].into();
+        let vtep = SocketAddrV4::new(Ipv4Addr::new(192, 168, 0, 1), 4789);
+        let kv = key_values(vtep, &networks, &removed, &endpoints, &leases);
+        let mut with_noise: Vec<(&str, &str)> =
+            kv.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        with_noise.push(("net:broken", "{not json"));
+        with_noise.push(("future:key", "x"));
+        let n = NodeInfo::from_key_values("a", true, with_noise);
+        assert_eq!(n.vtep, Some(vtep));
+        assert_eq!(n.networks, networks);
+        assert_eq!(n.removed, removed);
+        assert_eq!(n.endpoints, endpoints);
+        assert_eq!(n.leases, leases);
+    }
+
+    #[test]
+    fn tables_come_from_live_nodes_only() {
+        let mut a = node("a", 1, true);
+        let mut b = node("b", 2, true);
+        let mut c = node("c", 3, false);
+        for (n, last) in [(&mut a, 10u8), (&mut b, 20), (&mut c, 30)] {
+            n.networks.insert("ov".into(), spec(7));
+            n.endpoints.insert(
+                (42, mac(last)),
+                EndpointSpec {
+                    ip: Ipv4Addr::new(10, 9, 0, last),
+                    name: format!("ep{last}"),
+                    aliases: vec![],
+                },
+            );
+        }
+        let view = ClusterView::new("a", vec![a.clone(), b.clone(), c.clone()]);
+        let remote = view.remote_endpoints();
+        assert_eq!(
+            remote.len(),
+            1,
+            "own and dead nodes' endpoints are not remote: {remote:?}"
+        );
+        assert_eq!(remote[0].node, "b");
+        assert_eq!(remote[0].mac, mac(20));
+        let flood = view.flood_list(42);
+        assert_eq!(flood.values().collect::<Vec<_>>(), vec!["b"]);
+        assert!(view.flood_list(43).is_empty());
+        assert_eq!(
+            view.taken_addresses(42),
+            [Ipv4Addr::new(10, 9, 0, 20)].into()
+        );
+        // The dead node comes back: its endpoint is back in the tables.
+        c.alive = true;
+        let view = ClusterView::new("a", vec![a, b, c]);
+        assert_eq!(view.remote_endpoints().len(), 2);
+        assert_eq!(view.flood_list(42).len(), 2);
+    }
+
+    #[test]
+    fn networks_oldest_creation_wins_and_removal_needs_the_same_or_newer_incarnation() {
+        let mut a = node("a", 1, true);
+        let mut b = node("b", 2, true);
+        a.networks.insert("ov".into(), spec(10));
+        let mut other = spec(20);
+        other.vni = 43;
+        b.networks.insert("ov".into(), other);
+        let view = ClusterView::new("a", vec![a.clone(), b.clone()]);
+        assert_eq!(view.networks()["ov"].vni, 42, "the older creation wins");
+        // b removes the incarnation created at 10: gone everywhere.
+        b.removed.insert("ov".into(), 10);
+        let view = ClusterView::new("a", vec![a.clone(), b.clone()]);
+        assert!(!view.networks().contains_key("ov"));
+        // A removal of an older incarnation does not remove a newer one.
+        b.removed.insert("ov".into(), 5);
+        let view = ClusterView::new("a", vec![a.clone(), b.clone()]);
+        assert!(view.networks().contains_key("ov"));
+        // A dead node's removal marker does not count.
+        b.removed.insert("ov".into(), 10);
+        b.alive = false;
+        let view = ClusterView::new("a", vec![a, b]);
+        assert!(view.networks().contains_key("ov"));
+    }
+
+    #[test]
+    fn blocks_are_disjoint_and_conflicts_resolve_to_the_smallest_name() {
+        let subnet: Ipv4Net = "10.9.0.0/24".parse().unwrap();
+        let gw = Ipv4Addr::new(10, 9, 0, 1);
+        assert_eq!(block_count(subnet), 16);
+        let b0 = block_addresses(subnet, gw, 0);
+        assert_eq!(b0.len(), 14, "network address and gateway left out");
+        assert_eq!(b0[0], Ipv4Addr::new(10, 9, 0, 2));
+        let b15 = block_addresses(subnet, gw, 15);
+        assert_eq!(*b15.last().unwrap(), Ipv4Addr::new(10, 9, 0, 254));
+        let all: BTreeSet<Ipv4Addr> = (0..16)
+            .flat_map(|b| block_addresses(subnet, gw, b))
+            .collect();
+        assert_eq!(all.len(), 253, "every host address but the gateway, once");
+
+        let mut a = node("a", 1, true);
+        let mut b = node("b", 2, true);
+        let view = ClusterView::new("a", vec![a.clone(), b.clone()]);
+        assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(0));
+        // Both claim block 0 at the same moment: "a" keeps it, "b" must move on.
+        a.leases.insert((42, 0));
+        b.leases.insert((42, 0));
+        let view = ClusterView::new("b", vec![a.clone(), b.clone()]);
+        assert_eq!(view.block_owner(42, 0), Some("a"));
+        b.leases.remove(&(42, 0));
+        let view = ClusterView::new("b", vec![a.clone(), b.clone()]);
+        assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(1));
+        // A dead node's blocks are free again.
+        a.alive = false;
+        let view = ClusterView::new("b", vec![a, b]);
+        assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(0));
+        let tiny: Ipv4Net = "10.9.0.0/30".parse().unwrap();
+        assert_eq!(block_count(tiny), 1);
+        assert_eq!(
+            block_addresses(tiny, Ipv4Addr::new(10, 9, 0, 1), 0),
+            vec![Ipv4Addr::new(10, 9, 0, 2)]
+        );
+    }
+}

@@ -1,0 +1,610 @@
+//! Keeps the daemon's tables in step with the gossip cluster (see [`crate::cluster`]): every
+//! [`SYNC_INTERVAL`] it reads every node's gossip, derives the overlay networks, remote
+//! endpoints and flood lists, applies the difference to the bridge (tunnel ports, static FDB
+//! entries "gossip from NODE", ARP suppression entries, DNS names), and publishes what this
+//! node has. Cluster-wide IPAM allocates inside address blocks this node leased through the
+//! gossip.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use ipnet::Ipv4Net;
+use weft_switch::{MacAddr, NetworkId, PortId};
+
+use super::{invalid, network_config, parse_mac, Control, Daemon, DaemonError, Network, Result};
+use crate::api::{ClusterInfo, PeerRow};
+use crate::cluster::{self, ClusterView, EndpointSpec, NetworkSpec};
+use crate::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
+use crate::state::{NetworkRecord, PeerRecord};
+
+/// How often the tables are brought in step with the gossip.
+pub const SYNC_INTERVAL: Duration = Duration::from_millis(300);
+/// How long a new address block's lease must stand unchallenged before it is used.
+const LEASE_SETTLE: Duration = Duration::from_millis(1500);
+
+/// A tunnel port the gossip created (not a static peer).
+#[derive(Debug, Clone)]
+struct GossipTunnel {
+    port: PortId,
+    node: String,
+    network: String,
+}
+
+/// What the gossip put into the local tables, so it can be taken out again.
+#[derive(Debug, Default)]
+pub(super) struct ClusterLocal {
+    nodes: Vec<NodeStatus>,
+    tunnels: BTreeMap<String, GossipTunnel>,
+    fdb: BTreeMap<(NetworkId, MacAddr), (PortId, String)>,
+    neighbors: BTreeSet<(NetworkId, Ipv4Addr)>,
+    /// Remote endpoint names by network, for the embedded DNS.
+    pub(super) names: BTreeMap<String, Vec<(String, Ipv4Addr)>>,
+    /// Remote endpoints by network: (node, name, address), for `weft arp`.
+    remote: BTreeMap<String, Vec<(String, String, Ipv4Addr)>>,
+    leases: BTreeSet<(u32, u32)>,
+}
+
+/// The daemon's link to the gossip.
+pub(super) struct ClusterLink {
+    gossip: Arc<Gossip>,
+    runtime: tokio::runtime::Handle,
+    local: Mutex<ClusterLocal>,
+}
+
+impl ClusterLink {
+    pub(super) fn new(gossip: Arc<Gossip>, runtime: tokio::runtime::Handle) -> ClusterLink {
+        ClusterLink {
+            gossip,
+            runtime,
+            local: Mutex::new(ClusterLocal::default()),
+        }
+    }
+
+    pub(super) fn local(&self) -> MutexGuard<'_, ClusterLocal> {
+        self.local.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Runs the synchronisation until the daemon goes away.
+pub async fn run_cluster_sync(daemon: Arc<Daemon>) {
+    let Some(link) = &daemon.cluster else {
+        return;
+    };
+    let gossip = Arc::clone(&link.gossip);
+    let mut tick = tokio::time::interval(SYNC_INTERVAL);
+    loop {
+        tick.tick().await;
+        let nodes = gossip.nodes().await;
+        let d = Arc::clone(&daemon);
+        let Ok(kv) = tokio::task::spawn_blocking(move || d.reconcile(nodes)).await else {
+            continue;
+        };
+        gossip.publish(kv).await;
+    }
+}
+
+impl Daemon {
+    fn link(&self) -> Option<&ClusterLink> {
+        self.cluster.as_ref()
+    }
+
+    /// This node's gossip keys from its state.
+    fn cluster_key_values(
+        &self,
+        c: &Control,
+        leases: &BTreeSet<(u32, u32)>,
+    ) -> BTreeMap<String, String> {
+        let vtep = SocketAddrV4::new(
+            self.vtep.advertise.unwrap_or(Ipv4Addr::UNSPECIFIED),
+            self.vtep.port,
+        );
+        let mut networks = BTreeMap::new();
+        let mut vnis = BTreeMap::new();
+        for n in c.networks.values() {
+            if let (Some(vni), Some(created_ms)) = (n.record.vni, n.record.created_ms) {
+                vnis.insert(n.record.name.clone(), vni);
+                networks.insert(
+                    n.record.name.clone(),
+                    NetworkSpec {
+                        vni,
+                        subnet: n.record.subnet,
+                        gateway: n.record.gateway,
+                        mtu: n.record.mtu,
+                        created_ms,
+                    },
+                );
+            }
+        }
+        let mut endpoints = BTreeMap::new();
+        for e in c.endpoints.values() {
+            let (Some(&vni), Ok(mac)) = (vnis.get(&e.record.network), parse_mac(&e.record.mac))
+            else {
+                continue;
+            };
+            endpoints.insert(
+                (vni, mac),
+                EndpointSpec {
+                    ip: e.record.ip,
+                    name: e.record.name.clone(),
+                    aliases: e.record.aliases.clone(),
+                },
+            );
+        }
+        cluster::key_values(vtep, &networks, &c.removed_networks, &endpoints, leases)
+    }
+
+    /// One synchronisation round: applies the cluster's view to the local tables and
+    /// returns this node's key-values to publish.
+    fn reconcile(&self, nodes: Vec<NodeStatus>) -> BTreeMap<String, String> {
+        let Some(link) = self.link() else {
+            return BTreeMap::new();
+        };
+        let mut c = self.lock();
+        let me = link.gossip.node_name.clone();
+        let view = ClusterView::new(&me, nodes.iter().map(|n| n.info.clone()).collect());
+        link.local().nodes = nodes;
+        // `local` is not held across calls that rebuild DNS zones (they read it).
+
+        // Overlay networks: adopt the cluster's, drop the ones removed elsewhere once no
+        // endpoint here uses them.
+        let wanted = view.networks();
+        for (name, spec) in &wanted {
+            let removed_here = c
+                .removed_networks
+                .get(name)
+                .is_some_and(|&r| r >= spec.created_ms);
+            if !c.networks.contains_key(name) && !removed_here {
+                if let Err(e) = self.adopt_network(&mut c, name, spec) {
+                    log::warn!("overlay network {name} from the cluster not created here: {e}");
+                }
+            }
+        }
+        let doomed: Vec<String> = c
+            .networks
+            .values()
+            .filter(|n| {
+                n.record
+                    .created_ms
+                    .is_some_and(|t| view.is_removed(&n.record.name, t))
+            })
+            .filter(|n| {
+                !c.endpoints
+                    .values()
+                    .any(|e| e.record.network == n.record.name)
+            })
+            .map(|n| n.record.name.clone())
+            .collect();
+        for name in doomed {
+            log::info!("overlay network {name} was removed in the cluster; removing it here");
+            if let Err(e) = self.remove_network_locked(&mut c, &name, false) {
+                log::warn!("cannot remove network {name}: {e}");
+            }
+        }
+
+        let mut local = link.local();
+        // Tunnel ports: one per (VNI, node with endpoints in it).
+        let mut wanted_tunnels: BTreeMap<String, (PeerRecord, String, String)> = BTreeMap::new();
+        for n in c.networks.values() {
+            let Some(vni) = n.record.vni else { continue };
+            for (vtep, node) in view.flood_list(vni) {
+                let record = PeerRecord {
+                    addr: *vtep.ip(),
+                    vni,
+                    port: vtep.port(),
+                };
+                wanted_tunnels.insert(record.port_name(), (record, node, n.record.name.clone()));
+            }
+        }
+        let stale: Vec<String> = local
+            .tunnels
+            .keys()
+            .filter(|name| !wanted_tunnels.contains_key(*name))
+            .cloned()
+            .collect();
+        for name in stale {
+            if let Some(t) = local.tunnels.remove(&name) {
+                log::info!("tunnel {name} to node {} removed", t.node);
+                if let Err(e) = self.dataplane.remove_port(t.port) {
+                    log::warn!("tunnel {name}: {e}");
+                }
+                local.fdb.retain(|_, (port, _)| *port != t.port);
+            }
+        }
+        for (name, (record, node, network)) in wanted_tunnels {
+            if local.tunnels.contains_key(&name) || c.peers.contains_key(&name) {
+                continue;
+            }
+            let Some(net) = c.networks.get(&network) else {
+                continue;
+            };
+            let Ok(vni) = weft_vtep::Vni::new(record.vni) else {
+                continue;
+            };
+            let port = PortId(c.next_port_id);
+            match self.dataplane.add_tunnel_port(
+                port,
+                net.id,
+                SocketAddrV4::new(record.addr, record.port),
+                vni,
+            ) {
+                Ok(()) => {
+                    c.next_port_id += 1;
+                    log::info!("tunnel {name} to node {node} added");
+                    local.tunnels.insert(
+                        name,
+                        GossipTunnel {
+                            port,
+                            node,
+                            network,
+                        },
+                    );
+                }
+                Err(e) => log::warn!("tunnel {name} to node {node}: {e}"),
+            }
+        }
+
+        // Remote endpoints: static FDB entries on their node's tunnel port, ARP suppression
+        // entries, DNS names.
+        let local_macs: BTreeSet<MacAddr> = c
+            .endpoints
+            .values()
+            .filter_map(|e| parse_mac(&e.record.mac).ok())
+            .collect();
+        let mut wanted_fdb = BTreeMap::new();
+        let mut wanted_neighbors = BTreeMap::new();
+        let mut names: BTreeMap<String, Vec<(String, Ipv4Addr)>> = BTreeMap::new();
+        let mut remote: BTreeMap<String, Vec<(String, String, Ipv4Addr)>> = BTreeMap::new();
+        for r in view.remote_endpoints() {
+            let Some(net) = c.networks.values().find(|n| n.record.vni == Some(r.vni)) else {
+                continue;
+            };
+            if local_macs.contains(&r.mac) {
+                continue;
+            }
+            let tunnel_name = PeerRecord {
+                addr: *r.vtep.ip(),
+                vni: r.vni,
+                port: r.vtep.port(),
+            }
+            .port_name();
+            let port = local
+                .tunnels
+                .get(&tunnel_name)
+                .map(|t| t.port)
+                .or_else(|| c.peers.get(&tunnel_name).map(|p| p.port));
+            let Some(port) = port else { continue };
+            wanted_fdb.insert((net.id, r.mac), (port, r.node.clone()));
+            remote.entry(net.record.name.clone()).or_default().push((
+                r.node.clone(),
+                r.name.clone(),
+                r.ip,
+            ));
+            wanted_neighbors.insert((net.id, r.ip), r.mac);
+            let entry = names.entry(net.record.name.clone()).or_default();
+            entry.push((r.name.clone(), r.ip));
+            for a in &r.aliases {
+                entry.push((a.clone(), r.ip));
+            }
+        }
+        let old_fdb = std::mem::take(&mut local.fdb);
+        for (key, (port, _)) in &old_fdb {
+            if wanted_fdb.get(key).map(|(p, _)| p) != Some(port) {
+                let _ = self
+                    .dataplane
+                    .with_bridge(|b| b.remove_static(key.0, key.1));
+            }
+        }
+        for (key, (port, node)) in &wanted_fdb {
+            if old_fdb.get(key).map(|(p, _)| p) != Some(port) {
+                if let Err(e) = self
+                    .dataplane
+                    .with_bridge(|b| b.add_static(key.0, key.1, *port))
+                {
+                    log::warn!("FDB entry {} from node {node}: {e}", key.1);
+                    continue;
+                }
+            }
+            local.fdb.insert(*key, (*port, node.clone()));
+        }
+        let old_neighbors = std::mem::take(&mut local.neighbors);
+        for key in &old_neighbors {
+            if !wanted_neighbors.contains_key(key) {
+                let _ = self
+                    .dataplane
+                    .with_bridge(|b| b.remove_neighbor(key.0, key.1));
+            }
+        }
+        for (key, mac) in &wanted_neighbors {
+            if self
+                .dataplane
+                .with_bridge(|b| b.set_neighbor(key.0, key.1, *mac))
+                .is_ok()
+            {
+                local.neighbors.insert(*key);
+            }
+        }
+        local.remote = remote;
+        if local.names != names {
+            local.names = names;
+            drop(local);
+            let nets: Vec<String> = c.networks.keys().cloned().collect();
+            for n in &nets {
+                self.rebuild_zone(&c, n);
+            }
+            local = link.local();
+        }
+        let leases = local.leases.clone();
+        drop(local);
+        self.cluster_key_values(&c, &leases)
+    }
+
+    /// Creates a network the cluster has and this node has not.
+    fn adopt_network(&self, c: &mut Control, name: &str, spec: &NetworkSpec) -> Result<()> {
+        super::validate_name("network", name)?;
+        if let Some(other) = c.networks.values().find(|n| {
+            n.record.subnet.contains(&spec.subnet.network())
+                || spec.subnet.contains(&n.record.subnet.network())
+        }) {
+            return Err(DaemonError::Conflict(format!(
+                "its subnet {} overlaps network {:?} here",
+                spec.subnet, other.record.name
+            )));
+        }
+        if let Some(other) = c.networks.values().find(|n| n.record.vni == Some(spec.vni)) {
+            return Err(DaemonError::Conflict(format!(
+                "its VNI {} is used by network {:?} here",
+                spec.vni, other.record.name
+            )));
+        }
+        let record = NetworkRecord {
+            name: name.to_string(),
+            subnet: spec.subnet,
+            gateway: spec.gateway,
+            mtu: spec.mtu,
+            aging_seconds: super::DEFAULT_AGING_SECONDS,
+            icc: true,
+            nat: true,
+            internal: false,
+            vni: Some(spec.vni),
+            created_ms: Some(spec.created_ms),
+        };
+        self.open_overlay(&record)?;
+        let id = NetworkId(c.next_network_id);
+        if let Err(e) = self.dataplane.add_network(id, network_config(&record)) {
+            self.close_overlay(&record);
+            return Err(e.into());
+        }
+        c.next_network_id += 1;
+        log::info!(
+            "overlay network {name} (VNI {}) joined from the cluster",
+            spec.vni
+        );
+        c.networks.insert(name.to_string(), Network { record, id });
+        self.rebuild_zone(c, name);
+        self.save(c)
+    }
+
+    /// Refuses an explicit address another node's endpoint has.
+    pub(super) fn cluster_check_explicit(&self, vni: u32, ip: Ipv4Addr) -> Result<()> {
+        let Some(link) = self.link() else {
+            return Ok(());
+        };
+        let local = link.local();
+        let view = ClusterView::new(
+            &link.gossip.node_name,
+            local.nodes.iter().map(|n| n.info.clone()).collect(),
+        );
+        if let Some(r) = view
+            .remote_endpoints()
+            .into_iter()
+            .find(|r| r.vni == vni && r.ip == ip)
+        {
+            return Err(DaemonError::Conflict(format!(
+                "address {ip} is taken by endpoint {:?} on node {}; pass another --ip or omit it",
+                r.name, r.node
+            )));
+        }
+        Ok(())
+    }
+
+    /// An address for a new endpoint of overlay VNI `vni`: the first free one in this node's
+    /// leased blocks; without one, leases a new block (published, then kept only if no node
+    /// with a smaller name claimed it in the meantime).
+    pub(super) fn cluster_allocate(
+        &self,
+        c: &Control,
+        vni: u32,
+        subnet: Ipv4Net,
+        gateway: Ipv4Addr,
+        taken_here: &BTreeSet<Ipv4Addr>,
+    ) -> Result<Ipv4Addr> {
+        let Some(link) = self.link() else {
+            return Err(invalid("no cluster"));
+        };
+        let me = link.gossip.node_name.clone();
+        for _attempt in 0..8 {
+            let nodes = link.runtime.block_on(link.gossip.nodes());
+            let view = ClusterView::new(&me, nodes.iter().map(|n| n.info.clone()).collect());
+            let taken: BTreeSet<Ipv4Addr> = view
+                .taken_addresses(vni)
+                .union(taken_here)
+                .copied()
+                .collect();
+            let mine: Vec<u32> = {
+                let local = link.local();
+                local
+                    .leases
+                    .iter()
+                    .filter(|(v, _)| *v == vni)
+                    .map(|(_, b)| *b)
+                    .collect()
+            };
+            for block in &mine {
+                if view.block_owner(vni, *block).is_some_and(|o| o != me) {
+                    continue;
+                }
+                if let Some(ip) = cluster::block_addresses(subnet, gateway, *block)
+                    .into_iter()
+                    .find(|a| !taken.contains(a))
+                {
+                    return Ok(ip);
+                }
+            }
+            // Lease a new block: claim it, let the claim spread, and keep it only if no
+            // node with a smaller name claimed it too.
+            let mine: BTreeSet<u32> = mine.into_iter().collect();
+            let Some(block) = cluster::free_block(&view, vni, subnet, gateway, &mine) else {
+                return Err(invalid(format!(
+                    "no free address block left in {subnet} across the cluster; use a larger subnet"
+                )));
+            };
+            link.local().leases.insert((vni, block));
+            let leases = link.local().leases.clone();
+            let kv = self.cluster_key_values(c, &leases);
+            link.runtime.block_on(link.gossip.publish(kv));
+            std::thread::sleep(LEASE_SETTLE);
+            let nodes = link.runtime.block_on(link.gossip.nodes());
+            let view = ClusterView::new(&me, nodes.iter().map(|n| n.info.clone()).collect());
+            if view.block_owner(vni, block).is_some_and(|o| o != me) {
+                log::info!(
+                    "address block {block} of VNI {vni} went to another node; trying another"
+                );
+                link.local().leases.remove(&(vni, block));
+            }
+        }
+        Err(DaemonError::Conflict(
+            "could not lease an address block: the cluster kept contending; try again".into(),
+        ))
+    }
+
+    /// Rows of `weft peers` for the gossip nodes.
+    pub(super) fn cluster_peer_rows(&self) -> Vec<PeerRow> {
+        let Some(link) = self.link() else {
+            return Vec::new();
+        };
+        let local = link.local();
+        local
+            .nodes
+            .iter()
+            .filter(|n| !n.is_self)
+            .map(|n| {
+                let tunnels: Vec<&GossipTunnel> = local
+                    .tunnels
+                    .values()
+                    .filter(|t| t.node == n.info.name)
+                    .collect();
+                let (rx, tx) = tunnels.iter().fold((0, 0), |(rx, tx), t| {
+                    let counters = self
+                        .dataplane
+                        .with_bridge(|b| b.port_counters(t.port).cloned())
+                        .unwrap_or_default();
+                    (rx + counters.rx_packets, tx + counters.tx_packets)
+                });
+                PeerRow {
+                    name: n.info.name.clone(),
+                    vtep: n.info.vtep.map_or_else(|| "-".into(), |v| v.to_string()),
+                    vni: 0,
+                    network: tunnels
+                        .iter()
+                        .map(|t| t.network.clone())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                    state: n.state.as_str().into(),
+                    last_heard_seconds: n.last_heard.map(|d| d.as_secs_f64()),
+                    endpoints: Some(if n.state == NodeState::Dead {
+                        0
+                    } else {
+                        n.info.endpoints.len()
+                    }),
+                    rx_packets: rx,
+                    tx_packets: tx,
+                }
+            })
+            .collect()
+    }
+
+    /// Where an FDB entry came from, if the gossip put it there.
+    pub(super) fn gossip_origin(&self, network: NetworkId, mac: MacAddr) -> Option<String> {
+        let link = self.link()?;
+        let local = link.local();
+        local.fdb.get(&(network, mac)).map(|(_, node)| node.clone())
+    }
+
+    /// Names of the tunnel ports the gossip created.
+    pub(super) fn cluster_tunnel_names(&self) -> Vec<(PortId, String)> {
+        self.link()
+            .map(|l| {
+                l.local()
+                    .tunnels
+                    .iter()
+                    .map(|(name, t)| (t.port, name.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remote endpoints of `network` by address: (node, endpoint name).
+    pub(super) fn cluster_remote_owners(
+        &self,
+        network: &str,
+    ) -> BTreeMap<Ipv4Addr, (String, String)> {
+        let Some(link) = self.link() else {
+            return BTreeMap::new();
+        };
+        let local = link.local();
+        local
+            .remote
+            .get(network)
+            .map(|v| {
+                v.iter()
+                    .map(|(node, name, ip)| (*ip, (node.clone(), name.clone())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Remote names of `network` for the embedded DNS.
+    pub(super) fn cluster_names(&self, network: &str) -> Vec<(String, Ipv4Addr)> {
+        self.link()
+            .map(|l| l.local().names.get(network).cloned().unwrap_or_default())
+            .unwrap_or_default()
+    }
+
+    /// `weft cluster`: this node and its gossip counters.
+    pub fn cluster_info(&self) -> Result<ClusterInfo> {
+        let link = self.link().ok_or_else(|| {
+            DaemonError::NotFound(
+                "this daemon is not in a cluster; start it with --advertise ADDR --cluster-key-file FILE [--join ADDR]".into(),
+            )
+        })?;
+        let g = &link.gossip;
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        let local = link.local();
+        Ok(ClusterInfo {
+            node: g.node_name.clone(),
+            gossip: g.gossip_addr.to_string(),
+            vtep: format!(
+                "{}:{}",
+                self.vtep.advertise.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                self.vtep.port
+            ),
+            nodes_alive: local
+                .nodes
+                .iter()
+                .filter(|n| n.state != NodeState::Dead)
+                .count(),
+            gossip_rx: load(&g.counters.rx),
+            gossip_tx: load(&g.counters.tx),
+            gossip_auth_failed: load(&g.counters.auth_failed),
+            gossip_malformed: load(&g.counters.malformed),
+            leases: local
+                .leases
+                .iter()
+                .map(|(vni, block)| format!("{vni}:{block}"))
+                .collect(),
+            gossip_interval_ms: GOSSIP_INTERVAL.as_millis() as u64,
+        })
+    }
+}
