@@ -323,7 +323,8 @@ fn seed_endpoint(
     Ok(())
 }
 
-/// A `weft ports` row for a port that is not an endpoint (tunnel port, VXLAN socket).
+/// A `weft ports` row (endpoint "-", nothing published: the caller fills those in for an
+/// endpoint).
 fn port_row(
     name: &str,
     kind: PortKind,
@@ -644,6 +645,29 @@ impl Daemon {
         Ok(self.state_dir.save(&Self::snapshot(c))?)
     }
 
+    /// The network whose subnet overlaps `subnet`, if any.
+    fn overlapping(c: &Control, subnet: Ipv4Net) -> Option<&Network> {
+        c.networks.values().find(|n| {
+            n.record.subnet.contains(&subnet.network())
+                || subnet.contains(&n.record.subnet.network())
+        })
+    }
+
+    /// Adds a validated network to the data plane (opening the VTEP for an overlay network)
+    /// and the control state; no state save.
+    fn install_network(&self, c: &mut Control, record: NetworkRecord) -> Result<NetworkId> {
+        self.open_overlay(&record)?;
+        let id = NetworkId(c.next_network_id);
+        if let Err(e) = self.dataplane.add_network(id, network_config(&record)) {
+            self.close_overlay(&record);
+            return Err(e.into());
+        }
+        c.next_network_id += 1;
+        c.networks
+            .insert(record.name.clone(), Network { record, id });
+        Ok(id)
+    }
+
     fn network<'c>(c: &'c Control, name: &str) -> Result<&'c Network> {
         c.networks.get(name).ok_or_else(|| {
             DaemonError::NotFound(format!(
@@ -774,10 +798,7 @@ impl Daemon {
                 req.name, req.name
             )));
         }
-        if let Some(other) = c.networks.values().find(|n| {
-            n.record.subnet.contains(&subnet.network())
-                || subnet.contains(&n.record.subnet.network())
-        }) {
+        if let Some(other) = Self::overlapping(&c, subnet) {
             return Err(DaemonError::Conflict(format!(
                 "subnet {subnet} overlaps subnet {} of network {:?}; choose a subnet that does not overlap",
                 other.record.subnet, other.record.name
@@ -817,20 +838,15 @@ impl Daemon {
             };
             record.vni = Some(vni);
             record.created_ms = Some(unix_ms());
-            c.removed_networks.remove(&record.name);
-            self.open_overlay(&record)?;
         }
-        let id = NetworkId(c.next_network_id);
-        if let Err(e) = self.dataplane.add_network(id, network_config(&record)) {
-            self.close_overlay(&record);
-            return Err(e.into());
-        }
-        c.next_network_id += 1;
-        c.networks
-            .insert(record.name.clone(), Network { record, id });
+        let id = self.install_network(&mut c, record)?;
+        let removed_marker = c.removed_networks.remove(&req.name);
         if let Err(e) = self.save(&c) {
             if let Some(n) = c.networks.remove(&req.name) {
                 self.close_overlay(&n.record);
+            }
+            if let Some(marker) = removed_marker {
+                c.removed_networks.insert(req.name.clone(), marker);
             }
             let _ = self.dataplane.remove_network(id);
             return Err(e);
@@ -1735,19 +1751,9 @@ impl Daemon {
                     .with_bridge(|b| b.port_counters(e.port).cloned())
                     .unwrap_or_default();
                 PortRow {
-                    name: e.record.name.clone(),
-                    kind: e.record.kind,
-                    network: e.record.network.clone(),
                     endpoint: e.record.name.clone(),
-                    rx_packets: counters.rx_packets,
-                    rx_bytes: counters.rx_bytes,
-                    tx_packets: counters.tx_packets,
-                    tx_bytes: counters.tx_bytes,
-                    drops: counters
-                        .nonzero_drops()
-                        .map(|(r, n)| (r.as_str().to_string(), n))
-                        .collect(),
                     published: e.record.published.iter().map(|m| m.to_string()).collect(),
+                    ..port_row(&e.record.name, e.record.kind, &e.record.network, &counters)
                 }
             })
             .collect();

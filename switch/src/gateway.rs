@@ -557,27 +557,8 @@ pub fn udp_via_gateway(
     gw: &GatewayConfig,
     checksum_partial: bool,
 ) -> Option<UdpToGateway> {
-    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
-        return None;
-    }
-    if be16(frame, 12) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = &frame[ETHERNET_HEADER_LEN..];
-    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
-    let ihl = usize::from(fixed[0] & 0x0f) * 4;
-    let total_len = usize::from(be16(fixed, 2));
-    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + UDP_HEADER_LEN {
-        return None;
-    }
-    let datagram = ip.get(..total_len)?;
+    let (datagram, ihl) = ipv4_to_gateway_mac(frame, gw, IPPROTO_UDP, UDP_HEADER_LEN)?;
     let header = &datagram[..ihl];
-    if internet_checksum(header) != 0
-        || header[9] != IPPROTO_UDP
-        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
-    {
-        return None;
-    }
     let src_ip = ip_at(header, 12);
     let dst_ip = ip_at(header, 16);
     if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) {
@@ -604,6 +585,39 @@ pub fn udp_via_gateway(
         dst_port: be16(udp, 2),
         payload: start..start + udp_len - UDP_HEADER_LEN,
     })
+}
+
+/// The IPv4 datagram of an Ethernet frame addressed to the gateway's MAC, and its header
+/// length, if it carries `protocol` with at least `min_l4` octets after the header, has a
+/// valid header checksum (RFC 1071) and is not a fragment (RFC 791).
+fn ipv4_to_gateway_mac<'f>(
+    frame: &'f [u8],
+    gw: &GatewayConfig,
+    protocol: u8,
+    min_l4: usize,
+) -> Option<(&'f [u8], usize)> {
+    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
+        return None;
+    }
+    if be16(frame, 12) != ETHERTYPE_IPV4 {
+        return None;
+    }
+    let ip = &frame[ETHERNET_HEADER_LEN..];
+    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
+    let ihl = usize::from(fixed[0] & 0x0f) * 4;
+    let total_len = usize::from(be16(fixed, 2));
+    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + min_l4 {
+        return None;
+    }
+    let datagram = ip.get(..total_len)?;
+    let header = &datagram[..ihl];
+    if internet_checksum(header) != 0
+        || header[9] != protocol
+        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
+    {
+        return None;
+    }
+    Some((datagram, ihl))
 }
 
 fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> [u8; 12] {
@@ -748,27 +762,8 @@ pub struct EchoViaGateway {
 ///
 /// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
 pub fn echo_request_via_gateway(frame: &[u8], gw: &GatewayConfig) -> Option<EchoViaGateway> {
-    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
-        return None;
-    }
-    if be16(frame, 12) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = &frame[ETHERNET_HEADER_LEN..];
-    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
-    let ihl = usize::from(fixed[0] & 0x0f) * 4;
-    let total_len = usize::from(be16(fixed, 2));
-    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + ICMP_ECHO_HEADER_LEN {
-        return None;
-    }
-    let datagram = ip.get(..total_len)?;
+    let (datagram, ihl) = ipv4_to_gateway_mac(frame, gw, IPPROTO_ICMP, ICMP_ECHO_HEADER_LEN)?;
     let header = &datagram[..ihl];
-    if internet_checksum(header) != 0
-        || header[9] != IPPROTO_ICMP
-        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
-    {
-        return None;
-    }
     let (src_ip, dst_ip) = (ip_at(header, 12), ip_at(header, 16));
     if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) || dst_ip == gw.ip {
         return None;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use weft_switch::{MacAddr, NetworkId, PortId};
 
-use super::{invalid, network_config, parse_mac, Control, Daemon, DaemonError, Network, Result};
+use super::{invalid, parse_mac, Control, Daemon, DaemonError, Result};
 use crate::api::{ClusterInfo, PeerRow};
 use crate::cluster::{self, ClusterView, EndpointSpec, NetworkSpec};
 use crate::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
@@ -343,10 +343,7 @@ impl Daemon {
     /// Creates a network the cluster has and this node has not.
     fn adopt_network(&self, c: &mut Control, name: &str, spec: &NetworkSpec) -> Result<()> {
         super::validate_name("network", name)?;
-        if let Some(other) = c.networks.values().find(|n| {
-            n.record.subnet.contains(&spec.subnet.network())
-                || spec.subnet.contains(&n.record.subnet.network())
-        }) {
+        if let Some(other) = Self::overlapping(c, spec.subnet) {
             return Err(DaemonError::Conflict(format!(
                 "its subnet {} overlaps network {:?} here",
                 spec.subnet, other.record.name
@@ -370,18 +367,11 @@ impl Daemon {
             vni: Some(spec.vni),
             created_ms: Some(spec.created_ms),
         };
-        self.open_overlay(&record)?;
-        let id = NetworkId(c.next_network_id);
-        if let Err(e) = self.dataplane.add_network(id, network_config(&record)) {
-            self.close_overlay(&record);
-            return Err(e.into());
-        }
-        c.next_network_id += 1;
+        self.install_network(c, record)?;
         log::info!(
             "overlay network {name} (VNI {}) joined from the cluster",
             spec.vni
         );
-        c.networks.insert(name.to_string(), Network { record, id });
         self.rebuild_zone(c, name);
         self.save(c)
     }
