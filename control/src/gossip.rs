@@ -13,7 +13,10 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+// chitchat keeps time with tokio's clock; so does "last heard", so that tests can drive it.
+use tokio::time::Instant;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -293,6 +296,19 @@ pub struct Gossip {
 impl Gossip {
     pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
         let counters = Arc::new(GossipCounters::default());
+        let transport = SealedTransport {
+            key: config.key.clone(),
+            counters: Arc::clone(&counters),
+        };
+        Gossip::start_with(config, &transport, counters).await
+    }
+
+    /// Starts over any chitchat transport (tests use an in-memory one).
+    async fn start_with(
+        config: GossipConfig,
+        transport: &dyn Transport,
+        counters: Arc<GossipCounters>,
+    ) -> Result<Gossip, GossipError> {
         let gossip_addr = SocketAddr::V4(SocketAddrV4::new(config.advertise, config.gossip_port));
         let generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -314,11 +330,7 @@ impl Gossip {
             catchup_callback: None,
             extra_liveness_predicate: None,
         };
-        let transport = SealedTransport {
-            key: config.key,
-            counters: Arc::clone(&counters),
-        };
-        let handle = spawn_chitchat(chitchat_config, Vec::new(), &transport)
+        let handle = spawn_chitchat(chitchat_config, Vec::new(), transport)
             .await
             .map_err(|e| GossipError::Start {
                 addr: gossip_addr,
@@ -355,6 +367,12 @@ impl Gossip {
             }
         }
         *published = kv;
+    }
+
+    /// Leaves the cluster (the others declare this node dead after the detection time).
+    #[cfg(test)]
+    async fn shutdown(self) {
+        let _ = self.handle.shutdown().await;
     }
 
     /// Every node known, parsed, with its liveness and when it was last heard.
@@ -410,6 +428,119 @@ impl Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::ClusterView;
+    use chitchat::transport::ChannelTransport;
+
+    fn addr(i: u8) -> SocketAddr {
+        SocketAddr::from(([10, 0, 0, i], DEFAULT_GOSSIP_PORT))
+    }
+
+    async fn member(i: u8, transport: &ChannelTransport) -> Gossip {
+        let config = GossipConfig {
+            node_name: format!("node{i}"),
+            advertise: Ipv4Addr::new(10, 0, 0, i),
+            gossip_port: DEFAULT_GOSSIP_PORT,
+            seeds: if i == 1 { vec![] } else { vec![addr(1)] },
+            key: ClusterKey([7; 32]),
+        };
+        let g = Gossip::start_with(config, transport, Default::default())
+            .await
+            .unwrap();
+        let mut kv = BTreeMap::new();
+        kv.insert("vtep".to_string(), format!("10.0.0.{i}:4789"));
+        kv.insert(
+            format!("ep:42:02:42:0a:09:00:{i:02x}"),
+            format!(r#"{{"ip":"10.9.0.{i}","name":"c{i}"}}"#),
+        );
+        g.publish(kv).await;
+        g
+    }
+
+    async fn view(g: &Gossip) -> (Vec<NodeStatus>, ClusterView) {
+        let nodes = g.nodes().await;
+        let view = ClusterView::new(&g.node_name, nodes.iter().map(|n| n.info.clone()).collect());
+        (nodes, view)
+    }
+
+    /// Advances tokio's (paused) clock in gossip-interval steps until `done` or `limit`;
+    /// returns the time it took.
+    async fn wait_until(limit: Duration, mut done: impl AsyncFnMut() -> bool) -> Option<Duration> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if done().await {
+                return Some(start.elapsed());
+            }
+            tokio::time::sleep(GOSSIP_INTERVAL).await;
+        }
+        None
+    }
+
+    /// Membership, table derivation and node death with chitchat on an in-memory transport
+    /// and time driven by the test (tokio's paused clock).
+    #[tokio::test(start_paused = true)]
+    async fn members_find_each_other_and_a_dead_node_leaves_every_table() {
+        let transport = ChannelTransport::with_mtu(MAX_DATAGRAM);
+        let n1 = member(1, &transport).await;
+        let n2 = member(2, &transport).await;
+        let n3 = member(3, &transport).await;
+        let joined = wait_until(Duration::from_secs(30), async || {
+            let (nodes, view) = view(&n1).await;
+            nodes.iter().filter(|n| n.state == NodeState::Alive).count() == 3
+                && view.remote_endpoints().len() == 2
+        })
+        .await;
+        assert!(joined.is_some(), "three nodes never saw each other");
+        let (_, v2) = view(&n2).await;
+        assert_eq!(
+            v2.flood_list(42).len(),
+            2,
+            "node2 floods to node1 and node3"
+        );
+
+        // node3 stops: the others declare it dead, and its endpoint leaves their tables.
+        n3.shutdown().await;
+        let gone = wait_until(Duration::from_secs(60), async || {
+            let (nodes, view) = view(&n1).await;
+            nodes
+                .iter()
+                .any(|n| n.info.name == "node3" && n.state == NodeState::Dead)
+                && view.remote_endpoints().iter().all(|r| r.node != "node3")
+                && !view.flood_list(42).values().any(|n| n == "node3")
+        })
+        .await
+        .expect("node3 never declared dead");
+        assert!(
+            gone <= Duration::from_secs(30),
+            "dead node detected only after {gone:?} (bound: 30 s)"
+        );
+        eprintln!("joined after {joined:?}, node3 declared dead after {gone:?} (gossip time)");
+        let (_, v1) = view(&n1).await;
+        assert_eq!(v1.remote_endpoints().len(), 1);
+        assert_eq!(v1.remote_endpoints()[0].node, "node2");
+
+        // A partition: node2 cut off from node1 both ways is dead for node1, and heals.
+        transport.remove_link(addr(1), addr(2)).await;
+        transport.remove_link(addr(2), addr(1)).await;
+        let cut = wait_until(Duration::from_secs(60), async || {
+            let (nodes, _) = view(&n1).await;
+            nodes
+                .iter()
+                .any(|n| n.info.name == "node2" && n.state == NodeState::Dead)
+        })
+        .await;
+        assert!(cut.is_some(), "a partitioned node stayed alive");
+        transport.add_link(addr(1), addr(2)).await;
+        transport.add_link(addr(2), addr(1)).await;
+        let healed = wait_until(Duration::from_secs(60), async || {
+            let (_, view) = view(&n1).await;
+            view.remote_endpoints().iter().any(|r| r.node == "node2")
+        })
+        .await;
+        assert!(
+            healed.is_some(),
+            "tables did not converge after the partition healed"
+        );
+    }
 
     #[test]
     fn keys_parse_from_one_hex_line_and_bad_files_say_why() {
