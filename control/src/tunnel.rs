@@ -8,20 +8,25 @@
 //! header and sent to the peer. Frames from a tunnel are never sent into another tunnel
 //! (split horizon: every node replicates to all peers itself).
 //!
-//! Sending uses a raw UDP socket so that the outer source port can vary with the inner flow
-//! (RFC 7348 §5, [`weft_vtep::source_port_for_inner`]) and the outer UDP checksum can be 0
-//! (allowed on IPv4, RFC 7348 §5); it takes no input (a drop-everything BPF filter).
-//! Receiving uses an ordinary UDP socket bound to the VXLAN port.
+//! Sending uses a pool of UDP sockets bound to ports of the range RFC 7348 §5 recommends for
+//! the outer source port; a hash of the inner flow ([`weft_vtep::source_port_for_inner`])
+//! picks the socket, so the source port varies with the inner flow and one flow keeps one
+//! port. All segments of a TCP superframe leave in one `sendmsg` with UDP segmentation
+//! offload. (The outer UDP checksum is therefore computed, which RFC 7348 §5 allows: "SHOULD
+//! be transmitted as zero", receivers accept both.) Receiving uses an ordinary UDP socket
+//! bound to the VXLAN port.
 
 use std::collections::{HashMap, HashSet};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use weft_switch::{DropReason, PortId};
 use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
 
-const UDP_HEADER_LEN: usize = 8;
+/// Receive and send buffer of the VXLAN sockets (the kernel doubles it).
+const TUNNEL_SOCKET_BUF: libc::c_int = 8 << 20;
 
 /// Errors opening the VTEP.
 #[derive(Debug, thiserror::Error)]
@@ -30,18 +35,36 @@ pub enum TunnelError {
     Bind { port: u16, source: std::io::Error },
     #[error("--advertise {addr} is not an address of this host; start weft daemon with --advertise set to one of its underlay addresses")]
     NotLocal { addr: Ipv4Addr },
-    #[error("cannot open the raw socket VXLAN packets are sent from: {0}")]
+    #[error("cannot open the UDP sockets VXLAN packets are sent from: {0}")]
     Raw(std::io::Error),
     #[error("the VXLAN socket is already open on UDP port {open}, not {wanted}")]
     OtherPort { open: u16, wanted: u16 },
 }
 
+/// Outer source ports (sending sockets) per VTEP: flows spread over this many.
+const SENDERS: usize = 8;
+/// Largest run of datagrams sent with one `sendmsg` (the kernel takes at most 64 segments
+/// and 64 KiB).
+const MAX_SEGMENTS: usize = 64;
+const MAX_GSO_BYTES: usize = 65_000;
+
 /// The daemon's VTEP: where VXLAN datagrams arrive and leave.
 #[derive(Debug)]
 pub struct VxlanSockets {
     pub recv: UdpSocket,
-    send: socket2::Socket,
+    senders: Vec<UdpSocket>,
     pub port: u16,
+}
+
+/// Datagrams of one tunnel send being gathered for one `sendmsg`.
+#[derive(Debug, Default)]
+pub struct DatagramRun {
+    buf: Vec<u8>,
+    segment: usize,
+    count: usize,
+    sender: usize,
+    /// The last datagram was shorter than the first: the run must end.
+    closed: bool,
 }
 
 impl VxlanSockets {
@@ -57,47 +80,82 @@ impl VxlanSockets {
         })?;
         recv.set_nonblocking(true)
             .map_err(|source| TunnelError::Bind { port, source })?;
-        let send = socket2::Socket::new(
-            socket2::Domain::IPV4,
-            socket2::Type::RAW,
-            Some(socket2::Protocol::UDP),
-        )
-        .map_err(TunnelError::Raw)?;
-        // BPF "ret #0": a raw UDP socket would otherwise get a copy of every UDP datagram.
-        send.attach_filter(&[socket2::SockFilter::new(0x06, 0, 0, 0)])
-            .map_err(TunnelError::Raw)?;
-        if let Some(ip) = local {
-            send.bind(&SocketAddr::V4(SocketAddrV4::new(ip, 0)).into())
-                .map_err(TunnelError::Raw)?;
+        // A burst of segments from a peer must not overflow the default ~200 KiB queue:
+        // every datagram lost there is a TCP retransmission inside the tunnel.
+        let _ = crate::sys::set_socket_buffers(recv.as_fd(), TUNNEL_SOCKET_BUF);
+        let ip = local.unwrap_or(Ipv4Addr::UNSPECIFIED);
+        let mut senders = Vec::with_capacity(SENDERS);
+        let range = SOURCE_PORT_RANGE;
+        let span = u32::from(range.end() - range.start()) + 1;
+        // Ports spread over the range from a per-process start; taken ones are skipped.
+        let mut candidate = std::process::id() % span;
+        for _ in 0..span {
+            if senders.len() == SENDERS {
+                break;
+            }
+            let sport = range.start() + candidate as u16;
+            candidate = (candidate + 7919) % span;
+            if let Ok(s) = UdpSocket::bind(SocketAddrV4::new(ip, sport)) {
+                s.set_nonblocking(true).map_err(TunnelError::Raw)?;
+                let _ = crate::sys::set_socket_buffers(s.as_fd(), TUNNEL_SOCKET_BUF);
+                senders.push(s);
+            }
         }
-        send.set_nonblocking(true).map_err(TunnelError::Raw)?;
-        Ok(VxlanSockets { recv, send, port })
+        if senders.is_empty() {
+            return Err(TunnelError::Raw(std::io::ErrorKind::AddrInUse.into()));
+        }
+        Ok(VxlanSockets {
+            recv,
+            senders,
+            port,
+        })
     }
 
-    /// Sends `inner` (a complete Ethernet frame) to `remote` in VXLAN `vni`, building the
-    /// datagram in `buf`.
-    pub fn send(
+    /// The sending socket of an inner frame's flow.
+    fn sender_for(&self, inner: &[u8]) -> usize {
+        usize::from(source_port_for_inner(inner, SOURCE_PORT_RANGE)) % self.senders.len()
+    }
+
+    /// Adds `inner` to `run` as one datagram to `remote` in `vni`, sending the run first
+    /// when the datagram cannot join it. Returns the bytes sent.
+    pub fn push(
         &self,
+        run: &mut DatagramRun,
         remote: SocketAddrV4,
         vni: Vni,
         inner: &[u8],
-        buf: &mut Vec<u8>,
-    ) -> std::io::Result<()> {
-        let len = UDP_HEADER_LEN + weft_vtep::VXLAN_HEADER_LEN + inner.len();
-        if len > usize::from(u16::MAX) {
-            return Err(std::io::ErrorKind::InvalidInput.into());
+    ) -> std::io::Result<usize> {
+        let len = weft_vtep::VXLAN_HEADER_LEN + inner.len();
+        let fits = run.count > 0
+            && !run.closed
+            && len <= run.segment
+            && run.count < MAX_SEGMENTS
+            && run.buf.len() + len <= MAX_GSO_BYTES;
+        let mut sent = 0;
+        if !fits {
+            sent = self.flush(run, remote)?;
+            run.segment = len;
+            run.sender = self.sender_for(inner);
         }
-        buf.clear();
-        let sport = source_port_for_inner(inner, SOURCE_PORT_RANGE);
-        buf.extend_from_slice(&sport.to_be_bytes());
-        buf.extend_from_slice(&remote.port().to_be_bytes());
-        buf.extend_from_slice(&(len as u16).to_be_bytes());
-        // Outer UDP checksum 0: RFC 7348 §5 ("SHOULD be transmitted as zero" over IPv4).
-        buf.extend_from_slice(&[0, 0]);
-        buf.extend_from_slice(&VxlanHeader::new(vni).to_bytes());
-        buf.extend_from_slice(inner);
-        let to = SocketAddr::V4(SocketAddrV4::new(*remote.ip(), 0));
-        self.send.send_to(buf, &to.into()).map(|_| ())
+        run.closed = len < run.segment;
+        run.buf.extend_from_slice(&VxlanHeader::new(vni).to_bytes());
+        run.buf.extend_from_slice(inner);
+        run.count += 1;
+        Ok(sent)
+    }
+
+    /// Sends the datagrams gathered in `run` with one system call.
+    pub fn flush(&self, run: &mut DatagramRun, remote: SocketAddrV4) -> std::io::Result<usize> {
+        if run.count == 0 {
+            return Ok(0);
+        }
+        let segment = if run.count > 1 { run.segment as u16 } else { 0 };
+        let socket = &self.senders[run.sender];
+        let result = crate::sys::send_udp_segments(socket.as_fd(), &run.buf, remote, segment);
+        run.buf.clear();
+        run.count = 0;
+        run.closed = false;
+        result
     }
 }
 

@@ -21,6 +21,7 @@ mod netns;
 mod packet;
 mod poll;
 mod tap;
+mod udp;
 mod vnet;
 
 #[cfg(test)]
@@ -38,11 +39,13 @@ pub use netlink::{create_veth, delete_link};
 #[allow(unused_imports)]
 pub use netns::Netns;
 #[allow(unused_imports)]
-pub use packet::open_packet_socket;
+pub use packet::{open_packet_socket, set_socket_buffers};
 #[allow(unused_imports)]
 pub use poll::{read_fd, write_fd, Epoll, EventFd};
 #[allow(unused_imports)]
 pub use tap::{open_tap, tap_clear_persist, tap_name};
+#[allow(unused_imports)]
+pub use udp::send_udp_segments;
 #[allow(unused_imports)]
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,

@@ -1,7 +1,7 @@
 //! AF_PACKET raw sockets carrying the same virtio_net_hdr as the TAPs.
 
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::{cvt, interface_index, Result, SysError};
 
@@ -56,18 +56,11 @@ pub fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
     // SAFETY: `raw` is a freshly created fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
 
-    setsockopt_int(&fd, libc::SOL_PACKET, PACKET_VNET_HDR, 1).map_err(err("PACKET_VNET_HDR"))?;
-    setsockopt_int(&fd, libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+    setsockopt_int(fd.as_fd(), libc::SOL_PACKET, PACKET_VNET_HDR, 1)
+        .map_err(err("PACKET_VNET_HDR"))?;
+    setsockopt_int(fd.as_fd(), libc::SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         .map_err(err("PACKET_IGNORE_OUTGOING"))?;
-    for (force, plain, op) in [
-        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF, "SO_RCVBUFFORCE"),
-        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, "SO_SNDBUFFORCE"),
-    ] {
-        // The *FORCE variants need CAP_NET_ADMIN; fall back to the capped plain ones.
-        if setsockopt_int(&fd, libc::SOL_SOCKET, force, SOCKET_BUF).is_err() {
-            setsockopt_int(&fd, libc::SOL_SOCKET, plain, SOCKET_BUF).map_err(err(op))?;
-        }
-    }
+    set_socket_buffers(fd.as_fd(), SOCKET_BUF).map_err(err("SO_RCVBUFFORCE/SO_SNDBUFFORCE"))?;
 
     // SAFETY: an all-zero sockaddr_ll is valid.
     let mut sll: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
@@ -107,8 +100,23 @@ pub fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Sets a socket's receive and send buffers to `bytes` (the kernel doubles it), past
+/// `net.core.rmem_max`/`wmem_max` where the caller has CAP_NET_ADMIN (SO_*BUFFORCE), else as
+/// far as those limits allow.
+pub fn set_socket_buffers(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
+        if setsockopt_int(fd, libc::SOL_SOCKET, force, bytes).is_err() {
+            setsockopt_int(fd, libc::SOL_SOCKET, plain, bytes)?;
+        }
+    }
+    Ok(())
+}
+
 fn setsockopt_int(
-    fd: &OwnedFd,
+    fd: BorrowedFd<'_>,
     level: libc::c_int,
     name: libc::c_int,
     value: libc::c_int,

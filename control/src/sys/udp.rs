@@ -1,0 +1,65 @@
+//! UDP segmentation offload (UDP_SEGMENT, Linux 4.18): one `sendmsg` carries many equal-sized
+//! datagrams, which the kernel cuts apart (or a NIC does). Used for VXLAN: every segment of a
+//! TCP superframe entering a tunnel becomes one datagram, all sent with one system call.
+
+use std::io;
+use std::net::SocketAddrV4;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `UDP_SEGMENT` (include/uapi/linux/udp.h), the cmsg type and socket option at `SOL_UDP`.
+const UDP_SEGMENT: libc::c_int = 103;
+
+/// Sends `buf` to `to` as datagrams of `segment` octets each (the last may be shorter).
+/// `segment` 0 or at least `buf.len()`: one plain datagram.
+pub fn send_udp_segments(
+    fd: BorrowedFd<'_>,
+    buf: &[u8],
+    to: SocketAddrV4,
+    segment: u16,
+) -> io::Result<usize> {
+    let addr = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: to.port().to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(*to.ip()).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one cmsg carrying a u16, aligned as the kernel expects.
+    let mut control = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid; every pointer set below outlives the call.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    if segment > 0 && usize::from(segment) < buf.len() {
+        msg.msg_control = control.as_mut_ptr().cast();
+        // SAFETY: CMSG_SPACE only computes a size.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;
+        // SAFETY: msg_control points at `control`, large enough for one u16 cmsg (checked by
+        // the size computation above), so CMSG_FIRSTHDR is non-null and CMSG_DATA lies inside.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_UDP;
+            (*cmsg).cmsg_type = UDP_SEGMENT;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<u16>() as u32) as _;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<u16>(), segment);
+        }
+    }
+    loop {
+        // SAFETY: `msg` and everything it points to are valid for the duration of the call.
+        let n = unsafe { libc::sendmsg(fd.as_raw_fd(), &msg, 0) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
