@@ -239,26 +239,33 @@ impl ClusterView {
             .collect()
     }
 
-    /// Addresses of `vni` used by endpoints of other live nodes.
+    /// Addresses of `vni` used by endpoints of other nodes, dead ones included: a node that
+    /// is down (or cut off) still has containers with those addresses, and they come back
+    /// with it. (A dead node's gossip is forgotten after chitchat's grace period.)
     pub fn taken_addresses(&self, vni: u32) -> BTreeSet<Ipv4Addr> {
-        self.live_others()
+        self.nodes
+            .iter()
+            .filter(|n| n.name != self.me)
             .flat_map(|n| n.endpoints.iter())
             .filter(|((v, _), _)| *v == vni)
             .map(|(_, spec)| spec.ip)
             .collect()
     }
 
-    /// Who owns block `block` of `vni` when several live nodes claim it: the smallest name.
+    /// Who owns block `block` of `vni` when several nodes claim it: the smallest name. Dead
+    /// nodes keep their blocks (see [`ClusterView::taken_addresses`]).
     pub fn block_owner(&self, vni: u32, block: u32) -> Option<&str> {
-        self.live()
+        self.nodes
+            .iter()
             .filter(|n| n.leases.contains(&(vni, block)))
             .map(|n| n.name.as_str())
             .min()
     }
 
-    /// Blocks of `vni` claimed by any live node.
+    /// Blocks of `vni` claimed by any node, dead ones included.
     pub fn claimed_blocks(&self, vni: u32) -> BTreeSet<u32> {
-        self.live()
+        self.nodes
+            .iter()
             .flat_map(|n| n.leases.iter())
             .filter(|(v, _)| *v == vni)
             .map(|(_, b)| *b)
@@ -394,7 +401,8 @@ mod tests {
         assert!(view.flood_list(43).is_empty());
         assert_eq!(
             view.taken_addresses(42),
-            [Ipv4Addr::new(10, 9, 0, 20)].into()
+            [Ipv4Addr::new(10, 9, 0, 20), Ipv4Addr::new(10, 9, 0, 30)].into(),
+            "a dead node's addresses stay taken"
         );
         // The dead node comes back: its endpoint is back in the tables.
         c.alive = true;
@@ -455,10 +463,11 @@ mod tests {
         b.leases.remove(&(42, 0));
         let view = ClusterView::new("b", vec![a.clone(), b.clone()]);
         assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(1));
-        // A dead node's blocks are free again.
+        // A dead node keeps its blocks: its containers still have those addresses.
         a.alive = false;
         let view = ClusterView::new("b", vec![a, b]);
-        assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(0));
+        assert_eq!(free_block(&view, 42, subnet, gw, &BTreeSet::new()), Some(1));
+        assert_eq!(view.block_owner(42, 0), Some("a"));
         let tiny: Ipv4Net = "10.9.0.0/30".parse().unwrap();
         assert_eq!(block_count(tiny), 1);
         assert_eq!(

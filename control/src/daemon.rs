@@ -933,6 +933,7 @@ impl Daemon {
         for p in peers {
             self.detach_peer(c, &p);
         }
+        self.cluster_forget_network(name, id);
         if let Some(n) = c.networks.get(name) {
             self.close_overlay(&n.record);
         }
@@ -1764,6 +1765,7 @@ impl Daemon {
                 .unwrap_or_default();
             rows.push(port_row(name, PortKind::Vxlan, &p.network, &counters));
         }
+        rows.extend(self.cluster_port_rows());
         if let Some((port, counters)) = self.dataplane.vxlan_counters() {
             rows.push(port_row(
                 &format!("vxlan:{port}"),

@@ -91,11 +91,16 @@ impl ClusterKey {
         if line.lines().count() > 1 {
             return Err(malformed("it has more than one line".into()));
         }
-        if line.len() != 64 {
+        if line.chars().count() != 64 {
             return Err(malformed(format!(
                 "it has {} characters, not 64",
-                line.len()
+                line.chars().count()
             )));
+        }
+        if !line.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(malformed(
+                "it holds characters that are not hex digits".into(),
+            ));
         }
         let mut key = [0u8; 32];
         for (i, byte) in key.iter_mut().enumerate() {
@@ -552,6 +557,8 @@ mod tests {
             ("abc", "3 characters"),
             (&"zz".repeat(32), "not hex"),
             (&format!("{line}\n{line}"), "more than one line"),
+            (&"+f".repeat(32), "not hex"),
+            (&format!("a{}a", "é".repeat(31)), "not hex"),
         ] {
             let e = ClusterKey::parse(text, "k").unwrap_err().to_string();
             assert!(e.contains(why), "{text:?}: {e}");

@@ -386,15 +386,20 @@ impl Daemon {
             &link.gossip.node_name,
             local.nodes.iter().map(|n| n.info.clone()).collect(),
         );
-        if let Some(r) = view
-            .remote_endpoints()
-            .into_iter()
-            .find(|r| r.vni == vni && r.ip == ip)
-        {
-            return Err(DaemonError::Conflict(format!(
-                "address {ip} is taken by endpoint {:?} on node {}; pass another --ip or omit it",
-                r.name, r.node
-            )));
+        // Dead nodes count: their containers keep their addresses and come back with them.
+        for node in view.nodes.iter().filter(|n| n.name != view.me) {
+            if let Some(((_, _), spec)) = node
+                .endpoints
+                .iter()
+                .find(|((v, _), spec)| *v == vni && spec.ip == ip)
+            {
+                return Err(DaemonError::Conflict(format!(
+                    "address {ip} is taken by endpoint {:?} on node {}{}; pass another --ip or omit it",
+                    spec.name,
+                    node.name,
+                    if node.alive { "" } else { " (down now)" }
+                )));
+            }
         }
         Ok(())
     }
@@ -520,6 +525,48 @@ impl Daemon {
         let link = self.link()?;
         let local = link.local();
         local.fdb.get(&(network, mac)).map(|(_, node)| node.clone())
+    }
+
+    /// Removes the gossip's tunnel ports and table entries of a network being removed.
+    pub(super) fn cluster_forget_network(&self, network: &str, id: NetworkId) {
+        let Some(link) = self.link() else { return };
+        let mut local = link.local();
+        let doomed: Vec<String> = local
+            .tunnels
+            .iter()
+            .filter(|(_, t)| t.network == network)
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in doomed {
+            if let Some(t) = local.tunnels.remove(&name) {
+                if let Err(e) = self.dataplane.remove_port(t.port) {
+                    log::warn!("tunnel {name}: {e}");
+                }
+            }
+        }
+        local.fdb.retain(|(net, _), _| *net != id);
+        local.neighbors.retain(|(net, _)| *net != id);
+        local.names.remove(network);
+        local.remote.remove(network);
+    }
+
+    /// The gossip's tunnel ports as `weft ports` rows.
+    pub(super) fn cluster_port_rows(&self) -> Vec<crate::api::PortRow> {
+        let Some(link) = self.link() else {
+            return Vec::new();
+        };
+        let local = link.local();
+        local
+            .tunnels
+            .iter()
+            .map(|(name, t)| {
+                let counters = self
+                    .dataplane
+                    .with_bridge(|b| b.port_counters(t.port).cloned())
+                    .unwrap_or_default();
+                super::port_row(name, crate::api::PortKind::Vxlan, &t.network, &counters)
+            })
+            .collect()
     }
 
     /// Names of the tunnel ports the gossip created.
