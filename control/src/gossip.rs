@@ -489,9 +489,13 @@ mod tests {
         let n2 = member(2, &transport).await;
         let n3 = member(3, &transport).await;
         let joined = wait_until(Duration::from_secs(30), async || {
-            let (nodes, view) = view(&n1).await;
-            nodes.iter().filter(|n| n.state == NodeState::Alive).count() == 3
-                && view.remote_endpoints().len() == 2
+            let mut all = true;
+            for g in [&n1, &n2, &n3] {
+                let (nodes, view) = view(g).await;
+                all &= nodes.iter().filter(|n| n.state == NodeState::Alive).count() == 3
+                    && view.remote_endpoints().len() == 2;
+            }
+            all
         })
         .await;
         assert!(joined.is_some(), "three nodes never saw each other");
