@@ -503,82 +503,100 @@ impl Dataplane {
         let mut gro = Coalescer::new(VNET_HDR_LEN + 14);
         let mut gro_port: Option<PortId> = None;
         for _ in 0..BATCH {
-            let (n, src) = match sockets.recv.recv_from(&mut buf[AT..]) {
-                Ok(r) => r,
-                Err(_) => break,
-            };
+            // With UDP_GRO the kernel may hand over a run of one peer's datagrams at once,
+            // back to back, each `segment` octets (the last may be shorter).
+            let (n, src, segment) =
+                match sys::recv_udp_segments(sockets.recv.as_fd(), &mut buf[AT..]) {
+                    Ok(r) => r,
+                    Err(_) => break,
+                };
             moved = true;
-            let std::net::SocketAddr::V4(src) = src else {
+            let Some(src) = src else {
                 continue;
             };
-            let datagram = &buf[AT..AT + n];
-            let classified = read_lock(&self.tunnels).classify(*src.ip(), datagram);
-            let (port, inner) = match classified {
-                Ok(ok) => ok,
-                Err(reason) => {
-                    let mut c = lock(&self.vxlan_counters);
-                    c.record_rx(n);
-                    c.record_drop(reason);
+            let segment = segment.map_or(n, usize::from).max(1);
+            let mut next = AT;
+            // At least once: an empty datagram is classified (and counted) too.
+            let mut first = true;
+            while first || next < AT + n {
+                first = false;
+                // `off`: where this datagram starts; its inner frame starts 8 octets later, and
+                // the 10-octet virtio_net_hdr goes just before that (over the end of the
+                // datagram before it, already handled).
+                let off = next;
+                let len = segment.min(AT + n - next);
+                next += len;
+                let datagram = &buf[off..off + len];
+                let classified = read_lock(&self.tunnels).classify(*src.ip(), datagram);
+                let (port, inner) = match classified {
+                    Ok(ok) => ok,
+                    Err(reason) => {
+                        let mut c = lock(&self.vxlan_counters);
+                        c.record_rx(len);
+                        c.record_drop(reason);
+                        continue;
+                    }
+                };
+                lock(&self.vxlan_counters).record_rx(len);
+                let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
+                    continue;
+                };
+                io.last_rx_ms
+                    .store(now.as_millis().max(1), Ordering::Relaxed);
+                let start = off - AT;
+                let end = off + inner.end;
+                let inner_frame = &buf[start + VNET_HDR_LEN..end];
+                let hdr = match crate::tunnel::partial_l4_checksum(inner_frame) {
+                    Some((csum_start, csum_offset)) => {
+                        let mut hdr = VnetHdr {
+                            flags: sys::VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                            csum_start,
+                            csum_offset,
+                            ..VnetHdr::default()
+                        };
+                        // A sender on this host (a kernel vxlan device on a veth underlay) may
+                        // hand over a whole TCP superframe in one datagram: pass it on as one.
+                        if inner_frame.len() > 1514 && csum_offset == 16 {
+                            let mtu = self.with_bridge(|b| {
+                                b.port_network(port)
+                                    .and_then(|n| b.network_config(n))
+                                    .map_or(1500, |c| c.mtu)
+                            });
+                            let l4 = usize::from(csum_start);
+                            let thl =
+                                usize::from(inner_frame.get(l4 + 12).copied().unwrap_or(0x50) >> 4)
+                                    * 4;
+                            let headers = (l4 - 14 + thl) as u16;
+                            hdr.gso_type = sys::VIRTIO_NET_HDR_GSO_TCPV4;
+                            hdr.gso_size = mtu.saturating_sub(headers).max(1);
+                            hdr.hdr_len = (l4 + thl) as u16;
+                        }
+                        hdr
+                    }
+                    None => VnetHdr::default(),
+                };
+                let plain_tcp = hdr == VnetHdr::default()
+                    && inner_frame.len() > 14 + 20
+                    && inner_frame[12..14] == [0x08, 0x00]
+                    && inner_frame[14 + 9] == 6;
+                if plain_tcp {
+                    if gro_port != Some(port) {
+                        self.flush_gro(table, &mut gro, gro_port, now, scratch);
+                        gro_port = Some(port);
+                    }
+                    let mut packet = scratch.gro_pool.pop().unwrap_or_default();
+                    packet.clear();
+                    packet.extend_from_slice(&[0u8; VNET_HDR_LEN]);
+                    packet.extend_from_slice(inner_frame);
+                    if let Some(done) = gro.push(packet) {
+                        self.forward_owned(table, port, now, done, scratch);
+                    }
                     continue;
                 }
-            };
-            lock(&self.vxlan_counters).record_rx(n);
-            let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
-                continue;
-            };
-            io.last_rx_ms
-                .store(now.as_millis().max(1), Ordering::Relaxed);
-            let end = AT + inner.end;
-            let inner_frame = &buf[VNET_HDR_LEN..end];
-            let hdr = match crate::tunnel::partial_l4_checksum(inner_frame) {
-                Some((csum_start, csum_offset)) => {
-                    let mut hdr = VnetHdr {
-                        flags: sys::VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                        csum_start,
-                        csum_offset,
-                        ..VnetHdr::default()
-                    };
-                    // A sender on this host (a kernel vxlan device on a veth underlay) may
-                    // hand over a whole TCP superframe in one datagram: pass it on as one.
-                    if inner_frame.len() > 1514 && csum_offset == 16 {
-                        let mtu = self.with_bridge(|b| {
-                            b.port_network(port)
-                                .and_then(|n| b.network_config(n))
-                                .map_or(1500, |c| c.mtu)
-                        });
-                        let l4 = usize::from(csum_start);
-                        let thl =
-                            usize::from(inner_frame.get(l4 + 12).copied().unwrap_or(0x50) >> 4) * 4;
-                        let headers = (l4 - 14 + thl) as u16;
-                        hdr.gso_type = sys::VIRTIO_NET_HDR_GSO_TCPV4;
-                        hdr.gso_size = mtu.saturating_sub(headers).max(1);
-                        hdr.hdr_len = (l4 + thl) as u16;
-                    }
-                    hdr
-                }
-                None => VnetHdr::default(),
-            };
-            let plain_tcp = hdr == VnetHdr::default()
-                && inner_frame.len() > 14 + 20
-                && inner_frame[12..14] == [0x08, 0x00]
-                && inner_frame[14 + 9] == 6;
-            if plain_tcp {
-                if gro_port != Some(port) {
-                    self.flush_gro(table, &mut gro, gro_port, now, scratch);
-                    gro_port = Some(port);
-                }
-                let mut packet = scratch.gro_pool.pop().unwrap_or_default();
-                packet.clear();
-                packet.extend_from_slice(&[0u8; VNET_HDR_LEN]);
-                packet.extend_from_slice(inner_frame);
-                if let Some(done) = gro.push(packet) {
-                    self.forward_owned(table, port, now, done, scratch);
-                }
-                continue;
+                self.flush_gro(table, &mut gro, gro_port, now, scratch);
+                hdr.write(&mut buf[start..start + VNET_HDR_LEN]);
+                self.forward(table, io, port, now, &buf[start..end], false, scratch);
             }
-            self.flush_gro(table, &mut gro, gro_port, now, scratch);
-            hdr.write(&mut buf[..VNET_HDR_LEN]);
-            self.forward(table, io, port, now, &buf[..end], false, scratch);
         }
         self.flush_gro(table, &mut gro, gro_port, now, scratch);
         moved

@@ -83,6 +83,9 @@ impl VxlanSockets {
         // A burst of segments from a peer must not overflow the default ~200 KiB queue:
         // every datagram lost there is a TCP retransmission inside the tunnel.
         let _ = crate::sys::set_socket_buffers(recv.as_fd(), TUNNEL_SOCKET_BUF);
+        // Runs of datagrams from one peer arrive merged (fewer system calls and kernel
+        // per-packet work); without it (an old kernel) they arrive one by one.
+        let _ = crate::sys::enable_udp_gro(recv.as_fd());
         let ip = local.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let mut senders = Vec::with_capacity(SENDERS);
         let range = SOURCE_PORT_RANGE;

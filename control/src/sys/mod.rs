@@ -45,7 +45,7 @@ pub use poll::{read_fd, write_fd, Epoll, EventFd};
 #[allow(unused_imports)]
 pub use tap::{open_tap, tap_clear_persist, tap_name};
 #[allow(unused_imports)]
-pub use udp::send_udp_segments;
+pub use udp::{enable_udp_gro, recv_udp_segments, send_udp_segments};
 #[allow(unused_imports)]
 pub use vnet::{
     VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
