@@ -26,6 +26,8 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod hosts;
+
 /// Timeout for one `weft` CLI call.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout for one command run inside a namespace (ping, python, ...).

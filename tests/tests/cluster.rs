@@ -27,443 +27,24 @@
 
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::Read;
+use std::fs;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::Barrier;
 use std::thread;
 use std::time::{Duration, Instant};
+use weft_tests::hosts::*;
 use weft_tests::*;
 
-/// IANA's VXLAN port, weft's default `--vxlan-port`.
-const VXLAN_PORT: u16 = 4789;
 /// weft's default `--gossip-port`.
 const GOSSIP_PORT: u16 = 7946;
-/// A local experimental ethertype (IEEE 802 "local experimental 1") for marker frames.
-const MARKER_ETHERTYPE: u16 = 0x88b5;
 /// The overlay MTU: 1500 minus the VXLAN encapsulation (50 octets).
 const OVERLAY_MTU: u64 = 1450;
 
 // ---------------------------------------------------------------------------
-// python3 helpers run inside namespaces
-// ---------------------------------------------------------------------------
-
-/// Accepts one connection on argv[1]:argv[2], prints "ready" once listening; receives a
-/// length-prefixed payload (8-byte big-endian length, then the bytes) and answers
-/// "LENGTH SHA256HEX\n".
-const UPLOAD_SERVER: &str = r#"
-import hashlib, socket, struct, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(4)
-s.settimeout(45)
-print("ready", flush=True)
-c, _ = s.accept()
-c.settimeout(30)
-hdr = b""
-while len(hdr) < 8:
-    b = c.recv(8 - len(hdr))
-    if not b:
-        sys.exit("connection closed in the length header")
-    hdr += b
-want = struct.unpack("!Q", hdr)[0]
-h = hashlib.sha256()
-n = 0
-while n < want:
-    b = c.recv(min(1 << 16, want - n))
-    if not b:
-        break
-    h.update(b)
-    n += len(b)
-c.sendall(("%d %s\n" % (n, h.hexdigest())).encode())
-c.close()
-"#;
-
-/// Sends the file argv[3] length-prefixed to argv[1]:argv[2] and prints the server's answer.
-const UPLOAD_CLIENT: &str = r#"
-import socket, struct, sys
-data = open(sys.argv[3], "rb").read()
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=25)
-s.sendall(struct.pack("!Q", len(data)) + data)
-reply = b""
-while not reply.endswith(b"\n"):
-    b = s.recv(256)
-    if not b:
-        break
-    reply += b
-print(reply.decode().strip())
-"#;
-
-// ---------------------------------------------------------------------------
-// a weft daemon inside a host namespace
-// ---------------------------------------------------------------------------
-
-/// Sends `sig` to our own child `pid`.
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain syscall on the pid of a child process we spawned and have not reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// `weft daemon` running inside a host namespace, with its own socket, state directory and
-/// log under the lab's temp dir. SIGTERMed (then SIGKILLed) and reaped on drop, also when
-/// the test panics; its log is printed then.
-struct HostDaemon {
-    label: String,
-    ns: String,
-    addr: String,
-    /// The node name the others list it under (`--node-name`, else the advertise address).
-    node: String,
-    socket: PathBuf,
-    state_dir: PathBuf,
-    log_path: PathBuf,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl HostDaemon {
-    /// Starts `ip netns exec NS weft --socket S daemon --state-dir D --dns-upstream
-    /// 127.0.0.1:9 --advertise ADDR extra...` and waits until its socket accepts connections.
-    fn start(lab: &Lab, label: &str, ns: &str, addr: &str, extra: &[String]) -> HostDaemon {
-        let dir = lab.dir.join(format!("daemon-{label}"));
-        let state_dir = dir.join("state");
-        fs::create_dir_all(&state_dir).expect("create the host daemon's state dir");
-        let node = extra
-            .iter()
-            .position(|a| a == "--node-name")
-            .and_then(|i| extra.get(i + 1))
-            .cloned()
-            .unwrap_or_else(|| addr.to_string());
-        let mut d = HostDaemon {
-            label: label.to_string(),
-            ns: ns.to_string(),
-            addr: addr.to_string(),
-            node,
-            socket: dir.join("weft.sock"),
-            state_dir,
-            log_path: dir.join("daemon.log"),
-            extra: extra.to_vec(),
-            child: None,
-        };
-        d.launch();
-        d
-    }
-
-    /// (Re)starts the daemon process with the same arguments.
-    fn launch(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "daemon {} is already running",
-            self.label
-        );
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open the host daemon's log");
-        let log2 = log.try_clone().expect("clone the log fd");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(weft_bin())
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(["--dns-upstream", "127.0.0.1:9", "--advertise", &self.addr])
-            .args(&self.extra);
-        // An empty RUST_LOG (as some environments set) would silence the log.
-        if std::env::var("RUST_LOG").map_or(true, |v| v.trim().is_empty()) {
-            cmd.env("RUST_LOG", "info");
-        }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start weft daemon {}: {e}", self.label));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
-                self.child = None;
-                panic!(
-                    "weft daemon {} (in {}) exited during startup ({st}); log:\n{}",
-                    self.label,
-                    self.ns,
-                    self.log()
-                );
-            }
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weft daemon {}: socket {} did not accept connections within 10 s; log:\n{}",
-                self.label,
-                self.socket.display(),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// SIGKILL (no chance to say goodbye to the cluster) and reap.
-    fn kill9(&mut self) -> ExitStatus {
-        let mut child = self
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("daemon {} is not running", self.label));
-        // `ip netns exec` execs the daemon, so the child's pid is the daemon's.
-        signal(child.id(), libc::SIGKILL);
-        wait_child(&mut child, Duration::from_secs(10))
-            .unwrap_or_else(|| panic!("daemon {} survived SIGKILL for 10 s", self.label))
-    }
-
-    fn running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(weft_bin());
-        c.arg("--socket").arg(&self.socket);
-        c
-    }
-
-    fn weft(&self, args: &[&str]) -> Output {
-        run_timeout(self.cmd().args(args), CLI_TIMEOUT)
-    }
-
-    fn weft_ok(&self, args: &[&str]) -> String {
-        let o = self.weft(args);
-        assert!(
-            o.status.success(),
-            "`weft {}` on {} failed ({}):\n{}{}",
-            args.join(" "),
-            self.label,
-            o.status,
-            stdout_of(&o),
-            stderr_of(&o)
-        );
-        stdout_of(&o)
-    }
-
-    /// `weft --json args...`: Ok(parsed) or Err(description of the failure).
-    fn try_json(&self, args: &[&str]) -> Result<Value, String> {
-        let o = run_timeout(self.cmd().arg("--json").args(args), CLI_TIMEOUT);
-        if !o.status.success() {
-            return Err(format!(
-                "`weft --json {}` on {} failed ({}):\n{}{}",
-                args.join(" "),
-                self.label,
-                o.status,
-                stdout_of(&o),
-                stderr_of(&o)
-            ));
-        }
-        serde_json::from_slice(&o.stdout).map_err(|e| {
-            format!(
-                "`weft --json {}` on {} printed invalid JSON ({e}):\n{}",
-                args.join(" "),
-                self.label,
-                stdout_of(&o)
-            )
-        })
-    }
-
-    fn weft_json(&self, args: &[&str]) -> Value {
-        self.try_json(args).unwrap_or_else(|e| panic!("{e}"))
-    }
-
-    fn weft_array(&self, args: &[&str]) -> Vec<Value> {
-        match self.weft_json(args) {
-            Value::Array(a) => a,
-            other => panic!(
-                "`weft --json {}` on {} should print an array, printed {other}",
-                args.join(" "),
-                self.label
-            ),
-        }
-    }
-
-    fn connect(&self, net: &str, ns: &str, extra: &[&str]) -> Endpoint {
-        let mut args = vec!["connect", net, "--netns", ns];
-        args.extend_from_slice(extra);
-        Endpoint::from_json(&self.weft_json(&args), ns)
-    }
-
-    fn ports(&self) -> Vec<Value> {
-        self.weft_array(&["ports"])
-    }
-
-    fn fdb(&self, net: &str) -> Vec<Value> {
-        self.weft_array(&["fdb", net])
-    }
-
-    fn arp(&self, net: &str) -> Vec<Value> {
-        self.weft_array(&["arp", net])
-    }
-
-    fn peers(&self) -> Vec<Value> {
-        self.weft_array(&["peers"])
-    }
-
-    fn cluster(&self) -> Value {
-        self.weft_json(&["cluster"])
-    }
-
-    fn networks(&self) -> Vec<Value> {
-        self.weft_array(&["network", "ls"])
-    }
-
-    /// The `weft network ls` row of `net`, if listed.
-    fn network(&self, net: &str) -> Option<Value> {
-        self.networks().into_iter().find(|n| n["name"] == net)
-    }
-
-    /// The state (`alive`, `suspect`, `dead`) under which this daemon lists `node`.
-    fn peer_state(&self, node: &str) -> Option<String> {
-        self.peer_row(node)
-            .and_then(|p| p["state"].as_str().map(str::to_string))
-    }
-
-    fn peer_row(&self, node: &str) -> Option<Value> {
-        self.peers().into_iter().find(|p| p["name"] == node)
-    }
-
-    fn has_port(&self, name: &str) -> bool {
-        self.ports().iter().any(|p| p["name"] == name)
-    }
-
-    /// The networks of the tunnels this daemon has to `node`, per `weft peers` ("" when
-    /// none: the node is in no flood list here).
-    fn tunnels_to(&self, node: &str) -> Option<String> {
-        self.peer_row(node)
-            .and_then(|p| p["network"].as_str().map(str::to_string))
-    }
-
-    /// `weft cluster`, `peers`, `network ls`, `ports`, `fdb`, `arp` and the end of the log,
-    /// for failure messages. Never panics.
-    fn diag(&self) -> String {
-        let mut s = format!(
-            "===== daemon {} (node {}, in {}) =====\n",
-            self.label, self.node, self.ns
-        );
-        for args in [
-            &["cluster"][..],
-            &["peers"],
-            &["network", "ls"],
-            &["ports"],
-            &["fdb"],
-            &["arp"],
-        ] {
-            let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.weft(args)));
-            match o {
-                Ok(o) => s.push_str(&format!(
-                    "--- weft {} ({}) ---\n{}{}",
-                    args.join(" "),
-                    o.status,
-                    stdout_of(&o),
-                    stderr_of(&o)
-                )),
-                Err(_) => s.push_str(&format!("--- weft {}: timed out ---\n", args.join(" "))),
-            }
-        }
-        let log = self.log();
-        let tail: Vec<&str> = log.lines().rev().take(40).collect();
-        s.push_str("--- log (last 40 lines) ---\n");
-        for l in tail.iter().rev() {
-            s.push_str(l);
-            s.push('\n');
-        }
-        s
-    }
-}
-
-impl Drop for HostDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            if wait_child(&mut child, Duration::from_secs(5)).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if thread::panicking() {
-            eprintln!(
-                "===== weft daemon {} (in {}) log ({}) =====\n{}\n===== end of log =====",
-                self.label,
-                self.ns,
-                self.log_path.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-/// Diagnostics of every daemon in `hosts` that is running.
-fn diag_all(hosts: &mut [&mut HostDaemon]) -> String {
-    hosts
-        .iter_mut()
-        .map(|h| {
-            if h.running() {
-                h.diag()
-            } else {
-                format!("===== daemon {} is not running =====\n", h.label)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("")
-}
-
-/// Diagnostics of daemons that are all running.
-fn diag(hosts: &[&HostDaemon]) -> String {
-    hosts.iter().map(|h| h.diag()).collect::<Vec<_>>().join("")
-}
-
-// ---------------------------------------------------------------------------
 // cluster set-up
 // ---------------------------------------------------------------------------
-
-/// Runs `ip args...` (root namespace), asserts success.
-fn ip(args: &[&str]) {
-    let o = run_timeout(Command::new("ip").args(args), EXEC_TIMEOUT);
-    assert!(
-        o.status.success(),
-        "`ip {}` failed ({}): {}",
-        args.join(" "),
-        o.status,
-        stderr_of(&o)
-    );
-}
-
-/// A "switch" namespace with a Linux bridge `br0`; each host namespace gets `ul0` (address
-/// `ADDR/24`) joined to the bridge by a veth pair. Returns the switch namespace.
-fn switch_underlay(lab: &Lab, hosts: &[(&str, &str)]) -> String {
-    let sw = lab.ns("sw");
-    ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-    ip(&["-n", &sw, "link", "set", "br0", "up"]);
-    for (i, (ns, addr)) in hosts.iter().enumerate() {
-        let port = format!("p{i}");
-        ip(&[
-            "link", "add", "ul0", "netns", ns, "type", "veth", "peer", "name", &port, "netns", &sw,
-        ]);
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &sw, "link", "set", &port, "up"]);
-        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-        ip(&["-n", ns, "link", "set", "ul0", "up"]);
-    }
-    sw
-}
 
 /// `weft keygen`, checked (one line of 64 hex digits), saved to `lab.dir/name`.
 fn keygen(lab: &Lab, name: &str) -> PathBuf {
@@ -711,11 +292,6 @@ fn assert_distinct_addresses(eps: &[Endpoint], subnet: &str, hosts: &[&HostDaemo
     }
 }
 
-/// The tunnel port name to a VTEP.
-fn tunnel_name(vni: u32, addr: &str) -> String {
-    format!("vx{vni}-{addr}")
-}
-
 /// Why `d` does not (yet) show remote endpoint `ep` of node `owner` in the FDB and ARP
 /// tables of `net` as coming from the gossip, or None.
 fn remote_mismatch(
@@ -803,98 +379,8 @@ fn forgot(d: &HostDaemon, net: &str, ep: &Endpoint) -> bool {
 }
 
 // ---------------------------------------------------------------------------
-// captures and packets
+// packets
 // ---------------------------------------------------------------------------
-
-/// tcpdump writing a pcap (packet-buffered) inside a namespace.
-struct Sniffer {
-    bg: Bg,
-    file: PathBuf,
-    what: String,
-}
-
-impl Sniffer {
-    /// Starts `tcpdump -i IFACE -n -U --immediate-mode -B 32768 -s 0 -w FILE FILTER...` in
-    /// `ns` and waits until it is listening.
-    fn start(lab: &Lab, ns: &str, iface: &str, filter: &str, file_name: &str) -> Sniffer {
-        let file = lab.dir.join(file_name);
-        let mut args = vec![
-            "tcpdump",
-            "-i",
-            iface,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-B",
-            "32768",
-            "-s",
-            "0",
-            "-w",
-            file.to_str().unwrap(),
-        ];
-        args.extend(filter.split_whitespace());
-        let mut bg = lab.spawn_in(ns, &args);
-        let what = format!("tcpdump -i {iface} {filter} (in {ns})");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !bg.stderr().contains("listening on") {
-            assert!(
-                bg.running(),
-                "{what} exited before listening: {}",
-                bg.stderr()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "{what} not listening after 10 s: {}",
-                bg.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        Sniffer { bg, file, what }
-    }
-
-    /// Lets frames in flight arrive, stops tcpdump (SIGINT) and returns the captured frames.
-    fn finish(mut self) -> Vec<Vec<u8>> {
-        thread::sleep(Duration::from_millis(300));
-        signal(self.bg.pid(), libc::SIGINT);
-        self.bg.wait(Duration::from_secs(10));
-        let pcap =
-            read_pcap(&self.file).unwrap_or_else(|e| panic!("{}: unreadable pcap: {e}", self.what));
-        assert_eq!(pcap.linktype, 1, "{}: not an Ethernet capture", self.what);
-        pcap.frames
-    }
-}
-
-fn be16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
-}
-
-/// An IPv4 packet inside an Ethernet II frame.
-struct Ip4<'a> {
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    fragment: bool,
-    payload: &'a [u8],
-}
-
-fn ipv4(frame: &[u8]) -> Option<Ip4<'_>> {
-    if frame.len() < 34 || be16(frame, 12) != 0x0800 {
-        return None;
-    }
-    let ip = &frame[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(be16(ip, 2));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
-        return None;
-    }
-    Some(Ip4 {
-        src: ip[12..16].try_into().unwrap(),
-        dst: ip[16..20].try_into().unwrap(),
-        proto: ip[9],
-        fragment: be16(ip, 6) & 0x3fff != 0,
-        payload: &ip[ihl..total],
-    })
-}
 
 /// A UDP datagram: (ip, source port, destination port, payload).
 fn udp(frame: &[u8]) -> Option<(Ip4<'_>, u16, u16, &[u8])> {
@@ -925,39 +411,9 @@ fn arp_request_target(frame: &[u8]) -> Option<[u8; 4]> {
     Some(frame[38..42].try_into().unwrap())
 }
 
-fn ip_string(a: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
-}
-
-/// A 60-byte broadcast frame from `src` with the marker ethertype and `tag` in its payload.
-fn marker_frame(src: [u8; 6], tag: &str) -> Vec<u8> {
-    let mut payload = tag.as_bytes().to_vec();
-    payload.resize(46, 0);
-    eth_frame([0xff; 6], src, MARKER_ETHERTYPE, &payload)
-}
-
-/// The payload tag of a marker frame (up to the first NUL).
-fn marker_tag(frame: &[u8]) -> Option<String> {
-    if frame.len() < 14 || be16(frame, 12) != MARKER_ETHERTYPE {
-        return None;
-    }
-    let p = &frame[14..];
-    let end = p.iter().position(|b| *b == 0).unwrap_or(p.len());
-    Some(String::from_utf8_lossy(&p[..end]).into_owned())
-}
-
 // ---------------------------------------------------------------------------
 // traffic
 // ---------------------------------------------------------------------------
-
-/// `ping -c COUNT -W 1 -i 0.2 [extra] DST` in `ns`.
-fn ping_ok(lab: &Lab, ns: &str, dst: &str, count: u32, extra: &[&str]) -> bool {
-    let count = count.to_string();
-    let mut args = vec!["ping", "-c", &count, "-W", "1", "-i", "0.2"];
-    args.extend_from_slice(extra);
-    args.push(dst);
-    lab.exec(ns, &args).status.success()
-}
 
 fn assert_ping(lab: &Lab, from: &Endpoint, to: &Endpoint, hosts: &[&HostDaemon]) {
     if !ping_ok(lab, &from.ns, &to.ip, 2, &[]) {
@@ -971,91 +427,6 @@ fn assert_ping(lab: &Lab, from: &Endpoint, to: &Endpoint, hosts: &[&HostDaemon])
             stdout_of(&d),
             diag(hosts)
         );
-    }
-}
-
-fn wait_ready(bg: &mut Bg, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !bg.stdout().contains("ready") {
-        assert!(
-            bg.running(),
-            "{what} exited before it was ready\nstdout: {}\nstderr: {}",
-            bg.stdout(),
-            bg.stderr()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready after 10 s\nstderr: {}",
-            bg.stderr()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `n` random bytes in `lab.dir/name`; returns the path and "LEN SHA256".
-fn random_file(lab: &Lab, name: &str, n: usize) -> (PathBuf, String) {
-    let mut data = vec![0u8; n];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut data))
-        .expect("read /dev/urandom");
-    let path = lab.dir.join(name);
-    fs::write(&path, &data).expect("write the payload file");
-    let o = run_timeout(Command::new("sha256sum").arg(&path), EXEC_TIMEOUT);
-    let sum = stdout_of(&o)
-        .split_whitespace()
-        .next()
-        .unwrap_or_else(|| panic!("sha256sum printed nothing: {}", stderr_of(&o)))
-        .to_string();
-    (path, format!("{n} {sum}"))
-}
-
-/// Sends `file` over TCP from `client` to an upload server on `server` (port `port`) and
-/// asserts that the server received exactly its bytes (`expect` is "LEN SHA256").
-fn transfer(
-    lab: &Lab,
-    server: &Endpoint,
-    port: u16,
-    client: &Endpoint,
-    file: &Path,
-    expect: &str,
-    hosts: &[&HostDaemon],
-) -> Duration {
-    let port = port.to_string();
-    let mut srv = lab.spawn_in(
-        &server.ns,
-        &["python3", "-c", UPLOAD_SERVER, &server.ip, &port],
-    );
-    wait_ready(&mut srv, &format!("upload server on {}", server.name));
-    let t0 = Instant::now();
-    let o = lab.exec(
-        &client.ns,
-        &[
-            "python3",
-            "-c",
-            UPLOAD_CLIENT,
-            &server.ip,
-            &port,
-            file.to_str().unwrap(),
-        ],
-    );
-    let took = t0.elapsed();
-    let got = stdout_of(&o).trim().to_string();
-    assert!(
-        o.status.success() && got == expect,
-        "TCP transfer {} -> {}: server answered {got:?}, expected {expect:?} (after {took:?})\n\
-         client stderr: {}\nserver stderr: {}\n{}",
-        client.name,
-        server.name,
-        stderr_of(&o),
-        srv.stderr(),
-        diag(hosts)
-    );
-    took
-}
-
-fn require_tools() {
-    for t in ["python3", "tcpdump", "sha256sum", "dig", "getent"] {
-        require_tool(t);
     }
 }
 
@@ -1090,7 +461,7 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn three_hosts_form_a_cluster() {
-    require_tools();
+    require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.160.0", 3);
     let (net, vni, subnet, gw) = ("ov", 9100u32, "10.200.0.0/24", "10.200.0.1");
@@ -1319,7 +690,10 @@ fn three_hosts_form_a_cluster() {
 
     // Several MiB of TCP from c1 (h1) to c3 (h3).
     let (file, expect) = random_file(&lab, "payload", 6 << 20);
-    let took = transfer(&lab, &eps[2], 5301, &eps[0], &file, &expect, &hosts);
+    let what = format!("{} -> {}", eps[0].name, eps[2].name);
+    let took = transfer(
+        &lab, &what, &eps[2].ns, &eps[2].ip, 5301, &eps[0].ns, &file, &expect, &hosts,
+    );
     eprintln!("6 MiB c1 -> c3 in {took:?}");
     let p = daemons[0]
         .peer_row("h3")
@@ -1337,7 +711,7 @@ fn three_hosts_form_a_cluster() {
 
 #[test]
 fn concurrent_ipam_across_hosts() {
-    require_tools();
+    require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     // h1-h3 get containers; h4 is a spare member with none (until the end).
     let (hns, addrs) = hosts_on_switch(&lab, "10.161.0", 4);
@@ -1579,7 +953,7 @@ fn settle(
 
 #[test]
 fn node_failure_and_recovery() {
-    require_tools();
+    require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.162.0", 3);
     let (net, vni, subnet) = ("ovf", 9300u32, "10.202.0.0/24");
@@ -1857,7 +1231,7 @@ fn node_failure_and_recovery() {
 
 #[test]
 fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
-    require_tools();
+    require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.163.0", 4);
     let (net, vni, subnet) = ("secretnet", 9400u32, "10.203.0.0/24");
@@ -2169,7 +1543,7 @@ fn bad_cluster_key_files_refuse_the_start() {
 
 #[test]
 fn removing_an_overlay_network() {
-    require_tools();
+    require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.164.0", 3);
     let (net, vni, subnet) = ("ovrm", 9500u32, "10.204.0.0/24");

@@ -21,70 +21,16 @@
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, OpenOptions};
-use std::io::Read;
-use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::fs;
+use std::process::Command;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use weft_tests::hosts::*;
 use weft_tests::*;
-
-/// IANA's VXLAN port, weft's default `--vxlan-port`.
-const VXLAN_PORT: u16 = 4789;
-/// A local experimental ethertype (IEEE 802 "local experimental 1") for marker frames.
-const MARKER_ETHERTYPE: u16 = 0x88b5;
 
 // ---------------------------------------------------------------------------
 // python3 helpers run inside namespaces
 // ---------------------------------------------------------------------------
-
-/// Accepts one connection on argv[1]:argv[2], prints "ready" once listening; receives a
-/// length-prefixed payload (8-byte big-endian length, then the bytes) and answers
-/// "LENGTH SHA256HEX\n".
-const UPLOAD_SERVER: &str = r#"
-import hashlib, socket, struct, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(4)
-s.settimeout(45)
-print("ready", flush=True)
-c, _ = s.accept()
-c.settimeout(30)
-hdr = b""
-while len(hdr) < 8:
-    b = c.recv(8 - len(hdr))
-    if not b:
-        sys.exit("connection closed in the length header")
-    hdr += b
-want = struct.unpack("!Q", hdr)[0]
-h = hashlib.sha256()
-n = 0
-while n < want:
-    b = c.recv(min(1 << 16, want - n))
-    if not b:
-        break
-    h.update(b)
-    n += len(b)
-c.sendall(("%d %s\n" % (n, h.hexdigest())).encode())
-c.close()
-"#;
-
-/// Sends the file argv[3] length-prefixed to argv[1]:argv[2] and prints the server's answer.
-const UPLOAD_CLIENT: &str = r#"
-import socket, struct, sys
-data = open(sys.argv[3], "rb").read()
-s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=25)
-s.sendall(struct.pack("!Q", len(data)) + data)
-reply = b""
-while not reply.endswith(b"\n"):
-    b = s.recv(256)
-    if not b:
-        break
-    reply += b
-print(reply.decode().strip())
-"#;
 
 /// Opens several inner flows to argv[1]: one UDP datagram to each of the ports 7001..7008
 /// (each from its own socket, so its own source port) and a TCP connection attempt to 7101
@@ -124,341 +70,8 @@ print(n)
 "#;
 
 // ---------------------------------------------------------------------------
-// a weft daemon inside a host namespace
+// kernel VTEPs and links
 // ---------------------------------------------------------------------------
-
-/// Sends `sig` to our own child `pid`.
-fn signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain syscall on the pid of a child process we spawned and have not reaped.
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
-}
-
-/// `weft daemon` running inside a host namespace, with its own socket, state directory and
-/// log under the lab's temp dir. SIGTERMed (then SIGKILLed) and reaped on drop, also when
-/// the test panics; its log is printed then.
-struct HostDaemon {
-    label: String,
-    ns: String,
-    addr: String,
-    socket: PathBuf,
-    state_dir: PathBuf,
-    log_path: PathBuf,
-    extra: Vec<String>,
-    child: Option<Child>,
-}
-
-impl HostDaemon {
-    /// Starts `ip netns exec NS weft --socket S daemon --state-dir D --dns-upstream
-    /// 127.0.0.1:9 --advertise ADDR extra...` and waits until its socket accepts connections.
-    fn start(lab: &Lab, label: &str, ns: &str, addr: &str, extra: &[&str]) -> HostDaemon {
-        let dir = lab.dir.join(format!("daemon-{label}"));
-        let state_dir = dir.join("state");
-        fs::create_dir_all(&state_dir).expect("create the host daemon's state dir");
-        let mut d = HostDaemon {
-            label: label.to_string(),
-            ns: ns.to_string(),
-            addr: addr.to_string(),
-            socket: dir.join("weft.sock"),
-            state_dir,
-            log_path: dir.join("daemon.log"),
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-            child: None,
-        };
-        d.launch();
-        d
-    }
-
-    /// (Re)starts the daemon process with the same arguments.
-    fn launch(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "daemon {} is already running",
-            self.label
-        );
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log_path)
-            .expect("open the host daemon's log");
-        let log2 = log.try_clone().expect("clone the log fd");
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.ns])
-            .arg(weft_bin())
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("daemon")
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(["--dns-upstream", "127.0.0.1:9", "--advertise", &self.addr])
-            .args(&self.extra);
-        if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info");
-        }
-        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start weft daemon {}: {e}", self.label));
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Ok(Some(st)) = self.child.as_mut().unwrap().try_wait() {
-                self.child = None;
-                panic!(
-                    "weft daemon {} (in {}) exited during startup ({st}); log:\n{}",
-                    self.label,
-                    self.ns,
-                    self.log()
-                );
-            }
-            if UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "weft daemon {}: socket {} did not accept connections within 10 s; log:\n{}",
-                self.label,
-                self.socket.display(),
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(25));
-        }
-    }
-
-    /// SIGTERM and wait (<= 10 s); returns the exit status.
-    fn stop(&mut self) -> ExitStatus {
-        let mut child = self
-            .child
-            .take()
-            .unwrap_or_else(|| panic!("daemon {} is not running", self.label));
-        signal(child.id(), libc::SIGTERM);
-        match wait_child(&mut child, Duration::from_secs(10)) {
-            Some(st) => st,
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "weft daemon {} did not exit within 10 s of SIGTERM; log:\n{}",
-                    self.label,
-                    self.log()
-                );
-            }
-        }
-    }
-
-    fn alive(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(c) => matches!(c.try_wait(), Ok(None)),
-            None => false,
-        }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(&self.log_path).unwrap_or_default()
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(weft_bin());
-        c.arg("--socket").arg(&self.socket);
-        c
-    }
-
-    fn weft(&self, args: &[&str]) -> Output {
-        run_timeout(self.cmd().args(args), CLI_TIMEOUT)
-    }
-
-    fn weft_ok(&self, args: &[&str]) -> String {
-        let o = self.weft(args);
-        assert!(
-            o.status.success(),
-            "`weft {}` on {} failed ({}):\n{}{}",
-            args.join(" "),
-            self.label,
-            o.status,
-            stdout_of(&o),
-            stderr_of(&o)
-        );
-        stdout_of(&o)
-    }
-
-    fn weft_json(&self, args: &[&str]) -> Value {
-        let o = run_timeout(self.cmd().arg("--json").args(args), CLI_TIMEOUT);
-        assert!(
-            o.status.success(),
-            "`weft --json {}` on {} failed ({}):\n{}{}",
-            args.join(" "),
-            self.label,
-            o.status,
-            stdout_of(&o),
-            stderr_of(&o)
-        );
-        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-            panic!(
-                "`weft --json {}` on {} printed invalid JSON ({e}):\n{}",
-                args.join(" "),
-                self.label,
-                stdout_of(&o)
-            )
-        })
-    }
-
-    fn weft_array(&self, args: &[&str]) -> Vec<Value> {
-        match self.weft_json(args) {
-            Value::Array(a) => a,
-            other => panic!(
-                "`weft --json {}` on {} should print an array, printed {other}",
-                args.join(" "),
-                self.label
-            ),
-        }
-    }
-
-    /// Asserts a proper CLI failure (exit 1, "error: ...", one of `words`); returns stderr.
-    fn weft_err(&self, args: &[&str], words: &[&str]) -> String {
-        let o = self.weft(args);
-        check_error(
-            &o,
-            &format!("weft {} (daemon {})", args.join(" "), self.label),
-            words,
-        )
-    }
-
-    fn connect(&self, net: &str, ns: &str, extra: &[&str]) -> Endpoint {
-        let mut args = vec!["connect", net, "--netns", ns];
-        args.extend_from_slice(extra);
-        Endpoint::from_json(&self.weft_json(&args), ns)
-    }
-
-    fn ports(&self) -> Vec<Value> {
-        self.weft_array(&["ports"])
-    }
-
-    fn port(&self, name: &str) -> Value {
-        let ports = self.ports();
-        ports
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| {
-                panic!(
-                    "no port named {name:?} in `weft ports --json` of {}: {ports:#?}",
-                    self.label
-                )
-            })
-    }
-
-    fn fdb(&self, net: &str) -> Vec<Value> {
-        self.weft_array(&["fdb", net])
-    }
-
-    fn peers(&self) -> Vec<Value> {
-        self.weft_array(&["peers"])
-    }
-
-    fn networks(&self) -> Vec<Value> {
-        self.weft_array(&["network", "ls"])
-    }
-
-    /// `weft ports`, `weft peers`, `weft fdb` tables and the end of the log, for failure
-    /// messages. Never panics.
-    fn diag(&self) -> String {
-        let mut s = format!("===== daemon {} (in {}) =====\n", self.label, self.ns);
-        for args in [&["ports"][..], &["peers"], &["fdb"]] {
-            let o = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.weft(args)));
-            match o {
-                Ok(o) => s.push_str(&format!(
-                    "--- weft {} ({}) ---\n{}{}",
-                    args.join(" "),
-                    o.status,
-                    stdout_of(&o),
-                    stderr_of(&o)
-                )),
-                Err(_) => s.push_str(&format!("--- weft {}: timed out ---\n", args.join(" "))),
-            }
-        }
-        let log = self.log();
-        let tail: Vec<&str> = log.lines().rev().take(30).collect();
-        s.push_str("--- log (last 30 lines) ---\n");
-        for l in tail.iter().rev() {
-            s.push_str(l);
-            s.push('\n');
-        }
-        s
-    }
-}
-
-impl Drop for HostDaemon {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), libc::SIGTERM);
-            if wait_child(&mut child, Duration::from_secs(5)).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-        if thread::panicking() {
-            eprintln!(
-                "===== weft daemon {} (in {}) log ({}) =====\n{}\n===== end of log =====",
-                self.label,
-                self.ns,
-                self.log_path.display(),
-                self.log()
-            );
-        }
-    }
-}
-
-fn diag_all(hosts: &[&HostDaemon]) -> String {
-    hosts.iter().map(|h| h.diag()).collect::<Vec<_>>().join("")
-}
-
-// ---------------------------------------------------------------------------
-// underlays, kernel VTEPs, captures
-// ---------------------------------------------------------------------------
-
-/// Runs `ip args...` (root namespace), asserts success.
-fn ip(args: &[&str]) {
-    let o = run_timeout(Command::new("ip").args(args), EXEC_TIMEOUT);
-    assert!(
-        o.status.success(),
-        "`ip {}` failed ({}): {}",
-        args.join(" "),
-        o.status,
-        stderr_of(&o)
-    );
-}
-
-/// Joins two host namespaces with a veth pair named `ul0` on both sides, with the addresses
-/// `a_ip/24` and `b_ip/24`.
-fn veth_underlay(a: &str, a_ip: &str, b: &str, b_ip: &str) {
-    ip(&[
-        "link", "add", "ul0", "netns", a, "type", "veth", "peer", "name", "ul0", "netns", b,
-    ]);
-    for (ns, addr) in [(a, a_ip), (b, b_ip)] {
-        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-        ip(&["-n", ns, "link", "set", "ul0", "up"]);
-    }
-}
-
-/// A "switch" namespace with a Linux bridge `br0`; each host namespace gets `ul0` (address
-/// `ADDR/24`) joined to the bridge by a veth pair. Returns the switch namespace.
-fn switch_underlay(lab: &Lab, hosts: &[(&str, &str)]) -> String {
-    let sw = lab.ns("sw");
-    ip(&["-n", &sw, "link", "add", "br0", "type", "bridge"]);
-    ip(&["-n", &sw, "link", "set", "br0", "up"]);
-    for (i, (ns, addr)) in hosts.iter().enumerate() {
-        let port = format!("p{i}");
-        ip(&[
-            "link", "add", "ul0", "netns", ns, "type", "veth", "peer", "name", &port, "netns", &sw,
-        ]);
-        ip(&["-n", &sw, "link", "set", &port, "master", "br0"]);
-        ip(&["-n", &sw, "link", "set", &port, "up"]);
-        ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", "ul0"]);
-        ip(&["-n", ns, "link", "set", "ul0", "up"]);
-    }
-    sw
-}
 
 /// A Linux vxlan device `vx` in `ns` (VNI `vni`, UDP 4789, from `local`), flooding to the
 /// weft VTEP at `remote` (`bridge fdb append 00:00:00:00:00:00 ... dst REMOTE`), MTU 1450,
@@ -525,73 +138,9 @@ fn link_mtu(ns: &str, ifname: &str) -> u32 {
         .unwrap_or_else(|| panic!("no mtu in `ip -n {ns} link show {ifname}`: {out}"))
 }
 
-/// tcpdump writing a pcap (packet-buffered) inside a namespace.
-struct Sniffer {
-    bg: Bg,
-    file: PathBuf,
-    what: String,
-}
-
-impl Sniffer {
-    /// Starts `tcpdump -i IFACE -n -U --immediate-mode -B 32768 -s 0 -w FILE FILTER...` in
-    /// `ns` and waits until it is listening. (Without immediate mode, frames wait in the
-    /// capture ring for up to a second and are lost when tcpdump is stopped; the 32 MiB
-    /// buffer keeps a bulk transfer from overrunning it.)
-    fn start(lab: &Lab, ns: &str, iface: &str, filter: &str, file_name: &str) -> Sniffer {
-        let file = lab.dir.join(file_name);
-        let mut args = vec![
-            "tcpdump",
-            "-i",
-            iface,
-            "-n",
-            "-U",
-            "--immediate-mode",
-            "-B",
-            "32768",
-            "-s",
-            "0",
-            "-w",
-            file.to_str().unwrap(),
-        ];
-        args.extend(filter.split_whitespace());
-        let mut bg = lab.spawn_in(ns, &args);
-        let what = format!("tcpdump -i {iface} {filter} (in {ns})");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !bg.stderr().contains("listening on") {
-            assert!(
-                bg.running(),
-                "{what} exited before listening: {}",
-                bg.stderr()
-            );
-            assert!(
-                Instant::now() < deadline,
-                "{what} not listening after 10 s: {}",
-                bg.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-        Sniffer { bg, file, what }
-    }
-
-    /// Lets frames in flight arrive, stops tcpdump (SIGINT) and returns the captured frames.
-    fn finish(mut self) -> Vec<Vec<u8>> {
-        thread::sleep(Duration::from_millis(300));
-        signal(self.bg.pid(), libc::SIGINT);
-        self.bg.wait(Duration::from_secs(10));
-        let pcap =
-            read_pcap(&self.file).unwrap_or_else(|e| panic!("{}: unreadable pcap: {e}", self.what));
-        assert_eq!(pcap.linktype, 1, "{}: not an Ethernet capture", self.what);
-        pcap.frames
-    }
-}
-
 // ---------------------------------------------------------------------------
 // packets
 // ---------------------------------------------------------------------------
-
-fn be16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes([b[off], b[off + 1]])
-}
 
 /// RFC 1071 Internet checksum (0 when `data` includes a correct checksum field).
 fn inet_checksum(data: &[u8]) -> u16 {
@@ -603,39 +152,6 @@ fn inet_checksum(data: &[u8]) -> u16 {
         sum = (sum & 0xffff) + (sum >> 16);
     }
     !(sum as u16)
-}
-
-/// An IPv4 packet inside an Ethernet II frame.
-#[derive(Clone, Copy)]
-struct Ip4<'a> {
-    header: &'a [u8],
-    src: [u8; 4],
-    dst: [u8; 4],
-    proto: u8,
-    fragment: bool,
-    total_len: usize,
-    payload: &'a [u8],
-}
-
-fn ipv4(frame: &[u8]) -> Option<Ip4<'_>> {
-    if frame.len() < 34 || be16(frame, 12) != 0x0800 {
-        return None;
-    }
-    let ip = &frame[14..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(be16(ip, 2));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
-        return None;
-    }
-    Some(Ip4 {
-        header: &ip[..ihl],
-        src: ip[12..16].try_into().unwrap(),
-        dst: ip[16..20].try_into().unwrap(),
-        proto: ip[9],
-        fragment: be16(ip, 6) & 0x3fff != 0,
-        total_len: total,
-        payload: &ip[ihl..total],
-    })
 }
 
 /// True if the UDP checksum field of `ip` holds just the pseudo-header sum (a checksum left
@@ -725,27 +241,6 @@ fn vxlan_payload(flags: u8, vni: u32, inner: &[u8]) -> Vec<u8> {
     d
 }
 
-/// A 60-byte broadcast frame from `src` with the marker ethertype and `tag` in its payload.
-fn marker_frame(src: [u8; 6], tag: &str) -> Vec<u8> {
-    let mut payload = tag.as_bytes().to_vec();
-    payload.resize(46, 0);
-    eth_frame([0xff; 6], src, MARKER_ETHERTYPE, &payload)
-}
-
-/// The payload tag of a marker frame (up to the first NUL).
-fn marker_tag(frame: &[u8]) -> Option<String> {
-    if frame.len() < 14 || be16(frame, 12) != MARKER_ETHERTYPE {
-        return None;
-    }
-    let p = &frame[14..];
-    let end = p.iter().position(|b| *b == 0).unwrap_or(p.len());
-    Some(String::from_utf8_lossy(&p[..end]).into_owned())
-}
-
-fn ip_string(a: [u8; 4]) -> String {
-    format!("{}.{}.{}.{}", a[0], a[1], a[2], a[3])
-}
-
 fn ip_bytes(s: &str) -> [u8; 4] {
     let v: Vec<u8> = s
         .split('.')
@@ -773,114 +268,14 @@ fn flow_key(inner: &[u8]) -> Vec<u8> {
 // traffic helpers
 // ---------------------------------------------------------------------------
 
-/// `ping -c COUNT -W 1 -i 0.2 [extra] DST` in `ns`.
-fn ping_ok(lab: &Lab, ns: &str, dst: &str, count: u32, extra: &[&str]) -> bool {
-    let count = count.to_string();
-    let mut args = vec!["ping", "-c", &count, "-W", "1", "-i", "0.2"];
-    args.extend_from_slice(extra);
-    args.push(dst);
-    lab.exec(ns, &args).status.success()
-}
-
 fn assert_ping(lab: &Lab, from: &str, to: &str, what: &str, hosts: &[&HostDaemon]) {
     if !ping_ok(lab, from, to, 2, &[]) {
         let d = lab.exec(from, &["sh", "-c", "ip addr; ip route; ip neigh"]);
         panic!(
             "ping {what} ({from} -> {to}) failed\n{}\n{}",
             stdout_of(&d),
-            diag_all(hosts)
+            diag(hosts)
         );
-    }
-}
-
-fn wait_ready(bg: &mut Bg, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !bg.stdout().contains("ready") {
-        assert!(
-            bg.running(),
-            "{what} exited before it was ready\nstdout: {}\nstderr: {}",
-            bg.stdout(),
-            bg.stderr()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "{what} not ready after 10 s\nstderr: {}",
-            bg.stderr()
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// `n` random bytes in `lab.dir/name`; returns the path and "LEN SHA256".
-fn random_file(lab: &Lab, name: &str, n: usize) -> (PathBuf, String) {
-    let mut data = vec![0u8; n];
-    fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut data))
-        .expect("read /dev/urandom");
-    let path = lab.dir.join(name);
-    fs::write(&path, &data).expect("write the payload file");
-    let o = run_timeout(Command::new("sha256sum").arg(&path), EXEC_TIMEOUT);
-    let sum = stdout_of(&o)
-        .split_whitespace()
-        .next()
-        .unwrap_or_else(|| panic!("sha256sum printed nothing: {}", stderr_of(&o)))
-        .to_string();
-    (path, format!("{n} {sum}"))
-}
-
-/// Sends `file` over TCP from `client_ns` to an upload server at `server_ip:port` in
-/// `server_ns` and asserts that the server received exactly its bytes (`expect` is
-/// "LEN SHA256").
-#[allow(clippy::too_many_arguments)]
-fn transfer(
-    lab: &Lab,
-    what: &str,
-    server_ns: &str,
-    server_ip: &str,
-    port: u16,
-    client_ns: &str,
-    file: &Path,
-    expect: &str,
-    hosts: &[&HostDaemon],
-) {
-    let port = port.to_string();
-    let mut server = lab.spawn_in(
-        server_ns,
-        &["python3", "-c", UPLOAD_SERVER, server_ip, &port],
-    );
-    wait_ready(&mut server, &format!("upload server for {what}"));
-    let t0 = Instant::now();
-    let o = lab.exec(
-        client_ns,
-        &[
-            "python3",
-            "-c",
-            UPLOAD_CLIENT,
-            server_ip,
-            &port,
-            file.to_str().unwrap(),
-        ],
-    );
-    let got = stdout_of(&o).trim().to_string();
-    assert!(
-        o.status.success() && got == expect,
-        "TCP transfer {what}: server answered {got:?}, expected {expect:?} (after {:?})\n\
-         client stderr: {}\nserver stderr: {}\n{}",
-        t0.elapsed(),
-        stderr_of(&o),
-        server.stderr(),
-        diag_all(hosts)
-    );
-}
-
-/// The tunnel port name of a peer.
-fn tunnel_name(vni: u32, addr: &str) -> String {
-    format!("vx{vni}-{addr}")
-}
-
-fn require_tools() {
-    for t in ["python3", "tcpdump", "bridge", "sha256sum"] {
-        require_tool(t);
     }
 }
 
@@ -890,7 +285,7 @@ fn require_tools() {
 
 #[test]
 fn kernel_vxlan_interop() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.171.0.1", "10.171.0.2");
     let (vni, kernel_ip) = (42u32, "10.191.0.100");
@@ -941,7 +336,7 @@ fn kernel_vxlan_interop() {
         lab.wait_ping(&c1ns, kernel_ip, Duration::from_secs(5)),
         "c1 ({}) cannot ping the kernel vxlan device ({kernel_ip})\n{}",
         c1.ip,
-        diag_all(&hosts)
+        diag(&hosts)
     );
     assert_ping(&lab, &h2, &c1.ip, "kernel vxlan -> c1", &hosts);
 
@@ -954,12 +349,12 @@ fn kernel_vxlan_interop() {
     assert!(
         ping_ok(&lab, &c1ns, kernel_ip, 2, &["-M", "do", "-s", "1422"]),
         "c1 -> kernel: a full-size (1450-byte) packet with DF does not get through\n{}",
-        diag_all(&hosts)
+        diag(&hosts)
     );
     assert!(
         ping_ok(&lab, &h2, &c1.ip, 2, &["-M", "do", "-s", "1422"]),
         "kernel -> c1: a full-size (1450-byte) packet with DF does not get through\n{}",
-        diag_all(&hosts)
+        diag(&hosts)
     );
     assert!(
         !ping_ok(&lab, &c1ns, kernel_ip, 1, &["-M", "do", "-s", "1423"]),
@@ -1052,7 +447,7 @@ fn kernel_vxlan_interop() {
 
 #[test]
 fn vxlan_on_the_wire() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.172.0.1", "10.172.0.2");
     // All three bytes of the VNI field non-zero, to catch byte-order mistakes.
@@ -1084,12 +479,12 @@ fn vxlan_on_the_wire() {
     assert!(
         ping_ok(&lab, &c1ns, kernel_ip, 3, &[]),
         "c1 cannot ping the kernel vxlan device\n{}",
-        diag_all(&hosts)
+        diag(&hosts)
     );
     assert!(
         ping_ok(&lab, &c1ns, kernel_ip, 1, &["-M", "do", "-s", "1422"]),
         "c1 cannot send a full-size packet through the tunnel\n{}",
-        diag_all(&hosts)
+        diag(&hosts)
     );
     let o = lab.exec(&c1ns, &["python3", "-c", FLOWS, kernel_ip]);
     assert!(
@@ -1329,7 +724,7 @@ fn vxlan_on_the_wire() {
 
 #[test]
 fn three_weft_hosts() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let addrs = ["10.173.0.1", "10.173.0.2", "10.173.0.3"];
     let hns: Vec<String> = (1..=3).map(|i| lab.ns(&format!("h{i}"))).collect();
@@ -1388,7 +783,7 @@ fn three_weft_hosts() {
         o.status.success(),
         "the first ping c1 -> c2 (ARP resolved through the overlay) failed: {}\n{}",
         stdout_of(&o),
-        diag_all(&hosts)
+        diag(&hosts)
     );
     let neigh = lab.exec_ok(&eps[0].ns, &["ip", "neigh", "show", &eps[1].ip]);
     assert!(
@@ -1469,7 +864,7 @@ fn three_weft_hosts() {
             got,
             want,
             "{name} should receive each broadcast from c1 exactly once\n{}",
-            diag_all(&hosts)
+            diag(&hosts)
         );
     }
     let mut copies: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
@@ -1551,7 +946,7 @@ const VXLAN_DROPS: [&str; 4] = [
 
 #[test]
 fn hostile_vxlan_input() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip, x_ip) = ("10.174.0.1", "10.174.0.2", "10.174.0.3");
     let (vni, kernel_ip) = (4204u32, "10.194.0.100");
@@ -1761,7 +1156,7 @@ fn hostile_vxlan_input() {
         "the non-peer's inner source MAC was learned: {fdb:#?}"
     );
     assert!(
-        weft.alive(),
+        weft.running(),
         "the daemon died on hostile input\n{}",
         weft.log()
     );
@@ -1823,7 +1218,7 @@ fn as_refs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn overlay_errors_and_persistence() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.175.0.1", "10.175.0.2");
     let (vni, kernel_ip) = (5005u32, "10.195.0.100");
@@ -1977,7 +1372,13 @@ fn overlay_errors_and_persistence() {
     // The name was not reserved by the failed attempt.
     other.weft_ok(&as_refs(&create("ov", "10.195.0.0/24", &[])));
     drop(other);
-    let third = HostDaemon::start(&lab, "h1-third", &h1, h1_ip, &["--vxlan-port", "4790"]);
+    let third = HostDaemon::start(
+        &lab,
+        "h1-third",
+        &h1,
+        h1_ip,
+        &["--vxlan-port".to_string(), "4790".to_string()],
+    );
     third.weft_ok(&as_refs(&create(
         "ov",
         "10.195.0.0/24",
@@ -1987,7 +1388,7 @@ fn overlay_errors_and_persistence() {
     assert_eq!(p["kind"], "vxlan", "{p:#}");
     drop(third);
     assert!(
-        weft.alive() && ping_ok(&lab, &c1ns, kernel_ip, 2, &[]),
+        weft.running() && ping_ok(&lab, &c1ns, kernel_ip, 2, &[]),
         "the first daemon stopped forwarding while others came and went\n{}",
         weft.diag()
     );
@@ -2089,7 +1490,7 @@ fn overlay_errors_and_persistence() {
 /// frames from a "remote" VTEP that steal the local endpoints' MACs.
 #[test]
 fn own_vtep_as_peer_is_harmless() {
-    require_tools();
+    require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.176.0.1", "10.176.0.2");
     let h1 = lab.ns("h1");
