@@ -41,8 +41,12 @@ const BUF_LEN: usize = VNET_HDR_LEN + 65_535 + 14 + 4 + 1;
 const WAKE_TOKEN: u64 = u64::MAX;
 const VXLAN_TOKEN: u64 = u64::MAX - 1;
 /// Default for how long a worker keeps polling after traffic before it sleeps in epoll
-/// (adaptive spin): a sleeping thread's wake-up costs tens of microseconds of round-trip time.
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// (adaptive spin): a sleeping thread's wake-up costs tens of microseconds of round-trip time
+/// (an IPI to a halted vCPU here), and a paced sender (BBR) leaves gaps longer than 50 µs
+/// between superframes, so a short spin sleeps and wakes once per frame. The spin yields the
+/// CPU whenever it finds nothing (see [`Dataplane::run`]), so a long window costs the
+/// applications little; measured in bench/README.md ("Busy polling").
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_millis(5);
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 
@@ -654,6 +658,9 @@ impl Dataplane {
             .collect()
     }
 
+    /// A worker's loop: wait for ready ports, drain each, forward. After traffic the worker
+    /// polls (epoll with no timeout, yielding between empty polls) for the busy-poll window,
+    /// then sleeps in epoll until a port or the wake eventfd is ready.
     fn run(&self, index: usize) {
         let worker = &self.workers[index];
         let mut buf = vec![0u8; BUF_LEN];
@@ -675,6 +682,13 @@ impl Dataplane {
                 continue;
             }
             if ready.is_empty() {
+                if spinning {
+                    // Nothing to do yet: let any runnable thread on this CPU (the
+                    // applications whose frames we forward) go first instead of burning the
+                    // CPU they need. On two CPUs with a sender, a receiver and this worker,
+                    // a spin that does not yield halves the sender's share.
+                    std::thread::yield_now();
+                }
                 continue;
             }
             let now = self.now();
