@@ -25,7 +25,7 @@ OMIT=1
 UDP_LEN=64
 PING_COUNT=200
 PING_INTERVAL=0.002 # < 10 ms needs root
-SPIN_US=5000        # --busy-poll-us of the tap-spin path
+SPIN_US=0           # --busy-poll-us of the tap-spin path (0: never spin; the default is 5000)
 SETTLE=1            # seconds of quiet between two paths (netns teardown is asynchronous)
 INSTALL=0
 CC_LIST=            # TCP congestion controls; empty: cubic, then the machine's default
@@ -60,7 +60,7 @@ selected path:
   bridge       Linux bridge in its own namespace
   ovs          Open vSwitch, userspace datapath (datapath_type=netdev)
   veth-direct  a bare veth pair (ceiling)
-  tap-spin     weft, TAP endpoints, daemon with --busy-poll-us $SPIN_US
+  tap-spin     weft, TAP endpoints, daemon with --busy-poll-us $SPIN_US (sleeps at once)
                (not in the default list)
 
 The whole list is run N times in the same order (round 1: every path,
