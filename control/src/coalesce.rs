@@ -18,6 +18,8 @@ const TCP_FLAG_PSH: u8 = 0x08;
 const TCP_FLAG_ACK: u8 = 0x10;
 /// Largest IPv4 packet (total length is 16 bits).
 const MAX_IP_LEN: usize = 65535;
+/// Emptied buffers [`Coalescer::push`] hands back at most.
+pub const SPARE_BUFFERS: usize = 64;
 
 /// What merging needs of one TCP segment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,8 +96,10 @@ impl Coalescer {
     }
 
     /// Offers the next packet. Returns the finished superframe (or single packet) that the
-    /// offered one could not join, if any; the offered packet is kept either way.
-    pub fn push(&mut self, packet: Vec<u8>) -> Option<Vec<u8>> {
+    /// offered one could not join, if any; the offered packet is kept either way. A packet
+    /// that joins the superframe being built leaves its (emptied) buffer in `spare`, for the
+    /// caller to reuse, if `spare` holds fewer than [`SPARE_BUFFERS`].
+    pub fn push(&mut self, packet: Vec<u8>, spare: &mut Vec<Vec<u8>>) -> Option<Vec<u8>> {
         let seg = packet.get(self.headroom..).and_then(segment);
         let data_segment = seg.filter(|s| s.payload > 0 && s.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK);
         if let (Some(first), Some(next)) = (self.first, data_segment) {
@@ -119,6 +123,11 @@ impl Coalescer {
                 self.packet[window_at..window_at + 2]
                     .copy_from_slice(&packet[window_at..window_at + 2]);
                 self.closed = next.payload < first.payload;
+                if spare.len() < SPARE_BUFFERS {
+                    let mut emptied = packet;
+                    emptied.clear();
+                    spare.push(emptied);
+                }
                 return None;
             }
         }
@@ -131,6 +140,9 @@ impl Coalescer {
                 self.psh = s.flags & TCP_FLAG_PSH != 0;
                 self.closed = false;
                 self.packet = packet;
+                // Room for the whole superframe at once, not a reallocation per doubling.
+                let full = self.headroom + MAX_IP_LEN;
+                self.packet.reserve(full.saturating_sub(self.packet.len()));
             }
             None => {
                 // Not mergeable (a SYN, FIN, pure ACK, not TCP): passes on by itself.
@@ -225,8 +237,19 @@ mod tests {
 
     fn run(packets: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
         let mut c = Coalescer::new(HEADROOM);
-        let mut out: Vec<Vec<u8>> = packets.into_iter().filter_map(|p| c.push(p)).collect();
+        let mut spare = Vec::new();
+        let count = packets.len();
+        let mut out: Vec<Vec<u8>> = packets
+            .into_iter()
+            .filter_map(|p| c.push(p, &mut spare))
+            .collect();
         out.extend(c.finish());
+        // Every packet is either in the output or was merged and handed back empty.
+        assert!(spare.iter().all(Vec::is_empty));
+        assert_eq!(
+            out.len() + spare.len(),
+            count.min(out.len() + SPARE_BUFFERS)
+        );
         out
     }
 

@@ -435,7 +435,11 @@ impl Dataplane {
             return false;
         };
         let frame = &packet[VNET_HDR_LEN..];
-        let TunnelScratch { segment, run } = scratch;
+        let TunnelScratch {
+            segment,
+            run,
+            superframe,
+        } = scratch;
         let sockets = &tunnel.sockets;
         let mut sent = 0usize;
         let mut failed = false;
@@ -444,17 +448,23 @@ impl Dataplane {
             Err(_) => failed = true,
         };
         if hdr.is_gso() {
-            if hdr.gso_type & !sys::VIRTIO_NET_HDR_GSO_ECN != sys::VIRTIO_NET_HDR_GSO_TCPV4
-                || weft_vtep::gso::segment_tcp4(
-                    frame,
-                    usize::from(hdr.gso_size),
-                    segment,
-                    &mut send,
-                )
-                .is_err()
-            {
+            if hdr.gso_type & !sys::VIRTIO_NET_HDR_GSO_ECN != sys::VIRTIO_NET_HDR_GSO_TCPV4 {
                 lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                 return false;
+            }
+            match sockets.send_superframe(
+                superframe,
+                tunnel.remote,
+                tunnel.vni,
+                frame,
+                usize::from(hdr.gso_size),
+            ) {
+                Ok(n) => sent += n,
+                Err(crate::tunnel::SuperframeError::Segment(_)) => {
+                    lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
+                    return false;
+                }
+                Err(crate::tunnel::SuperframeError::Send(_)) => failed = true,
             }
         } else if hdr.needs_csum() {
             segment.clear();
@@ -592,7 +602,7 @@ impl Dataplane {
                     packet.clear();
                     packet.extend_from_slice(&[0u8; VNET_HDR_LEN]);
                     packet.extend_from_slice(inner_frame);
-                    if let Some(done) = gro.push(packet) {
+                    if let Some(done) = gro.push(packet, &mut scratch.gro_pool) {
                         self.forward_owned(table, port, now, done, scratch);
                     }
                     continue;
@@ -922,11 +932,13 @@ struct Scratch {
     gro_pool: Vec<Vec<u8>>,
 }
 
-/// Buffers for frames entering a tunnel: one segment, the datagrams of one send.
+/// Buffers for frames entering a tunnel: one frame whose checksum is completed, the
+/// datagrams of one send, the segments of one superframe.
 #[derive(Default)]
 struct TunnelScratch {
     segment: Vec<u8>,
     run: crate::tunnel::DatagramRun,
+    superframe: crate::tunnel::SegmentScratch,
 }
 
 /// Copies `frame` to the port's live captures (only while someone captures).

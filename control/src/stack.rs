@@ -1582,9 +1582,10 @@ fn poll_net(net: &mut NetStack, origin: Instant, dataplane: &Dataplane) -> bool 
         ([ip[16], ip[17], ip[18], ip[19]], ip[9], ports)
     });
     let mut coalescer = Coalescer::new(HEADROOM);
+    let mut spare = Vec::new();
     let finished: Vec<Vec<u8>> = packets
         .into_iter()
-        .filter_map(|p| coalescer.push(p))
+        .filter_map(|p| coalescer.push(p, &mut spare))
         .collect();
     for mut packet in finished.into_iter().chain(coalescer.finish()) {
         let ip = &packet[HEADROOM..];

@@ -23,6 +23,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use weft_switch::{DropReason, PortId};
+use weft_vtep::gso::segment_tcp4;
 use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
 
 /// Receive and send buffer of the VXLAN sockets (the kernel doubles it).
@@ -154,12 +155,98 @@ impl VxlanSockets {
         }
         let segment = if run.count > 1 { run.segment as u16 } else { 0 };
         let socket = &self.senders[run.sender];
-        let result = crate::sys::send_udp_segments(socket.as_fd(), &run.buf, remote, segment);
+        let result = crate::sys::send_udp_segments(
+            socket.as_fd(),
+            &[std::io::IoSlice::new(&run.buf)],
+            remote,
+            segment,
+        );
         run.buf.clear();
         run.count = 0;
         run.closed = false;
         result
     }
+}
+
+/// Segments of one TCP superframe on their way into a tunnel: the headers of each
+/// datagram (VXLAN, Ethernet, IPv4, TCP) gathered in one buffer, the payloads left where
+/// they are in the superframe.
+#[derive(Debug, Default)]
+pub struct SegmentScratch {
+    /// One segment's Ethernet/IPv4/TCP headers while [`segment_tcp4`] builds them.
+    segment_headers: Vec<u8>,
+    /// Every datagram's headers, back to back.
+    headers: Vec<u8>,
+    /// Per datagram: its headers in `headers`, its payload in the superframe.
+    parts: Vec<(Range<usize>, Range<usize>)>,
+}
+
+impl VxlanSockets {
+    /// Cuts the TCP superframe `frame` into segments of at most `mss` payload octets
+    /// ([`segment_tcp4`]) and sends each as a VXLAN datagram to `remote` in `vni`, as few
+    /// `sendmsg` calls as UDP segmentation offload allows, gathering headers and payloads
+    /// without copying the payload in user space. Returns the bytes sent.
+    pub fn send_superframe(
+        &self,
+        scratch: &mut SegmentScratch,
+        remote: SocketAddrV4,
+        vni: Vni,
+        frame: &[u8],
+        mss: usize,
+    ) -> Result<usize, SuperframeError> {
+        let SegmentScratch {
+            segment_headers,
+            headers,
+            parts,
+        } = scratch;
+        headers.clear();
+        parts.clear();
+        let base = frame.as_ptr() as usize;
+        let vxlan = VxlanHeader::new(vni).to_bytes();
+        segment_tcp4(frame, mss, segment_headers, |h, payload| {
+            let start = headers.len();
+            headers.extend_from_slice(&vxlan);
+            headers.extend_from_slice(h);
+            let offset = payload.as_ptr() as usize - base;
+            parts.push((start..headers.len(), offset..offset + payload.len()));
+        })
+        .map_err(SuperframeError::Segment)?;
+        let socket = &self.senders[self.sender_for(frame)];
+        let mut iov = [std::io::IoSlice::new(&[]); 2 * MAX_SEGMENTS];
+        let mut sent = 0;
+        let mut next = 0;
+        while next < parts.len() {
+            let datagram = |i: usize| parts[i].0.len() + parts[i].1.len();
+            let segment = datagram(next);
+            let (mut count, mut bytes) = (0, 0);
+            while next + count < parts.len()
+                && count < MAX_SEGMENTS
+                && bytes + datagram(next + count) <= MAX_GSO_BYTES
+                && (count == 0 || datagram(next + count - 1) == segment)
+            {
+                let (h, p) = &parts[next + count];
+                iov[2 * count] = std::io::IoSlice::new(&headers[h.clone()]);
+                iov[2 * count + 1] = std::io::IoSlice::new(&frame[p.clone()]);
+                bytes += datagram(next + count);
+                count += 1;
+            }
+            let segment = if count > 1 { segment as u16 } else { 0 };
+            sent +=
+                crate::sys::send_udp_segments(socket.as_fd(), &iov[..2 * count], remote, segment)
+                    .map_err(SuperframeError::Send)?;
+            next += count;
+        }
+        Ok(sent)
+    }
+}
+
+/// Why a superframe did not reach the tunnel.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperframeError {
+    #[error("cannot segment the superframe: {0}")]
+    Segment(weft_vtep::gso::GsoError),
+    #[error("sending to the peer failed: {0}")]
+    Send(std::io::Error),
 }
 
 /// Where a tunnel port's frames go.

@@ -68,6 +68,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use crate::checksum::{fold, internet_checksum, ones_sum};
 use crate::counters::DropReason;
 use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN};
 use crate::mac::MacAddr;
@@ -169,17 +170,6 @@ fn mac_at(bytes: &[u8], at: usize) -> MacAddr {
 
 fn ip_at(bytes: &[u8], at: usize) -> Ipv4Addr {
     Ipv4Addr::new(bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3])
-}
-
-/// The Internet checksum (RFC 1071): the 16-bit one's complement of the
-/// one's complement sum of `data` taken as big-endian 16-bit words, an odd
-/// final octet padded with a zero octet.
-///
-/// Computing it over data that already contains a correct checksum field
-/// yields `0` (RFC 1071 §1: the folded sum is all ones), which is how
-/// received headers are verified.
-pub fn internet_checksum(data: &[u8]) -> u16 {
-    fold(ones_sum(data))
 }
 
 /// The fields of an ARP request the responder needs (RFC 826).
@@ -505,31 +495,13 @@ pub struct UdpToGateway {
     pub payload: core::ops::Range<usize>,
 }
 
-/// One's complement sum of big-endian 16-bit words (RFC 1071), not yet folded or inverted,
-/// so that several even-length parts can be summed one after the other.
-fn ones_sum(data: &[u8]) -> u64 {
-    let mut words = data.chunks_exact(2);
-    let mut sum: u64 = words
-        .by_ref()
-        .map(|w| u64::from(u16::from_be_bytes([w[0], w[1]])))
-        .sum();
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
 /// The UDP checksum (RFC 768): over the IPv4 pseudo-header and the whole UDP datagram.
 /// Returns the value to store (0 is sent as 0xffff, since 0 means "no checksum").
 fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
-    match fold(ones_sum(&pseudo_header(src, dst, udp.len())) + ones_sum(udp)) {
+    match !fold(ones_sum(
+        udp,
+        ones_sum(&pseudo_header(src, dst, udp.len()), 0),
+    )) {
         0 => 0xffff,
         sum => sum,
     }
@@ -572,7 +544,10 @@ pub fn udp_via_gateway(
     let udp = &udp[..udp_len];
     if !checksum_partial
         && be16(udp, 6) != 0
-        && fold(ones_sum(&pseudo_header(src_ip, dst_ip, udp_len)) + ones_sum(udp)) != 0
+        && !fold(ones_sum(
+            udp,
+            ones_sum(&pseudo_header(src_ip, dst_ip, udp_len), 0),
+        )) != 0
     {
         return None;
     }

@@ -37,6 +37,7 @@
 //!   instead of being flooded. [`Bridge::process`] returns
 //!   [`Verdict::ToGateway`] for such frames and [`Bridge::gateway_reply`]
 //!   builds the answer;
+//! * [`checksum`] — the Internet checksum (RFC 1071), 8 octets at a time;
 //! * [`counters`] — per-port counters and [`DropReason`];
 //! * [`frame`], [`mac`], [`time`] — Ethernet frame view, MAC addresses,
 //!   caller-supplied time.
@@ -72,6 +73,7 @@
 #![warn(missing_docs)]
 
 pub mod bridge;
+pub mod checksum;
 pub mod counters;
 pub mod fdb;
 pub mod frame;
@@ -81,13 +83,14 @@ pub mod time;
 
 pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, Verdict};
 pub use bridge::{NetworkId, PortId};
+pub use checksum::internet_checksum;
 pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
 pub use gateway::{
-    echo_request_via_gateway, icmp_echo_ident, internet_checksum, quoted_udp_datagram,
-    set_icmp_echo_ident, udp_to_gateway, udp_via_gateway, write_icmp_from, write_icmp_unreachable,
-    write_udp, write_udp_from_gateway, EchoViaGateway, GatewayConfig, Neighbor, UdpToGateway,
+    echo_request_via_gateway, icmp_echo_ident, quoted_udp_datagram, set_icmp_echo_ident,
+    udp_to_gateway, udp_via_gateway, write_icmp_from, write_icmp_unreachable, write_udp,
+    write_udp_from_gateway, EchoViaGateway, GatewayConfig, Neighbor, UdpToGateway,
     ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE,
 };
 pub use mac::{MacAddr, MacParseError};

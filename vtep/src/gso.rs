@@ -23,23 +23,7 @@ const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
-fn ones_sum(data: &[u8], mut sum: u64) -> u64 {
-    let mut words = data.chunks_exact(2);
-    for w in words.by_ref() {
-        sum += u64::from(u16::from_be_bytes([w[0], w[1]]));
-    }
-    if let [last] = words.remainder() {
-        sum += u64::from(*last) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u64) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    sum as u16
-}
+use weft_switch::checksum::{fold, ones_sum};
 
 /// Completes a partial checksum in place: the field at `csum_start + csum_offset` holds the
 /// pseudo-header sum, and the one's complement of the sum over `frame[csum_start..]` is
@@ -58,14 +42,16 @@ pub fn complete_checksum(frame: &mut [u8], csum_start: usize, csum_offset: usize
 /// Cuts an Ethernet/IPv4/TCP superframe into segments carrying at most `mss` payload octets
 /// each, complete with IPv4 total length, identification (incremented per segment) and
 /// header checksum, TCP sequence number, flags (CWR on the first segment only, FIN and PSH
-/// on the last only) and TCP checksum. Each segment is built in `scratch` and passed to
-/// `emit`; returns how many there were. A frame whose payload fits one segment is emitted
-/// once, its checksums completed.
+/// on the last only) and TCP checksum. Each segment is passed to `emit` as its headers
+/// (Ethernet, IPv4, TCP; built in `headers`) and its payload (a slice of `frame`, not
+/// copied), so the caller can send both parts with one gather write; returns how many
+/// there were. A frame whose payload fits one segment is emitted once, its checksums
+/// completed.
 pub fn segment_tcp4(
     frame: &[u8],
     mss: usize,
-    scratch: &mut Vec<u8>,
-    mut emit: impl FnMut(&[u8]),
+    headers: &mut Vec<u8>,
+    mut emit: impl FnMut(&[u8], &[u8]),
 ) -> Result<usize, GsoError> {
     if mss == 0 {
         return Err(GsoError::ZeroMss);
@@ -85,18 +71,17 @@ pub fn segment_tcp4(
     if thl < 20 || tcp.len() < thl {
         return Err(GsoError::Malformed);
     }
-    let headers = ETHERNET_HEADER_LEN + ihl + thl;
-    let payload = &frame[headers..];
+    let header_len = ETHERNET_HEADER_LEN + ihl + thl;
+    let payload = &frame[header_len..];
     let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
     let id = u16::from_be_bytes([ip[4], ip[5]]);
     let flags = tcp[13];
     let count = payload.len().div_ceil(mss).max(1);
     for i in 0..count {
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
-        scratch.clear();
-        scratch.extend_from_slice(&frame[..headers]);
-        scratch.extend_from_slice(chunk);
-        let (eth_ip, rest) = scratch.split_at_mut(ETHERNET_HEADER_LEN + ihl);
+        headers.clear();
+        headers.extend_from_slice(&frame[..header_len]);
+        let (eth_ip, tcph) = headers.split_at_mut(ETHERNET_HEADER_LEN + ihl);
         let iph = &mut eth_ip[ETHERNET_HEADER_LEN..];
         let ip_len = (ihl + thl + chunk.len()) as u16;
         iph[2..4].copy_from_slice(&ip_len.to_be_bytes());
@@ -104,7 +89,6 @@ pub fn segment_tcp4(
         iph[10..12].fill(0);
         let ip_sum = !fold(ones_sum(&iph[..ihl], 0));
         iph[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-        let tcph = rest;
         tcph[4..8].copy_from_slice(&seq.wrapping_add((i * mss) as u32).to_be_bytes());
         let mut f = flags;
         if i > 0 {
@@ -115,13 +99,14 @@ pub fn segment_tcp4(
         }
         tcph[13] = f;
         tcph[16..18].fill(0);
+        // RFC 9293 §3.1: the checksum covers the pseudo-header, the TCP header and the data.
         let mut pseudo = [0u8; 12];
         pseudo[..8].copy_from_slice(&iph[12..20]);
         pseudo[9] = 6;
         pseudo[10..12].copy_from_slice(&((thl + chunk.len()) as u16).to_be_bytes());
-        let sum = !fold(ones_sum(tcph, ones_sum(&pseudo, 0)));
+        let sum = !fold(ones_sum(chunk, ones_sum(tcph, ones_sum(&pseudo, 0))));
         tcph[16..18].copy_from_slice(&sum.to_be_bytes());
-        emit(scratch);
+        emit(headers, chunk);
     }
     Ok(count)
 }
@@ -169,7 +154,10 @@ mod tests {
         let payload: Vec<u8> = (0..3500u32).map(|i| (i % 251) as u8).collect();
         let frame = superframe(&payload, 0x10 | TCP_PSH | TCP_FIN | TCP_CWR);
         let mut segs = Vec::new();
-        let n = segment_tcp4(&frame, 1448, &mut Vec::new(), |s| segs.push(s.to_vec())).unwrap();
+        let n = segment_tcp4(&frame, 1448, &mut Vec::new(), |h, p| {
+            segs.push([h, p].concat())
+        })
+        .unwrap();
         assert_eq!(n, 3);
         let mut joined = Vec::new();
         for (i, s) in segs.iter().enumerate() {
@@ -198,22 +186,23 @@ mod tests {
         let frame = superframe(b"hello", 0x18);
         let mut out = Vec::new();
         assert_eq!(
-            segment_tcp4(&frame, 1448, &mut Vec::new(), |s| out.push(s.to_vec())),
+            segment_tcp4(&frame, 1448, &mut Vec::new(), |h, p| out
+                .push([h, p].concat())),
             Ok(1)
         );
         assert!(tcp_ok(&out[0]));
         assert_eq!(
-            segment_tcp4(&frame[..30], 1448, &mut Vec::new(), |_| {}),
+            segment_tcp4(&frame[..30], 1448, &mut Vec::new(), |_, _| {}),
             Err(GsoError::Malformed)
         );
         assert_eq!(
-            segment_tcp4(&frame, 0, &mut Vec::new(), |_| {}),
+            segment_tcp4(&frame, 0, &mut Vec::new(), |_, _| {}),
             Err(GsoError::ZeroMss)
         );
         let mut udp = frame.clone();
         udp[14 + 9] = 17;
         assert_eq!(
-            segment_tcp4(&udp, 1448, &mut Vec::new(), |_| {}),
+            segment_tcp4(&udp, 1448, &mut Vec::new(), |_, _| {}),
             Err(GsoError::Malformed)
         );
     }

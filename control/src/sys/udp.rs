@@ -9,11 +9,12 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 /// `UDP_SEGMENT` (include/uapi/linux/udp.h), the cmsg type and socket option at `SOL_UDP`.
 const UDP_SEGMENT: libc::c_int = 103;
 
-/// Sends `buf` to `to` as datagrams of `segment` octets each (the last may be shorter).
-/// `segment` 0 or at least `buf.len()`: one plain datagram.
+/// Sends the concatenation of `bufs` (a gather write: the kernel copies each part once) to
+/// `to` as datagrams of `segment` octets each (the last may be shorter). `segment` 0 or at
+/// least the total length: one plain datagram.
 pub fn send_udp_segments(
     fd: BorrowedFd<'_>,
-    buf: &[u8],
+    bufs: &[io::IoSlice<'_>],
     to: SocketAddrV4,
     segment: u16,
 ) -> io::Result<usize> {
@@ -25,19 +26,18 @@ pub fn send_udp_segments(
         },
         sin_zero: [0; 8],
     };
-    let mut iov = libc::iovec {
-        iov_base: buf.as_ptr() as *mut libc::c_void,
-        iov_len: buf.len(),
-    };
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
     // Room for one cmsg carrying a u16, aligned as the kernel expects.
     let mut control = [0u64; 4];
     // SAFETY: an all-zero msghdr is valid; every pointer set below outlives the call.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_name = (&addr as *const libc::sockaddr_in).cast_mut().cast();
     msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    if segment > 0 && usize::from(segment) < buf.len() {
+    // `IoSlice` is ABI-compatible with `struct iovec` on Unix (documented by std), and
+    // sendmsg only reads the array.
+    msg.msg_iov = bufs.as_ptr().cast_mut().cast::<libc::iovec>();
+    msg.msg_iovlen = bufs.len() as _;
+    if segment > 0 && usize::from(segment) < total {
         msg.msg_control = control.as_mut_ptr().cast();
         // SAFETY: CMSG_SPACE only computes a size.
         msg.msg_controllen = unsafe { libc::CMSG_SPACE(std::mem::size_of::<u16>() as u32) } as _;

@@ -1037,7 +1037,7 @@ mod udp {
         assert_eq!(internet_checksum(&frame[14..34]), 0);
         let udp = &frame[34..];
         let pseudo = pseudo_header(Ipv4Addr::new(10, 9, 0, 2), gw().ip, udp.len());
-        assert_eq!(fold(ones_sum(&pseudo) + ones_sum(udp)), 0);
+        assert_eq!(!fold(ones_sum(udp, ones_sum(&pseudo, 0))), 0);
         // Ethernet padding after the datagram is ignored.
         let mut padded = frame.clone();
         padded.extend_from_slice(&[0; 20]);
