@@ -68,6 +68,14 @@ fn segment(ip: &[u8]) -> Option<Segment> {
     })
 }
 
+/// What [`Coalescer::offer`] did with a packet.
+enum Offer {
+    /// Its payload joined the superframe being built.
+    Merged,
+    /// It starts a new one: a data segment, or (None) a packet that passes on by itself.
+    Starts(Option<Segment>),
+}
+
 /// A superframe being built from consecutive segments.
 #[derive(Debug)]
 pub struct Coalescer {
@@ -100,6 +108,42 @@ impl Coalescer {
     /// that joins the superframe being built leaves its (emptied) buffer in `spare`, for the
     /// caller to reuse, if `spare` holds fewer than [`SPARE_BUFFERS`].
     pub fn push(&mut self, packet: Vec<u8>, spare: &mut Vec<Vec<u8>>) -> Option<Vec<u8>> {
+        match self.offer(&packet) {
+            Offer::Merged => {
+                if spare.len() < SPARE_BUFFERS {
+                    let mut emptied = packet;
+                    emptied.clear();
+                    spare.push(emptied);
+                }
+                None
+            }
+            Offer::Starts(segment) => {
+                let done = self.finish();
+                self.begin(segment, packet);
+                done
+            }
+        }
+    }
+
+    /// Like [`Coalescer::push`] for a packet the caller keeps (a datagram in its receive
+    /// buffer): a segment that joins the superframe costs one copy of its payload, and a
+    /// packet that starts a new one is copied into a buffer taken from `spare`.
+    pub fn push_slice(&mut self, packet: &[u8], spare: &mut Vec<Vec<u8>>) -> Option<Vec<u8>> {
+        match self.offer(packet) {
+            Offer::Merged => None,
+            Offer::Starts(segment) => {
+                let done = self.finish();
+                let mut buffer = spare.pop().unwrap_or_default();
+                buffer.clear();
+                buffer.extend_from_slice(packet);
+                self.begin(segment, buffer);
+                done
+            }
+        }
+    }
+
+    /// Appends `packet`'s payload to the superframe being built if it continues it.
+    fn offer(&mut self, packet: &[u8]) -> Offer {
         let seg = packet.get(self.headroom..).and_then(segment);
         let data_segment = seg.filter(|s| s.payload > 0 && s.flags & !TCP_FLAG_PSH == TCP_FLAG_ACK);
         if let (Some(first), Some(next)) = (self.first, data_segment) {
@@ -123,36 +167,33 @@ impl Coalescer {
                 self.packet[window_at..window_at + 2]
                     .copy_from_slice(&packet[window_at..window_at + 2]);
                 self.closed = next.payload < first.payload;
-                if spare.len() < SPARE_BUFFERS {
-                    let mut emptied = packet;
-                    emptied.clear();
-                    spare.push(emptied);
-                }
-                return None;
+                return Offer::Merged;
             }
         }
-        let done = self.finish();
-        match data_segment {
+        Offer::Starts(data_segment)
+    }
+
+    /// Starts building from `packet` (the previous superframe is finished): a data segment
+    /// others may join, or (None) a packet that passes on by itself.
+    fn begin(&mut self, segment: Option<Segment>, packet: Vec<u8>) {
+        self.packet = packet;
+        self.segments = 1;
+        match segment {
             Some(s) => {
                 self.first = Some(s);
                 self.next_seq = s.seq.wrapping_add(s.payload as u32);
-                self.segments = 1;
                 self.psh = s.flags & TCP_FLAG_PSH != 0;
                 self.closed = false;
-                self.packet = packet;
                 // Room for the whole superframe at once, not a reallocation per doubling.
                 let full = self.headroom + MAX_IP_LEN;
                 self.packet.reserve(full.saturating_sub(self.packet.len()));
             }
             None => {
-                // Not mergeable (a SYN, FIN, pure ACK, not TCP): passes on by itself.
+                // Not mergeable (a SYN, FIN, pure ACK, not TCP).
                 self.first = None;
                 self.closed = true;
-                self.segments = 1;
-                self.packet = packet;
             }
         }
-        done
     }
 
     /// The packet being built, finished: a single packet as it came (plain virtio_net_hdr),
@@ -239,6 +280,7 @@ mod tests {
         let mut c = Coalescer::new(HEADROOM);
         let mut spare = Vec::new();
         let count = packets.len();
+        let copies = packets.clone();
         let mut out: Vec<Vec<u8>> = packets
             .into_iter()
             .filter_map(|p| c.push(p, &mut spare))
@@ -250,6 +292,15 @@ mod tests {
             out.len() + spare.len(),
             count.min(out.len() + SPARE_BUFFERS)
         );
+        // The same packets offered as borrowed slices give the same frames.
+        let mut c = Coalescer::new(HEADROOM);
+        let mut buffers = Vec::new();
+        let mut from_slices: Vec<Vec<u8>> = copies
+            .iter()
+            .filter_map(|p| c.push_slice(p, &mut buffers))
+            .collect();
+        from_slices.extend(c.finish());
+        assert_eq!(from_slices, out);
         out
     }
 

@@ -598,11 +598,9 @@ impl Dataplane {
                         self.flush_gro(table, &mut gro, gro_port, now, scratch);
                         gro_port = Some(port);
                     }
-                    let mut packet = scratch.gro_pool.pop().unwrap_or_default();
-                    packet.clear();
-                    packet.extend_from_slice(&[0u8; VNET_HDR_LEN]);
-                    packet.extend_from_slice(inner_frame);
-                    if let Some(done) = gro.push(packet, &mut scratch.gro_pool) {
+                    // `buf[start..end]` is the datagram with its VXLAN header where the
+                    // virtio_net_hdr goes: the layout the offload builds superframes in.
+                    if let Some(done) = gro.push_slice(&buf[start..end], &mut scratch.gro_pool) {
                         self.forward_owned(table, port, now, done, scratch);
                     }
                     continue;
