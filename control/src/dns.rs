@@ -515,22 +515,70 @@ fn parse_nameserver(word: &str) -> Option<SocketAddr> {
     Some(SocketAddr::V6(SocketAddrV6::new(v6, 53, 0, scope)))
 }
 
-/// Forwards `query` to the upstreams in order (UDP, from an ephemeral socket bound to an
-/// unspecified address of the matching family, `timeout` per upstream, accepting only a response
-/// from that upstream's address whose ID matches) and returns the upstream's response bytes
-/// unchanged. If every upstream fails or times out, returns [`servfail`] of the query (or None if
-/// even that is impossible). Never panics.
-pub async fn forward(query: &[u8], upstreams: &[SocketAddr], timeout: Duration) -> Option<Vec<u8>> {
+/// How a query reached the gateway, and so how it goes upstream: a client that asked over
+/// TCP (typically after a truncated UDP answer) must get the whole answer, which only TCP
+/// carries when it is large (RFC 7766 §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+/// Forwards `query` to the upstreams in order (over `transport`: UDP from an ephemeral socket
+/// bound to an unspecified address of the matching family, or a TCP connection per query;
+/// `timeout` per upstream, accepting only a response whose ID matches, over UDP only from
+/// that upstream's address) and returns the upstream's response bytes unchanged. If every
+/// upstream fails or times out, returns [`servfail`] of the query (or None if even that is
+/// impossible). Never panics.
+pub async fn forward(
+    query: &[u8],
+    upstreams: &[SocketAddr],
+    timeout: Duration,
+    transport: Transport,
+) -> Option<Vec<u8>> {
     if query.len() >= HEADER_LEN {
         for &upstream in upstreams {
-            match tokio::time::timeout(timeout, exchange(query, upstream)).await {
+            let exchanged = match transport {
+                Transport::Udp => tokio::time::timeout(timeout, exchange(query, upstream)).await,
+                Transport::Tcp => {
+                    tokio::time::timeout(timeout, exchange_tcp(query, upstream)).await
+                }
+            };
+            match exchanged {
                 Ok(Ok(response)) => return Some(response),
-                Ok(Err(e)) => log::debug!("dns: upstream {upstream}: {e}"),
-                Err(_) => log::debug!("dns: upstream {upstream}: no answer within {timeout:?}"),
+                Ok(Err(e)) => log::debug!("dns: upstream {upstream} ({transport:?}): {e}"),
+                Err(_) => log::debug!(
+                    "dns: upstream {upstream} ({transport:?}): no answer within {timeout:?}"
+                ),
             }
         }
     }
     servfail(query)
+}
+
+/// One query/response exchange with one upstream over TCP: each message preceded by its
+/// length as two octets (RFC 1035 §4.2.2, RFC 7766 §8). A response with another ID is an
+/// error (the connection carries only this query).
+async fn exchange_tcp(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let len = u16::try_from(query.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "query longer than 65535"))?;
+    let mut stream = tokio::net::TcpStream::connect(upstream).await?;
+    let mut message = Vec::with_capacity(2 + query.len());
+    message.extend_from_slice(&len.to_be_bytes());
+    message.extend_from_slice(query);
+    stream.write_all(&message).await?;
+    let mut prefix = [0u8; 2];
+    stream.read_exact(&mut prefix).await?;
+    let mut response = vec![0u8; usize::from(u16::from_be_bytes(prefix))];
+    stream.read_exact(&mut response).await?;
+    if response.len() < HEADER_LEN || response[..2] != query[..2] || response[2] & 0x80 == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the upstream's TCP answer is not a response to the query",
+        ));
+    }
+    Ok(response)
 }
 
 /// One query/response exchange with one upstream (RFC 1035 §4.2.1). The socket is connected, so
@@ -1057,7 +1105,7 @@ nameserver 1.1.1.1
     async fn forward_returns_upstream_bytes() {
         let up = fake_upstream(|q| vec![upstream_answer(q)]).await;
         let q = query_bytes(0x7777, "example.com", TYPE::A);
-        let r = forward(&q, &[up], T).await.unwrap();
+        let r = forward(&q, &[up], T, Transport::Udp).await.unwrap();
         assert_eq!(r, upstream_answer(&q));
     }
 
@@ -1066,7 +1114,7 @@ nameserver 1.1.1.1
         let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let q = query_bytes(0x7778, "example.com", TYPE::A);
         let start = std::time::Instant::now();
-        let r = forward(&q, &[silent.local_addr().unwrap()], T).await;
+        let r = forward(&q, &[silent.local_addr().unwrap()], T, Transport::Udp).await;
         assert!(start.elapsed() < Duration::from_millis(600));
         assert_eq!(r, servfail(&q));
         assert_eq!(
@@ -1074,9 +1122,9 @@ nameserver 1.1.1.1
             RCODE::ServerFailure
         );
         // No upstreams at all.
-        assert_eq!(forward(&q, &[], T).await, servfail(&q));
+        assert_eq!(forward(&q, &[], T, Transport::Udp).await, servfail(&q));
         // A query we cannot even SERVFAIL.
-        assert_eq!(forward(&[1, 2, 3], &[], T).await, None);
+        assert_eq!(forward(&[1, 2, 3], &[], T, Transport::Udp).await, None);
     }
 
     #[tokio::test]
@@ -1091,7 +1139,10 @@ nameserver 1.1.1.1
         })
         .await;
         let q = query_bytes(0x7779, "example.com", TYPE::A);
-        assert_eq!(forward(&q, &[up], T).await.unwrap(), upstream_answer(&q));
+        assert_eq!(
+            forward(&q, &[up], T, Transport::Udp).await.unwrap(),
+            upstream_answer(&q)
+        );
     }
 
     #[tokio::test]
@@ -1105,10 +1156,82 @@ nameserver 1.1.1.1
         let up = fake_upstream(|q| vec![upstream_answer(q)]).await;
         let q = query_bytes(0x777A, "example.com", TYPE::A);
         let start = std::time::Instant::now();
-        let r = forward(&q, &[closed, silent.local_addr().unwrap(), up], T)
-            .await
-            .unwrap();
+        let r = forward(
+            &q,
+            &[closed, silent.local_addr().unwrap(), up],
+            T,
+            Transport::Udp,
+        )
+        .await
+        .unwrap();
         assert_eq!(r, upstream_answer(&q));
         assert!(start.elapsed() < Duration::from_millis(600));
+    }
+
+    /// A fake TCP upstream on 127.0.0.1: reads one length-prefixed query per connection and
+    /// answers with `respond(query)`, length-prefixed (RFC 1035 §4.2.2).
+    async fn fake_tcp_upstream(respond: fn(&[u8]) -> Vec<u8>) -> SocketAddr {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let mut len = [0u8; 2];
+                if conn.read_exact(&mut len).await.is_err() {
+                    continue;
+                }
+                let mut query = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut query).await.is_err() {
+                    continue;
+                }
+                let answer = respond(&query);
+                let mut out = (answer.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&answer);
+                let _ = conn.write_all(&out).await;
+            }
+        });
+        addr
+    }
+
+    /// An answer too large for any UDP datagram without EDNS: 300 addresses for the name.
+    fn large_answer(query: &[u8]) -> Vec<u8> {
+        let q = Packet::parse(query).unwrap();
+        let mut p = Packet::new_reply(q.id());
+        let name = q.questions[0].qname.clone();
+        p.questions.push(q.questions[0].clone());
+        for i in 0..300u32 {
+            p.answers.push(ResourceRecord::new(
+                name.clone(),
+                CLASS::IN,
+                30,
+                RData::A(A::from(Ipv4Addr::from(0x0a00_0000 + i))),
+            ));
+        }
+        p.build_bytes_vec_compressed().unwrap()
+    }
+
+    #[tokio::test]
+    async fn tcp_queries_go_upstream_over_tcp_whole() {
+        let up = fake_tcp_upstream(large_answer).await;
+        let q = query_bytes(0x777B, "many.example.com", TYPE::A);
+        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        assert!(r.len() > 4096, "the whole answer: {} bytes", r.len());
+        assert_eq!(r, large_answer(&q));
+        // Over UDP the same address has no listener: the answer is SERVFAIL.
+        let r = forward(&q, &[up], T, Transport::Udp).await.unwrap();
+        assert_eq!(r, servfail(&q).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_tcp_answer_with_another_id_is_not_taken() {
+        let up = fake_tcp_upstream(|q| {
+            let mut a = upstream_answer(q);
+            a[0] ^= 0xff;
+            a
+        })
+        .await;
+        let q = query_bytes(0x777C, "example.com", TYPE::A);
+        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        assert_eq!(r, servfail(&q).unwrap());
     }
 }

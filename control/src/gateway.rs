@@ -81,8 +81,13 @@ pub async fn serve(
                 let dataplane = Arc::clone(&dataplane);
                 let upstreams = Arc::clone(&upstreams);
                 tokio::spawn(async move {
-                    if let Some(answer) =
-                        dns::forward(&req.payload, &upstreams, UPSTREAM_TIMEOUT).await
+                    if let Some(answer) = dns::forward(
+                        &req.payload,
+                        &upstreams,
+                        UPSTREAM_TIMEOUT,
+                        dns::Transport::Udp,
+                    )
+                    .await
                     {
                         // An answer larger than the client's link (EDNS lets upstreams send
                         // up to 4 KiB) is replaced by a truncated one: the client knows to

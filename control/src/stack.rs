@@ -1420,11 +1420,15 @@ impl Stack {
                         let upstreams = Arc::clone(&self.upstreams);
                         let stack = self.handle.clone();
                         self.runtime.spawn(async move {
-                            let answer =
-                                dns::forward(&query, &upstreams, gateway::UPSTREAM_TIMEOUT)
-                                    .await
-                                    .or_else(|| dns::servfail(&query))
-                                    .unwrap_or_default();
+                            let answer = dns::forward(
+                                &query,
+                                &upstreams,
+                                gateway::UPSTREAM_TIMEOUT,
+                                dns::Transport::Tcp,
+                            )
+                            .await
+                            .or_else(|| dns::servfail(&query))
+                            .unwrap_or_default();
                             stack.try_send(StackInput::DnsAnswer {
                                 network,
                                 conn: handle,

@@ -4,7 +4,7 @@
 //! resolv.conf written for named namespaces.
 
 use std::net::UdpSocket;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 use weft_tests::*;
 
@@ -132,29 +132,28 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
     require_tool("dig");
     require_tool("dnsmasq");
     let port = free_udp_port();
-    // A TXT record of 8 x 250 bytes: its answer cannot fit a 1500-byte link.
+    // A TXT record of 20 x 250 bytes: its answer fits neither a 1500-byte link nor the
+    // 4096 bytes dnsmasq sends over UDP at most, only TCP carries it whole.
     let chunk = "x".repeat(250);
     let big_txt = format!(
         "--txt-record=big.upstream.test,{}",
-        vec![format!("\"{chunk}\""); 8].join(",")
+        vec![format!("\"{chunk}\""); 20].join(",")
     );
-    let mut upstream = Command::new("dnsmasq")
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--bind-interfaces",
-            "--listen-address=127.0.0.1",
-            "--except-interface=*",
-            &format!("--port={port}"),
-            "--address=/upstream.test/192.0.2.53",
-            &big_txt,
-            "--pid-file=",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start dnsmasq");
+    // Killed on drop, so a failed assertion below leaves no dnsmasq behind.
+    let mut dnsmasq = Command::new("dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--except-interface=*",
+        &format!("--port={port}"),
+        "--address=/upstream.test/192.0.2.53",
+        &big_txt,
+        "--pid-file=",
+    ]);
+    let upstream = Bg::spawn(dnsmasq);
     std::thread::sleep(Duration::from_millis(300));
     let upstream_addr = format!("127.0.0.1:{port}");
     let lab = Lab::with_daemon_args(&["--dns-upstream", &upstream_addr]);
@@ -178,8 +177,6 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
         ],
     );
     let big = stdout_of(&big);
-    let _ = upstream.kill();
-    let _ = upstream.wait();
     assert_eq!(result, ("NOERROR".into(), vec!["192.0.2.53".to_string()]));
     let flags = big
         .lines()
@@ -190,7 +187,35 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
         "no TC flag on the oversized answer:\n{big}"
     );
     assert!(big.contains("status: NOERROR"), "{big}");
+    // Asked again over TCP (as a resolver does after TC), the whole answer arrives: the
+    // gateway forwards a TCP query upstream over TCP.
+    let whole = stdout_of(&lab.exec(
+        &a.ns,
+        &[
+            "dig",
+            "+tcp",
+            "+time=3",
+            "+tries=1",
+            &format!("@{gw}"),
+            "big.upstream.test",
+            "TXT",
+        ],
+    ));
+    let flags = whole
+        .lines()
+        .find(|l| l.contains(";; flags:"))
+        .unwrap_or_default();
+    assert!(
+        !flags.contains(" tc") && whole.contains("status: NOERROR"),
+        "the TCP answer should be whole:\n{whole}"
+    );
+    assert_eq!(
+        whole.matches(&chunk).count(),
+        20,
+        "all 20 strings of 250 octets over TCP:\n{whole}"
+    );
 
+    drop(upstream);
     // The upstream is gone now: the query is answered SERVFAIL, not left unanswered.
     let (status, answers) = dig(&lab, &a.ns, &gw, &["www.upstream.test"]);
     assert_eq!(status, "SERVFAIL");
