@@ -85,6 +85,9 @@ pub enum Command {
     },
     /// Capture frames crossing one port, as pcap
     Capture(CaptureArgs),
+    /// Explain what the switch does with each frame entering one port: learning, the
+    /// gateway, ICC, the FDB lookup or flood, and where the frame went
+    Trace(TraceArgs),
     /// Add or remove static VXLAN peers (remote VTEPs)
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -293,6 +296,15 @@ pub struct CaptureArgs {
     /// Write pcap to FILE ('-' for standard output) instead of printing a summary
     #[arg(short = 'w', long = "write")]
     pub write: Option<String>,
+    /// Stop after COUNT frames
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// Port (endpoint or tunnel port name, as in `weft ports`)
+    pub port: String,
     /// Stop after COUNT frames
     #[arg(short = 'c', long = "count")]
     pub count: Option<u64>,
@@ -861,6 +873,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
             );
         }
         Command::Capture(a) => capture(client, a).await?,
+        Command::Trace(a) => trace(client, a).await?,
         Command::Peer(PeerCommand::Add { addr, vni, port }) => {
             let row: PeerRow = client
                 .call(
@@ -915,6 +928,41 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
                 ],
                 &rows,
             );
+        }
+    }
+    Ok(())
+}
+
+/// Streams a trace: the daemon sends a block of lines per frame; printed as it arrives,
+/// until the count is reached or Ctrl-C.
+async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
+    let mut path = format!("/v1/ports/{}/trace", seg(&a.port));
+    if let Some(c) = a.count {
+        path.push_str(&format!("?count={c}"));
+    }
+    let resp = client.send(Method::GET, &path, None).await?;
+    let status = resp.status();
+    if !status.is_success() {
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        check(status, &bytes)?;
+        bail!("the weft daemon refused the trace ({status})");
+    }
+    let mut body = resp.into_body();
+    eprintln!("tracing frames entering {}", a.port);
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut stdout = std::io::stdout();
+    loop {
+        let frame = tokio::select! {
+            f = body.frame() => f,
+            _ = term.recv() => None,
+            _ = int.recv() => None,
+        };
+        let Some(frame) = frame else { break };
+        if let Ok(data) = frame?.into_data() {
+            stdout.write_all(&data)?;
+            stdout.flush()?;
         }
     }
     Ok(())
@@ -999,41 +1047,10 @@ async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
 
 /// One line per frame, tcpdump-like: time, MACs, ethertype, length.
 fn summarize(h: &pcap::RecordHeader, frame: &[u8]) -> String {
-    let Ok(eth) = weft_switch::EthernetFrame::new_checked(frame) else {
-        return format!("{}.{:06} runt, {} bytes", h.ts_sec, h.ts_usec, h.origlen);
-    };
-    let kind = match eth.ethertype() {
-        0x0800 => "IPv4".to_string(),
-        0x0806 => "ARP".to_string(),
-        0x86dd => "IPv6".to_string(),
-        t => format!("ethertype 0x{t:04x}"),
-    };
-    let mut detail = String::new();
-    let p = eth.payload();
-    if eth.ethertype() == 0x0800 && p.len() >= 20 {
-        let proto = match p[9] {
-            1 => "ICMP".to_string(),
-            6 => "TCP".to_string(),
-            17 => "UDP".to_string(),
-            n => format!("proto {n}"),
-        };
-        detail = format!(
-            " {}.{}.{}.{} > {}.{}.{}.{} {proto}",
-            p[12], p[13], p[14], p[15], p[16], p[17], p[18], p[19]
-        );
-    } else if eth.ethertype() == 0x0806 && p.len() >= 28 {
-        let op = if p[7] == 1 { "who-has" } else { "reply" };
-        detail = format!(
-            " {op} {}.{}.{}.{} tell {}.{}.{}.{}",
-            p[24], p[25], p[26], p[27], p[14], p[15], p[16], p[17]
-        );
-    }
     format!(
-        "{}.{:06} {} > {} {kind}{detail}, length {}",
+        "{}.{:06} {}",
         h.ts_sec,
         h.ts_usec,
-        eth.src(),
-        eth.dst(),
-        h.origlen
+        crate::trace::describe_frame(frame, h.origlen as usize)
     )
 }

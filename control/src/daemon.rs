@@ -1599,36 +1599,41 @@ impl Daemon {
         })
     }
 
+    /// Every port's name: endpoints, static peers' and the cluster's tunnel ports.
+    fn port_names(&self, c: &Control) -> BTreeMap<PortId, String> {
+        c.endpoints
+            .values()
+            .map(|e| (e.port, e.record.name.clone()))
+            .chain(c.peers.iter().map(|(name, p)| (p.port, name.clone())))
+            .chain(self.cluster_tunnel_names())
+            .collect()
+    }
+
     pub fn fdb(&self, network: Option<&str>) -> Result<Vec<FdbRow>> {
         let c = self.lock();
         let nets = Self::networks_or_one(&c, network)?;
-        let port_names: BTreeMap<PortId, &str> = c
-            .endpoints
-            .values()
-            .map(|e| (e.port, e.record.name.as_str()))
-            .chain(c.peers.iter().map(|(name, p)| (p.port, name.as_str())))
-            .collect();
-        let tunnel_names = self.cluster_tunnel_names();
-        let port_names: BTreeMap<PortId, &str> = port_names
-            .into_iter()
-            .chain(tunnel_names.iter().map(|(p, n)| (*p, n.as_str())))
-            .collect();
+        let port_names = self.port_names(&c);
         let now = self.dataplane.now();
         let mut rows = Vec::new();
         for n in nets {
             let entries = self.dataplane.with_bridge(|b| b.fdb_entries(n.id, now));
-            rows.extend(entries.into_iter().map(|e| FdbRow {
-                network: n.record.name.clone(),
-                mac: e.mac.to_string(),
-                port: port_names.get(&e.port).copied().unwrap_or("?").to_string(),
-                origin: match e.origin {
-                    weft_switch::FdbOrigin::Learned => "learned".into(),
-                    weft_switch::FdbOrigin::Static => match self.gossip_origin(n.id, e.mac) {
-                        Some(node) => format!("gossip from {node}"),
-                        None => "static".into(),
+            rows.extend(entries.into_iter().map(|e| {
+                FdbRow {
+                    network: n.record.name.clone(),
+                    mac: e.mac.to_string(),
+                    port: port_names
+                        .get(&e.port)
+                        .map_or("?", String::as_str)
+                        .to_string(),
+                    origin: match e.origin {
+                        weft_switch::FdbOrigin::Learned => "learned".into(),
+                        weft_switch::FdbOrigin::Static => match self.gossip_origin(n.id, e.mac) {
+                            Some(node) => format!("gossip from {node}"),
+                            None => "static".into(),
+                        },
                     },
-                },
-                age_seconds: e.age.as_secs_f64(),
+                    age_seconds: e.age.as_secs_f64(),
+                }
             }));
         }
         Ok(rows)
@@ -1962,18 +1967,19 @@ impl Daemon {
         Ok(out)
     }
 
-    /// Starts a live capture on the port of endpoint `port`.
-    pub fn capture(
-        &self,
-        port: &str,
-        count: Option<u64>,
-    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
-        let c = self.lock();
+    /// The port named `port` (an endpoint or a tunnel port), for a capture or a trace of
+    /// at most `count` frames.
+    fn tap_port(&self, c: &Control, port: &str, count: Option<u64>) -> Result<PortId> {
         let id = c
             .endpoints
             .get(port)
             .map(|e| e.port)
             .or_else(|| c.peers.get(port).map(|p| p.port))
+            .or_else(|| {
+                self.cluster_tunnel_names()
+                    .into_iter()
+                    .find_map(|(id, name)| (name == port).then_some(id))
+            })
             .ok_or_else(|| {
                 DaemonError::NotFound(format!(
                     "no port named {port:?}; list ports with `weft ports`"
@@ -1982,7 +1988,41 @@ impl Daemon {
         if count == Some(0) {
             return Err(invalid("-c/--count must be at least 1"));
         }
+        Ok(id)
+    }
+
+    /// Starts a live capture on the port of endpoint `port`.
+    pub fn capture(
+        &self,
+        port: &str,
+        count: Option<u64>,
+    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
+        let c = self.lock();
+        let id = self.tap_port(&c, port, count)?;
         Ok(self.dataplane.add_capture(id, count)?)
+    }
+
+    /// Starts a live trace on the port named `port`: for each frame entering it, the
+    /// bridge's decision and what became of the frame, with the names to print them by.
+    pub fn trace(
+        &self,
+        port: &str,
+        count: Option<u64>,
+    ) -> Result<(
+        tokio::sync::mpsc::Receiver<Arc<crate::dataplane::FrameTrace>>,
+        crate::trace::TraceNames,
+    )> {
+        let c = self.lock();
+        let id = self.tap_port(&c, port, count)?;
+        let names = crate::trace::TraceNames {
+            ports: self.port_names(&c),
+            networks: c
+                .networks
+                .values()
+                .map(|n| (n.id, n.record.name.clone()))
+                .collect(),
+        };
+        Ok((self.dataplane.add_trace(id, count)?, names))
     }
 }
 

@@ -50,11 +50,110 @@ pub const DEFAULT_BUSY_POLL: Duration = Duration::from_millis(5);
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 
-/// A live capture attached to one port.
-struct CaptureTap {
-    tx: tokio::sync::mpsc::Sender<Bytes>,
+/// A live capture (pcap records) or trace (decisions) attached to one port: a bounded
+/// channel, closed after `remaining` items if a count was given.
+struct Tap<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
     remaining: Option<u64>,
 }
+
+/// The taps of one kind on one port, with a flag the fast path reads instead of the lock.
+struct Taps<T> {
+    active: AtomicBool,
+    taps: Mutex<Vec<Tap<T>>>,
+}
+
+impl<T> Default for Taps<T> {
+    fn default() -> Self {
+        Taps {
+            active: AtomicBool::new(false),
+            taps: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Clone> Taps<T> {
+    /// Whether anyone listens (one relaxed load: the per-frame cost when nobody does).
+    fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    fn attach(&self, count: Option<u64>) -> tokio::sync::mpsc::Receiver<T> {
+        let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
+        lock(&self.taps).push(Tap {
+            tx,
+            remaining: count,
+        });
+        self.active.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Hands `item` to every listener; a full channel (slow reader) skips it, a closed one
+    /// (reader gone) or a finished count detaches the listener.
+    fn offer(&self, item: T) {
+        let mut taps = lock(&self.taps);
+        taps.retain_mut(|tap| {
+            match tap.tx.try_send(item.clone()) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+            match tap.remaining.as_mut() {
+                Some(left) => {
+                    *left -= 1;
+                    *left > 0
+                }
+                None => true,
+            }
+        });
+        if taps.is_empty() {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// What the data plane did with one frame that entered a traced port (`weft trace`): the
+/// bridge's decision step by step, then what became of the frame.
+#[derive(Debug, Clone)]
+pub struct FrameTrace {
+    pub at: SystemTime,
+    pub in_port: PortId,
+    /// The frame's first octets (its headers), for a summary line.
+    pub head: Vec<u8>,
+    /// The frame's length (without the virtio_net_hdr).
+    pub len: usize,
+    /// The segment size of a GSO superframe.
+    pub gso_size: Option<u16>,
+    pub steps: Vec<weft_switch::TraceStep>,
+    pub outcome: Vec<TraceOutcome>,
+}
+
+/// What became of a traced frame after the bridge's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOutcome {
+    /// Read whole but its virtio_net_hdr was invalid, or it did not fit the buffer.
+    BadHeader(DropReason),
+    /// Dropped by the bridge.
+    Dropped(DropReason),
+    /// Handed to the gateway's TCP/IP stack (TCP, ICMP echo to the outside, UDP to the
+    /// gateway's address).
+    ToStack,
+    /// Handed to the gateway's services (DNS, outbound UDP NAT).
+    ToService,
+    /// The gateway's queue was full.
+    GatewayBusy,
+    /// The gateway answered it (ARP reply, echo reply) with a frame of `len` octets.
+    GatewayReply { len: usize },
+    /// Written to `port`.
+    Sent { port: PortId },
+    /// Writing to `port` failed.
+    SendFailed { port: PortId },
+    /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
+    SplitHorizon { port: PortId },
+}
+
+/// Octets of a traced frame kept for its summary (Ethernet, IPv4 and TCP/UDP headers).
+const TRACE_HEAD: usize = 64;
 
 struct PortIo {
     /// The TAP or packet socket; for a tunnel port a duplicate of the VXLAN socket (never
@@ -66,9 +165,10 @@ struct PortIo {
     /// kept for tunnel ports ("last heard" of a peer).
     last_rx_ms: std::sync::atomic::AtomicU64,
     worker: usize,
-    /// Fast-path check: false unless someone captures on this port.
-    capturing: AtomicBool,
-    captures: Mutex<Vec<CaptureTap>>,
+    /// Live captures: pcap records of every frame in and out.
+    captures: Taps<Bytes>,
+    /// Live traces: the decisions taken for frames coming in.
+    traces: Taps<Arc<FrameTrace>>,
 }
 
 type PortTable = Vec<Option<Arc<PortIo>>>;
@@ -233,8 +333,8 @@ impl Dataplane {
             tunnel: None,
             last_rx_ms: Default::default(),
             worker: index,
-            capturing: AtomicBool::new(false),
-            captures: Mutex::new(Vec::new()),
+            captures: Taps::default(),
+            traces: Taps::default(),
         }));
         Ok(())
     }
@@ -278,18 +378,27 @@ impl Dataplane {
         port: PortId,
         count: Option<u64>,
     ) -> Result<tokio::sync::mpsc::Receiver<Bytes>, DataplaneError> {
-        let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
         let table = self.ports_read();
         let io = table
             .get(port.0 as usize)
             .and_then(Option::as_ref)
             .ok_or(DataplaneError::UnknownPort(port))?;
-        lock(&io.captures).push(CaptureTap {
-            tx,
-            remaining: count,
-        });
-        io.capturing.store(true, Ordering::Release);
-        Ok(rx)
+        Ok(io.captures.attach(count))
+    }
+
+    /// Starts a trace on `port`: for each frame entering it (up to `count`, if given), what
+    /// the bridge decided and what became of the frame.
+    pub fn add_trace(
+        &self,
+        port: PortId,
+        count: Option<u64>,
+    ) -> Result<tokio::sync::mpsc::Receiver<Arc<FrameTrace>>, DataplaneError> {
+        let table = self.ports_read();
+        let io = table
+            .get(port.0 as usize)
+            .and_then(Option::as_ref)
+            .ok_or(DataplaneError::UnknownPort(port))?;
+        Ok(io.traces.attach(count))
     }
 
     /// Connects the gateway's services: from now on DNS queries to a gateway are sent here.
@@ -401,8 +510,8 @@ impl Dataplane {
             }),
             last_rx_ms: Default::default(),
             worker: 0,
-            capturing: AtomicBool::new(false),
-            captures: Mutex::new(Vec::new()),
+            captures: Taps::default(),
+            traces: Taps::default(),
         }));
         write_lock(&self.tunnels).add_peer(*remote.ip(), vni, port);
         Ok(())
@@ -811,6 +920,8 @@ impl Dataplane {
         truncated: bool,
         scratch: &mut Scratch,
     ) {
+        // Only while someone traces this port: the decision, step by step.
+        let mut trace = in_io.traces.active().then(|| trace_start(in_port, packet));
         let hdr = if truncated {
             None
         } else {
@@ -823,18 +934,32 @@ impl Dataplane {
                 DropReason::BadVnetHeader
             };
             lock(&self.bridge).record_drop(in_port, reason);
+            trace_end(in_io, trace, &[TraceOutcome::BadHeader(reason)]);
             return;
         };
+        if let Some(t) = trace.as_mut() {
+            t.gso_size = hdr.is_gso().then_some(hdr.gso_size);
+        }
         let frame = &packet[VNET_HDR_LEN..];
         capture(in_io, frame);
         let targets = &mut scratch.targets;
         targets.clear();
         {
             let mut bridge = lock(&self.bridge);
-            match bridge.process(now, in_port, frame, hdr.is_gso()) {
+            let verdict = match trace.as_mut() {
+                Some(t) => bridge.process_traced(now, in_port, frame, hdr.is_gso(), &mut |step| {
+                    t.steps.push(step)
+                }),
+                None => bridge.process(now, in_port, frame, hdr.is_gso()),
+            };
+            match verdict {
                 Verdict::Forward(out) => targets.push(out),
                 Verdict::Flood(set) => targets.extend(set),
-                Verdict::Drop(_) => return,
+                Verdict::Drop(reason) => {
+                    drop(bridge);
+                    trace_end(in_io, trace, &[TraceOutcome::Dropped(reason)]);
+                    return;
+                }
                 Verdict::ToGateway => {
                     if let Some(stack) = self.stack.get() {
                         if let Some(gateway) = bridge
@@ -847,9 +972,13 @@ impl Dataplane {
                                 gateway,
                                 frame: frame.to_vec(),
                             };
-                            if !stack.try_send(input) {
+                            let outcome = if stack.try_send(input) {
+                                TraceOutcome::ToStack
+                            } else {
                                 lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
-                            }
+                                TraceOutcome::GatewayBusy
+                            };
+                            trace_end(in_io, trace, &[outcome]);
                             return;
                         }
                     }
@@ -861,27 +990,39 @@ impl Dataplane {
                             .services
                             .get()
                             .is_some_and(|tx| tx.try_send(request).is_ok());
-                        if !queued {
+                        let outcome = if queued {
+                            TraceOutcome::ToService
+                        } else {
                             lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
-                        }
+                            TraceOutcome::GatewayBusy
+                        };
+                        trace_end(in_io, trace, &[outcome]);
                         return;
                     }
                     // The gateway's answer (ARP reply, echo reply) goes back out of the
                     // ingress port, with a plain virtio_net_hdr (no offload).
                     let reply = &mut scratch.reply;
-                    let Ok(len) = bridge.gateway_reply(in_port, frame, &mut reply[VNET_HDR_LEN..])
-                    else {
-                        return;
+                    let len = match bridge.gateway_reply(in_port, frame, &mut reply[VNET_HDR_LEN..])
+                    {
+                        Ok(len) => len,
+                        Err(reason) => {
+                            drop(bridge);
+                            trace_end(in_io, trace, &[TraceOutcome::Dropped(reason)]);
+                            return;
+                        }
                     };
                     drop(bridge);
                     VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
                     let packet = &reply[..VNET_HDR_LEN + len];
-                    if self.write_out(in_io, packet, &mut scratch.tunnel) {
+                    let outcome = if self.write_out(in_io, packet, &mut scratch.tunnel) {
                         capture(in_io, &packet[VNET_HDR_LEN..]);
                         lock(&self.bridge).record_tx(in_port, len);
+                        TraceOutcome::GatewayReply { len }
                     } else {
                         lock(&self.bridge).record_drop(in_port, DropReason::TxError);
-                    }
+                        TraceOutcome::SendFailed { port: in_port }
+                    };
+                    trace_end(in_io, trace, &[outcome]);
                     return;
                 }
             }
@@ -891,15 +1032,26 @@ impl Dataplane {
         let from_tunnel = in_io.tunnel.is_some();
         // Write to every output; keep only the ports that took the frame.
         let tunnel_scratch = &mut scratch.tunnel;
+        let mut outcome = trace.as_ref().map(|_| Vec::with_capacity(targets.len()));
         targets.retain(|&out| {
             let io = table.get(out.0 as usize).and_then(Option::as_ref);
             if from_tunnel && io.is_some_and(|io| io.tunnel.is_some()) {
+                if let Some(o) = outcome.as_mut() {
+                    o.push(TraceOutcome::SplitHorizon { port: out });
+                }
                 return false;
             }
             let ok = io.is_some_and(|io| self.write_out(io, packet, tunnel_scratch));
             match io {
                 Some(io) if ok => capture(io, frame),
                 _ => lock(&self.bridge).record_drop(out, DropReason::TxError),
+            }
+            if let Some(o) = outcome.as_mut() {
+                o.push(if ok {
+                    TraceOutcome::Sent { port: out }
+                } else {
+                    TraceOutcome::SendFailed { port: out }
+                });
             }
             ok
         });
@@ -909,6 +1061,29 @@ impl Dataplane {
                 bridge.record_tx(out, frame.len());
             }
         }
+        trace_end(in_io, trace, outcome.as_deref().unwrap_or_default());
+    }
+}
+
+/// A trace record for a frame entering `in_port` (virtio_net_hdr + frame in `packet`).
+fn trace_start(in_port: PortId, packet: &[u8]) -> FrameTrace {
+    let frame = packet.get(VNET_HDR_LEN..).unwrap_or_default();
+    FrameTrace {
+        at: SystemTime::now(),
+        in_port,
+        head: frame[..frame.len().min(TRACE_HEAD)].to_vec(),
+        len: frame.len(),
+        gso_size: None,
+        steps: Vec::new(),
+        outcome: Vec::new(),
+    }
+}
+
+/// Hands a finished trace record to the port's tracers.
+fn trace_end(io: &PortIo, trace: Option<FrameTrace>, outcome: &[TraceOutcome]) {
+    if let Some(mut t) = trace {
+        t.outcome.extend_from_slice(outcome);
+        io.traces.offer(Arc::new(t));
     }
 }
 
@@ -941,26 +1116,7 @@ struct TunnelScratch {
 
 /// Copies `frame` to the port's live captures (only while someone captures).
 fn capture(io: &PortIo, frame: &[u8]) {
-    if !io.capturing.load(Ordering::Relaxed) {
-        return;
-    }
-    let record = pcap::record(SystemTime::now(), frame);
-    let mut taps = lock(&io.captures);
-    taps.retain_mut(|tap| {
-        match tap.tx.try_send(record.clone()) {
-            Ok(()) => {}
-            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
-            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
-        }
-        match tap.remaining.as_mut() {
-            Some(left) => {
-                *left -= 1;
-                *left > 0
-            }
-            None => true,
-        }
-    });
-    if taps.is_empty() {
-        io.capturing.store(false, Ordering::Release);
+    if io.captures.active() {
+        io.captures.offer(pcap::record(SystemTime::now(), frame));
     }
 }

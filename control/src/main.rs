@@ -19,6 +19,7 @@ mod server;
 mod stack;
 mod state;
 mod sys;
+mod trace;
 mod tunnel;
 
 use clap::Parser;

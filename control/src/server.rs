@@ -69,6 +69,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/peers/{addr}/{vni}", delete(peer_rm))
         .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
+        .route("/v1/ports/{port}/trace", get(trace))
         .with_state(daemon)
 }
 
@@ -287,6 +288,46 @@ async fn capture(
                 header: Some(pcap::global_header()),
                 rx,
             }),
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A response body fed by the data plane's trace channel: one block of text per frame,
+/// until the count is reached or the client goes away.
+struct TraceBody {
+    rx: tokio::sync::mpsc::Receiver<std::sync::Arc<crate::dataplane::FrameTrace>>,
+    names: crate::trace::TraceNames,
+}
+
+impl http_body::Body for TraceBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        this.rx.poll_recv(cx).map(|r| {
+            r.map(|t| {
+                let text = crate::trace::render(&t, &this.names);
+                Ok(http_body::Frame::data(Bytes::from(text)))
+            })
+        })
+    }
+}
+
+async fn trace(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Query(q): Query<CaptureQuery>,
+) -> Response {
+    match blocking(move || d.trace(&port, q.count)).await {
+        Ok((rx, names)) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            Body::new(TraceBody { rx, names }),
         )
             .into_response(),
         Err(e) => e.into_response(),

@@ -501,12 +501,33 @@ impl Bridge {
         frame: &[u8],
         gso: bool,
     ) -> Verdict<'_> {
+        self.process_traced(now, in_port, frame, gso, &mut |_| {})
+    }
+
+    /// [`Bridge::process`], reporting each step of the decision to `observe` as it is taken
+    /// (`weft trace`): the ingress network, the checks a frame fails, what learning did,
+    /// the gateway's interception, ICC, the FDB lookup and the flood. Learning and counters
+    /// happen exactly as in `process`, which is this with an observer that does nothing.
+    pub fn process_traced(
+        &mut self,
+        now: Timestamp,
+        in_port: PortId,
+        frame: &[u8],
+        gso: bool,
+        observe: &mut impl FnMut(TraceStep),
+    ) -> Verdict<'_> {
         let Some(port) = self.ports.get_mut(&in_port) else {
+            observe(TraceStep::UnknownPort);
             return Verdict::Drop(DropReason::UnknownPort);
         };
         port.counters.record_rx(frame.len());
         let verdict = match self.networks.get_mut(&port.network) {
-            Some(net) => decide(net, now, in_port, frame, gso),
+            Some(net) => {
+                observe(TraceStep::Ingress {
+                    network: port.network,
+                });
+                decide(net, now, in_port, frame, gso, observe)
+            }
             // Unreachable: a port's network cannot be removed while it has ports.
             None => Verdict::Drop(DropReason::UnknownPort),
         };
@@ -698,8 +719,10 @@ fn decide<'a>(
     in_port: PortId,
     bytes: &[u8],
     gso: bool,
+    observe: &mut impl FnMut(TraceStep),
 ) -> Verdict<'a> {
     let Ok(frame) = EthernetFrame::new_checked(bytes) else {
+        observe(TraceStep::Runt { len: bytes.len() });
         return Verdict::Drop(DropReason::Runt);
     };
     if !gso {
@@ -708,18 +731,26 @@ fn decide<'a>(
             max_len += VLAN_TAG_LEN;
         }
         if frame.len() > max_len {
+            observe(TraceStep::Oversized {
+                len: frame.len(),
+                max: max_len,
+            });
             return Verdict::Drop(DropReason::Oversized);
         }
     }
     let src = frame.src();
     if src.is_multicast() || src.is_zero() {
+        observe(TraceStep::InvalidSource { mac: src });
         return Verdict::Drop(DropReason::InvalidSourceMac);
     }
     let gateway = net.config.gateway.as_ref();
     // The gateway's MAC belongs to the switch, never to a port (like the
     // Linux bridge's local FDB entries): a frame claiming it is not learned.
     if gateway.is_none_or(|gw| gw.mac != src) {
-        net.fdb.learn(src, in_port, now);
+        let outcome = net.fdb.learn(src, in_port, now);
+        observe(TraceStep::Learn { mac: src, outcome });
+    } else {
+        observe(TraceStep::GatewaySource { mac: src });
     }
 
     let net: &'a Network = net;
@@ -727,16 +758,25 @@ fn decide<'a>(
         .responder
         .intercepts(net.config.gateway.as_ref(), &frame)
     {
+        observe(TraceStep::ToGateway {
+            to_gateway_mac: gateway.is_some_and(|gw| frame.dst() == gw.mac),
+        });
         return Verdict::ToGateway;
     }
     // Inter-container communication disabled: endpoints talk to the gateway only.
     if !net.config.icc {
+        observe(TraceStep::IccDenied);
         return Verdict::Drop(DropReason::IccDenied);
     }
     let dst = frame.dst();
     if dst.is_unicast() {
         if let Some(out) = net.fdb.port_of(dst, now) {
+            observe(TraceStep::FdbHit {
+                mac: dst,
+                port: out,
+            });
             return if out == in_port {
+                observe(TraceStep::SameSegment);
                 Verdict::Drop(DropReason::SameSegment)
             } else {
                 Verdict::Forward(out)
@@ -744,11 +784,80 @@ fn decide<'a>(
         }
     }
     let flood = FloodSet::new(&net.ports, in_port);
+    observe(TraceStep::Flood {
+        mac: dst,
+        ports: flood.len(),
+    });
     if flood.is_empty() {
         Verdict::Drop(DropReason::NoDestination)
     } else {
         Verdict::Flood(flood)
     }
+}
+
+/// One step of the forwarding decision, as [`Bridge::process_traced`] takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceStep {
+    /// The ingress port is not attached to the bridge.
+    UnknownPort,
+    /// The frame entered the ingress port's network.
+    Ingress {
+        /// The ingress port's network.
+        network: NetworkId,
+    },
+    /// Shorter than an Ethernet header: dropped.
+    Runt {
+        /// The frame's length.
+        len: usize,
+    },
+    /// Longer than the network's MTU allows (and not a GSO superframe): dropped.
+    Oversized {
+        /// The frame's length.
+        len: usize,
+        /// The longest frame the network's MTU allows, Ethernet (and VLAN) header included.
+        max: usize,
+    },
+    /// A multicast or all-zero source address: dropped.
+    InvalidSource {
+        /// The source address.
+        mac: MacAddr,
+    },
+    /// The source address was offered to the FDB (802.1D §7.8).
+    Learn {
+        /// The source address.
+        mac: MacAddr,
+        /// What learning did with it.
+        outcome: LearnOutcome,
+    },
+    /// The source is the gateway's own MAC, which is never learned.
+    GatewaySource {
+        /// The gateway's MAC.
+        mac: MacAddr,
+    },
+    /// The gateway takes the frame.
+    ToGateway {
+        /// Sent to the gateway's MAC (true), or an ARP request the switch answers itself,
+        /// for the gateway's address or (suppression) a registered endpoint's (false).
+        to_gateway_mac: bool,
+    },
+    /// `--icc=false`: endpoints may reach the gateway only; dropped.
+    IccDenied,
+    /// The destination is in the FDB.
+    FdbHit {
+        /// The destination address.
+        mac: MacAddr,
+        /// The port it is behind.
+        port: PortId,
+    },
+    /// The destination is behind the ingress port itself: filtered (802.1D §7.7.1).
+    SameSegment,
+    /// Broadcast, multicast or unknown unicast: flooded to the network's other ports.
+    Flood {
+        /// The destination address.
+        mac: MacAddr,
+        /// How many ports get a copy (0: nowhere to go, dropped).
+        ports: usize,
+    },
 }
 
 #[cfg(test)]

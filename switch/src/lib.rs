@@ -81,7 +81,7 @@ pub mod gateway;
 pub mod mac;
 pub mod time;
 
-pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, Verdict};
+pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, TraceStep, Verdict};
 pub use bridge::{NetworkId, PortId};
 pub use checksum::internet_checksum;
 pub use counters::{DropReason, PortCounters};

@@ -920,3 +920,129 @@ fn without_icc_endpoints_reach_the_gateway_only() {
         Verdict::Forward(PortId(2))
     ));
 }
+
+/// `process_traced`, its steps collected.
+fn traced(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8]) -> (V, Vec<TraceStep>) {
+    let mut steps = Vec::new();
+    let v = match b.process_traced(now, port, frame, false, &mut |s| steps.push(s)) {
+        Verdict::Forward(p) => V::Fwd(p),
+        Verdict::Flood(set) => V::Flood(set.collect()),
+        Verdict::Drop(r) => V::Drop(r),
+        Verdict::ToGateway => V::Gw,
+    };
+    (v, steps)
+}
+
+#[test]
+fn a_trace_tells_each_step_of_learning_flooding_and_forwarding() {
+    let mut b = two_networks();
+    // Unknown destination: learned, then flooded to the two other ports of network 1.
+    let (v, steps) = traced(&mut b, t0(), p(1), &eth(mac(2), mac(1)));
+    assert_eq!(v, V::Flood(vec![p(2), p(3)]));
+    assert_eq!(
+        steps,
+        vec![
+            TraceStep::Ingress { network: N1 },
+            TraceStep::Learn {
+                mac: mac(1),
+                outcome: LearnOutcome::Learned
+            },
+            TraceStep::Flood {
+                mac: mac(2),
+                ports: 2
+            },
+        ]
+    );
+    // The answer is forwarded through the FDB entry just learned.
+    let (v, steps) = traced(&mut b, secs(1), p(2), &eth(mac(1), mac(2)));
+    assert_eq!(v, V::Fwd(p(1)));
+    assert_eq!(
+        steps[2],
+        TraceStep::FdbHit {
+            mac: mac(1),
+            port: p(1)
+        }
+    );
+    // Again from port 1: the entry is refreshed; the same MAC on port 3 moves.
+    let (_, steps) = traced(&mut b, secs(2), p(1), &eth(mac(2), mac(1)));
+    assert_eq!(
+        steps[1],
+        TraceStep::Learn {
+            mac: mac(1),
+            outcome: LearnOutcome::Refreshed
+        }
+    );
+    let (_, steps) = traced(&mut b, secs(3), p(3), &eth(mac(2), mac(1)));
+    assert_eq!(
+        steps[1],
+        TraceStep::Learn {
+            mac: mac(1),
+            outcome: LearnOutcome::Moved { from: p(1) }
+        }
+    );
+    // A frame to a MAC behind its own port is filtered, and says so.
+    let (v, steps) = traced(&mut b, secs(4), p(2), &eth(mac(2), mac(2)));
+    assert_eq!(v, V::Drop(DropReason::SameSegment));
+    assert_eq!(steps.last(), Some(&TraceStep::SameSegment));
+}
+
+#[test]
+fn a_trace_names_why_a_frame_was_dropped() {
+    let mut b = two_networks();
+    let (v, steps) = traced(&mut b, t0(), p(1), &[0u8; 10]);
+    assert_eq!(v, V::Drop(DropReason::Runt));
+    assert_eq!(steps.last(), Some(&TraceStep::Runt { len: 10 }));
+    let (v, steps) = traced(&mut b, t0(), p(1), &eth_len(mac(2), mac(1), 0x0800, 1600));
+    assert_eq!(v, V::Drop(DropReason::Oversized));
+    assert_eq!(
+        steps.last(),
+        Some(&TraceStep::Oversized {
+            len: 1600,
+            max: 1514
+        })
+    );
+    let (v, steps) = traced(&mut b, t0(), p(1), &eth(mac(2), MacAddr::BROADCAST));
+    assert_eq!(v, V::Drop(DropReason::InvalidSourceMac));
+    assert_eq!(
+        steps.last(),
+        Some(&TraceStep::InvalidSource {
+            mac: MacAddr::BROADCAST
+        })
+    );
+    let (v, steps) = traced(&mut b, t0(), p(99), &eth(mac(2), mac(1)));
+    assert_eq!(v, V::Drop(DropReason::UnknownPort));
+    assert_eq!(steps, vec![TraceStep::UnknownPort]);
+}
+
+#[test]
+fn a_trace_shows_the_gateway_and_icc() {
+    use crate::gateway::GatewayConfig;
+    let gw = GatewayConfig {
+        ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
+        mac: "02:42:0a:00:00:01".parse().unwrap(),
+    };
+    let mut b = Bridge::new();
+    let cfg = NetworkConfig {
+        gateway: Some(gw),
+        icc: false,
+        ..NetworkConfig::default()
+    };
+    b.add_network(N1, cfg).unwrap();
+    b.add_port(p(1), N1).unwrap();
+    b.add_port(p(2), N1).unwrap();
+    let (v, steps) = traced(&mut b, t0(), p(1), &eth(gw.mac, mac(1)));
+    assert_eq!(v, V::Gw);
+    assert_eq!(
+        steps.last(),
+        Some(&TraceStep::ToGateway {
+            to_gateway_mac: true
+        })
+    );
+    let (v, steps) = traced(&mut b, t0(), p(1), &eth(mac(2), mac(1)));
+    assert_eq!(v, V::Drop(DropReason::IccDenied));
+    assert_eq!(steps.last(), Some(&TraceStep::IccDenied));
+    // A frame from the gateway's own MAC is not learned.
+    let (_, steps) = traced(&mut b, t0(), p(1), &eth(mac(2), gw.mac));
+    assert_eq!(steps[1], TraceStep::GatewaySource { mac: gw.mac });
+    assert!(b.fdb_entries(N1, t0()).iter().all(|e| e.mac != gw.mac));
+}
