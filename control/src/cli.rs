@@ -933,37 +933,63 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
     Ok(())
 }
 
+/// A live stream from the daemon about one port (`capture`, `trace`): chunks of the
+/// response body until the daemon ends it (count reached), or SIGINT or SIGTERM arrives.
+struct PortStream {
+    body: hyper::body::Incoming,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl PortStream {
+    /// `GET /v1/ports/PORT/KIND[?count=N]`; a refusal becomes the daemon's error message.
+    async fn open(client: &Client, port: &str, kind: &str, count: Option<u64>) -> Result<Self> {
+        let mut path = format!("/v1/ports/{}/{kind}", seg(port));
+        if let Some(c) = count {
+            path.push_str(&format!("?count={c}"));
+        }
+        let resp = client.send(Method::GET, &path, None).await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let bytes = resp.into_body().collect().await?.to_bytes();
+            check(status, &bytes)?;
+            bail!("the weft daemon refused the {kind} ({status})");
+        }
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(PortStream {
+            body: resp.into_body(),
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    /// The next chunk, or None at the end.
+    async fn next(&mut self) -> Result<Option<bytes::Bytes>> {
+        loop {
+            let frame = tokio::select! {
+                f = self.body.frame() => f,
+                _ = self.term.recv() => None,
+                _ = self.int.recv() => None,
+            };
+            let Some(frame) = frame else {
+                return Ok(None);
+            };
+            if let Ok(data) = frame?.into_data() {
+                return Ok(Some(data));
+            }
+        }
+    }
+}
+
 /// Streams a trace: the daemon sends a block of lines per frame; printed as it arrives,
 /// until the count is reached or Ctrl-C.
 async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
-    let mut path = format!("/v1/ports/{}/trace", seg(&a.port));
-    if let Some(c) = a.count {
-        path.push_str(&format!("?count={c}"));
-    }
-    let resp = client.send(Method::GET, &path, None).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        check(status, &bytes)?;
-        bail!("the weft daemon refused the trace ({status})");
-    }
-    let mut body = resp.into_body();
+    let mut stream = PortStream::open(client, &a.port, "trace", a.count).await?;
     eprintln!("tracing frames entering {}", a.port);
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     let mut stdout = std::io::stdout();
-    loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            _ = term.recv() => None,
-            _ = int.recv() => None,
-        };
-        let Some(frame) = frame else { break };
-        if let Ok(data) = frame?.into_data() {
-            stdout.write_all(&data)?;
-            stdout.flush()?;
-        }
+    while let Some(data) = stream.next().await? {
+        stdout.write_all(&data)?;
+        stdout.flush()?;
     }
     Ok(())
 }
@@ -971,18 +997,7 @@ async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
 /// Streams a capture: whole pcap records only, so the output stays a valid pcap file when
 /// interrupted.
 async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
-    let mut path = format!("/v1/ports/{}/capture", seg(&a.port));
-    if let Some(c) = a.count {
-        path.push_str(&format!("?count={c}"));
-    }
-    let resp = client.send(Method::GET, &path, None).await?;
-    let status = resp.status();
-    if !status.is_success() {
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        check(status, &bytes)?;
-        bail!("the weft daemon refused the capture ({status})");
-    }
-    let mut body = resp.into_body();
+    let mut stream = PortStream::open(client, &a.port, "capture", a.count).await?;
     eprintln!("capturing on {}", a.port);
     let mut out: Option<Box<dyn Write + Send>> = match a.write.as_deref() {
         None => None,
@@ -994,19 +1009,7 @@ async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
     let mut pending: Vec<u8> = Vec::new();
     let mut header_done = false;
     let mut frames = 0u64;
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        let frame = tokio::select! {
-            f = body.frame() => f,
-            _ = term.recv() => None,
-            _ = int.recv() => None,
-        };
-        let Some(frame) = frame else { break };
-        let Ok(data) = frame?.into_data() else {
-            continue;
-        };
+    while let Some(data) = stream.next().await? {
         pending.extend_from_slice(&data);
         if !header_done {
             if pending.len() < pcap::GLOBAL_HEADER_LEN {

@@ -378,12 +378,7 @@ impl Dataplane {
         port: PortId,
         count: Option<u64>,
     ) -> Result<tokio::sync::mpsc::Receiver<Bytes>, DataplaneError> {
-        let table = self.ports_read();
-        let io = table
-            .get(port.0 as usize)
-            .and_then(Option::as_ref)
-            .ok_or(DataplaneError::UnknownPort(port))?;
-        Ok(io.captures.attach(count))
+        self.with_port_io(port, |io| io.captures.attach(count))
     }
 
     /// Starts a trace on `port`: for each frame entering it (up to `count`, if given), what
@@ -393,12 +388,20 @@ impl Dataplane {
         port: PortId,
         count: Option<u64>,
     ) -> Result<tokio::sync::mpsc::Receiver<Arc<FrameTrace>>, DataplaneError> {
+        self.with_port_io(port, |io| io.traces.attach(count))
+    }
+
+    fn with_port_io<R>(
+        &self,
+        port: PortId,
+        f: impl FnOnce(&PortIo) -> R,
+    ) -> Result<R, DataplaneError> {
         let table = self.ports_read();
         let io = table
             .get(port.0 as usize)
             .and_then(Option::as_ref)
             .ok_or(DataplaneError::UnknownPort(port))?;
-        Ok(io.traces.attach(count))
+        Ok(f(io))
     }
 
     /// Connects the gateway's services: from now on DNS queries to a gateway are sent here.

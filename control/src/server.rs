@@ -252,56 +252,16 @@ struct CaptureQuery {
     count: Option<u64>,
 }
 
-/// A response body fed by the data plane's capture channel: the pcap global header, then
-/// one record per frame, until the count is reached or the client goes away.
-struct CaptureBody {
+/// A response body fed by one of the data plane's channels (a capture's pcap records, a
+/// trace's frame records), each item rendered as bytes, after an optional header, until the
+/// channel closes (count reached) or the client goes away.
+struct ChannelBody<T> {
     header: Option<Bytes>,
-    rx: tokio::sync::mpsc::Receiver<Bytes>,
+    rx: tokio::sync::mpsc::Receiver<T>,
+    render: Box<dyn Fn(T) -> Bytes + Send>,
 }
 
-impl http_body::Body for CaptureBody {
-    type Data = Bytes;
-    type Error = std::convert::Infallible;
-
-    fn poll_frame(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
-        if let Some(h) = self.header.take() {
-            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(h))));
-        }
-        self.rx
-            .poll_recv(cx)
-            .map(|r| r.map(|b| Ok(http_body::Frame::data(b))))
-    }
-}
-
-async fn capture(
-    State(d): Shared,
-    UrlPath(port): UrlPath<String>,
-    Query(q): Query<CaptureQuery>,
-) -> Response {
-    match blocking(move || d.capture(&port, q.count)).await {
-        Ok(rx) => (
-            [(header::CONTENT_TYPE, "application/vnd.tcpdump.pcap")],
-            Body::new(CaptureBody {
-                header: Some(pcap::global_header()),
-                rx,
-            }),
-        )
-            .into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-/// A response body fed by the data plane's trace channel: one block of text per frame,
-/// until the count is reached or the client goes away.
-struct TraceBody {
-    rx: tokio::sync::mpsc::Receiver<std::sync::Arc<crate::dataplane::FrameTrace>>,
-    names: crate::trace::TraceNames,
-}
-
-impl http_body::Body for TraceBody {
+impl<T> http_body::Body for ChannelBody<T> {
     type Data = Bytes;
     type Error = std::convert::Infallible;
 
@@ -310,12 +270,35 @@ impl http_body::Body for TraceBody {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
-        this.rx.poll_recv(cx).map(|r| {
-            r.map(|t| {
-                let text = crate::trace::render(&t, &this.names);
-                Ok(http_body::Frame::data(Bytes::from(text)))
-            })
-        })
+        if let Some(h) = this.header.take() {
+            return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(h))));
+        }
+        this.rx
+            .poll_recv(cx)
+            .map(|r| r.map(|item| Ok(http_body::Frame::data((this.render)(item)))))
+    }
+}
+
+/// A streamed response of `content_type`.
+fn stream<T: Send + 'static>(content_type: &'static str, body: ChannelBody<T>) -> Response {
+    ([(header::CONTENT_TYPE, content_type)], Body::new(body)).into_response()
+}
+
+async fn capture(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Query(q): Query<CaptureQuery>,
+) -> Response {
+    match blocking(move || d.capture(&port, q.count)).await {
+        Ok(rx) => stream(
+            "application/vnd.tcpdump.pcap",
+            ChannelBody {
+                header: Some(pcap::global_header()),
+                rx,
+                render: Box::new(|record| record),
+            },
+        ),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -325,11 +308,14 @@ async fn trace(
     Query(q): Query<CaptureQuery>,
 ) -> Response {
     match blocking(move || d.trace(&port, q.count)).await {
-        Ok((rx, names)) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            Body::new(TraceBody { rx, names }),
-        )
-            .into_response(),
+        Ok((rx, names)) => stream(
+            "text/plain; charset=utf-8",
+            ChannelBody {
+                header: None,
+                rx,
+                render: Box::new(move |t| Bytes::from(crate::trace::render(&t, &names))),
+            },
+        ),
         Err(e) => e.into_response(),
     }
 }

@@ -853,10 +853,9 @@ fn learn_at_seeds_the_fdb_like_traffic_would() {
     );
 }
 
-#[test]
-fn without_icc_endpoints_reach_the_gateway_only() {
-    use crate::gateway::GatewayConfig;
-    let gw = GatewayConfig {
+/// Network 1 with a gateway (10.0.0.1), `--icc=false` and ports 1 and 2.
+fn without_icc() -> (Bridge, crate::gateway::GatewayConfig) {
+    let gw = crate::gateway::GatewayConfig {
         ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
         mac: "02:42:0a:00:00:01".parse().unwrap(),
     };
@@ -869,6 +868,12 @@ fn without_icc_endpoints_reach_the_gateway_only() {
     b.add_network(NetworkId(1), cfg).unwrap();
     b.add_port(PortId(1), NetworkId(1)).unwrap();
     b.add_port(PortId(2), NetworkId(1)).unwrap();
+    (b, gw)
+}
+
+#[test]
+fn without_icc_endpoints_reach_the_gateway_only() {
+    let (mut b, gw) = without_icc();
     let a: MacAddr = "02:42:0a:00:00:02".parse().unwrap();
     let c: MacAddr = "02:42:0a:00:00:03".parse().unwrap();
     let t = Timestamp::from_millis(1);
@@ -1016,20 +1021,7 @@ fn a_trace_names_why_a_frame_was_dropped() {
 
 #[test]
 fn a_trace_shows_the_gateway_and_icc() {
-    use crate::gateway::GatewayConfig;
-    let gw = GatewayConfig {
-        ip: std::net::Ipv4Addr::new(10, 0, 0, 1),
-        mac: "02:42:0a:00:00:01".parse().unwrap(),
-    };
-    let mut b = Bridge::new();
-    let cfg = NetworkConfig {
-        gateway: Some(gw),
-        icc: false,
-        ..NetworkConfig::default()
-    };
-    b.add_network(N1, cfg).unwrap();
-    b.add_port(p(1), N1).unwrap();
-    b.add_port(p(2), N1).unwrap();
+    let (mut b, gw) = without_icc();
     let (v, steps) = traced(&mut b, t0(), p(1), &eth(gw.mac, mac(1)));
     assert_eq!(v, V::Gw);
     assert_eq!(
