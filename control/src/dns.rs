@@ -1234,4 +1234,29 @@ nameserver 1.1.1.1
         let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
         assert_eq!(r, servfail(&q).unwrap());
     }
+
+    proptest::proptest! {
+        /// A query of arbitrary bytes (or a real one with bytes overwritten) gets an answer,
+        /// a forward or a drop, never a panic; so do the SERVFAIL and truncation builders.
+        #[test]
+        fn hostile_queries_never_panic(
+            garbage in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120),
+            pokes in proptest::collection::vec((0usize..40, proptest::prelude::any::<u8>()), 0..6),
+            rotation in proptest::prelude::any::<usize>(),
+        ) {
+            let zone = zone();
+            let subnet = (Ipv4Addr::new(10, 1, 0, 0), 24);
+            let _ = answer(&garbage, &zone, subnet, rotation);
+            let mut q = query_bytes(0x1234, "api", TYPE::A);
+            for (at, byte) in pokes {
+                if at < q.len() {
+                    q[at] = byte;
+                }
+            }
+            let _ = answer(&q, &zone, subnet, rotation);
+            let _ = servfail(&garbage);
+            let _ = truncated(&q, &garbage);
+            let _ = truncated(&garbage, &q);
+        }
+    }
 }

@@ -449,4 +449,28 @@ mod tests {
             Err(DropReason::VxlanUnknownVni)
         );
     }
+
+    proptest::proptest! {
+        /// Whatever arrives on the VXLAN port is classified (or refused) without a panic,
+        /// and an accepted datagram's inner frame lies inside it.
+        #[test]
+        fn arbitrary_datagrams_are_classified_without_panic(
+            datagram in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+            flags_ok in proptest::prelude::any::<bool>(),
+        ) {
+            let mut table = TunnelTable::default();
+            table.add_vni(Vni::new(42).unwrap());
+            table.add_peer(Ipv4Addr::new(10, 0, 0, 2), Vni::new(42).unwrap(), PortId(3));
+            let mut d = datagram;
+            if flags_ok && d.len() >= 8 {
+                d[..8].copy_from_slice(&VxlanHeader::new(Vni::new(42).unwrap()).to_bytes());
+            }
+            if let Ok((port, inner)) = table.classify(Ipv4Addr::new(10, 0, 0, 2), &d) {
+                proptest::prop_assert_eq!(port, PortId(3));
+                proptest::prop_assert!(inner.end <= d.len());
+                let _ = partial_l4_checksum(&d[inner]);
+            }
+            let _ = partial_l4_checksum(&d);
+        }
+    }
 }

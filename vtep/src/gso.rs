@@ -221,4 +221,40 @@ mod tests {
         assert!(tcp_ok(&frame));
         assert!(!complete_checksum(&mut frame, 60, 16));
     }
+
+    proptest::proptest! {
+        /// A superframe with random bytes overwritten (header lengths, flags, anything) and a
+        /// random segment size is segmented or refused, never a panic; when segmented, the
+        /// payloads put back together are the superframe's and every segment is complete.
+        #[test]
+        fn hostile_superframes_are_segmented_or_refused(
+            payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..5000),
+            pokes in proptest::collection::vec((0usize..60, proptest::prelude::any::<u8>()), 0..4),
+            mss in 0usize..2000,
+            cut in 0usize..80,
+        ) {
+            let mut frame = superframe(&payload, 0x18);
+            for (at, byte) in pokes {
+                frame[at] = byte;
+            }
+            if cut < 60 {
+                frame.truncate(cut);
+            }
+            let mut joined = Vec::new();
+            let mut whole = true;
+            let result = segment_tcp4(&frame, mss, &mut Vec::new(), |h, p| {
+                whole &= tcp_ok(&[h, p].concat()) || h.len() != 54;
+                joined.extend_from_slice(p);
+            });
+            if let Ok(n) = result {
+                proptest::prop_assert!(n >= 1);
+                let ihl = usize::from(frame[14] & 0x0f) * 4;
+                let thl = usize::from(frame[14 + ihl + 12] >> 4) * 4;
+                proptest::prop_assert_eq!(&joined[..], &frame[14 + ihl + thl..]);
+                proptest::prop_assert!(whole, "a segment with a bad TCP checksum");
+            }
+            let at = cut;
+            let _ = complete_checksum(&mut frame, at, mss % 64);
+        }
+    }
 }
