@@ -76,6 +76,34 @@ enum Offer {
     Starts(Option<Segment>),
 }
 
+/// Whether the TCP checksum of the IPv4 packet `ip` (a segment, not a superframe) is right
+/// (RFC 9293 §3.1: over the pseudo-header, the header and the data). A merged superframe
+/// leaves with the checksum marked as the hardware's to do (`NEEDS_CSUM`), so the receiving
+/// kernel never checks the segments it was made of; whoever merges segments that came over a
+/// wire checks them first.
+pub fn tcp_checksum_ok(ip: &[u8]) -> bool {
+    let Some(ihl) = ip.first().map(|b| usize::from(b & 0x0f) * 4) else {
+        return false;
+    };
+    let total = ip
+        .get(2..4)
+        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
+    if ihl < 20 || total < ihl + 20 || ip.len() < total {
+        return false;
+    }
+    // Ethernet pads short frames; the segment ends where IPv4 says.
+    let tcp = &ip[ihl..total];
+    let mut pseudo = [0u8; 12];
+    pseudo[..8].copy_from_slice(&ip[12..20]);
+    pseudo[9] = 6;
+    let Ok(len) = u16::try_from(tcp.len()) else {
+        return false;
+    };
+    pseudo[10..12].copy_from_slice(&len.to_be_bytes());
+    let sum = weft_switch::checksum::ones_sum(tcp, weft_switch::checksum::ones_sum(&pseudo, 0));
+    weft_switch::checksum::fold(sum) == 0xffff
+}
+
 /// A superframe being built from consecutive segments.
 #[derive(Debug)]
 pub struct Coalescer {
@@ -119,7 +147,7 @@ impl Coalescer {
             }
             Offer::Starts(segment) => {
                 let done = self.finish();
-                self.begin(segment, packet);
+                self.begin(segment, packet, false);
                 done
             }
         }
@@ -136,7 +164,7 @@ impl Coalescer {
                 let mut buffer = spare.pop().unwrap_or_default();
                 buffer.clear();
                 buffer.extend_from_slice(packet);
-                self.begin(segment, buffer);
+                self.begin(segment, buffer, true);
                 done
             }
         }
@@ -156,6 +184,7 @@ impl Coalescer {
                 && next.ihl == first.ihl
                 && next.seq == self.next_seq
                 && next.payload <= first.payload
+                && self.same_headers(packet, &first)
             {
                 let start = self.headroom + next.ihl + next.thl;
                 self.packet.extend_from_slice(&packet[start..]);
@@ -173,9 +202,27 @@ impl Coalescer {
         Offer::Starts(data_segment)
     }
 
+    /// Whether `packet` carries what the superframe's first segment does in every header
+    /// field a merge keeps from the first: the Ethernet header, TOS, TTL and DF, IPv4 and
+    /// TCP options (timestamps included), as Linux's GRO requires.
+    fn same_headers(&self, packet: &[u8], first: &Segment) -> bool {
+        let eth = self.headroom - ETHERNET_HEADER_LEN..self.headroom;
+        let ip = self.headroom;
+        let options = ip + 20..ip + first.ihl;
+        let tcp_options = ip + first.ihl + 20..ip + first.ihl + first.thl;
+        let (a, b) = (&self.packet, packet);
+        a[eth.clone()] == b[eth]
+            && a[ip + 1] == b[ip + 1]
+            && a[ip + 8] == b[ip + 8]
+            && a[ip + 6] & 0x40 == b[ip + 6] & 0x40
+            && a[options.clone()] == b[options]
+            && a[tcp_options.clone()] == b[tcp_options]
+    }
+
     /// Starts building from `packet` (the previous superframe is finished): a data segment
-    /// others may join, or (None) a packet that passes on by itself.
-    fn begin(&mut self, segment: Option<Segment>, packet: Vec<u8>) {
+    /// others may join, or (None) a packet that passes on by itself. `reserve`: make room for
+    /// a whole superframe now (a pooled buffer, reused for many), not as segments join.
+    fn begin(&mut self, segment: Option<Segment>, packet: Vec<u8>, reserve: bool) {
         self.packet = packet;
         self.segments = 1;
         match segment {
@@ -185,8 +232,10 @@ impl Coalescer {
                 self.psh = s.flags & TCP_FLAG_PSH != 0;
                 self.closed = false;
                 // Room for the whole superframe at once, not a reallocation per doubling.
-                let full = self.headroom + MAX_IP_LEN;
-                self.packet.reserve(full.saturating_sub(self.packet.len()));
+                if reserve {
+                    let full = self.headroom + MAX_IP_LEN;
+                    self.packet.reserve(full.saturating_sub(self.packet.len()));
+                }
             }
             None => {
                 // Not mergeable (a SYN, FIN, pure ACK, not TCP).
@@ -388,6 +437,53 @@ mod tests {
             total += ip_len - 40;
         }
         assert_eq!(total, 100 * 1460, "no payload lost or duplicated");
+    }
+
+    /// `p` (a segment from [`seg`]) with its TCP checksum filled in.
+    fn checksummed(mut p: Vec<u8>) -> Vec<u8> {
+        let ip = &p[HEADROOM..];
+        let mut pseudo = [0u8; 12];
+        pseudo[..8].copy_from_slice(&ip[12..20]);
+        pseudo[9] = 6;
+        pseudo[10..12].copy_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
+        let mut whole = pseudo.to_vec();
+        whole.extend_from_slice(&ip[20..]);
+        let sum = weft_switch::internet_checksum(&whole);
+        p[HEADROOM + 36..HEADROOM + 38].copy_from_slice(&sum.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn tcp_checksums_are_checked_up_to_the_ipv4_length() {
+        let good = checksummed(seg(100, TCP_FLAG_ACK, &[7u8; 333]));
+        assert!(tcp_checksum_ok(&good[HEADROOM..]));
+        // Ethernet padding after the IPv4 packet does not count.
+        let mut padded = good.clone();
+        padded.extend_from_slice(&[0xaa; 6]);
+        assert!(tcp_checksum_ok(&padded[HEADROOM..]));
+        let mut bad = good.clone();
+        bad[HEADROOM + 100] ^= 0x40;
+        assert!(!tcp_checksum_ok(&bad[HEADROOM..]));
+        assert!(!tcp_checksum_ok(&good[HEADROOM..HEADROOM + 30]));
+        assert!(!tcp_checksum_ok(&[]));
+    }
+
+    #[test]
+    fn segments_that_differ_in_kept_headers_are_not_merged() {
+        let d = vec![1u8; 500];
+        let mut ttl = seg(500, TCP_FLAG_ACK, &d);
+        ttl[HEADROOM + 8] = 1;
+        let mut tos = seg(500, TCP_FLAG_ACK, &d);
+        tos[HEADROOM + 1] = 0x10;
+        let mut mac = seg(500, TCP_FLAG_ACK, &d);
+        mac[HEADROOM - 14] = 0x02;
+        for other in [ttl, tos, mac] {
+            let out = run(vec![seg(0, TCP_FLAG_ACK, &d), other]);
+            assert_eq!(out.len(), 2, "a differing header must not merge");
+        }
+        // Identical ones do.
+        let out = run(vec![seg(0, TCP_FLAG_ACK, &d), seg(500, TCP_FLAG_ACK, &d)]);
+        assert_eq!(out.len(), 1);
     }
 
     proptest::proptest! {

@@ -47,6 +47,8 @@ const VXLAN_TOKEN: u64 = u64::MAX - 1;
 /// CPU whenever it finds nothing (see [`Dataplane::run`]), so a long window costs the
 /// applications little; measured in bench/README.md ("Busy polling").
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_millis(5);
+/// A `sched_yield` that takes longer than this ran another thread: the CPU is contended.
+const YIELD_LATE: Duration = Duration::from_micros(500);
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 
@@ -576,7 +578,10 @@ impl Dataplane {
                     lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                     return false;
                 }
-                Err(crate::tunnel::SuperframeError::Send(_)) => failed = true,
+                Err(crate::tunnel::SuperframeError::Send { sent: part, .. }) => {
+                    sent += part;
+                    failed = true;
+                }
             }
         } else if hdr.needs_csum() {
             segment.clear();
@@ -701,10 +706,15 @@ impl Dataplane {
                     }
                     None => VnetHdr::default(),
                 };
+                // Only segments whose checksum holds are merged: the superframe's checksum
+                // is left to the container's kernel as verified, so a segment corrupted on
+                // the underlay (a kernel vxlan peer sends no outer UDP checksum) goes on by
+                // itself, for that kernel to find and drop.
                 let plain_tcp = hdr == VnetHdr::default()
                     && inner_frame.len() > 14 + 20
                     && inner_frame[12..14] == [0x08, 0x00]
-                    && inner_frame[14 + 9] == 6;
+                    && inner_frame[14 + 9] == 6
+                    && crate::coalesce::tcp_checksum_ok(&inner_frame[14..]);
                 if plain_tcp {
                     if gro_port != Some(port) {
                         self.flush_gro(table, &mut gro, gro_port, now, scratch);
@@ -793,8 +803,11 @@ impl Dataplane {
         let mut ready: Vec<u64> = Vec::with_capacity(256);
         let mut last_traffic = Instant::now();
         let mut last_expire = Instant::now();
+        // Set when a yield came back late: another thread wanted this CPU, so the worker
+        // sleeps in epoll (a wake-up preempts at once) instead of spinning, until traffic.
+        let mut yielded_late = false;
         while !self.stop.load(Ordering::Relaxed) {
-            let spinning = last_traffic.elapsed() < self.busy_poll;
+            let spinning = !yielded_late && last_traffic.elapsed() < self.busy_poll;
             let timeout = if spinning { 0 } else { 1000 };
             if let Err(e) = worker.epoll.wait(&mut ready, 256, timeout) {
                 log::error!("epoll_wait failed: {e}");
@@ -806,8 +819,13 @@ impl Dataplane {
                     // Nothing to do yet: let any runnable thread on this CPU (the
                     // applications whose frames we forward) go first instead of burning the
                     // CPU they need. On two CPUs with a sender, a receiver and this worker,
-                    // a spin that does not yield halves the sender's share.
+                    // a spin that does not yield halves the sender's share. If the yield
+                    // let another thread run (it came back late), that thread may keep the
+                    // CPU for its whole time slice while frames wait: sleep instead, so that
+                    // the next frame's wake-up preempts it.
+                    let before = Instant::now();
                     std::thread::yield_now();
+                    yielded_late = before.elapsed() > YIELD_LATE;
                 }
                 continue;
             }
@@ -843,6 +861,7 @@ impl Dataplane {
             drop(table);
             if moved {
                 last_traffic = Instant::now();
+                yielded_late = false;
             }
             if index == 0 && last_expire.elapsed() >= Duration::from_secs(1) {
                 lock(&self.bridge).expire(now);

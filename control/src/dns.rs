@@ -524,32 +524,46 @@ pub enum Transport {
     Tcp,
 }
 
+/// Queries waiting on upstreams at once, over UDP and TCP together; past that a client
+/// hears SERVFAIL at once instead of the daemon piling up sockets and tasks.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
+static IN_FLIGHT: tokio::sync::Semaphore =
+    tokio::sync::Semaphore::const_new(MAX_FORWARDS_IN_FLIGHT);
+
 /// Forwards `query` to the upstreams in order (over `transport`: UDP from an ephemeral socket
-/// bound to an unspecified address of the matching family, or a TCP connection per query;
-/// `timeout` per upstream, accepting only a response whose ID matches, over UDP only from
-/// that upstream's address) and returns the upstream's response bytes unchanged. If every
-/// upstream fails or times out, returns [`servfail`] of the query (or None if even that is
-/// impossible). Never panics.
+/// bound to an unspecified address of the matching family, or a TCP connection per query,
+/// falling back to UDP for an upstream that does not take TCP; `timeout` per upstream and
+/// transport, accepting only a response whose ID matches, over UDP only from that upstream's
+/// address) and returns the upstream's response bytes unchanged. If every upstream fails or
+/// times out, or [`MAX_FORWARDS_IN_FLIGHT`] queries are already out, returns [`servfail`]
+/// of the query (or None if even that is impossible). Never panics.
 pub async fn forward(
     query: &[u8],
     upstreams: &[SocketAddr],
     timeout: Duration,
     transport: Transport,
 ) -> Option<Vec<u8>> {
+    let Ok(_permit) = IN_FLIGHT.try_acquire() else {
+        log::debug!("dns: {MAX_FORWARDS_IN_FLIGHT} queries already wait on upstreams");
+        return servfail(query);
+    };
     if query.len() >= HEADER_LEN {
         for &upstream in upstreams {
-            let exchanged = match transport {
-                Transport::Udp => tokio::time::timeout(timeout, exchange(query, upstream)).await,
-                Transport::Tcp => {
-                    tokio::time::timeout(timeout, exchange_tcp(query, upstream)).await
+            if transport == Transport::Tcp {
+                match tokio::time::timeout(timeout, exchange_tcp(query, upstream)).await {
+                    Ok(Ok(response)) => return Some(response),
+                    // A resolver without TCP (or a firewall in the way): ask it over UDP;
+                    // a truncated answer is still better than none.
+                    Ok(Err(e)) => log::debug!("dns: upstream {upstream} over TCP: {e}"),
+                    Err(_) => log::debug!(
+                        "dns: upstream {upstream} over TCP: no answer within {timeout:?}"
+                    ),
                 }
-            };
-            match exchanged {
+            }
+            match tokio::time::timeout(timeout, exchange(query, upstream)).await {
                 Ok(Ok(response)) => return Some(response),
-                Ok(Err(e)) => log::debug!("dns: upstream {upstream} ({transport:?}): {e}"),
-                Err(_) => log::debug!(
-                    "dns: upstream {upstream} ({transport:?}): no answer within {timeout:?}"
-                ),
+                Ok(Err(e)) => log::debug!("dns: upstream {upstream}: {e}"),
+                Err(_) => log::debug!("dns: upstream {upstream}: no answer within {timeout:?}"),
             }
         }
     }
@@ -1220,6 +1234,15 @@ nameserver 1.1.1.1
         // Over UDP the same address has no listener: the answer is SERVFAIL.
         let r = forward(&q, &[up], T, Transport::Udp).await.unwrap();
         assert_eq!(r, servfail(&q).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_tcp_query_falls_back_to_udp_for_an_upstream_without_tcp() {
+        // A UDP-only upstream: the TCP connection is refused, the UDP answer comes back.
+        let up = fake_upstream(|q| vec![upstream_answer(q)]).await;
+        let q = query_bytes(0x777D, "example.com", TYPE::A);
+        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        assert_eq!(r, upstream_answer(&q));
     }
 
     #[tokio::test]

@@ -21,9 +21,6 @@ use crate::nat::{ReturnPath, UdpFlowKey, UdpNat};
 /// IPv4 and UDP headers around a DNS message.
 const IPV4_UDP_HEADERS: usize = 20 + 8;
 
-/// Forwarded queries that may wait on upstream resolvers at once.
-pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
-
 /// How long one upstream resolver may take to answer.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -49,7 +46,6 @@ pub async fn serve(
     nat: Arc<UdpNat>,
 ) {
     let mut rotation = 0usize;
-    let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT));
     {
         let nat = Arc::clone(&nat);
         tokio::spawn(async move {
@@ -70,14 +66,6 @@ pub async fn serve(
         match answer_query(&zones, network, &req.payload, rotation) {
             Outcome::Reply(answer) => send(&dataplane, &req, &answer),
             Outcome::Forward => {
-                // A bounded number of queries wait on upstreams at once; past that the
-                // client hears SERVFAIL at once instead of the daemon piling up tasks.
-                let Ok(permit) = Arc::clone(&in_flight).try_acquire_owned() else {
-                    if let Some(answer) = dns::servfail(&req.payload) {
-                        send(&dataplane, &req, &answer);
-                    }
-                    continue;
-                };
                 let dataplane = Arc::clone(&dataplane);
                 let upstreams = Arc::clone(&upstreams);
                 tokio::spawn(async move {
@@ -105,7 +93,6 @@ pub async fn serve(
                             send(&dataplane, &req, &answer);
                         }
                     }
-                    drop(permit);
                 });
             }
             Outcome::Drop(_) => {

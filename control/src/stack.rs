@@ -52,6 +52,8 @@ pub const MAX_ECHO_FLOWS: usize = 1024;
 const TCP_BUFFER: usize = 256 * 1024;
 /// Buffers of a DNS-over-TCP connection: one message of up to 64 KiB plus its length.
 const DNS_TCP_BUFFER: usize = 66 * 1024;
+/// DNS-over-TCP connections one network's gateway keeps open at once.
+const MAX_DNS_CONNS: usize = 64;
 /// Listening DNS-over-TCP sockets kept ready per network.
 const DNS_LISTENERS: usize = 2;
 /// An established connection whose peer stops acknowledging is aborted after this.
@@ -367,9 +369,11 @@ struct UdpClient {
 struct DnsConn {
     handle: SocketHandle,
     inbuf: Vec<u8>,
-    /// A forwarded query is out; answers go back in order (RFC 7766 §6.2.1.1 allows any
-    /// order, one at a time keeps it simple).
+    /// A forwarded query is out, or its answer waits for room in the send buffer; answers
+    /// go back in order (RFC 7766 §6.2.1.1 allows any order, one at a time keeps it simple).
     waiting: bool,
+    /// An answer (with its length prefix) the send buffer had no room for yet.
+    pending: Option<Vec<u8>>,
 }
 
 impl NetStack {
@@ -1380,12 +1384,20 @@ impl Stack {
                     handle,
                     inbuf: Vec::new(),
                     waiting: false,
+                    pending: None,
                 });
+            }
+            // A bounded number of DNS connections per network (each holds two 66 KiB
+            // buffers): with that many open, no socket listens and new ones are refused.
+            if net.dns_listeners.is_empty() && net.dns_conns.len() < MAX_DNS_CONNS {
                 net.add_dns_listener();
             }
             let mut queries = Vec::new();
             net.dns_conns.retain_mut(|conn| {
                 let socket = net.sockets.get_mut::<tcp::Socket>(conn.handle);
+                if conn.pending.is_some() && send_dns_answer(socket, &mut conn.pending) {
+                    conn.waiting = false;
+                }
                 while socket.can_recv() && conn.inbuf.len() < DNS_TCP_BUFFER {
                     let room = DNS_TCP_BUFFER - conn.inbuf.len();
                     let _ = socket.recv(|b| {
@@ -1454,16 +1466,21 @@ impl Stack {
         let Some(conn) = net.dns_conns.iter_mut().find(|c| c.handle == handle) else {
             return;
         };
-        conn.waiting = false;
         let socket = net.sockets.get_mut::<tcp::Socket>(handle);
         if answer.is_empty() || answer.len() > usize::from(u16::MAX) {
+            conn.waiting = false;
             socket.abort();
             return;
         }
-        let len = (answer.len() as u16).to_be_bytes();
-        if socket.send_queue() + 2 + answer.len() <= DNS_TCP_BUFFER {
-            let _ = socket.send_slice(&len);
-            let _ = socket.send_slice(answer);
+        // RFC 1035 §4.2.2: the message preceded by its length. An answer that does not fit
+        // behind the previous one still being acknowledged waits on the connection (and
+        // the next query with it) until it does.
+        let mut message = Vec::with_capacity(2 + answer.len());
+        message.extend_from_slice(&(answer.len() as u16).to_be_bytes());
+        message.extend_from_slice(answer);
+        conn.pending = Some(message);
+        if send_dns_answer(socket, &mut conn.pending) {
+            conn.waiting = false;
         }
     }
 
@@ -1672,4 +1689,18 @@ fn service_flow(flow: &mut TcpFlow, socket: &mut tcp::Socket) -> bool {
     // The outside closed while nothing could be sent yet (handshake not done): remember the
     // EOF once the socket can take it.
     moved
+}
+
+/// Queues a DNS-over-TCP answer (length prefix included) once the socket's send buffer can
+/// take all of it; true when it did (and `pending` is empty again).
+fn send_dns_answer(socket: &mut tcp::Socket, pending: &mut Option<Vec<u8>>) -> bool {
+    let Some(message) = pending.as_ref() else {
+        return true;
+    };
+    if socket.send_capacity() - socket.send_queue() < message.len() {
+        return false;
+    }
+    let _ = socket.send_slice(message);
+    *pending = None;
+    true
 }

@@ -45,7 +45,8 @@ pub enum TunnelError {
 /// Outer source ports (sending sockets) per VTEP: flows spread over this many.
 const SENDERS: usize = 8;
 /// Largest run of datagrams sent with one `sendmsg` (the kernel takes at most 64 segments
-/// and 64 KiB).
+/// and one UDP datagram's worth, 65 507 octets of payload, so a 64 KiB superframe of
+/// 1 450-octet segments takes two).
 const MAX_SEGMENTS: usize = 64;
 const MAX_GSO_BYTES: usize = 65_000;
 
@@ -230,23 +231,32 @@ impl VxlanSockets {
                 bytes += datagram(next + count);
                 count += 1;
             }
+            if count == 0 {
+                // One datagram larger than a UDP datagram may be (a segment size near 64
+                // KiB): refuse rather than send nothing forever.
+                return Err(SuperframeError::Send {
+                    sent,
+                    source: std::io::ErrorKind::InvalidInput.into(),
+                });
+            }
             let segment = if count > 1 { segment as u16 } else { 0 };
             sent +=
                 crate::sys::send_udp_segments(socket.as_fd(), &iov[..2 * count], remote, segment)
-                    .map_err(SuperframeError::Send)?;
+                    .map_err(|source| SuperframeError::Send { sent, source })?;
             next += count;
         }
         Ok(sent)
     }
 }
 
-/// Why a superframe did not reach the tunnel.
+/// Why a superframe did not (wholly) reach the tunnel.
 #[derive(Debug, thiserror::Error)]
 pub enum SuperframeError {
     #[error("cannot segment the superframe: {0}")]
     Segment(weft_vtep::gso::GsoError),
-    #[error("sending to the peer failed: {0}")]
-    Send(std::io::Error),
+    /// `sent` octets (earlier sends of the same superframe) did leave.
+    #[error("sending to the peer failed after {sent} bytes: {source}")]
+    Send { sent: usize, source: std::io::Error },
 }
 
 /// Where a tunnel port's frames go.
