@@ -77,7 +77,8 @@ enum Offer {
 }
 
 /// Whether the TCP checksum of the IPv4 packet `ip` (a segment, not a superframe) is right
-/// (RFC 9293 §3.1: over the pseudo-header, the header and the data). A merged superframe
+/// (RFC 9293 §3.1: over the pseudo-header, the header and the data), and its IPv4 header
+/// checksum (RFC 791). A merged superframe
 /// leaves with the checksum marked as the hardware's to do (`NEEDS_CSUM`), so the receiving
 /// kernel never checks the segments it was made of; whoever merges segments that came over a
 /// wire checks them first.
@@ -101,7 +102,8 @@ pub fn tcp_checksum_ok(ip: &[u8]) -> bool {
     };
     pseudo[10..12].copy_from_slice(&len.to_be_bytes());
     let sum = weft_switch::checksum::ones_sum(tcp, weft_switch::checksum::ones_sum(&pseudo, 0));
-    weft_switch::checksum::fold(sum) == 0xffff
+    // The IPv4 header too: merging recomputes it from the first segment's fields.
+    weft_switch::checksum::fold(sum) == 0xffff && weft_switch::internet_checksum(&ip[..ihl]) == 0
 }
 
 /// A superframe being built from consecutive segments.
@@ -464,6 +466,12 @@ mod tests {
         let mut bad = good.clone();
         bad[HEADROOM + 100] ^= 0x40;
         assert!(!tcp_checksum_ok(&bad[HEADROOM..]));
+        let mut bad_ttl = good.clone();
+        bad_ttl[HEADROOM + 8] ^= 0x01;
+        assert!(
+            !tcp_checksum_ok(&bad_ttl[HEADROOM..]),
+            "IPv4 header checksum"
+        );
         assert!(!tcp_checksum_ok(&good[HEADROOM..HEADROOM + 30]));
         assert!(!tcp_checksum_ok(&[]));
     }

@@ -582,6 +582,11 @@ impl Dataplane {
                     sent += part;
                     failed = true;
                 }
+                Err(crate::tunnel::SuperframeError::TooLarge { sent: part }) => {
+                    sent += part;
+                    lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
+                    failed = true;
+                }
             }
         } else if hdr.needs_csum() {
             segment.clear();

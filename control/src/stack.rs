@@ -54,6 +54,11 @@ const TCP_BUFFER: usize = 256 * 1024;
 const DNS_TCP_BUFFER: usize = 66 * 1024;
 /// DNS-over-TCP connections one network's gateway keeps open at once.
 const MAX_DNS_CONNS: usize = 64;
+/// A DNS-over-TCP connection with nothing to do is closed after this (RFC 7766 §6.2.3
+/// suggests seconds).
+const DNS_IDLE: Duration = Duration::from_secs(10);
+/// ... and one whose forwarded answer has not come back (longer than any forward takes).
+const DNS_WAIT_MAX: Duration = Duration::from_secs(30);
 /// Listening DNS-over-TCP sockets kept ready per network.
 const DNS_LISTENERS: usize = 2;
 /// An established connection whose peer stops acknowledging is aborted after this.
@@ -164,6 +169,9 @@ pub enum StackInput {
     DnsAnswer {
         network: NetworkId,
         conn: SocketHandle,
+        /// The connection's number: a handle is reused, an answer must not reach the
+        /// connection that took over a closed one's handle.
+        id: u64,
         answer: Vec<u8>,
     },
 }
@@ -354,6 +362,7 @@ struct NetStack {
     neighbors: HashMap<Ipv4Addr, (PortId, MacAddr)>,
     dns_listeners: Vec<SocketHandle>,
     dns_conns: Vec<DnsConn>,
+    next_dns_conn: u64,
     next_ephemeral: u16,
     /// Gateway source port -> (published socket index, client) for published UDP ports.
     udp_clients: HashMap<u16, UdpClient>,
@@ -368,6 +377,11 @@ struct UdpClient {
 
 struct DnsConn {
     handle: SocketHandle,
+    /// Unique per network, so that a late answer never reaches a later connection that
+    /// got the same handle.
+    id: u64,
+    /// When a query or answer last moved (idle connections are closed).
+    last_active: Instant,
     inbuf: Vec<u8>,
     /// A forwarded query is out, or its answer waits for room in the send buffer; answers
     /// go back in order (RFC 7766 §6.2.1.1 allows any order, one at a time keeps it simple).
@@ -408,6 +422,7 @@ impl NetStack {
             neighbors: HashMap::new(),
             dns_listeners: Vec::new(),
             dns_conns: Vec::new(),
+            next_dns_conn: 0,
             next_ephemeral: EPHEMERAL_FIRST,
             udp_clients: HashMap::new(),
         };
@@ -641,8 +656,9 @@ impl Stack {
             StackInput::DnsAnswer {
                 network,
                 conn,
+                id,
                 answer,
-            } => self.dns_answer(network, conn, &answer),
+            } => self.dns_answer(network, conn, id, &answer),
         }
     }
 
@@ -1379,25 +1395,26 @@ impl Stack {
                 }
                 !active
             });
+            let now = Instant::now();
             for handle in taken {
+                net.next_dns_conn += 1;
                 net.dns_conns.push(DnsConn {
                     handle,
+                    id: net.next_dns_conn,
+                    last_active: now,
                     inbuf: Vec::new(),
                     waiting: false,
                     pending: None,
                 });
-            }
-            // A bounded number of DNS connections per network (each holds two 66 KiB
-            // buffers): with that many open, no socket listens and new ones are refused.
-            if net.dns_listeners.is_empty() && net.dns_conns.len() < MAX_DNS_CONNS {
-                net.add_dns_listener();
             }
             let mut queries = Vec::new();
             net.dns_conns.retain_mut(|conn| {
                 let socket = net.sockets.get_mut::<tcp::Socket>(conn.handle);
                 if conn.pending.is_some() && send_dns_answer(socket, &mut conn.pending) {
                     conn.waiting = false;
+                    conn.last_active = now;
                 }
+                let before = conn.inbuf.len();
                 while socket.can_recv() && conn.inbuf.len() < DNS_TCP_BUFFER {
                     let room = DNS_TCP_BUFFER - conn.inbuf.len();
                     let _ = socket.recv(|b| {
@@ -1406,11 +1423,14 @@ impl Stack {
                         (n, ())
                     });
                 }
+                if conn.inbuf.len() > before {
+                    conn.last_active = now;
+                }
                 if !conn.waiting && conn.inbuf.len() >= 2 {
                     let len = usize::from(u16::from_be_bytes([conn.inbuf[0], conn.inbuf[1]]));
                     if conn.inbuf.len() >= 2 + len {
                         let query: Vec<u8> = conn.inbuf.drain(..2 + len).skip(2).collect();
-                        queries.push((conn.handle, query));
+                        queries.push((conn.handle, conn.id, query));
                         conn.waiting = true;
                     }
                 }
@@ -1421,13 +1441,29 @@ impl Stack {
                 let finished = matches!(state, tcp::State::Closed | tcp::State::TimeWait);
                 if finished {
                     net.sockets.remove(conn.handle);
+                    return false;
                 }
-                !finished
+                // RFC 7766 §6.2.3: a server closes idle connections; one whose forwarded
+                // query never came back (its answer lost) is closed too. The socket stays
+                // until the next pass, so that smoltcp sends the reset first.
+                let idle = now.saturating_duration_since(conn.last_active);
+                if (!conn.waiting && idle > DNS_IDLE) || idle > DNS_WAIT_MAX {
+                    socket.abort();
+                }
+                true
             });
-            for (handle, query) in queries {
+            // A bounded number of DNS connections per network (each holds two 66 KiB
+            // buffers): listeners are kept only while the bound leaves room, so past it new
+            // connections are refused until one closes.
+            while net.dns_listeners.len() < DNS_LISTENERS
+                && net.dns_conns.len() + net.dns_listeners.len() < MAX_DNS_CONNS
+            {
+                net.add_dns_listener();
+            }
+            for (handle, id, query) in queries {
                 self.rotation = self.rotation.wrapping_add(1);
                 match gateway::answer_query(&self.zones, Some(network), &query, self.rotation) {
-                    Outcome::Reply(answer) => self.dns_answer(network, handle, &answer),
+                    Outcome::Reply(answer) => self.dns_answer(network, handle, id, &answer),
                     Outcome::Forward => {
                         let upstreams = Arc::clone(&self.upstreams);
                         let stack = self.handle.clone();
@@ -1444,6 +1480,7 @@ impl Stack {
                             stack.try_send(StackInput::DnsAnswer {
                                 network,
                                 conn: handle,
+                                id,
                                 answer,
                             });
                         });
@@ -1459,13 +1496,19 @@ impl Stack {
         }
     }
 
-    fn dns_answer(&mut self, network: NetworkId, handle: SocketHandle, answer: &[u8]) {
+    fn dns_answer(&mut self, network: NetworkId, handle: SocketHandle, id: u64, answer: &[u8]) {
         let Some(net) = self.nets.get_mut(&network) else {
             return;
         };
-        let Some(conn) = net.dns_conns.iter_mut().find(|c| c.handle == handle) else {
+        // Only the connection that asked, and only while it waits for this answer.
+        let Some(conn) = net
+            .dns_conns
+            .iter_mut()
+            .find(|c| c.handle == handle && c.id == id && c.waiting && c.pending.is_none())
+        else {
             return;
         };
+        conn.last_active = Instant::now();
         let socket = net.sockets.get_mut::<tcp::Socket>(handle);
         if answer.is_empty() || answer.len() > usize::from(u16::MAX) {
             conn.waiting = false;

@@ -232,12 +232,9 @@ impl VxlanSockets {
                 count += 1;
             }
             if count == 0 {
-                // One datagram larger than a UDP datagram may be (a segment size near 64
-                // KiB): refuse rather than send nothing forever.
-                return Err(SuperframeError::Send {
-                    sent,
-                    source: std::io::ErrorKind::InvalidInput.into(),
-                });
+                // One datagram larger than a run may be (a segment size near 64 KiB):
+                // refuse rather than send nothing forever.
+                return Err(SuperframeError::TooLarge { sent });
             }
             let segment = if count > 1 { segment as u16 } else { 0 };
             sent +=
@@ -257,6 +254,9 @@ pub enum SuperframeError {
     /// `sent` octets (earlier sends of the same superframe) did leave.
     #[error("sending to the peer failed after {sent} bytes: {source}")]
     Send { sent: usize, source: std::io::Error },
+    /// A segment too large for one datagram (after `sent` octets).
+    #[error("a segment does not fit one VXLAN datagram (after {sent} bytes)")]
+    TooLarge { sent: usize },
 }
 
 /// Where a tunnel port's frames go.

@@ -250,3 +250,72 @@ except socket.timeout:
     assert!(drops(&port, "malformed") >= 1, "{port}");
     assert!(lab.daemon_alive());
 }
+
+/// DNS over TCP at the gateway holds at most 64 connections per network, and closes idle
+/// ones (RFC 7766 §6.2.3), so a container that opens many and sends nothing shuts nobody
+/// out for long.
+#[test]
+fn idle_dns_tcp_connections_are_bounded_and_closed() {
+    require_tool("dig");
+    require_tool("python3");
+    let lab = Lab::new();
+    lab.create_network("n", "10.76.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &[]);
+    let gw = gateway(&lab, "n");
+    // 70 connections that send nothing: the first 64 are accepted, the rest refused; then
+    // each waits for the gateway to close it.
+    let script = format!(
+        r#"
+import socket, time, sys
+open_, refused = [], 0
+for i in range(70):
+    s = socket.socket()
+    s.settimeout(3)
+    try:
+        s.connect(("{gw}", 53))
+        open_.append(s)
+    except OSError:
+        refused += 1
+# A refused SYN is answered by a reset; give the accepted ones a moment to be counted.
+time.sleep(0.5)
+start = time.time()
+closed = 0
+for s in open_:
+    s.settimeout(20)
+    try:
+        if s.recv(1) == b"":
+            closed += 1
+    except OSError:
+        closed += 1
+print(len(open_), refused, closed, round(time.time() - start))
+"#
+    );
+    let out = lab.exec(&a.ns, &["python3", "-c", &script]);
+    let text = stdout_of(&out);
+    let fields: Vec<u64> = text
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert_eq!(
+        fields.len(),
+        4,
+        "python printed {text:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (opened, refused, closed, waited) = (fields[0], fields[1], fields[2], fields[3]);
+    assert!(
+        (62..=64).contains(&opened) && opened + refused == 70,
+        "64 connections at most: {opened} opened, {refused} refused"
+    );
+    assert_eq!(
+        closed, opened,
+        "every idle connection is closed by the gateway"
+    );
+    assert!(
+        waited <= 15,
+        "idle connections closed after about 10 s, not {waited} s"
+    );
+    // With those gone, DNS over TCP answers again.
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["+tcp", &a.name]);
+    assert_eq!((status.as_str(), answers), ("NOERROR", vec![a.ip.clone()]));
+}
