@@ -1,7 +1,7 @@
 //! `weft demo`: a self-contained lab. It starts a private daemon, creates three namespaces on
-//! one network (two TAP endpoints and one veth endpoint), pings between them, prints the
-//! learned FDB and the port counters, and removes everything it created — also when
-//! interrupted with Ctrl-C.
+//! one network (two TAP endpoints and one veth endpoint), pings between them, traces one
+//! frame (`weft trace`), prints the learned FDB and the port counters, and removes
+//! everything it created — also when interrupted with Ctrl-C.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -224,6 +224,36 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         if !out.status.success() {
             bail!("ping from {} to {} failed", from.name, to.name);
         }
+    }
+
+    // One frame explained: the switch's decision for the next frame red sends.
+    let (red_ns, red) = &endpoints[0];
+    let (_, green) = &endpoints[1];
+    println!(
+        "== why a frame goes where it goes (weft trace {} -c 1, while {} pings {})",
+        red.name, red.name, green.name
+    );
+    let path = format!("/v1/ports/{}/trace?count=1", red.name);
+    let resp = client.send(Method::GET, &path, None).await?;
+    if !resp.status().is_success() {
+        bail!("the daemon refused the trace ({})", resp.status());
+    }
+    let ping = tokio::process::Command::new("ip")
+        .args([
+            "netns", "exec", red_ns, "ping", "-c", "1", "-W", "1", &green.ip,
+        ])
+        .kill_on_drop(true)
+        .output();
+    let body = http_body_util::BodyExt::collect(resp.into_body());
+    let (trace, _) = tokio::join!(tokio::time::timeout(Duration::from_secs(3), body), ping);
+    match trace {
+        Ok(Ok(collected)) => {
+            let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
+            for line in text.lines().filter(|l| !l.is_empty()) {
+                println!("   {line}");
+            }
+        }
+        _ => println!("   (no frame within 3 s)"),
     }
 
     println!("== learned forwarding database (weft fdb)");
