@@ -40,6 +40,13 @@ fn demo_runs_and_cleans_up() {
         has_mac,
         "weft demo output shows no FDB (no MAC address):\n{out}"
     );
+    // traces one frame from red: its FDB lookup and where it went
+    assert!(
+        out.contains("fdb       ")
+            && out.contains("is behind green")
+            && out.contains("green: sent"),
+        "weft demo output shows no traced frame:\n{out}"
+    );
     let after = foreign(netns_list());
     let leftover: Vec<&String> = after.iter().filter(|n| !before.contains(n)).collect();
     assert!(
