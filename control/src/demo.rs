@@ -226,35 +226,52 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         }
     }
 
-    // One frame explained: the switch's decision for the next frame red sends.
+    // One frame explained: the switch's decision for red's next echo request (other frames,
+    // IPv6 neighbour discovery say, may come first and are skipped).
     let (red_ns, red) = &endpoints[0];
     let (_, green) = &endpoints[1];
     println!(
-        "== why a frame goes where it goes (weft trace {} -c 1, while {} pings {})",
+        "== why a frame goes where it goes (weft trace {}, while {} pings {})",
         red.name, red.name, green.name
     );
-    let path = format!("/v1/ports/{}/trace?count=1", red.name);
+    let path = format!("/v1/ports/{}/trace", red.name);
     let resp = client.send(Method::GET, &path, None).await?;
     if !resp.status().is_success() {
         bail!("the daemon refused the trace ({})", resp.status());
     }
+    let mut body = resp.into_body();
     let ping = tokio::process::Command::new("ip")
         .args([
             "netns", "exec", red_ns, "ping", "-c", "1", "-W", "1", &green.ip,
         ])
         .kill_on_drop(true)
         .output();
-    let body = http_body_util::BodyExt::collect(resp.into_body());
-    let (trace, _) = tokio::join!(tokio::time::timeout(Duration::from_secs(3), body), ping);
-    match trace {
-        Ok(Ok(collected)) => {
-            let text = String::from_utf8_lossy(&collected.to_bytes()).into_owned();
-            for line in text.lines().filter(|l| !l.is_empty()) {
+    let echo = format!("{} > {} ICMP", red.ip, green.ip);
+    let find = async {
+        let mut text = String::new();
+        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
+            if let Ok(data) = frame.into_data() {
+                text.push_str(&String::from_utf8_lossy(&data));
+            }
+            // Whole blocks only: each ends with an empty line.
+            let whole = text.rsplit_once("\n\n").map_or("", |(done, _)| done);
+            if let Some(block) = whole.split("\n\n").find(|b| b.contains(&echo)) {
+                return Some(block.to_string());
+            }
+        }
+        None
+    };
+    let (found, _) = tokio::join!(tokio::time::timeout(Duration::from_secs(3), find), ping);
+    match found {
+        Ok(Some(block)) => {
+            for line in block.lines() {
                 println!("   {line}");
             }
         }
-        _ => println!("   (no frame within 3 s)"),
+        _ => println!("   (no echo request seen within 3 s)"),
     }
+    // Dropping the response ends the trace.
+    drop(body);
 
     println!("== learned forwarding database (weft fdb)");
     let fdb: Vec<FdbRow> = client.call(Method::GET, "/v1/fdb", none).await?;
