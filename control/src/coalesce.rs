@@ -348,14 +348,19 @@ mod tests {
             count.min(out.len() + SPARE_BUFFERS)
         );
         // The same packets offered as borrowed slices give the same frames.
+        assert_eq!(run_slices(&copies), out);
+        out
+    }
+
+    /// The packets through [`Coalescer::push_slice`], then what is left.
+    fn run_slices(packets: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let mut c = Coalescer::new(HEADROOM);
         let mut buffers = Vec::new();
-        let mut from_slices: Vec<Vec<u8>> = copies
+        let mut out: Vec<Vec<u8>> = packets
             .iter()
             .filter_map(|p| c.push_slice(p, &mut buffers))
             .collect();
-        from_slices.extend(c.finish());
-        assert_eq!(from_slices, out);
+        out.extend(c.finish());
         out
     }
 
@@ -521,13 +526,7 @@ mod tests {
                     p
                 })
                 .collect();
-            let mut c = Coalescer::new(HEADROOM);
-            let mut spare = Vec::new();
-            let mut out: Vec<Vec<u8>> = built
-                .iter()
-                .filter_map(|p| c.push_slice(p, &mut spare))
-                .collect();
-            out.extend(c.finish());
+            let out = run_slices(&built);
             let payload_in: usize = built
                 .iter()
                 .map(|p| p.len().saturating_sub(HEADROOM))

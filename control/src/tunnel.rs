@@ -375,6 +375,85 @@ mod tests {
         d
     }
 
+    /// Ethernet + IPv4 (10.1.0.2 > 10.1.0.3) + TCP (seq 7000) + `payload`.
+    fn tcp_superframe(payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![2, 0, 0, 0, 0, 3, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
+        let total = (40 + payload.len()).min(65535) as u16;
+        let mut ip = vec![
+            0x45, 0, 0, 0, 0, 9, 0x40, 0, 64, 6, 0, 0, 10, 1, 0, 2, 10, 1, 0, 3,
+        ];
+        ip[2..4].copy_from_slice(&total.to_be_bytes());
+        f.extend_from_slice(&ip);
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&5000u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&80u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&7000u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18;
+        f.extend_from_slice(&tcp);
+        f.extend_from_slice(payload);
+        f
+    }
+
+    #[test]
+    fn a_superframe_leaves_as_complete_vxlan_datagrams_and_an_oversized_segment_is_refused() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        rx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let std::net::SocketAddr::V4(remote) = rx.local_addr().unwrap() else {
+            unreachable!("bound to an IPv4 address")
+        };
+        let sockets = VxlanSockets::open(Some(Ipv4Addr::LOCALHOST), 0).unwrap();
+        let vni = Vni::new(4242).unwrap();
+        let payload: Vec<u8> = (0..4000u32).map(|i| (i % 253) as u8).collect();
+        let frame = tcp_superframe(&payload);
+        let mut scratch = SegmentScratch::default();
+        let sent = sockets
+            .send_superframe(&mut scratch, remote, vni, &frame, 1400)
+            .unwrap();
+        // Three datagrams (1400 + 1400 + 1200 payload octets), each a VXLAN header and a
+        // complete segment with its own sequence number and a valid TCP checksum.
+        let mut joined = Vec::new();
+        let mut received = 0;
+        let mut buf = [0u8; 2000];
+        for i in 0..3u32 {
+            let n = rx.recv(&mut buf).unwrap();
+            received += n;
+            let (header, inner) = VxlanHeader::decode_strict(&buf[..n]).unwrap();
+            assert_eq!(header.vni, vni);
+            let seg = inner;
+            assert_eq!(
+                &seg[..14],
+                &frame[..14],
+                "the Ethernet header of the superframe"
+            );
+            let ip = &seg[14..];
+            assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
+            assert_eq!(
+                weft_switch::internet_checksum(&ip[..20]),
+                0,
+                "IPv4 checksum"
+            );
+            let seq = u32::from_be_bytes([ip[24], ip[25], ip[26], ip[27]]);
+            assert_eq!(seq, 7000 + i * 1400);
+            let mut pseudo = ip[12..20].to_vec();
+            pseudo.extend_from_slice(&[0, 6]);
+            pseudo.extend_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
+            pseudo.extend_from_slice(&ip[20..]);
+            assert_eq!(weft_switch::internet_checksum(&pseudo), 0, "TCP checksum");
+            joined.extend_from_slice(&ip[40..]);
+        }
+        assert_eq!(joined, payload, "the payload, in order, once");
+        assert_eq!(received, sent, "the bytes reported are the bytes sent");
+
+        // A segment larger than one datagram may carry is refused, not sent forever.
+        let big = tcp_superframe(&vec![1u8; 65_100]);
+        match sockets.send_superframe(&mut scratch, remote, vni, &big, 65_000) {
+            Err(SuperframeError::TooLarge { sent: 0 }) => {}
+            other => panic!("expected TooLarge, got {other:?}"),
+        }
+    }
+
     #[test]
     fn partial_checksums_are_recognised_and_complete_ones_left_alone() {
         // Ethernet + IPv4 + TCP header + 4 bytes, TCP checksum field = pseudo-header sum.
