@@ -337,7 +337,7 @@ pub fn run(cli: Cli) -> Result<()> {
 async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     let state_dir = args.state_dir.as_path();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if crate::sys::effective_uid() != 0 {
+    if weft_sys::effective_uid() != 0 {
         bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
     }
     let cluster = cluster_config(args)?;

@@ -26,7 +26,7 @@ use crate::state::{
     EndpointRecord, NetworkRecord, PeerRecord, PersistedState, StateDir, StateError,
     StaticFdbRecord,
 };
-use crate::sys::{self, IfConfig, Netns, SysError};
+use weft_sys::{self as sys, IfConfig, Netns, SysError};
 
 mod cluster_sync;
 pub use cluster_sync::run_cluster_sync;

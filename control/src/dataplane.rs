@@ -29,10 +29,11 @@ use weft_switch::{
     PortId, Timestamp, UdpToGateway, Verdict,
 };
 
-use crate::coalesce::Coalescer;
 use crate::pcap;
-use crate::sys::{self, Epoll, EventFd, VnetHdr, VNET_HDR_LEN};
 use crate::tunnel::{TunnelOut, TunnelTable, VxlanSockets};
+use weft_sys::{self as sys, Epoll, EventFd};
+use weft_wire::coalesce::Coalescer;
+use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
 /// Frames read from one port per wake-up before the worker moves on to the next port.
 pub const BATCH: usize = 64;
@@ -562,7 +563,9 @@ impl Dataplane {
             Err(_) => failed = true,
         };
         if hdr.is_gso() {
-            if hdr.gso_type & !sys::VIRTIO_NET_HDR_GSO_ECN != sys::VIRTIO_NET_HDR_GSO_TCPV4 {
+            if hdr.gso_type & !weft_wire::VIRTIO_NET_HDR_GSO_ECN
+                != weft_wire::VIRTIO_NET_HDR_GSO_TCPV4
+            {
                 lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                 return false;
             }
@@ -591,7 +594,7 @@ impl Dataplane {
         } else if hdr.needs_csum() {
             segment.clear();
             segment.extend_from_slice(frame);
-            if !weft_vtep::gso::complete_checksum(
+            if !weft_wire::gso::complete_checksum(
                 segment,
                 usize::from(hdr.csum_start),
                 usize::from(hdr.csum_offset),
@@ -685,7 +688,7 @@ impl Dataplane {
                 let hdr = match crate::tunnel::partial_l4_checksum(inner_frame) {
                     Some((csum_start, csum_offset)) => {
                         let mut hdr = VnetHdr {
-                            flags: sys::VIRTIO_NET_HDR_F_NEEDS_CSUM,
+                            flags: weft_wire::VIRTIO_NET_HDR_F_NEEDS_CSUM,
                             csum_start,
                             csum_offset,
                             ..VnetHdr::default()
@@ -703,7 +706,7 @@ impl Dataplane {
                                 usize::from(inner_frame.get(l4 + 12).copied().unwrap_or(0x50) >> 4)
                                     * 4;
                             let headers = (l4 - 14 + thl) as u16;
-                            hdr.gso_type = sys::VIRTIO_NET_HDR_GSO_TCPV4;
+                            hdr.gso_type = weft_wire::VIRTIO_NET_HDR_GSO_TCPV4;
                             hdr.gso_size = mtu.saturating_sub(headers).max(1);
                             hdr.hdr_len = (l4 + thl) as u16;
                         }
@@ -719,7 +722,7 @@ impl Dataplane {
                     && inner_frame.len() > 14 + 20
                     && inner_frame[12..14] == [0x08, 0x00]
                     && inner_frame[14 + 9] == 6
-                    && crate::coalesce::tcp_checksum_ok(&inner_frame[14..]);
+                    && weft_wire::coalesce::tcp_checksum_ok(&inner_frame[14..]);
                 if plain_tcp {
                     if gro_port != Some(port) {
                         self.flush_gro(table, &mut gro, gro_port, now, scratch);

@@ -73,7 +73,7 @@ fn ip(args: &[&str]) -> Result<()> {
 }
 
 pub async fn run() -> Result<()> {
-    if crate::sys::effective_uid() != 0 {
+    if weft_sys::effective_uid() != 0 {
         bail!("weft demo creates network namespaces and needs root; run it with sudo");
     }
     let tag = format!("{:x}", std::process::id());

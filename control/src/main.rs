@@ -1,10 +1,10 @@
 //! `weft`: the daemon and its command-line client.
+#![forbid(unsafe_code)]
 
 mod api;
 mod cli;
 mod client;
 mod cluster;
-mod coalesce;
 mod daemon;
 mod dataplane;
 mod demo;
@@ -18,7 +18,6 @@ mod publish;
 mod server;
 mod stack;
 mod state;
-mod sys;
 mod trace;
 mod tunnel;
 

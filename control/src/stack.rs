@@ -35,11 +35,12 @@ use weft_switch::{
 };
 
 use crate::api::NatRow;
-use crate::coalesce::Coalescer;
 use crate::dataplane::{Dataplane, DNS_PORT};
 use crate::dns::{self, Outcome};
 use crate::gateway::{self, Zones};
-use crate::sys::{self, Epoll, EventFd, VNET_HDR_LEN};
+use weft_sys::{self as sys, Epoll, EventFd};
+use weft_wire::coalesce::Coalescer;
+use weft_wire::VNET_HDR_LEN;
 
 /// Frames and commands that may wait for the stack thread before new frames are dropped.
 pub const STACK_QUEUE: usize = 4096;

@@ -174,7 +174,7 @@ impl StateDir {
             .write(true)
             .open(&lock_path)
             .map_err(lock_err)?;
-        if !crate::sys::try_lock_exclusive(&lock).map_err(lock_err)? {
+        if !weft_sys::try_lock_exclusive(&lock).map_err(lock_err)? {
             return Err(StateError::Locked {
                 path: dir.to_owned(),
             });

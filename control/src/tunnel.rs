@@ -23,8 +23,8 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use weft_switch::{DropReason, PortId};
-use weft_vtep::gso::segment_tcp4;
 use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
+use weft_wire::gso::segment_tcp4;
 
 /// Receive and send buffer of the VXLAN sockets (the kernel doubles it).
 const TUNNEL_SOCKET_BUF: libc::c_int = 8 << 20;
@@ -84,10 +84,10 @@ impl VxlanSockets {
             .map_err(|source| TunnelError::Bind { port, source })?;
         // A burst of segments from a peer must not overflow the default ~200 KiB queue:
         // every datagram lost there is a TCP retransmission inside the tunnel.
-        let _ = crate::sys::set_socket_buffers(recv.as_fd(), TUNNEL_SOCKET_BUF);
+        let _ = weft_sys::set_socket_buffers(recv.as_fd(), TUNNEL_SOCKET_BUF);
         // Runs of datagrams from one peer arrive merged (fewer system calls and kernel
         // per-packet work); without it (an old kernel) they arrive one by one.
-        let _ = crate::sys::enable_udp_gro(recv.as_fd());
+        let _ = weft_sys::enable_udp_gro(recv.as_fd());
         let ip = local.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let mut senders = Vec::with_capacity(SENDERS);
         let range = SOURCE_PORT_RANGE;
@@ -102,7 +102,7 @@ impl VxlanSockets {
             candidate = (candidate + 7919) % span;
             if let Ok(s) = UdpSocket::bind(SocketAddrV4::new(ip, sport)) {
                 s.set_nonblocking(true).map_err(TunnelError::Raw)?;
-                let _ = crate::sys::set_socket_buffers(s.as_fd(), TUNNEL_SOCKET_BUF);
+                let _ = weft_sys::set_socket_buffers(s.as_fd(), TUNNEL_SOCKET_BUF);
                 senders.push(s);
             }
         }
@@ -156,7 +156,7 @@ impl VxlanSockets {
         }
         let segment = if run.count > 1 { run.segment as u16 } else { 0 };
         let socket = &self.senders[run.sender];
-        let result = crate::sys::send_udp_segments(
+        let result = weft_sys::send_udp_segments(
             socket.as_fd(),
             &[std::io::IoSlice::new(&run.buf)],
             remote,
@@ -237,9 +237,8 @@ impl VxlanSockets {
                 return Err(SuperframeError::TooLarge { sent });
             }
             let segment = if count > 1 { segment as u16 } else { 0 };
-            sent +=
-                crate::sys::send_udp_segments(socket.as_fd(), &iov[..2 * count], remote, segment)
-                    .map_err(|source| SuperframeError::Send { sent, source })?;
+            sent += weft_sys::send_udp_segments(socket.as_fd(), &iov[..2 * count], remote, segment)
+                .map_err(|source| SuperframeError::Send { sent, source })?;
             next += count;
         }
         Ok(sent)
@@ -250,7 +249,7 @@ impl VxlanSockets {
 #[derive(Debug, thiserror::Error)]
 pub enum SuperframeError {
     #[error("cannot segment the superframe: {0}")]
-    Segment(weft_vtep::gso::GsoError),
+    Segment(weft_wire::gso::GsoError),
     /// `sent` octets (earlier sends of the same superframe) did leave.
     #[error("sending to the peer failed after {sent} bytes: {source}")]
     Send { sent: usize, source: std::io::Error },
@@ -352,13 +351,13 @@ pub fn partial_l4_checksum(frame: &[u8]) -> Option<(u16, u16)> {
     pseudo[..8].copy_from_slice(&ip[12..20]);
     pseudo[9] = ip[9];
     pseudo[10..12].copy_from_slice(&(l4.len() as u16).to_be_bytes());
-    let pseudo_sum = !weft_switch::internet_checksum(&pseudo);
+    let pseudo_sum = !weft_wire::internet_checksum(&pseudo);
     let stored = u16::from_be_bytes([l4[field], l4[field + 1]]);
     if stored != pseudo_sum {
         return None;
     }
     let whole = [&pseudo[..], l4].concat();
-    if weft_switch::internet_checksum(&whole) == 0 {
+    if weft_wire::internet_checksum(&whole) == 0 {
         return None;
     }
     Some(((ETH + ihl) as u16, field as u16))
@@ -429,18 +428,14 @@ mod tests {
             );
             let ip = &seg[14..];
             assert_eq!(usize::from(u16::from_be_bytes([ip[2], ip[3]])), ip.len());
-            assert_eq!(
-                weft_switch::internet_checksum(&ip[..20]),
-                0,
-                "IPv4 checksum"
-            );
+            assert_eq!(weft_wire::internet_checksum(&ip[..20]), 0, "IPv4 checksum");
             let seq = u32::from_be_bytes([ip[24], ip[25], ip[26], ip[27]]);
             assert_eq!(seq, 7000 + i * 1400);
             let mut pseudo = ip[12..20].to_vec();
             pseudo.extend_from_slice(&[0, 6]);
             pseudo.extend_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
             pseudo.extend_from_slice(&ip[20..]);
-            assert_eq!(weft_switch::internet_checksum(&pseudo), 0, "TCP checksum");
+            assert_eq!(weft_wire::internet_checksum(&pseudo), 0, "TCP checksum");
             joined.extend_from_slice(&ip[40..]);
         }
         assert_eq!(joined, payload, "the payload, in order, once");
@@ -462,7 +457,7 @@ mod tests {
         let mut ip = vec![
             0x45, 0, 0, 44, 0, 0, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
         ];
-        let sum = weft_switch::internet_checksum(&ip);
+        let sum = weft_wire::internet_checksum(&ip);
         ip[10..12].copy_from_slice(&sum.to_be_bytes());
         f.extend_from_slice(&ip);
         let mut tcp = vec![0u8; 20];
@@ -474,11 +469,11 @@ mod tests {
         pseudo[..8].copy_from_slice(&f[26..34]);
         pseudo[9] = 6;
         pseudo[10..12].copy_from_slice(&24u16.to_be_bytes());
-        let partial = !weft_switch::internet_checksum(&pseudo);
+        let partial = !weft_wire::internet_checksum(&pseudo);
         f[50..52].copy_from_slice(&partial.to_be_bytes());
         assert_eq!(partial_l4_checksum(&f), Some((34, 16)));
         // Completed: left alone.
-        assert!(weft_vtep::gso::complete_checksum(&mut f, 34, 16));
+        assert!(weft_wire::gso::complete_checksum(&mut f, 34, 16));
         assert_eq!(partial_l4_checksum(&f), None);
         // Corrupt (neither complete nor the pseudo-header sum): left for the receiver to drop.
         f[52] ^= 0xff;

@@ -68,10 +68,10 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
-use crate::checksum::{fold, internet_checksum, ones_sum};
 use crate::counters::DropReason;
 use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN};
 use crate::mac::MacAddr;
+use weft_wire::checksum::{fold, internet_checksum, ones_sum};
 
 /// The gateway of a network: an IPv4 address owned by an internal port of
 /// the switch, with its own MAC address.

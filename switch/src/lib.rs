@@ -37,7 +37,6 @@
 //!   instead of being flooded. [`Bridge::process`] returns
 //!   [`Verdict::ToGateway`] for such frames and [`Bridge::gateway_reply`]
 //!   builds the answer;
-//! * [`checksum`] — the Internet checksum (RFC 1071), 8 octets at a time;
 //! * [`counters`] — per-port counters and [`DropReason`];
 //! * [`frame`], [`mac`], [`time`] — Ethernet frame view, MAC addresses,
 //!   caller-supplied time.
@@ -73,7 +72,6 @@
 #![warn(missing_docs)]
 
 pub mod bridge;
-pub mod checksum;
 pub mod counters;
 pub mod fdb;
 pub mod frame;
@@ -83,7 +81,6 @@ pub mod time;
 
 pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, TraceStep, Verdict};
 pub use bridge::{NetworkId, PortId};
-pub use checksum::internet_checksum;
 pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};

@@ -1,8 +1,8 @@
 //! weft's VXLAN header codec (RFC 7348).
 //!
 //! This crate is the wire format of the 8-byte VXLAN header (RFC 7348 §5),
-//! the recommended outer UDP source-port hash, and the software segmentation
-//! of TCP superframes that enter a tunnel ([`gso`]). It does no
+//! and the recommended outer UDP source-port hash (segmenting what enters a
+//! tunnel is `weft_wire::gso`). It does no
 //! I/O, keeps no state, contains no `unsafe`, and decoding never allocates:
 //! the inner Ethernet frame is returned as a borrowed sub-slice of the input.
 //!
@@ -25,8 +25,6 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
-
-pub mod gso;
 
 use std::fmt;
 use std::ops::RangeInclusive;

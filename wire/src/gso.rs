@@ -23,7 +23,7 @@ const TCP_FIN: u8 = 0x01;
 const TCP_PSH: u8 = 0x08;
 const TCP_CWR: u8 = 0x80;
 
-use weft_switch::checksum::{fold, ones_sum};
+use crate::checksum::{fold, ones_sum};
 
 /// Completes a partial checksum in place: the field at `csum_start + csum_offset` holds the
 /// pseudo-header sum, and the one's complement of the sum over `frame[csum_start..]` is
@@ -119,13 +119,21 @@ mod tests {
         fold(ones_sum(data, init)) == 0xffff
     }
 
+    /// Whether a frame's TCP checksum holds, whatever its header lengths.
     fn tcp_ok(seg: &[u8]) -> bool {
         let ip = &seg[14..];
+        let ihl = usize::from(ip[0] & 0x0f) * 4;
         let mut pseudo = [0u8; 12];
         pseudo[..8].copy_from_slice(&ip[12..20]);
         pseudo[9] = 6;
-        pseudo[10..12].copy_from_slice(&((ip.len() - 20) as u16).to_be_bytes());
-        checksum_ok(&ip[20..], ones_sum(&pseudo, 0))
+        pseudo[10..12].copy_from_slice(&((ip.len() - ihl) as u16).to_be_bytes());
+        checksum_ok(&ip[ihl..], ones_sum(&pseudo, 0))
+    }
+
+    /// Whether a segment's IPv4 header checksum and TCP checksum both hold.
+    fn segment_ok(seg: &[u8]) -> bool {
+        let ihl = usize::from(seg[14] & 0x0f) * 4;
+        tcp_ok(seg) && crate::checksum::internet_checksum(&seg[14..14 + ihl]) == 0
     }
 
     /// Ethernet + IPv4 (id 100) + TCP (seq 1000, `flags`) + payload, checksum partial.
@@ -243,7 +251,7 @@ mod tests {
             let mut joined = Vec::new();
             let mut whole = true;
             let result = segment_tcp4(&frame, mss, &mut Vec::new(), |h, p| {
-                whole &= tcp_ok(&[h, p].concat()) || h.len() != 54;
+                whole &= segment_ok(&[h, p].concat());
                 joined.extend_from_slice(p);
             });
             if let Ok(n) = result {

@@ -1,10 +1,10 @@
 //! The syscall layer of weft: network namespaces, TAP devices, interface configuration
-//! (ioctls), hand-written rtnetlink (veth create/delete), AF_PACKET sockets, the
-//! `virtio_net_hdr` that prefixes every frame on both port kinds, and a thin epoll/eventfd
-//! wrapper.
+//! (ioctls), hand-written rtnetlink (veth create/delete), AF_PACKET sockets, UDP
+//! segmentation offload and GRO, and a thin epoll/eventfd wrapper.
 //!
-//! All `unsafe` code of weft-control lives below this module; every `unsafe` block carries a
-//! `// SAFETY:` comment.
+//! All `unsafe` code of weft lives in this crate (every other crate is
+//! `#![forbid(unsafe_code)]`); every `unsafe` block carries a `// SAFETY:` comment, enforced
+//! by `clippy::undocumented_unsafe_blocks = "deny"` in the workspace lints.
 //!
 //! Everything that touches the network stack acts on the network namespace of the *calling
 //! thread*. To act inside another namespace use [`Netns::run`], which runs a closure on a
@@ -22,7 +22,6 @@ mod packet;
 mod poll;
 mod tap;
 mod udp;
-mod vnet;
 
 #[cfg(test)]
 mod tests;
@@ -46,17 +45,13 @@ pub use poll::{read_fd, write_fd, Epoll, EventFd};
 pub use tap::{open_tap, tap_clear_persist, tap_name};
 #[allow(unused_imports)]
 pub use udp::{enable_udp_gro, recv_udp_segments, send_udp_segments};
-#[allow(unused_imports)]
-pub use vnet::{
-    VnetHdr, VIRTIO_NET_HDR_F_DATA_VALID, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_ECN,
-    VIRTIO_NET_HDR_GSO_NONE, VIRTIO_NET_HDR_GSO_TCPV4, VIRTIO_NET_HDR_GSO_TCPV6,
-    VIRTIO_NET_HDR_GSO_UDP, VIRTIO_NET_HDR_GSO_UDP_L4, VNET_HDR_LEN,
-};
 
 /// Largest frame (virtio_net_hdr included) that a TAP or packet socket of this module can
 /// hand out: a 64 KiB GSO superframe plus Ethernet/VLAN headers and the vnet header. Read
 /// buffers smaller than this silently truncate superframes (both the tun driver and
 /// AF_PACKET truncate instead of failing).
+use weft_wire::VNET_HDR_LEN;
+
 pub const MAX_FRAME_LEN: usize = VNET_HDR_LEN + 65535 + 14 + 4 + 4;
 
 use std::ffi::c_char;

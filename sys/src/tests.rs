@@ -2,6 +2,7 @@
 //! interface is named `wsys<PID>...` and removed by a Drop guard, also when a check fails.
 
 use super::*;
+use weft_wire::*;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};

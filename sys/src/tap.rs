@@ -4,8 +4,8 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use super::ifconf::raise_txqlen;
-use super::VNET_HDR_LEN;
 use super::{cvt, ifname_array, ifname_from_array, interface_exists, Result, SysError};
+use weft_wire::VNET_HDR_LEN;
 
 /// TUN_F_TSO4/TUN_F_TSO6 from <linux/if_tun.h> (libc has TUN_F_CSUM and TUN_F_TSO_ECN only
 /// on some targets, so all four are spelled out here).
