@@ -3,23 +3,11 @@
 
 mod api;
 mod cli;
-mod client;
 mod cluster;
 mod daemon;
 mod dataplane;
-mod demo;
-mod dns;
 mod gateway;
-mod gossip;
-mod ipam;
-mod nat;
-mod pcap;
-mod publish;
-mod server;
-mod stack;
-mod state;
-mod trace;
-mod tunnel;
+mod types;
 
 use clap::Parser;
 

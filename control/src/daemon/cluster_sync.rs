@@ -14,10 +14,10 @@ use ipnet::Ipv4Net;
 use weft_switch::{MacAddr, NetworkId, PortId};
 
 use super::{invalid, parse_mac, Control, Daemon, DaemonError, Result};
-use crate::api::{ClusterInfo, PeerRow};
-use crate::cluster::{self, ClusterView, EndpointSpec, NetworkSpec};
-use crate::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
-use crate::state::{NetworkRecord, PeerRecord};
+use crate::cluster::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
+use crate::cluster::view::{self as cluster, ClusterView, EndpointSpec, NetworkSpec};
+use crate::daemon::state::{NetworkRecord, PeerRecord};
+use crate::types::{ClusterInfo, PeerRow};
 
 /// How often the tables are brought in step with the gossip.
 pub const SYNC_INTERVAL: Duration = Duration::from_millis(300);
@@ -551,7 +551,7 @@ impl Daemon {
     }
 
     /// The gossip's tunnel ports as `weft ports` rows.
-    pub(super) fn cluster_port_rows(&self) -> Vec<crate::api::PortRow> {
+    pub(super) fn cluster_port_rows(&self) -> Vec<crate::types::PortRow> {
         let Some(link) = self.link() else {
             return Vec::new();
         };
@@ -564,7 +564,7 @@ impl Daemon {
                     .dataplane
                     .with_bridge(|b| b.port_counters(t.port).cloned())
                     .unwrap_or_default();
-                super::port_row(name, crate::api::PortKind::Vxlan, &t.network, &counters)
+                super::port_row(name, crate::types::PortKind::Vxlan, &t.network, &counters)
             })
             .collect()
     }

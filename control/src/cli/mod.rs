@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -11,17 +10,16 @@ use http_body_util::BodyExt;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::api::{
+use crate::api::client::{check, seg, Client};
+use crate::dataplane::pcap;
+use crate::gateway::publish::PortMapping;
+use crate::types::{
     ArpRow, ClusterInfo, Connect, CreateNetwork, EndpointInfo, FdbAdd, FdbRow, NatRow,
     NetworkDetail, NetworkStatsRow, NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish,
     Unpublish,
 };
-use crate::client::{check, seg, Client};
-use crate::daemon::Daemon;
-use crate::dataplane::Dataplane;
-use crate::publish::PortMapping;
-use crate::state::StateDir;
-use crate::{demo, pcap, server};
+
+pub mod demo;
 
 pub const DEFAULT_SOCKET: &str = "/run/weft/weft.sock";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
@@ -120,7 +118,7 @@ pub struct DaemonArgs {
     #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
     pub dns_upstream: Vec<std::net::SocketAddr>,
     /// Seconds an outbound UDP flow may stay idle before its host socket is closed
-    #[arg(long, default_value_t = crate::nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::gateway::udp_nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
     pub udp_idle_timeout: u64,
     /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
     /// (default: any address, the outer source chosen by routing)
@@ -137,7 +135,7 @@ pub struct DaemonArgs {
     #[arg(long, value_name = "FILE")]
     pub cluster_key_file: Option<PathBuf>,
     /// UDP port of the gossip
-    #[arg(long, default_value_t = crate::gossip::DEFAULT_GOSSIP_PORT)]
+    #[arg(long, default_value_t = crate::cluster::gossip::DEFAULT_GOSSIP_PORT)]
     pub gossip_port: u16,
     /// This node's name in the cluster (default: its --advertise address)
     #[arg(long)]
@@ -323,7 +321,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Daemon(args) => rt.block_on(run_daemon(&cli.socket, &args)),
         Command::Keygen => {
-            println!("{}", crate::gossip::ClusterKey::generate_line()?);
+            println!("{}", crate::cluster::gossip::ClusterKey::generate_line()?);
             Ok(())
         }
         Command::Demo => rt.block_on(demo::run()),
@@ -335,118 +333,40 @@ pub fn run(cli: Cli) -> Result<()> {
 }
 
 async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
-    let state_dir = args.state_dir.as_path();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    if weft_sys::effective_uid() != 0 {
-        bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
-    }
-    let cluster = cluster_config(args)?;
-    if tokio::net::UnixStream::connect(socket).await.is_ok() {
-        bail!(
-            "another weft daemon is already listening on {}; stop it or pass another --socket",
-            socket.display()
-        );
-    }
-    let _ = std::fs::remove_file(socket);
-    if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
-    }
-    let state = StateDir::open(state_dir)?;
-    let workers = args.workers;
-    let dataplane = Dataplane::new(workers, std::time::Duration::from_micros(args.busy_poll_us))?;
-    let threads = dataplane
-        .spawn()
-        .context("cannot start the data-plane threads")?;
-    let zones = crate::gateway::Zones::default();
-    let (service_tx, service_rx) = tokio::sync::mpsc::channel(crate::dataplane::SERVICE_QUEUE);
-    let upstreams = Arc::new(crate::gateway::upstreams(&args.dns_upstream));
-    log::info!("embedded DNS forwards to {upstreams:?}");
-    let nat = Arc::new(crate::nat::UdpNat::new(std::time::Duration::from_secs(
-        args.udp_idle_timeout.max(1),
-    )));
-    tokio::spawn(crate::gateway::serve(
-        service_rx,
-        Arc::clone(&dataplane),
-        Arc::clone(&zones),
-        Arc::clone(&upstreams),
-        Arc::clone(&nat),
-    ));
-    dataplane.set_services(service_tx);
-    let stack = crate::stack::spawn(
-        Arc::clone(&dataplane),
-        Arc::clone(&zones),
-        Arc::clone(&upstreams),
-        tokio::runtime::Handle::current(),
-        std::time::Duration::from_secs(args.udp_idle_timeout.max(1)),
-    )
-    .context("cannot start the gateway's TCP/IP stack")?;
-    dataplane.set_stack(stack.clone());
-    let dp = Arc::clone(&dataplane);
-    let vtep = crate::daemon::VtepConfig {
-        advertise: args.advertise,
-        port: args.vxlan_port,
-    };
-    let gossip = match cluster {
-        Some(config) => Some(Arc::new(crate::gossip::Gossip::start(config).await?)),
-        None => None,
-    };
-    let cluster_link = gossip
-        .clone()
-        .map(|g| (g, tokio::runtime::Handle::current()));
-    let daemon = tokio::task::spawn_blocking(move || {
-        Daemon::start(state, dp, zones, nat, stack, vtep, cluster_link)
+    let running = crate::daemon::start(crate::daemon::RunConfig {
+        socket: socket.to_path_buf(),
+        state_dir: args.state_dir.clone(),
+        workers: args.workers,
+        busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
+        dns_upstream: args.dns_upstream.clone(),
+        udp_idle: std::time::Duration::from_secs(args.udp_idle_timeout.max(1)),
+        vtep: crate::daemon::VtepConfig {
+            advertise: args.advertise,
+            port: args.vxlan_port,
+        },
+        cluster: cluster_config(args)?,
+        join: args.join.clone(),
     })
-    .await??;
-    let daemon = Arc::new(daemon);
-    if let Some(g) = &gossip {
-        log::info!(
-            "node {} gossips on {} (joining {:?})",
-            g.node_name,
-            g.gossip_addr,
-            args.join
-        );
-        tokio::spawn(crate::daemon::run_cluster_sync(Arc::clone(&daemon)));
-    }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    }
-    log::info!(
-        "weft daemon listening on {} (state in {})",
-        socket.display(),
-        state_dir.display()
-    );
-    let shutdown = async {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
-        let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
-        tokio::select! {
-            _ = term.recv() => {},
-            _ = int.recv() => {},
-        }
-        log::info!("shutting down");
-    };
-    server::serve(daemon, listener, socket, shutdown).await?;
-    dataplane.shutdown();
-    for t in threads {
-        let _ = t.join();
-    }
+    .await?;
+    let crate::daemon::Running {
+        daemon,
+        listener,
+        stopper,
+    } = running;
+    crate::api::server::serve(daemon, listener, socket, crate::daemon::shutdown_signal()).await?;
+    stopper.stop();
     Ok(())
 }
 
-/// The gossip settings, checked before anything starts: a missing, unreadable or malformed
-/// key file refuses the start.
-fn cluster_config(args: &DaemonArgs) -> Result<Option<crate::gossip::GossipConfig>> {
+fn cluster_config(args: &DaemonArgs) -> Result<Option<crate::cluster::gossip::GossipConfig>> {
     let Some(key_file) = &args.cluster_key_file else {
         if !args.join.is_empty() {
             bail!("--join needs --cluster-key-file FILE (the cluster key: create it once with `weft keygen > FILE` and copy it to every node)");
         }
         return Ok(None);
     };
-    let key = crate::gossip::ClusterKey::load(key_file)?;
+    let key = crate::cluster::gossip::ClusterKey::load(key_file)?;
     let Some(advertise) = args.advertise else {
         bail!("a cluster node needs --advertise ADDR: the underlay address other nodes reach its gossip and VXLAN on");
     };
@@ -464,7 +384,7 @@ fn cluster_config(args: &DaemonArgs) -> Result<Option<crate::gossip::GossipConfi
         };
         seeds.push(addr);
     }
-    Ok(Some(crate::gossip::GossipConfig {
+    Ok(Some(crate::cluster::gossip::GossipConfig {
         node_name: args
             .node_name
             .clone()
@@ -1054,6 +974,6 @@ fn summarize(h: &pcap::RecordHeader, frame: &[u8]) -> String {
         "{}.{:06} {}",
         h.ts_sec,
         h.ts_usec,
-        crate::trace::describe_frame(frame, h.origlen as usize)
+        crate::dataplane::trace_text::describe_frame(frame, h.origlen as usize)
     )
 }

@@ -11,7 +11,7 @@ use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::api::ApiError;
+use crate::types::ApiError;
 
 /// A client bound to one daemon socket.
 pub struct Client {

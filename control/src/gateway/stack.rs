@@ -18,7 +18,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsFd;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
@@ -34,10 +34,11 @@ use weft_switch::{
     ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
 };
 
-use crate::api::NatRow;
 use crate::dataplane::{Dataplane, DNS_PORT};
-use crate::dns::{self, Outcome};
+use crate::gateway::dns::{self, Outcome};
+use crate::gateway::publish::PublishedSocket;
 use crate::gateway::{self, Zones};
+use crate::types::NatRow;
 use weft_sys::{self as sys, Epoll, EventFd};
 use weft_wire::coalesce::Coalescer;
 use weft_wire::VNET_HDR_LEN;
@@ -129,21 +130,6 @@ pub struct Target {
     /// The network's subnet (address, prefix length).
     pub subnet: (Ipv4Addr, u8),
     pub mtu: u16,
-}
-
-#[derive(Debug)]
-pub enum PublishedSocket {
-    Tcp(TcpListener),
-    Udp(UdpSocket),
-}
-
-impl PublishedSocket {
-    fn local(&self) -> Option<SocketAddr> {
-        match self {
-            PublishedSocket::Tcp(l) => l.local_addr().ok(),
-            PublishedSocket::Udp(u) => u.local_addr().ok(),
-        }
-    }
 }
 
 /// What the stack thread is asked to do.

@@ -1,5 +1,9 @@
-//! The gateway's services that run off the fast path: for now the embedded DNS server at
-//! each network's gateway address (UDP port 53). The data plane hands DNS queries over as
+//! The gateway's runtime: everything the gateway terminates, off the switch's fast path.
+//! [`start`] brings up the TCP/IP stack thread ([`stack`]: TCP proxy NAT, ICMP echo NAT,
+//! published ports, DNS over TCP) and the services task ([`serve`]: DNS over UDP, outbound
+//! UDP NAT), and hands the data plane a [`Link`] to both.
+//!
+//! The services: the embedded DNS server at each network's gateway address (UDP port 53). The data plane hands DNS queries over as
 //! [`ServiceRequest`]s; answers go back through [`Dataplane::inject`] as frames from the
 //! gateway's MAC and address.
 //!
@@ -14,9 +18,80 @@ use std::time::Duration;
 
 use weft_switch::{write_udp_from_gateway, DropReason, NetworkId};
 
-use crate::dataplane::{Dataplane, ServiceRequest, DNS_PORT};
-use crate::dns::{self, Outcome, Zone};
-use crate::nat::{ReturnPath, UdpFlowKey, UdpNat};
+pub mod dns;
+pub mod publish;
+pub mod stack;
+pub mod udp_nat;
+
+use crate::dataplane::{Dataplane, GatewayLink, ServiceRequest, DNS_PORT};
+use dns::{Outcome, Zone};
+use stack::{StackHandle, StackInput};
+use udp_nat::{ReturnPath, UdpFlowKey, UdpNat};
+use weft_switch::{GatewayConfig, PortId};
+
+/// What the data plane reaches of the running gateway: the stack's queue and the services'.
+struct Link {
+    services: tokio::sync::mpsc::Sender<ServiceRequest>,
+    stack: StackHandle,
+}
+
+impl GatewayLink for Link {
+    fn stack_takes(&self, frame: &[u8], gateway: &GatewayConfig) -> bool {
+        stack::stack_bound(frame, gateway)
+    }
+
+    fn try_to_stack(&self, port: PortId, gateway: GatewayConfig, frame: &[u8]) -> bool {
+        self.stack.try_send(StackInput::Frame {
+            port,
+            gateway,
+            frame: frame.to_vec(),
+        })
+    }
+
+    fn try_to_services(&self, request: ServiceRequest) -> bool {
+        self.services.try_send(request).is_ok()
+    }
+}
+
+/// The running gateway, as the daemon holds it.
+pub struct Gateway {
+    pub zones: Zones,
+    pub nat: Arc<UdpNat>,
+    pub stack: StackHandle,
+}
+
+/// Starts the gateway's runtime (on the current tokio runtime) and connects it to the data
+/// plane. `dns_upstream`: resolvers to forward to (empty: `/etc/resolv.conf`'s).
+pub fn start(
+    dataplane: &Arc<Dataplane>,
+    dns_upstream: &[SocketAddr],
+    udp_idle: Duration,
+) -> Result<Gateway, stack::StackError> {
+    let zones = Zones::default();
+    let (service_tx, service_rx) = tokio::sync::mpsc::channel(crate::dataplane::SERVICE_QUEUE);
+    let upstreams = Arc::new(upstreams(dns_upstream));
+    log::info!("embedded DNS forwards to {upstreams:?}");
+    let nat = Arc::new(UdpNat::new(udp_idle));
+    tokio::spawn(serve(
+        service_rx,
+        Arc::clone(dataplane),
+        Arc::clone(&zones),
+        Arc::clone(&upstreams),
+        Arc::clone(&nat),
+    ));
+    let stack = stack::spawn(
+        Arc::clone(dataplane),
+        Arc::clone(&zones),
+        upstreams,
+        tokio::runtime::Handle::current(),
+        udp_idle,
+    )?;
+    dataplane.connect_gateway(Arc::new(Link {
+        services: service_tx,
+        stack: stack.clone(),
+    }));
+    Ok(Gateway { zones, nat, stack })
+}
 
 /// IPv4 and UDP headers around a DNS message.
 const IPV4_UDP_HEADERS: usize = 20 + 8;

@@ -11,8 +11,8 @@ use anyhow::{bail, Context, Result};
 use hyper::Method;
 use serde_json::Value;
 
-use crate::api::{Connect, CreateNetwork, EndpointInfo, FdbRow, PortKind, PortRow};
-use crate::client::Client;
+use crate::api::client::Client;
+use crate::types::{Connect, CreateNetwork, EndpointInfo, FdbRow, PortKind, PortRow};
 
 const SUBNET: &str = "10.213.0.0/24";
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
 
-use crate::api::PortKind;
+use crate::types::PortKind;
 
 pub const STATE_FILE: &str = "state.json";
 const FORMAT_VERSION: u32 = 1;
@@ -101,7 +101,7 @@ pub struct EndpointRecord {
     pub aliases: Vec<String>,
     /// Published ports (`-p`, `-P`, `weft publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub published: Vec<crate::publish::PortMapping>,
+    pub published: Vec<crate::gateway::publish::PortMapping>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -1,13 +1,11 @@
 //! Port publishing: the `-p`/`-P` specs (Docker's syntax), the mappings they expand to, and
 //! binding the host sockets all-or-nothing. The connections themselves are served by the
-//! gateway's stack ([`crate::stack`]).
+//! gateway's stack ([`crate::gateway::stack`]).
 
 use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 
 use serde::{Deserialize, Serialize};
-
-use crate::stack::PublishedSocket;
 
 /// Transport protocol of a published port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -355,5 +353,21 @@ mod tests {
             bound.host_port, 0,
             "port 0 is replaced by the kernel's pick"
         );
+    }
+}
+
+/// A bound host socket of a published port, handed to the gateway's stack.
+#[derive(Debug)]
+pub enum PublishedSocket {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl PublishedSocket {
+    pub(crate) fn local(&self) -> Option<SocketAddr> {
+        match self {
+            PublishedSocket::Tcp(l) => l.local_addr().ok(),
+            PublishedSocket::Udp(u) => u.local_addr().ok(),
+        }
     }
 }

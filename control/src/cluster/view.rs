@@ -1,6 +1,6 @@
 //! The cluster as gossip describes it, and what every node derives from it. Pure: no I/O, no
 //! clock (times are passed in); the gossip itself (chitchat over an authenticated, encrypted
-//! UDP transport) lives in [`crate::gossip`].
+//! UDP transport) lives in [`crate::cluster::gossip`].
 //!
 //! Every node publishes in its own keyspace (chitchat's per-node versioned key-values):
 //!

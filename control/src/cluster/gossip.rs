@@ -26,7 +26,7 @@ use chitchat::{
     FailureDetectorConfig, Serializable,
 };
 
-use crate::cluster::NodeInfo;
+use crate::cluster::view::NodeInfo;
 
 const MAGIC: &[u8; 4] = b"WFG1";
 const NONCE_LEN: usize = 12;
@@ -433,7 +433,7 @@ impl Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::ClusterView;
+    use crate::cluster::view::ClusterView;
     use chitchat::transport::ChannelTransport;
 
     fn addr(i: u8) -> SocketAddr {

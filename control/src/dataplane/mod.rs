@@ -29,8 +29,11 @@ use weft_switch::{
     PortId, Timestamp, UdpToGateway, Verdict,
 };
 
-use crate::pcap;
-use crate::tunnel::{TunnelOut, TunnelTable, VxlanSockets};
+pub mod pcap;
+pub mod trace_text;
+pub mod vxlan;
+
+use vxlan::{TunnelOut, TunnelTable, VxlanSockets};
 use weft_sys::{self as sys, Epoll, EventFd};
 use weft_wire::coalesce::Coalescer;
 use weft_wire::{VnetHdr, VNET_HDR_LEN};
@@ -191,10 +194,8 @@ pub struct Dataplane {
     stop: AtomicBool,
     origin: Instant,
     busy_poll: Duration,
-    /// Where requests for the gateway's services (DNS) go, once the daemon has started them.
-    services: std::sync::OnceLock<tokio::sync::mpsc::Sender<ServiceRequest>>,
-    /// The gateway's TCP/IP stack (TCP, ICMP echo and published UDP), once started.
-    stack: std::sync::OnceLock<crate::stack::StackHandle>,
+    /// The gateway's runtime (its stack and services), once the daemon has started it.
+    gateway: std::sync::OnceLock<Arc<dyn GatewayLink>>,
     /// The VTEP's sockets, opened with the first overlay network.
     vxlan: std::sync::OnceLock<Arc<VxlanSockets>>,
     /// Which peer port a VXLAN datagram belongs to.
@@ -218,6 +219,19 @@ pub struct ServiceRequest {
     pub payload: Vec<u8>,
 }
 
+/// What the data plane needs of the gateway's runtime: where frames for the gateway go that
+/// the switch does not answer itself. The runtime implements it; the data plane never
+/// imports the runtime (the arrow points one way).
+pub trait GatewayLink: Send + Sync {
+    /// Whether the runtime's TCP/IP stack takes `frame` (TCP, ICMP echo to the outside, UDP
+    /// to the gateway's own address other than DNS).
+    fn stack_takes(&self, frame: &[u8], gateway: &GatewayConfig) -> bool;
+    /// Queues a frame for the stack without blocking; false when its queue is full.
+    fn try_to_stack(&self, port: PortId, gateway: GatewayConfig, frame: &[u8]) -> bool;
+    /// Queues a datagram for the services (DNS, outbound UDP NAT); false when full.
+    fn try_to_services(&self, request: ServiceRequest) -> bool;
+}
+
 /// Errors of data-plane bookkeeping.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
@@ -228,7 +242,7 @@ pub enum DataplaneError {
     #[error("port {0:?} is not attached to the data plane")]
     UnknownPort(PortId),
     #[error(transparent)]
-    Tunnel(#[from] crate::tunnel::TunnelError),
+    Tunnel(#[from] crate::dataplane::vxlan::TunnelError),
     #[error("no VXLAN socket is open (create an overlay network first)")]
     NoVtep,
 }
@@ -269,8 +283,7 @@ impl Dataplane {
             stop: AtomicBool::new(false),
             origin: Instant::now(),
             busy_poll,
-            services: std::sync::OnceLock::new(),
-            stack: std::sync::OnceLock::new(),
+            gateway: std::sync::OnceLock::new(),
             vxlan: std::sync::OnceLock::new(),
             tunnels: RwLock::new(TunnelTable::default()),
             vxlan_counters: Mutex::new(PortCounters::default()),
@@ -407,14 +420,10 @@ impl Dataplane {
         Ok(f(io))
     }
 
-    /// Connects the gateway's services: from now on DNS queries to a gateway are sent here.
-    pub fn set_services(&self, tx: tokio::sync::mpsc::Sender<ServiceRequest>) {
-        let _ = self.services.set(tx);
-    }
-
-    /// Connects the gateway's TCP/IP stack: from now on frames it handles are sent there.
-    pub fn set_stack(&self, stack: crate::stack::StackHandle) {
-        let _ = self.stack.set(stack);
+    /// Connects the gateway's runtime: from now on frames for its stack and services go
+    /// there.
+    pub fn connect_gateway(&self, link: Arc<dyn GatewayLink>) {
+        let _ = self.gateway.set(link);
     }
 
     /// Sends a frame the control plane built (a gateway service's answer) out of `port`.
@@ -458,7 +467,7 @@ impl Dataplane {
             return if open.port == port {
                 Ok(())
             } else {
-                Err(crate::tunnel::TunnelError::OtherPort {
+                Err(crate::dataplane::vxlan::TunnelError::OtherPort {
                     open: open.port,
                     wanted: port,
                 }
@@ -577,15 +586,15 @@ impl Dataplane {
                 usize::from(hdr.gso_size),
             ) {
                 Ok(n) => sent += n,
-                Err(crate::tunnel::SuperframeError::Segment(_)) => {
+                Err(crate::dataplane::vxlan::SuperframeError::Segment(_)) => {
                     lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                     return false;
                 }
-                Err(crate::tunnel::SuperframeError::Send { sent: part, .. }) => {
+                Err(crate::dataplane::vxlan::SuperframeError::Send { sent: part, .. }) => {
                     sent += part;
                     failed = true;
                 }
-                Err(crate::tunnel::SuperframeError::TooLarge { sent: part }) => {
+                Err(crate::dataplane::vxlan::SuperframeError::TooLarge { sent: part }) => {
                     sent += part;
                     lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
                     failed = true;
@@ -685,7 +694,7 @@ impl Dataplane {
                 let start = off - AT;
                 let end = off + inner.end;
                 let inner_frame = &buf[start + VNET_HDR_LEN..end];
-                let hdr = match crate::tunnel::partial_l4_checksum(inner_frame) {
+                let hdr = match crate::dataplane::vxlan::partial_l4_checksum(inner_frame) {
                     Some((csum_start, csum_offset)) => {
                         let mut hdr = VnetHdr {
                             flags: weft_wire::VIRTIO_NET_HDR_F_NEEDS_CSUM,
@@ -887,7 +896,7 @@ impl Dataplane {
         frame: &[u8],
         checksum_partial: bool,
     ) -> Option<ServiceRequest> {
-        self.services.get()?;
+        self.gateway.get()?;
         let gateway = bridge.port_gateway(in_port)?;
         // DNS for the gateway itself, or a datagram routed through it (outbound NAT).
         let datagram = udp_via_gateway(frame, &gateway, checksum_partial)
@@ -991,18 +1000,13 @@ impl Dataplane {
                     return;
                 }
                 Verdict::ToGateway => {
-                    if let Some(stack) = self.stack.get() {
+                    if let Some(link) = self.gateway.get() {
                         if let Some(gateway) = bridge
                             .port_gateway(in_port)
-                            .filter(|gw| crate::stack::stack_bound(frame, gw))
+                            .filter(|gw| link.stack_takes(frame, gw))
                         {
                             drop(bridge);
-                            let input = crate::stack::StackInput::Frame {
-                                port: in_port,
-                                gateway,
-                                frame: frame.to_vec(),
-                            };
-                            let outcome = if stack.try_send(input) {
+                            let outcome = if link.try_to_stack(in_port, gateway, frame) {
                                 TraceOutcome::ToStack
                             } else {
                                 lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
@@ -1017,9 +1021,9 @@ impl Dataplane {
                     {
                         drop(bridge);
                         let queued = self
-                            .services
+                            .gateway
                             .get()
-                            .is_some_and(|tx| tx.try_send(request).is_ok());
+                            .is_some_and(|link| link.try_to_services(request));
                         let outcome = if queued {
                             TraceOutcome::ToService
                         } else {
@@ -1140,8 +1144,8 @@ struct Scratch {
 #[derive(Default)]
 struct TunnelScratch {
     segment: Vec<u8>,
-    run: crate::tunnel::DatagramRun,
-    superframe: crate::tunnel::SegmentScratch,
+    run: crate::dataplane::vxlan::DatagramRun,
+    superframe: crate::dataplane::vxlan::SegmentScratch,
 }
 
 /// Copies `frame` to the port's live captures (only while someone captures).

@@ -11,7 +11,7 @@ use std::time::UNIX_EPOCH;
 
 use weft_switch::{DropReason, EthernetFrame, LearnOutcome, NetworkId, PortId, TraceStep};
 
-use crate::dataplane::{FrameTrace, TraceOutcome};
+use super::{FrameTrace, TraceOutcome};
 
 /// Names to print instead of numbers: endpoints and tunnel ports, networks.
 #[derive(Debug, Default, Clone)]

@@ -14,9 +14,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::api::{ApiError, Connect, CreateNetwork, FdbAdd, PeerAdd, Publish, Unpublish};
 use crate::daemon::{Daemon, DaemonError};
-use crate::pcap;
+use crate::dataplane::pcap;
+use crate::types::{ApiError, Connect, CreateNetwork, FdbAdd, PeerAdd, Publish, Unpublish};
 
 type Shared = State<Arc<Daemon>>;
 
@@ -313,7 +313,9 @@ async fn trace(
             ChannelBody {
                 header: None,
                 rx,
-                render: Box::new(move |t| Bytes::from(crate::trace::render(&t, &names))),
+                render: Box::new(move |t| {
+                    Bytes::from(crate::dataplane::trace_text::render(&t, &names))
+                }),
             },
         ),
         Err(e) => e.into_response(),

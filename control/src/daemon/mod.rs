@@ -12,23 +12,28 @@ use std::time::Duration;
 use ipnet::Ipv4Net;
 use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
-use crate::api::{
-    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NatRow, NetworkDetail, NetworkStatsRow,
-    NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish,
-};
-use crate::dataplane::{Dataplane, DataplaneError};
-use crate::dns::Zone;
-use crate::gateway::{self, NetworkZone, Zones};
-use crate::ipam::{self, IpamError};
-use crate::publish::{self, PortMapping};
-use crate::stack::{PublishedSocket, StackInput, Target};
-use crate::state::{
+use crate::daemon::state::{
     EndpointRecord, NetworkRecord, PeerRecord, PersistedState, StateDir, StateError,
     StaticFdbRecord,
 };
+use crate::dataplane::{Dataplane, DataplaneError};
+use crate::gateway::dns::Zone;
+use crate::gateway::publish::PublishedSocket;
+use crate::gateway::publish::{self, PortMapping};
+use crate::gateway::stack::{StackInput, Target};
+use crate::gateway::{self, NetworkZone, Zones};
+use crate::types::{
+    ArpRow, Connect, CreateNetwork, EndpointInfo, FdbRow, NatRow, NetworkDetail, NetworkStatsRow,
+    NetworkSummary, PeerAdd, PeerRow, PortKind, PortRow, Publish,
+};
+use ipam::IpamError;
 use weft_sys::{self as sys, IfConfig, Netns, SysError};
 
 mod cluster_sync;
+mod run;
+pub use run::{shutdown_signal, start, RunConfig, Running};
+pub mod ipam;
+pub mod state;
 pub use cluster_sync::run_cluster_sync;
 use cluster_sync::ClusterLink;
 
@@ -126,9 +131,9 @@ pub struct Daemon {
     /// Names per network for the embedded DNS, rebuilt when endpoints change.
     zones: Zones,
     /// Outbound UDP NAT flows.
-    nat: Arc<crate::nat::UdpNat>,
+    nat: Arc<crate::gateway::udp_nat::UdpNat>,
     /// The gateway's TCP/IP stack: TCP and ICMP NAT, published ports, DNS over TCP.
-    stack: crate::stack::StackHandle,
+    stack: crate::gateway::stack::StackHandle,
     vtep: VtepConfig,
     /// The gossip cluster, if this daemon joined one.
     cluster: Option<ClusterLink>,
@@ -460,11 +465,9 @@ impl Daemon {
     pub fn start(
         state_dir: StateDir,
         dataplane: Arc<Dataplane>,
-        zones: Zones,
-        nat: Arc<crate::nat::UdpNat>,
-        stack: crate::stack::StackHandle,
+        gateway: crate::gateway::Gateway,
         vtep: VtepConfig,
-        cluster: Option<(Arc<crate::gossip::Gossip>, tokio::runtime::Handle)>,
+        cluster: Option<(Arc<crate::cluster::gossip::Gossip>, tokio::runtime::Handle)>,
     ) -> Result<Daemon> {
         let persisted = state_dir.load()?;
         let daemon = Daemon {
@@ -479,9 +482,9 @@ impl Daemon {
             }),
             dataplane,
             state_dir,
-            zones,
-            nat,
-            stack,
+            zones: gateway.zones,
+            nat: gateway.nat,
+            stack: gateway.stack,
             vtep,
             cluster: cluster.map(|(gossip, runtime)| ClusterLink::new(gossip, runtime)),
         };
@@ -1324,7 +1327,7 @@ impl Daemon {
         };
         for (mapping, socket) in bound {
             self.stack
-                .send(StackInput::Publish(crate::stack::Published {
+                .send(StackInput::Publish(crate::gateway::stack::Published {
                     network: net.id,
                     target,
                     container_port: mapping.container_port,
@@ -2010,11 +2013,11 @@ impl Daemon {
         count: Option<u64>,
     ) -> Result<(
         tokio::sync::mpsc::Receiver<Arc<crate::dataplane::FrameTrace>>,
-        crate::trace::TraceNames,
+        crate::dataplane::trace_text::TraceNames,
     )> {
         let c = self.lock();
         let id = self.tap_port(&c, port, count)?;
-        let names = crate::trace::TraceNames {
+        let names = crate::dataplane::trace_text::TraceNames {
             ports: self.port_names(&c),
             networks: c
                 .networks

@@ -1,0 +1,129 @@
+//! The composition root: starts the data plane, the gateway's runtime, the gossip cluster
+//! and the daemon on top of them; the caller serves the API on the returned [`Running`]
+//! daemon and stops it when the API server returns.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+
+use super::state::StateDir;
+use super::{Daemon, VtepConfig};
+use crate::cluster::gossip::{Gossip, GossipConfig};
+use crate::dataplane::Dataplane;
+
+/// Everything `weft daemon` was asked for.
+pub struct RunConfig {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+    pub workers: usize,
+    pub busy_poll: Duration,
+    pub dns_upstream: Vec<SocketAddr>,
+    pub udp_idle: Duration,
+    pub vtep: VtepConfig,
+    /// The gossip cluster to join, if a key file was given.
+    pub cluster: Option<GossipConfig>,
+    /// Addresses to join (for the log line).
+    pub join: Vec<String>,
+}
+
+/// Starts everything below the API and binds its socket (mode 0600).
+pub async fn start(config: RunConfig) -> Result<Running> {
+    let socket = config.socket.as_path();
+    if weft_sys::effective_uid() != 0 {
+        bail!("weft daemon needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN to create interfaces in namespaces); run it with sudo");
+    }
+    if tokio::net::UnixStream::connect(socket).await.is_ok() {
+        bail!(
+            "another weft daemon is already listening on {}; stop it or pass another --socket",
+            socket.display()
+        );
+    }
+    let _ = std::fs::remove_file(socket);
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
+    }
+    let state = StateDir::open(&config.state_dir)?;
+    let dataplane = Dataplane::new(config.workers, config.busy_poll)?;
+    let threads = dataplane
+        .spawn()
+        .context("cannot start the data-plane threads")?;
+    let gateway = crate::gateway::start(&dataplane, &config.dns_upstream, config.udp_idle)
+        .context("cannot start the gateway's TCP/IP stack")?;
+    let gossip = match config.cluster {
+        Some(c) => Some(Arc::new(Gossip::start(c).await?)),
+        None => None,
+    };
+    let cluster_link = gossip
+        .clone()
+        .map(|g| (g, tokio::runtime::Handle::current()));
+    let dp = Arc::clone(&dataplane);
+    let vtep = config.vtep;
+    let daemon =
+        tokio::task::spawn_blocking(move || Daemon::start(state, dp, gateway, vtep, cluster_link))
+            .await??;
+    let daemon = Arc::new(daemon);
+    if let Some(g) = &gossip {
+        log::info!(
+            "node {} gossips on {} (joining {:?})",
+            g.node_name,
+            g.gossip_addr,
+            config.join
+        );
+        tokio::spawn(super::run_cluster_sync(Arc::clone(&daemon)));
+    }
+    let listener = tokio::net::UnixListener::bind(socket)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    log::info!(
+        "weft daemon listening on {} (state in {})",
+        socket.display(),
+        config.state_dir.display()
+    );
+    Ok(Running {
+        daemon,
+        listener,
+        stopper: Stopper { dataplane, threads },
+    })
+}
+
+/// A started daemon: serve the API on `listener`, then [`Stopper::stop`].
+pub struct Running {
+    pub daemon: Arc<Daemon>,
+    pub listener: tokio::net::UnixListener,
+    pub stopper: Stopper,
+}
+
+/// Stops what [`start`] started below the daemon.
+pub struct Stopper {
+    dataplane: Arc<Dataplane>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Stopper {
+    /// Stops the data plane and waits for its threads.
+    pub fn stop(self) {
+        self.dataplane.shutdown();
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    log::info!("shutting down");
+}
