@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
-# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq), builds, and runs every
+# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq), checks formatting, lints
+# (clippy, warnings denied) and the binary's module graph (no circle), builds, and runs every
 # test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +29,8 @@ fi
 pkill -x iperf3 2>/dev/null || true
 
 cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+./scripts/module-graph.py
 cargo build --release --workspace --all-targets
 export WEFT_BIN="$PWD/target/release/weft"
 if cargo nextest --version >/dev/null 2>&1; then

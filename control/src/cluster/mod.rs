@@ -2,4 +2,5 @@
 //! the live nodes' state (`view`). The daemon applies the view (`daemon::cluster_sync`).
 
 pub mod gossip;
+pub mod sync;
 pub mod view;

@@ -15,8 +15,9 @@ use weft_switch::{MacAddr, NetworkId, PortId};
 
 use super::{invalid, parse_mac, Control, Daemon, DaemonError, Result};
 use crate::cluster::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
+use crate::cluster::sync;
 use crate::cluster::view::{self as cluster, ClusterView, EndpointSpec, NetworkSpec};
-use crate::daemon::state::{NetworkRecord, PeerRecord};
+use crate::daemon::state::NetworkRecord;
 use crate::types::{ClusterInfo, PeerRow};
 
 /// How often the tables are brought in step with the gossip.
@@ -137,6 +138,9 @@ impl Daemon {
 
     /// One synchronisation round: applies the cluster's view to the local tables and
     /// returns this node's key-values to publish.
+    /// Brings the tables in step with the gossip: plans (pure, `cluster::sync`), then applies
+    /// networks, tunnel ports and remote endpoints in that order; returns what this node
+    /// publishes.
     fn reconcile(&self, nodes: Vec<NodeStatus>) -> BTreeMap<String, String> {
         let Some(link) = self.link() else {
             return BTreeMap::new();
@@ -146,188 +150,31 @@ impl Daemon {
         let view = ClusterView::new(&me, nodes.iter().map(|n| n.info.clone()).collect());
         link.local().nodes = nodes;
         // `local` is not held across calls that rebuild DNS zones (they read it).
-
-        // Overlay networks: adopt the cluster's, drop the ones removed elsewhere once no
-        // endpoint here uses them.
-        let wanted = view.networks();
-        for (name, spec) in &wanted {
-            let removed_here = c
-                .removed_networks
-                .get(name)
-                .is_some_and(|&r| r >= spec.created_ms);
-            if !c.networks.contains_key(name) && !removed_here {
-                if let Err(e) = self.adopt_network(&mut c, name, spec) {
-                    log::warn!("overlay network {name} from the cluster not created here: {e}");
-                }
-            }
-        }
-        let doomed: Vec<String> = c
-            .networks
-            .values()
-            .filter(|n| {
-                n.record
-                    .created_ms
-                    .is_some_and(|t| view.is_removed(&n.record.name, t))
-            })
-            .filter(|n| {
-                !c.endpoints
-                    .values()
-                    .any(|e| e.record.network == n.record.name)
-            })
-            .map(|n| n.record.name.clone())
-            .collect();
-        for name in doomed {
-            log::info!("overlay network {name} was removed in the cluster; removing it here");
-            if let Err(e) = self.remove_network_locked(&mut c, &name, false) {
-                log::warn!("cannot remove network {name}: {e}");
-            }
-        }
-
+        let plan = sync::plan_networks(&view, &local_networks(&c), &c.removed_networks);
+        self.apply_networks(&mut c, plan);
+        let networks = local_networks(&c);
         let mut local = link.local();
-        // Tunnel ports: one per (VNI, node with endpoints in it).
-        let mut wanted_tunnels: BTreeMap<String, (PeerRecord, String, String)> = BTreeMap::new();
-        for n in c.networks.values() {
-            let Some(vni) = n.record.vni else { continue };
-            for (vtep, node) in view.flood_list(vni) {
-                let record = PeerRecord {
-                    addr: *vtep.ip(),
-                    vni,
-                    port: vtep.port(),
-                };
-                wanted_tunnels.insert(record.port_name(), (record, node, n.record.name.clone()));
-            }
-        }
-        let stale: Vec<String> = local
-            .tunnels
-            .keys()
-            .filter(|name| !wanted_tunnels.contains_key(*name))
-            .cloned()
-            .collect();
-        for name in stale {
-            if let Some(t) = local.tunnels.remove(&name) {
-                log::info!("tunnel {name} to node {} removed", t.node);
-                if let Err(e) = self.dataplane.remove_port(t.port) {
-                    log::warn!("tunnel {name}: {e}");
-                }
-                local.fdb.retain(|_, (port, _)| *port != t.port);
-            }
-        }
-        for (name, (record, node, network)) in wanted_tunnels {
-            if local.tunnels.contains_key(&name) || c.peers.contains_key(&name) {
-                continue;
-            }
-            let Some(net) = c.networks.get(&network) else {
-                continue;
-            };
-            let Ok(vni) = weft_vtep::Vni::new(record.vni) else {
-                continue;
-            };
-            let port = PortId(c.next_port_id);
-            match self.dataplane.add_tunnel_port(
-                port,
-                net.id,
-                SocketAddrV4::new(record.addr, record.port),
-                vni,
-            ) {
-                Ok(()) => {
-                    c.next_port_id += 1;
-                    log::info!("tunnel {name} to node {node} added");
-                    local.tunnels.insert(
-                        name,
-                        GossipTunnel {
-                            port,
-                            node,
-                            network,
-                        },
-                    );
-                }
-                Err(e) => log::warn!("tunnel {name} to node {node}: {e}"),
-            }
-        }
-
-        // Remote endpoints: static FDB entries on their node's tunnel port, ARP suppression
-        // entries, DNS names.
+        let gossip_made: BTreeSet<String> = local.tunnels.keys().cloned().collect();
+        let statics: BTreeSet<String> = c.peers.keys().cloned().collect();
+        let plan = sync::plan_tunnels(&view, &networks, &gossip_made, &statics);
+        self.apply_tunnels(&mut c, &mut local, plan);
         let local_macs: BTreeSet<MacAddr> = c
             .endpoints
             .values()
             .filter_map(|e| parse_mac(&e.record.mac).ok())
             .collect();
-        let mut wanted_fdb = BTreeMap::new();
-        let mut wanted_neighbors = BTreeMap::new();
-        let mut names: BTreeMap<String, Vec<(String, Ipv4Addr)>> = BTreeMap::new();
-        let mut remote: BTreeMap<String, Vec<(String, String, Ipv4Addr)>> = BTreeMap::new();
-        for r in view.remote_endpoints() {
-            let Some(net) = c.networks.values().find(|n| n.record.vni == Some(r.vni)) else {
-                continue;
-            };
-            if local_macs.contains(&r.mac) {
-                continue;
-            }
-            let tunnel_name = PeerRecord {
-                addr: *r.vtep.ip(),
-                vni: r.vni,
-                port: r.vtep.port(),
-            }
-            .port_name();
-            let port = local
-                .tunnels
-                .get(&tunnel_name)
-                .map(|t| t.port)
-                .or_else(|| c.peers.get(&tunnel_name).map(|p| p.port));
-            let Some(port) = port else { continue };
-            wanted_fdb.insert((net.id, r.mac), (port, r.node.clone()));
-            remote.entry(net.record.name.clone()).or_default().push((
-                r.node.clone(),
-                r.name.clone(),
-                r.ip,
-            ));
-            wanted_neighbors.insert((net.id, r.ip), r.mac);
-            let entry = names.entry(net.record.name.clone()).or_default();
-            entry.push((r.name.clone(), r.ip));
-            for a in &r.aliases {
-                entry.push((a.clone(), r.ip));
-            }
-        }
-        let old_fdb = std::mem::take(&mut local.fdb);
-        for (key, (port, _)) in &old_fdb {
-            if wanted_fdb.get(key).map(|(p, _)| p) != Some(port) {
-                let _ = self
-                    .dataplane
-                    .with_bridge(|b| b.remove_static(key.0, key.1));
-            }
-        }
-        for (key, (port, node)) in &wanted_fdb {
-            if old_fdb.get(key).map(|(p, _)| p) != Some(port) {
-                if let Err(e) = self
-                    .dataplane
-                    .with_bridge(|b| b.add_static(key.0, key.1, *port))
-                {
-                    log::warn!("FDB entry {} from node {node}: {e}", key.1);
-                    continue;
-                }
-            }
-            local.fdb.insert(*key, (*port, node.clone()));
-        }
-        let old_neighbors = std::mem::take(&mut local.neighbors);
-        for key in &old_neighbors {
-            if !wanted_neighbors.contains_key(key) {
-                let _ = self
-                    .dataplane
-                    .with_bridge(|b| b.remove_neighbor(key.0, key.1));
-            }
-        }
-        for (key, mac) in &wanted_neighbors {
-            if self
-                .dataplane
-                .with_bridge(|b| b.set_neighbor(key.0, key.1, *mac))
-                .is_ok()
-            {
-                local.neighbors.insert(*key);
-            }
-        }
-        local.remote = remote;
-        if local.names != names {
-            local.names = names;
+        let tunnels: BTreeSet<String> = local
+            .tunnels
+            .keys()
+            .chain(c.peers.keys())
+            .cloned()
+            .collect();
+        let wanted = sync::remote_tables(&view, &networks, &local_macs, &tunnels);
+        self.apply_remote_fdb(&c, &mut local, &wanted.fdb);
+        self.apply_remote_neighbors(&c, &mut local, &wanted.neighbors);
+        local.remote = wanted.remote;
+        if local.names != wanted.names {
+            local.names = wanted.names;
             drop(local);
             let nets: Vec<String> = c.networks.keys().cloned().collect();
             for n in &nets {
@@ -338,6 +185,127 @@ impl Daemon {
         let leases = local.leases.clone();
         drop(local);
         self.cluster_key_values(&c, &leases)
+    }
+
+    fn apply_networks(&self, c: &mut Control, plan: sync::NetworkPlan) {
+        for (name, spec) in &plan.adopt {
+            if let Err(e) = self.adopt_network(c, name, spec) {
+                log::warn!("overlay network {name} from the cluster not created here: {e}");
+            }
+        }
+        for name in plan.remove {
+            log::info!("overlay network {name} was removed in the cluster; removing it here");
+            if let Err(e) = self.remove_network_locked(c, &name, false) {
+                log::warn!("cannot remove network {name}: {e}");
+            }
+        }
+    }
+
+    fn apply_tunnels(&self, c: &mut Control, local: &mut ClusterLocal, plan: sync::TunnelPlan) {
+        for name in plan.remove {
+            if let Some(t) = local.tunnels.remove(&name) {
+                log::info!("tunnel {name} to node {} removed", t.node);
+                if let Err(e) = self.dataplane.remove_port(t.port) {
+                    log::warn!("tunnel {name}: {e}");
+                }
+                local.fdb.retain(|_, (port, _)| *port != t.port);
+            }
+        }
+        for t in plan.add {
+            let Some(net) = c.networks.get(&t.network) else {
+                continue;
+            };
+            let Ok(vni) = weft_vtep::Vni::new(t.vni) else {
+                continue;
+            };
+            let port = PortId(c.next_port_id);
+            let remote = SocketAddrV4::new(t.addr, t.port);
+            match self.dataplane.add_tunnel_port(port, net.id, remote, vni) {
+                Ok(()) => {
+                    c.next_port_id += 1;
+                    log::info!("tunnel {} to node {} added", t.name, t.node);
+                    local.tunnels.insert(
+                        t.name,
+                        GossipTunnel {
+                            port,
+                            node: t.node,
+                            network: t.network,
+                        },
+                    );
+                }
+                Err(e) => log::warn!("tunnel {} to node {}: {e}", t.name, t.node),
+            }
+        }
+    }
+
+    /// Static FDB entries "gossip from NODE" on the node's tunnel port.
+    fn apply_remote_fdb(
+        &self,
+        c: &Control,
+        local: &mut ClusterLocal,
+        wanted: &BTreeMap<(String, MacAddr), (String, String)>,
+    ) {
+        let port_of = |tunnel: &str| {
+            local
+                .tunnels
+                .get(tunnel)
+                .map(|t| t.port)
+                .or_else(|| c.peers.get(tunnel).map(|p| p.port))
+        };
+        let resolved: BTreeMap<(NetworkId, MacAddr), (PortId, String)> = wanted
+            .iter()
+            .filter_map(|((network, mac), (tunnel, node))| {
+                let id = c.networks.get(network)?.id;
+                Some(((id, *mac), (port_of(tunnel)?, node.clone())))
+            })
+            .collect();
+        let old = std::mem::take(&mut local.fdb);
+        let d = sync::diff(&old, &resolved, |a, b| a.0 == b.0);
+        for (network, mac) in d.remove {
+            let _ = self
+                .dataplane
+                .with_bridge(|b| b.remove_static(network, mac));
+        }
+        let mut failed = BTreeSet::new();
+        for ((network, mac), (port, node)) in d.set {
+            if let Err(e) = self
+                .dataplane
+                .with_bridge(|b| b.add_static(network, mac, port))
+            {
+                log::warn!("FDB entry {mac} from node {node}: {e}");
+                failed.insert((network, mac));
+            }
+        }
+        local.fdb = resolved;
+        local.fdb.retain(|key, _| !failed.contains(key));
+    }
+
+    /// ARP suppression entries for the remote endpoints' addresses.
+    fn apply_remote_neighbors(
+        &self,
+        c: &Control,
+        local: &mut ClusterLocal,
+        wanted: &BTreeMap<(String, Ipv4Addr), MacAddr>,
+    ) {
+        let resolved: BTreeMap<(NetworkId, Ipv4Addr), MacAddr> = wanted
+            .iter()
+            .filter_map(|((network, ip), mac)| Some(((c.networks.get(network)?.id, *ip), *mac)))
+            .collect();
+        let old = std::mem::take(&mut local.neighbors);
+        for key in old.iter().filter(|k| !resolved.contains_key(k)) {
+            let _ = self
+                .dataplane
+                .with_bridge(|b| b.remove_neighbor(key.0, key.1));
+        }
+        for (key, mac) in &resolved {
+            if self
+                .dataplane
+                .with_bridge(|b| b.set_neighbor(key.0, key.1, *mac))
+                .is_ok()
+            {
+                local.neighbors.insert(*key);
+            }
+        }
     }
 
     /// Creates a network the cluster has and this node has not.
@@ -644,4 +612,20 @@ impl Daemon {
             gossip_interval_ms: GOSSIP_INTERVAL.as_millis() as u64,
         })
     }
+}
+
+/// The networks of this node as the cluster plan needs them.
+fn local_networks(c: &Control) -> Vec<sync::LocalNetwork> {
+    c.networks
+        .values()
+        .map(|n| sync::LocalNetwork {
+            name: n.record.name.clone(),
+            vni: n.record.vni,
+            created_ms: n.record.created_ms,
+            in_use: c
+                .endpoints
+                .values()
+                .any(|e| e.record.network == n.record.name),
+        })
+        .collect()
 }

@@ -138,7 +138,7 @@ pub struct PeerRecord {
 impl PeerRecord {
     /// The name of its tunnel port (in `weft ports`, `weft fdb`, `weft capture`).
     pub fn port_name(&self) -> String {
-        format!("vx{}-{}", self.vni, self.addr)
+        crate::cluster::sync::tunnel_name(self.vni, self.addr)
     }
 }
 
