@@ -52,6 +52,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
+    root_or_skip!();
     require_tool("dig");
     let lab = Lab::new();
     lab.create_network("n", "10.71.0.0/24", &[]);
@@ -112,6 +113,7 @@ fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
 
 #[test]
 fn named_namespaces_get_a_resolv_conf_and_getent_works() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.73.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -129,6 +131,7 @@ fn named_namespaces_get_a_resolv_conf_and_getent_works() {
 
 #[test]
 fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
+    root_or_skip!();
     require_tool("dig");
     require_tool("dnsmasq");
     let port = free_udp_port();
@@ -224,6 +227,7 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
 
 #[test]
 fn malformed_queries_get_formerr_or_are_dropped_and_counted() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.75.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -256,6 +260,7 @@ except socket.timeout:
 /// out for long.
 #[test]
 fn idle_dns_tcp_connections_are_bounded_and_closed() {
+    root_or_skip!();
     require_tool("dig");
     require_tool("python3");
     let lab = Lab::new();

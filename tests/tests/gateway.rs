@@ -26,6 +26,7 @@ fn neigh_mac(lab: &Lab, ns: &str, ip: &str) -> Option<String> {
 
 #[test]
 fn gateway_answers_arp_and_ping_on_tap_and_veth() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.61.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -89,6 +90,7 @@ fn gateway_answers_arp_and_ping_on_tap_and_veth() {
 
 #[test]
 fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.62.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -135,6 +137,7 @@ fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
 
 #[test]
 fn traffic_the_gateway_cannot_handle_yet_is_dropped_and_counted() {
+    root_or_skip!();
     let lab = Lab::new();
     // Without outbound NAT, so that routed traffic never leaves the host.
     lab.create_network("n", "10.63.0.0/24", &["--nat", "none"]);
