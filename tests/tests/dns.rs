@@ -99,7 +99,7 @@ fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
     // A name of another network does not resolve here (nor upstream: there is none).
     let (status, answers) = dig(&lab, &a.ns, &gw, &["other"]);
     assert!(
-        answers.is_empty() && status != "NOERROR",
+        answers.is_empty() && status != "NOERROR" && status != "NO RESPONSE",
         "{status} {answers:?}"
     );
     // ... but does on its own network.
@@ -108,7 +108,11 @@ fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
 
     // After a disconnect the name is gone.
     lab.weft_ok(&["disconnect", "n", &c.name]);
-    assert!(dig(&lab, &a.ns, &gw, &["db"]).1.is_empty());
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["db"]);
+    assert!(
+        answers.is_empty() && status != "NOERROR" && status != "NO RESPONSE",
+        "db still resolves after its disconnect (or the gateway did not answer): {status} {answers:?}"
+    );
 }
 
 #[test]
@@ -284,15 +288,18 @@ for i in range(70):
 # A refused SYN is answered by a reset; give the accepted ones a moment to be counted.
 time.sleep(0.5)
 start = time.time()
-closed = 0
+closed, timed_out = 0, 0
 for s in open_:
     s.settimeout(20)
     try:
         if s.recv(1) == b"":
             closed += 1
+    # socket.timeout is an OSError too: a connection the gateway left open is no close.
+    except socket.timeout:
+        timed_out += 1
     except OSError:
         closed += 1
-print(len(open_), refused, closed, round(time.time() - start))
+print(len(open_), refused, closed, timed_out, round(time.time() - start))
 "#
     );
     let out = lab.exec(&a.ns, &["python3", "-c", &script]);
@@ -303,18 +310,20 @@ print(len(open_), refused, closed, round(time.time() - start))
         .collect();
     assert_eq!(
         fields.len(),
-        4,
+        5,
         "python printed {text:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (opened, refused, closed, waited) = (fields[0], fields[1], fields[2], fields[3]);
+    let (opened, refused, closed, timed_out, waited) =
+        (fields[0], fields[1], fields[2], fields[3], fields[4]);
     assert!(
         (62..=64).contains(&opened) && opened + refused == 70,
         "64 connections at most: {opened} opened, {refused} refused"
     );
     assert_eq!(
-        closed, opened,
-        "every idle connection is closed by the gateway"
+        (closed, timed_out),
+        (opened, 0),
+        "every idle connection is closed by the gateway (closed, still open after 20 s)"
     );
     assert!(
         waited <= 15,

@@ -63,10 +63,16 @@ fn learned_entries_match_endpoints() {
 
     // `weft fdb` without a network lists all networks
     let all = as_vec(lab.weft_json(&["fdb"]));
-    assert!(
-        all.len() >= fdb.len(),
-        "fdb (all) shorter than fdb n: {all:?}"
-    );
+    for e in &fdb {
+        let mac = e["mac"].as_str().expect("fdb entry has a mac");
+        assert!(
+            all.iter().any(|a| a["network"] == "n"
+                && a["mac"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(mac))),
+            "fdb (all) lacks n's entry for {mac}: {all:?}"
+        );
+    }
     let table = lab.weft_ok(&["fdb", "n"]);
     assert!(
         table.to_ascii_lowercase().contains(&a.mac),

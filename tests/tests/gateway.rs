@@ -101,10 +101,21 @@ fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
     cap.wait_active(Duration::from_secs(10));
     lab.exec_ok(&a.ns, &["ip", "neigh", "flush", "dev", "eth0"]);
     lab.assert_ping(&a, &b);
-    // An address nobody owns is still asked for by broadcast (and flooded).
-    let _ = lab.exec(&a.ns, &["ping", "-c", "1", "-W", "1", "10.62.0.77"]);
+    // An address nobody owns is still asked for by broadcast (and flooded), and nobody
+    // answers for it.
+    let o = lab.exec(&a.ns, &["ping", "-c", "1", "-W", "1", "10.62.0.77"]);
+    assert!(
+        !o.status.success(),
+        "ping to the unowned 10.62.0.77 got a reply:\n{}",
+        stdout_of(&o)
+    );
     std::thread::sleep(Duration::from_millis(300));
-    cap.stop_with(libc::SIGINT);
+    let st = cap.stop_with(libc::SIGINT);
+    assert!(
+        st.code().is_some(),
+        "capture was killed by SIGINT instead of handling it ({st}); stderr {:?}",
+        cap.stderr()
+    );
     let frames = read_pcap(&pcap).expect("valid pcap").frames;
     let arp_requests_for = |target: [u8; 4]| {
         frames

@@ -57,7 +57,8 @@ fn without_icc_endpoints_reach_the_gateway_but_not_each_other() {
     // The open network is unaffected.
     lab.assert_ping(&c, &d);
     // The setting persists across a restart.
-    lab.stop_daemon();
+    let st = lab.stop_daemon();
+    assert!(st.success(), "daemon did not exit cleanly: {st}");
     lab.start_daemon();
     assert!(lab.ping(&a.ns, "10.95.0.1"));
     assert!(!lab.ping(&a.ns, &b.ip));

@@ -520,10 +520,10 @@ fn nat_lists_an_open_tcp_flow_and_forgets_it_after_close() {
 
     // Close it: the row goes away.
     fs::write(&release, b"").unwrap();
-    client.wait(Duration::from_secs(10));
+    let st = client.wait(Duration::from_secs(10));
     assert!(
-        client.stdout().contains("closed"),
-        "the client did not close cleanly: {} {}",
+        st.success() && client.stdout().contains("closed"),
+        "the client did not close cleanly ({st}): {} {}",
         client.stdout(),
         client.stderr()
     );

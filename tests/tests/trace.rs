@@ -44,7 +44,7 @@ fn a_trace_explains_forwarding_arp_suppression_and_the_gateway() {
     lab.assert_ping(&a, &b);
     let mut t = start_trace(&lab, &a.name, None);
     // Forget the neighbours, so that a asks for b's MAC again.
-    lab.exec(&a.ns, &["ip", "neigh", "flush", "all"]);
+    lab.exec_ok(&a.ns, &["ip", "neigh", "flush", "all"]);
     lab.assert_ping(&a, &b);
     assert!(lab.ping(&a.ns, &gw), "the gateway answers ping");
     std::thread::sleep(Duration::from_millis(300));
