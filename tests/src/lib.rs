@@ -12,6 +12,11 @@
 //! All external commands run with a timeout, and every lab has a watchdog
 //! (default 120 s, env `WEFT_TEST_TIMEOUT_SECS`) that cleans up and exits the
 //! process if a test hangs, so the suite cannot wedge.
+//!
+//! Almost every test needs root (namespaces, TAPs, raw sockets) and starts with
+//! [`root_or_skip!`]: run by anyone else, it prints `skipped: TEST (FILE) needs root ...`
+//! to stderr and passes without doing anything (`WEFT_TEST_REQUIRE_ROOT=1` turns that
+//! skip into a failure).
 
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -79,14 +84,79 @@ pub fn weft_bin() -> PathBuf {
     );
 }
 
-/// Panics with a clear message unless running as root.
+/// True if this process runs with effective uid 0.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Panics with a clear message unless running as root. [`Lab::without_daemon`] calls it as
+/// a backstop; tests start with [`root_or_skip!`] instead, which skips rather than fails.
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
     assert!(
         euid == 0,
-        "the weft e2e tests need root (network namespaces, TAP devices, raw sockets); euid is {euid}"
+        "the weft e2e tests need root (network namespaces, TAP devices, raw sockets); euid is {euid} \
+         (a test that needs root should start with `weft_tests::root_or_skip!();`)"
     );
+}
+
+/// Set to `1` to make a test that needs root fail instead of skip when not run as root (for
+/// CI, where a skip that counts as a pass would hide that nothing was tested).
+pub const REQUIRE_ROOT_ENV: &str = "WEFT_TEST_REQUIRE_ROOT";
+
+/// The gate behind [`root_or_skip!`]: true when running as root. Otherwise prints
+/// `skipped: TEST needs root ...` to stderr (straight to the process's stderr, so that the
+/// line shows even when the test harness captures output) and returns false, so that the
+/// test can return early and count as passed; with `WEFT_TEST_REQUIRE_ROOT=1` it panics
+/// instead.
+pub fn root_or_skip_named(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    let why = "needs root (network namespaces, TAPs, raw sockets)";
+    if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v.trim() == "1") {
+        panic!("{test} {why} but runs as euid {euid}, and {REQUIRE_ROOT_ENV}=1 forbids skipping");
+    }
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "skipped: {test} {why}; run as root (euid is {euid})"
+    );
+    false
+}
+
+/// The path of the function this is expanded in, without the crate name, e.g.
+/// `demo_runs_and_cleans_up` (a test in `tests/tests/demo.rs`).
+#[macro_export]
+macro_rules! test_name {
+    () => {{
+        fn __weft_test_name_marker() {}
+        let path = ::std::any::type_name_of_val(&__weft_test_name_marker);
+        let path = path
+            .strip_suffix("::__weft_test_name_marker")
+            .unwrap_or(path);
+        path.split_once("::").map_or(path, |(_crate, rest)| rest)
+    }};
+}
+
+/// First line of every test that needs root: when not run as root, prints
+/// `skipped: TEST needs root (...); run as root` to stderr and returns from the test, which
+/// then counts as passed (see [`root_or_skip_named`], also for `WEFT_TEST_REQUIRE_ROOT=1`).
+#[macro_export]
+macro_rules! root_or_skip {
+    () => {
+        if !$crate::root_or_skip_named(&::std::format!(
+            "{} ({})",
+            $crate::test_name!(),
+            ::std::file!()
+        )) {
+            return;
+        }
+    };
 }
 
 /// Panics with a clear message unless `tool` is on PATH.

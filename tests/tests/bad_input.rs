@@ -14,6 +14,7 @@ fn sorted_strings(v: &[Value]) -> Vec<String> {
 
 #[test]
 fn bad_network_create_is_rejected() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("big", "10.1.0.0/16", &[]);
     let before = sorted_strings(&lab.networks());
@@ -129,6 +130,7 @@ fn bad_network_create_is_rejected() {
 
 #[test]
 fn bad_connect_is_rejected_without_leftovers() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.2.0.0/24", &[]);
     let ns1 = lab.ns("n1");
@@ -292,6 +294,7 @@ fn bad_connect_is_rejected_without_leftovers() {
 
 #[test]
 fn network_rm_requires_force_with_endpoints() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.3.0.0/24", &[]);
     lab.create_network("empty", "10.4.0.0/24", &[]);
@@ -361,6 +364,7 @@ fn missing_daemon_socket_is_explained() {
 /// dropped and counted; the daemon survives and keeps forwarding.
 #[test]
 fn malformed_frames_are_dropped_and_counted() {
+    root_or_skip!();
     require_tool("python3");
     let lab = Lab::new();
     lab.create_network("n", "10.5.0.0/24", &["--mtu", "1500"]);

@@ -24,6 +24,7 @@ fn ping_bg(lab: &Lab, from: &Endpoint, to: &Endpoint, count: u32) -> Bg {
 /// replies (entering it).
 #[test]
 fn capture_count_to_file() {
+    root_or_skip!();
     require_tool("tcpdump");
     let lab = Lab::new();
     lab.create_network("n", "10.51.0.0/24", &[]);
@@ -75,6 +76,7 @@ fn capture_count_to_file() {
 /// `-w -` writes the pcap to stdout.
 #[test]
 fn capture_to_stdout() {
+    root_or_skip!();
     require_tool("tcpdump");
     let lab = Lab::new();
     lab.create_network("n", "10.52.0.0/24", &[]);
@@ -106,6 +108,7 @@ fn capture_to_stdout() {
 /// a complete pcap (veth port).
 #[test]
 fn capture_stopped_by_signal_is_valid_pcap() {
+    root_or_skip!();
     require_tool("tcpdump");
     let lab = Lab::new();
     lab.create_network("n", "10.53.0.0/24", &[]);
@@ -144,6 +147,7 @@ fn capture_stopped_by_signal_is_valid_pcap() {
 
 #[test]
 fn capture_unknown_port_fails() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.54.0.0/24", &[]);
     let file = lab.dir.join("x.pcap");

@@ -461,6 +461,7 @@ fn refs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn three_hosts_form_a_cluster() {
+    root_or_skip!();
     require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.160.0", 3);
@@ -711,6 +712,7 @@ fn three_hosts_form_a_cluster() {
 
 #[test]
 fn concurrent_ipam_across_hosts() {
+    root_or_skip!();
     require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     // h1-h3 get containers; h4 is a spare member with none (until the end).
@@ -953,6 +955,7 @@ fn settle(
 
 #[test]
 fn node_failure_and_recovery() {
+    root_or_skip!();
     require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.162.0", 3);
@@ -1231,6 +1234,7 @@ fn node_failure_and_recovery() {
 
 #[test]
 fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
+    root_or_skip!();
     require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.163.0", 4);
@@ -1455,6 +1459,7 @@ fn expect_refusal(
 
 #[test]
 fn bad_cluster_key_files_refuse_the_start() {
+    root_or_skip!();
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.165.0", 1);
     let (ns, addr) = (hns[0].as_str(), addrs[0].as_str());
@@ -1543,6 +1548,7 @@ fn bad_cluster_key_files_refuse_the_start() {
 
 #[test]
 fn removing_an_overlay_network() {
+    root_or_skip!();
     require_tools(&["dig", "getent"]);
     let lab = Lab::without_daemon();
     let (hns, addrs) = hosts_on_switch(&lab, "10.164.0", 3);

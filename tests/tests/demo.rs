@@ -6,7 +6,7 @@ use weft_tests::*;
 
 #[test]
 fn demo_runs_and_cleans_up() {
-    require_root();
+    root_or_skip!();
     // Namespaces of other tests running in parallel are named wtXXXX-*; ignore those.
     let foreign = |v: Vec<String>| {
         v.into_iter()

@@ -52,6 +52,7 @@ fn free_udp_port() -> u16 {
 
 #[test]
 fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
+    root_or_skip!();
     require_tool("dig");
     let lab = Lab::new();
     lab.create_network("n", "10.71.0.0/24", &[]);
@@ -98,7 +99,7 @@ fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
     // A name of another network does not resolve here (nor upstream: there is none).
     let (status, answers) = dig(&lab, &a.ns, &gw, &["other"]);
     assert!(
-        answers.is_empty() && status != "NOERROR",
+        answers.is_empty() && status != "NOERROR" && status != "NO RESPONSE",
         "{status} {answers:?}"
     );
     // ... but does on its own network.
@@ -107,11 +108,16 @@ fn names_aliases_and_reverse_lookups_resolve_on_their_network_only() {
 
     // After a disconnect the name is gone.
     lab.weft_ok(&["disconnect", "n", &c.name]);
-    assert!(dig(&lab, &a.ns, &gw, &["db"]).1.is_empty());
+    let (status, answers) = dig(&lab, &a.ns, &gw, &["db"]);
+    assert!(
+        answers.is_empty() && status != "NOERROR" && status != "NO RESPONSE",
+        "db still resolves after its disconnect (or the gateway did not answer): {status} {answers:?}"
+    );
 }
 
 #[test]
 fn named_namespaces_get_a_resolv_conf_and_getent_works() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.73.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -129,6 +135,7 @@ fn named_namespaces_get_a_resolv_conf_and_getent_works() {
 
 #[test]
 fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
+    root_or_skip!();
     require_tool("dig");
     require_tool("dnsmasq");
     let port = free_udp_port();
@@ -224,6 +231,7 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
 
 #[test]
 fn malformed_queries_get_formerr_or_are_dropped_and_counted() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.75.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -256,6 +264,7 @@ except socket.timeout:
 /// out for long.
 #[test]
 fn idle_dns_tcp_connections_are_bounded_and_closed() {
+    root_or_skip!();
     require_tool("dig");
     require_tool("python3");
     let lab = Lab::new();
@@ -279,15 +288,18 @@ for i in range(70):
 # A refused SYN is answered by a reset; give the accepted ones a moment to be counted.
 time.sleep(0.5)
 start = time.time()
-closed = 0
+closed, timed_out = 0, 0
 for s in open_:
     s.settimeout(20)
     try:
         if s.recv(1) == b"":
             closed += 1
+    # socket.timeout is an OSError too: a connection the gateway left open is no close.
+    except socket.timeout:
+        timed_out += 1
     except OSError:
         closed += 1
-print(len(open_), refused, closed, round(time.time() - start))
+print(len(open_), refused, closed, timed_out, round(time.time() - start))
 "#
     );
     let out = lab.exec(&a.ns, &["python3", "-c", &script]);
@@ -298,18 +310,20 @@ print(len(open_), refused, closed, round(time.time() - start))
         .collect();
     assert_eq!(
         fields.len(),
-        4,
+        5,
         "python printed {text:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let (opened, refused, closed, waited) = (fields[0], fields[1], fields[2], fields[3]);
+    let (opened, refused, closed, timed_out, waited) =
+        (fields[0], fields[1], fields[2], fields[3], fields[4]);
     assert!(
         (62..=64).contains(&opened) && opened + refused == 70,
         "64 connections at most: {opened} opened, {refused} refused"
     );
     assert_eq!(
-        closed, opened,
-        "every idle connection is closed by the gateway"
+        (closed, timed_out),
+        (opened, 0),
+        "every idle connection is closed by the gateway (closed, still open after 20 s)"
     );
     assert!(
         waited <= 15,

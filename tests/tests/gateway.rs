@@ -26,6 +26,7 @@ fn neigh_mac(lab: &Lab, ns: &str, ip: &str) -> Option<String> {
 
 #[test]
 fn gateway_answers_arp_and_ping_on_tap_and_veth() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.61.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -89,6 +90,7 @@ fn gateway_answers_arp_and_ping_on_tap_and_veth() {
 
 #[test]
 fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.62.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -99,10 +101,21 @@ fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
     cap.wait_active(Duration::from_secs(10));
     lab.exec_ok(&a.ns, &["ip", "neigh", "flush", "dev", "eth0"]);
     lab.assert_ping(&a, &b);
-    // An address nobody owns is still asked for by broadcast (and flooded).
-    let _ = lab.exec(&a.ns, &["ping", "-c", "1", "-W", "1", "10.62.0.77"]);
+    // An address nobody owns is still asked for by broadcast (and flooded), and nobody
+    // answers for it.
+    let o = lab.exec(&a.ns, &["ping", "-c", "1", "-W", "1", "10.62.0.77"]);
+    assert!(
+        !o.status.success(),
+        "ping to the unowned 10.62.0.77 got a reply:\n{}",
+        stdout_of(&o)
+    );
     std::thread::sleep(Duration::from_millis(300));
-    cap.stop_with(libc::SIGINT);
+    let st = cap.stop_with(libc::SIGINT);
+    assert!(
+        st.code().is_some(),
+        "capture was killed by SIGINT instead of handling it ({st}); stderr {:?}",
+        cap.stderr()
+    );
     let frames = read_pcap(&pcap).expect("valid pcap").frames;
     let arp_requests_for = |target: [u8; 4]| {
         frames
@@ -135,6 +148,7 @@ fn arp_requests_for_known_endpoints_are_answered_locally_not_flooded() {
 
 #[test]
 fn traffic_the_gateway_cannot_handle_yet_is_dropped_and_counted() {
+    root_or_skip!();
     let lab = Lab::new();
     // Without outbound NAT, so that routed traffic never leaves the host.
     lab.create_network("n", "10.63.0.0/24", &["--nat", "none"]);

@@ -7,6 +7,7 @@ use weft_tests::*;
 
 #[test]
 fn harness_namespaces_raw_frames_pcap_and_cleanup() {
+    root_or_skip!();
     require_tool("tcpdump");
     require_tool("python3");
     let prefix;
@@ -117,4 +118,10 @@ fn pcap_parser_rejects_truncated_files() {
     f.extend_from_slice(&[0; 10]);
     assert!(parse_pcap(&f).is_err());
     assert!(parse_pcap(&f[..20]).is_err());
+}
+
+#[test]
+fn test_name_is_the_enclosing_test_function() {
+    // The skip line of `root_or_skip!` names the test by it.
+    assert_eq!(test_name!(), "test_name_is_the_enclosing_test_function");
 }

@@ -7,6 +7,7 @@ use weft_tests::*;
 
 #[test]
 fn without_icc_endpoints_reach_the_gateway_but_not_each_other() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("closed", "10.95.0.0/24", &["--icc=false"]);
     lab.create_network("open", "10.96.0.0/24", &[]);
@@ -56,7 +57,8 @@ fn without_icc_endpoints_reach_the_gateway_but_not_each_other() {
     // The open network is unaffected.
     lab.assert_ping(&c, &d);
     // The setting persists across a restart.
-    lab.stop_daemon();
+    let st = lab.stop_daemon();
+    assert!(st.success(), "daemon did not exit cleanly: {st}");
     lab.start_daemon();
     assert!(lab.ping(&a.ns, "10.95.0.1"));
     assert!(!lab.ping(&a.ns, &b.ip));
@@ -67,6 +69,7 @@ fn without_icc_endpoints_reach_the_gateway_but_not_each_other() {
 /// gateway's proxy NAT, and their published ports still answer the host.
 #[test]
 fn without_icc_the_outside_and_published_ports_still_work() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     let out_ns = lab.outside(220);

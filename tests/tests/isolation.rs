@@ -5,6 +5,7 @@ use weft_tests::*;
 
 #[test]
 fn networks_do_not_leak_frames_or_traffic() {
+    root_or_skip!();
     require_tool("tcpdump");
     let lab = Lab::new();
     lab.create_network("a", "10.31.0.0/24", &[]);

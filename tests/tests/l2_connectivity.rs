@@ -8,6 +8,7 @@ use weft_tests::*;
 /// the port counters grow.
 #[test]
 fn mixed_tap_veth_endpoints_all_pairs_ping() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("lan", "10.20.0.0/24", &[]);
     let a = lab.connect("lan", &lab.ns("a"), &[]);
@@ -118,6 +119,7 @@ fn mixed_tap_veth_endpoints_all_pairs_ping() {
 /// are honoured, for both kinds.
 #[test]
 fn connect_configures_interface_in_namespace() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network(
         "n",
@@ -267,6 +269,7 @@ fn connect_configures_interface_in_namespace() {
 /// NAME-IFNAME when the default name is taken.
 #[test]
 fn endpoint_default_names_and_pid_or_path_attach() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.23.0.0/24", &[]);
     let x = lab.ns("x");
@@ -320,6 +323,7 @@ fn endpoint_default_names_and_pid_or_path_attach() {
 /// connect works again.
 #[test]
 fn disconnect_removes_interface_and_endpoint() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.24.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);

@@ -28,6 +28,7 @@ except socket.timeout:
 
 #[test]
 fn udp_leaves_through_host_sockets_and_answers_come_back() {
+    root_or_skip!();
     require_tool("dig");
     require_tool("dnsmasq");
     let lab = Lab::with_daemon_args(&["--udp-idle-timeout", "2", "--dns-upstream", "127.0.0.1:9"]);

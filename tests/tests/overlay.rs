@@ -285,6 +285,7 @@ fn assert_ping(lab: &Lab, from: &str, to: &str, what: &str, hosts: &[&HostDaemon
 
 #[test]
 fn kernel_vxlan_interop() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.171.0.1", "10.171.0.2");
@@ -447,6 +448,7 @@ fn kernel_vxlan_interop() {
 
 #[test]
 fn vxlan_on_the_wire() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.172.0.1", "10.172.0.2");
@@ -724,6 +726,7 @@ fn vxlan_on_the_wire() {
 
 #[test]
 fn three_weft_hosts() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let addrs = ["10.173.0.1", "10.173.0.2", "10.173.0.3"];
@@ -946,6 +949,7 @@ const VXLAN_DROPS: [&str; 4] = [
 
 #[test]
 fn hostile_vxlan_input() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip, x_ip) = ("10.174.0.1", "10.174.0.2", "10.174.0.3");
@@ -1218,6 +1222,7 @@ fn as_refs(v: &[String]) -> Vec<&str> {
 
 #[test]
 fn overlay_errors_and_persistence() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.175.0.1", "10.175.0.2");
@@ -1490,6 +1495,7 @@ fn overlay_errors_and_persistence() {
 /// frames from a "remote" VTEP that steal the local endpoints' MACs.
 #[test]
 fn own_vtep_as_peer_is_harmless() {
+    root_or_skip!();
     require_tools(&["bridge"]);
     let lab = Lab::without_daemon();
     let (h1_ip, h2_ip) = ("10.176.0.1", "10.176.0.2");

@@ -569,6 +569,7 @@ fn udp_clients(lab: &Lab, port: u16, clients: u32, rounds: u32, what: &str) -> V
 /// small and large (8 MiB) responses intact, concurrent requests too; the mapping is listed.
 #[test]
 fn tcp_published_port_serves_the_container_web_server() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     lab.create_network("n", "10.181.1.0/24", &[]);
@@ -641,6 +642,7 @@ fn tcp_published_port_serves_the_container_web_server() {
 /// `weft connect -p/-P` publishes at connect time (on a veth endpoint).
 #[test]
 fn publish_all_picks_host_ports_and_connect_publishes() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     lab.create_network("n", "10.181.2.0/24", &[]);
@@ -764,6 +766,7 @@ fn publish_all_picks_host_ports_and_connect_publishes() {
 /// each client gets its own answers, from the published address.
 #[test]
 fn udp_published_port_answers_each_host_client() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.181.3.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -815,6 +818,7 @@ fn udp_published_port_answers_each_host_client() {
 /// A range of 100 host ports maps port by port onto 100 container ports.
 #[test]
 fn a_range_of_100_ports_maps_port_by_port() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.181.4.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -889,6 +893,7 @@ fn a_range_of_100_ports_maps_port_by_port() {
 /// HOST_IP restricts where the port listens.
 #[test]
 fn hairpin_and_host_ip_of_a_published_port() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     let out = lab.outside(230);
@@ -962,6 +967,7 @@ fn hairpin_and_host_ip_of_a_published_port() {
 /// mapping and leaves the others alone; the port can be published again.
 #[test]
 fn unpublish_closes_the_host_port_and_forgets_the_mapping() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     lab.create_network("n", "10.181.6.0/24", &[]);
@@ -1068,6 +1074,7 @@ fn unpublish_closes_the_host_port_and_forgets_the_mapping() {
 /// mapping stays gone.
 #[test]
 fn published_ports_survive_a_daemon_restart() {
+    root_or_skip!();
     require_tool("curl");
     let lab = Lab::new();
     lab.create_network("n", "10.181.7.0/24", &[]);
@@ -1205,6 +1212,7 @@ fn expect_spec_error(lab: &Lab, args: &[&str], words: &[&str]) -> String {
 /// (no port bound, no mapping listed, no endpoint created).
 #[test]
 fn bad_publish_requests_are_rejected_without_leftovers() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.181.8.0/24", &[]);
     lab.create_network("int", "10.181.9.0/24", &["--internal"]);

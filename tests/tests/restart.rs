@@ -7,6 +7,7 @@ use weft_tests::*;
 
 #[test]
 fn daemon_restart_restores_state_and_forwarding() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.61.0.0/24", &["--mtu", "1450", "--aging", "120"]);
     lab.create_network("empty", "10.62.0.0/24", &[]);
@@ -139,6 +140,7 @@ fn daemon_restart_restores_state_and_forwarding() {
 /// SIGINT stops the daemon cleanly as well.
 #[test]
 fn daemon_stops_on_sigint() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.63.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);

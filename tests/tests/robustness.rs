@@ -32,6 +32,7 @@ fn daemon_pid(lab: &Lab) -> u32 {
 
 #[test]
 fn a_namespace_deleted_behind_the_daemons_back_does_not_make_it_spin() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.91.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -61,6 +62,7 @@ fn a_namespace_deleted_behind_the_daemons_back_does_not_make_it_spin() {
 
 #[test]
 fn the_daemons_own_namespace_is_refused() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.92.0.0/24", &[]);
     let me = std::process::id().to_string();
@@ -74,6 +76,7 @@ fn the_daemons_own_namespace_is_refused() {
 
 #[test]
 fn a_second_daemon_on_the_same_state_directory_is_refused() {
+    root_or_skip!();
     let lab = Lab::new();
     let other_socket = lab.dir.join("second.sock");
     let out = run_timeout(
@@ -97,6 +100,7 @@ fn a_second_daemon_on_the_same_state_directory_is_refused() {
 
 #[test]
 fn unusable_ranges_and_interface_templates_are_refused() {
+    root_or_skip!();
     let lab = Lab::new();
     for subnet in [
         "127.0.0.0/24",

@@ -5,6 +5,7 @@ use weft_tests::*;
 
 #[test]
 fn stats_and_metrics_count_what_happened() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.97.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);

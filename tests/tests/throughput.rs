@@ -127,10 +127,12 @@ fn check_pair(kind_a: &str, kind_b: &str, also_reverse: bool) {
 
 #[test]
 fn iperf3_tcp_tap_to_tap() {
+    root_or_skip!();
     check_pair("tap", "tap", false);
 }
 
 #[test]
 fn iperf3_tcp_tap_and_veth_both_directions() {
+    root_or_skip!();
     check_pair("tap", "veth", true);
 }

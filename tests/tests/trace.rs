@@ -35,6 +35,7 @@ fn gateway(lab: &Lab, net: &str) -> String {
 
 #[test]
 fn a_trace_explains_forwarding_arp_suppression_and_the_gateway() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("n", "10.57.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);
@@ -43,7 +44,7 @@ fn a_trace_explains_forwarding_arp_suppression_and_the_gateway() {
     lab.assert_ping(&a, &b);
     let mut t = start_trace(&lab, &a.name, None);
     // Forget the neighbours, so that a asks for b's MAC again.
-    lab.exec(&a.ns, &["ip", "neigh", "flush", "all"]);
+    lab.exec_ok(&a.ns, &["ip", "neigh", "flush", "all"]);
     lab.assert_ping(&a, &b);
     assert!(lab.ping(&a.ns, &gw), "the gateway answers ping");
     std::thread::sleep(Duration::from_millis(300));
@@ -89,6 +90,7 @@ fn a_trace_explains_forwarding_arp_suppression_and_the_gateway() {
 
 #[test]
 fn a_trace_shows_why_frames_are_dropped_and_stops_after_its_count() {
+    root_or_skip!();
     let lab = Lab::new();
     lab.create_network("m", "10.58.0.0/24", &["--icc=false"]);
     let c = lab.connect("m", &lab.ns("c"), &[]);
