@@ -110,6 +110,14 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Sends signal `sig` to process `pid` (`kill(2)`).
+pub fn send_signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill has no memory effects; a wrong pid is an error return, not UB.
+    cvt(unsafe { libc::kill(pid, sig) }).map(|_| ())
+}
+
 /// Takes an exclusive, non-blocking `flock` on `file` (held until the file is closed).
 /// `Ok(false)` if another process holds it.
 pub fn try_lock_exclusive(file: &std::fs::File) -> std::io::Result<bool> {

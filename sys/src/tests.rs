@@ -12,6 +12,17 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// False, with a line on stderr saying why, when the test cannot run: it needs root.
+fn root_or_skip(test: &str) -> bool {
+    if effective_uid() == 0 {
+        return true;
+    }
+    eprintln!(
+        "skipped: {test} (sys/src/tests.rs) needs root (network namespaces, TAPs); run as root"
+    );
+    false
+}
+
 fn uniq(suffix: &str) -> String {
     format!("wsys{}{}", std::process::id(), suffix)
 }
@@ -120,6 +131,9 @@ fn in_ns_exists(netns: &Netns, ifname: &'static str) -> bool {
 
 #[test]
 fn tap_configure_persist_reattach() {
+    if !root_or_skip("tap_configure_persist_reattach") {
+        return;
+    }
     let ns = NsGuard::new("a");
     let netns = ns.netns();
 
@@ -225,6 +239,9 @@ fn inet_checksum(data: &[u8]) -> u16 {
 
 #[test]
 fn veth_packet_socket() {
+    if !root_or_skip("veth_packet_socket") {
+        return;
+    }
     let ns = NsGuard::new("b");
     let netns = ns.netns();
     let host = uniq("h");
@@ -496,6 +513,9 @@ fn tcp_transfer(from: &Netns, to: &Netns, to_ip: Ipv4Addr, bytes: usize) {
 
 #[test]
 fn tap_to_tap_ping_and_tso() {
+    if !root_or_skip("tap_to_tap_ping_and_tso") {
+        return;
+    }
     let nsa = NsGuard::new("c");
     let nsb = NsGuard::new("d");
     let (na, nb) = (nsa.netns(), nsb.netns());
@@ -560,6 +580,9 @@ fn tap_to_tap_ping_and_tso() {
 /// GSO superframes in both directions.
 #[test]
 fn veth_to_tap_tso_both_ways() {
+    if !root_or_skip("veth_to_tap_tso_both_ways") {
+        return;
+    }
     let nsa = NsGuard::new("e");
     let nsb = NsGuard::new("f");
     let (na, nb) = (nsa.netns(), nsb.netns());
@@ -642,6 +665,9 @@ fn epoll_and_eventfd() {
 
 #[test]
 fn errors_are_specific_and_readable() {
+    if !root_or_skip("errors_are_specific_and_readable") {
+        return;
+    }
     let name = uniq("nope");
     let e = Netns::from_name_or_path(&name).unwrap_err();
     let msg = e.to_string();

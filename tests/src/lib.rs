@@ -18,6 +18,8 @@
 //! to stderr and passes without doing anything (`WEFT_TEST_REQUIRE_ROOT=1` turns that
 //! skip into a failure).
 
+#![forbid(unsafe_code)]
+
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -86,15 +88,13 @@ pub fn weft_bin() -> PathBuf {
 
 /// True if this process runs with effective uid 0.
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+    weft_sys::effective_uid() == 0
 }
 
 /// Panics with a clear message unless running as root. [`Lab::without_daemon`] calls it as
 /// a backstop; tests start with [`root_or_skip!`] instead, which skips rather than fails.
 pub fn require_root() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = weft_sys::effective_uid();
     assert!(
         euid == 0,
         "the weft e2e tests need root (network namespaces, TAP devices, raw sockets); euid is {euid} \
@@ -115,8 +115,7 @@ pub fn root_or_skip_named(test: &str) -> bool {
     if is_root() {
         return true;
     }
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
+    let euid = weft_sys::effective_uid();
     let why = "needs root (network namespaces, TAPs, raw sockets)";
     if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v.trim() == "1") {
         panic!("{test} {why} but runs as euid {euid}, and {REQUIRE_ROOT_ENV}=1 forbids skipping");
@@ -260,10 +259,7 @@ fn run_quiet(prog: &str, args: &[&str]) -> Option<Output> {
 }
 
 fn send_signal(pid: u32, sig: libc::c_int) {
-    // SAFETY: plain syscall on a pid we own (our own child).
-    unsafe {
-        libc::kill(pid as libc::pid_t, sig);
-    }
+    let _ = weft_sys::send_signal(pid, sig);
 }
 
 /// Waits for `child` to exit, up to `timeout`.
