@@ -7,7 +7,7 @@ use crate::api::client::Client;
 mod args;
 mod cluster;
 mod daemon;
-pub mod demo;
+mod demo;
 mod network;
 mod render;
 mod stream;
