@@ -1,7 +1,4 @@
-//! `weft demo`: a self-contained lab. It starts a private daemon, creates three namespaces on
-//! one network (two TAP endpoints and one veth endpoint), pings between them, traces one
-//! frame (`weft trace`), prints the learned FDB and the port counters, and removes
-//! everything it created — also when interrupted with Ctrl-C.
+//! `weft demo`: a self-contained lab (private daemon, namespaces, pings, a trace, the tables), removed afterwards.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -11,10 +8,12 @@ use anyhow::{bail, Context, Result};
 use hyper::Method;
 use serde_json::Value;
 
+use super::render::print_table;
 use crate::api::client::Client;
 use crate::types::{Connect, CreateNetwork, EndpointInfo, FdbRow, PortKind, PortRow};
 
 const SUBNET: &str = "10.213.0.0/24";
+const NONE: Option<&Value> = None;
 
 /// Everything the demo created, removed on drop.
 struct Lab {
@@ -72,6 +71,10 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Starts a private daemon, creates three namespaces on one network (two TAP endpoints and one
+/// veth endpoint), pings between them, traces one frame (`weft trace`), prints the learned FDB
+/// and the port counters, and removes everything it created — also when interrupted with
+/// Ctrl-C.
 pub async fn run() -> Result<()> {
     if weft_sys::effective_uid() != 0 {
         bail!("weft demo creates network namespaces and needs root; run it with sudo");
@@ -106,7 +109,19 @@ pub async fn run() -> Result<()> {
     result
 }
 
+/// The demo, one step after another; `run` cleans up whatever they leave.
 async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
+    let client = start_daemon(lab).await?;
+    create_network(&client).await?;
+    let endpoints = connect_endpoints(lab, &client, tag).await?;
+    pings(&endpoints).await?;
+    trace_one_frame(&client, &endpoints).await?;
+    show_fdb(&client).await?;
+    show_ports(&client).await
+}
+
+/// Starts a private daemon on the lab's socket and waits until it accepts connections.
+async fn start_daemon(lab: &mut Lab) -> Result<Client> {
     std::fs::create_dir_all(&lab.dir)?;
     let exe = std::env::current_exe().context("cannot find the weft binary")?;
     let log = std::fs::File::create(lab.dir.join("daemon.log"))?;
@@ -127,23 +142,21 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             .context("cannot start the demo daemon")?,
     );
     let client = Client::new(&lab.socket());
-    let mut ready = false;
     for _ in 0..100 {
         if tokio::net::UnixStream::connect(lab.socket()).await.is_ok() {
-            ready = true;
-            break;
+            return Ok(client);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    if !ready {
-        bail!(
-            "the demo daemon did not start; see {}",
-            lab.dir.join("daemon.log").display()
-        );
-    }
+    bail!(
+        "the demo daemon did not start; see {}",
+        lab.dir.join("daemon.log").display()
+    );
+}
 
+/// Creates the network `demo` on [`SUBNET`].
+async fn create_network(client: &Client) -> Result<()> {
     println!("== network demo {SUBNET}");
-    let none: Option<&Value> = None;
     client
         .call::<Value>(
             Method::POST,
@@ -162,7 +175,16 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             }),
         )
         .await?;
+    Ok(())
+}
 
+/// Creates the namespaces red, green (TAP ports) and blue (a veth port) and connects them to
+/// `demo`; returns each namespace with its endpoint.
+async fn connect_endpoints(
+    lab: &mut Lab,
+    client: &Client,
+    tag: &str,
+) -> Result<Vec<(String, EndpointInfo)>> {
     let mut endpoints = Vec::new();
     for (short, kind) in [
         ("red", PortKind::Tap),
@@ -202,7 +224,11 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         );
         endpoints.push((ns, ep));
     }
+    Ok(endpoints)
+}
 
+/// Each endpoint pings the next, round the ring.
+async fn pings(endpoints: &[(String, EndpointInfo)]) -> Result<()> {
     println!("== pings");
     for i in 0..endpoints.len() {
         let (from_ns, from) = &endpoints[i];
@@ -225,9 +251,12 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             bail!("ping from {} to {} failed", from.name, to.name);
         }
     }
+    Ok(())
+}
 
-    // One frame explained: the switch's decision for red's next echo request (other frames,
-    // IPv6 neighbour discovery say, may come first and are skipped).
+/// One frame explained: the switch's decision for red's next echo request (other frames,
+/// IPv6 neighbour discovery say, may come first and are skipped).
+async fn trace_one_frame(client: &Client, endpoints: &[(String, EndpointInfo)]) -> Result<()> {
     let (red_ns, red) = &endpoints[0];
     let (_, green) = &endpoints[1];
     println!(
@@ -247,20 +276,7 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
         .kill_on_drop(true)
         .output();
     let echo = format!("{} > {} ICMP", red.ip, green.ip);
-    let find = async {
-        let mut text = String::new();
-        while let Some(Ok(frame)) = http_body_util::BodyExt::frame(&mut body).await {
-            if let Ok(data) = frame.into_data() {
-                text.push_str(&String::from_utf8_lossy(&data));
-            }
-            // Whole blocks only: each ends with an empty line.
-            let whole = text.rsplit_once("\n\n").map_or("", |(done, _)| done);
-            if let Some(block) = whole.split("\n\n").find(|b| b.contains(&echo)) {
-                return Some(block.to_string());
-            }
-        }
-        None
-    };
+    let find = find_block(&mut body, &echo);
     let (found, _) = tokio::join!(tokio::time::timeout(Duration::from_secs(3), find), ping);
     match found {
         Ok(Some(block)) => {
@@ -272,9 +288,29 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
     }
     // Dropping the response ends the trace.
     drop(body);
+    Ok(())
+}
 
+/// The first whole trace block (each ends with an empty line) that mentions `needle`, or
+/// None if the stream ends first.
+async fn find_block(body: &mut hyper::body::Incoming, needle: &str) -> Option<String> {
+    let mut text = String::new();
+    while let Some(Ok(frame)) = http_body_util::BodyExt::frame(body).await {
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        let whole = text.rsplit_once("\n\n").map_or("", |(done, _)| done);
+        if let Some(block) = whole.split("\n\n").find(|b| b.contains(needle)) {
+            return Some(block.to_string());
+        }
+    }
+    None
+}
+
+/// The learned forwarding database, as `weft fdb` would show it (ages with one decimal).
+async fn show_fdb(client: &Client) -> Result<()> {
     println!("== learned forwarding database (weft fdb)");
-    let fdb: Vec<FdbRow> = client.call(Method::GET, "/v1/fdb", none).await?;
+    let fdb: Vec<FdbRow> = client.call(Method::GET, "/v1/fdb", NONE).await?;
     let rows: Vec<Vec<String>> = fdb
         .into_iter()
         .map(|r| {
@@ -287,10 +323,14 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             ]
         })
         .collect();
-    crate::cli::print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
+    print_table(&["NETWORK", "MAC", "PORT", "ORIGIN", "AGE"], &rows);
+    Ok(())
+}
 
+/// The port counters, a short `weft ports`.
+async fn show_ports(client: &Client) -> Result<()> {
     println!("== port counters (weft ports)");
-    let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", none).await?;
+    let ports: Vec<PortRow> = client.call(Method::GET, "/v1/ports", NONE).await?;
     let rows: Vec<Vec<String>> = ports
         .into_iter()
         .map(|p| {
@@ -303,6 +343,6 @@ async fn steps(lab: &mut Lab, tag: &str) -> Result<()> {
             ]
         })
         .collect();
-    crate::cli::print_table(&["PORT", "KIND", "RX_PKTS", "TX_PKTS", "DROPS"], &rows);
+    print_table(&["PORT", "KIND", "RX_PKTS", "TX_PKTS", "DROPS"], &rows);
     Ok(())
 }

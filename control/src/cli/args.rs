@@ -1,0 +1,292 @@
+//! The command line's shape: every command, subcommand and flag, as clap types.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub const DEFAULT_SOCKET: &str = "/run/weft/weft.sock";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/weft";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weft",
+    version,
+    about = "A userspace virtual switch: networks of namespaces joined through TAP and veth ports"
+)]
+pub struct Cli {
+    /// API socket of the daemon
+    #[arg(long, global = true, env = "WEFT_SOCKET", default_value = DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Print listings as JSON
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the daemon in the foreground
+    Daemon(DaemonArgs),
+    /// Create, list, inspect and remove networks
+    #[command(subcommand)]
+    Network(NetworkCommand),
+    /// Attach a network namespace to a network
+    Connect(ConnectArgs),
+    /// Detach an endpoint and remove its interface
+    Disconnect { network: String, endpoint: String },
+    /// Show the forwarding database, or add/remove static entries
+    Fdb(FdbArgs),
+    /// Show the neighbour table (IP -> MAC) the switch answers ARP requests from
+    Arp {
+        /// Only this network
+        network: Option<String>,
+    },
+    /// List ports with counters and drops by reason
+    Ports,
+    /// Learning, aging and gateway counters per network
+    Stats {
+        /// Only this network
+        network: Option<String>,
+    },
+    /// Every counter in Prometheus text format (for a textfile collector)
+    Metrics,
+    /// Publish ports of an endpoint on the host: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+    Publish(PublishArgs),
+    /// Stop publishing: [HOST_IP:]HOST_PORT[-END][/tcp|/udp]
+    Unpublish {
+        endpoint: String,
+        /// Host port (or range) to unpublish
+        spec: String,
+    },
+    /// Active NAT flows: outbound UDP, TCP and ICMP, and connections to published ports
+    Nat {
+        /// Only this network
+        network: Option<String>,
+    },
+    /// Capture frames crossing one port, as pcap
+    Capture(CaptureArgs),
+    /// Explain what the switch does with each frame entering one port: learning, the
+    /// gateway, ICC, the FDB lookup or flood, and where the frame went
+    Trace(TraceArgs),
+    /// Add or remove static VXLAN peers (remote VTEPs)
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// List VXLAN peers: name, VTEP, VNI, state, last heard
+    Peers,
+    /// Run a self-contained lab: namespaces, a network, pings, the learned tables
+    Demo,
+    /// Print a new random cluster key (one line; save it to the --cluster-key-file of every node)
+    Keygen,
+    /// This node in the gossip cluster: name, addresses, gossip counters
+    Cluster,
+}
+
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Directory for persistent state (networks, endpoints, static entries)
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    pub state_dir: PathBuf,
+    /// Microseconds the data plane keeps polling after traffic before it sleeps (0: never
+    /// spin); trades CPU for round-trip time
+    #[arg(long, default_value_t = crate::dataplane::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    pub busy_poll_us: u64,
+    /// Forwarding threads; each port's receive side belongs to one of them. More than one
+    /// spreads the two directions of a flow over CPUs but adds a thread wake-up to every
+    /// round trip
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Upstream resolver for names the embedded DNS does not know (repeatable; default: the
+    /// nameservers of /etc/resolv.conf)
+    #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
+    pub dns_upstream: Vec<std::net::SocketAddr>,
+    /// Seconds an outbound UDP flow may stay idle before its host socket is closed
+    #[arg(long, default_value_t = crate::gateway::udp_nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
+    pub udp_idle_timeout: u64,
+    /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
+    /// (default: any address, the outer source chosen by routing)
+    #[arg(long, value_name = "ADDR")]
+    pub advertise: Option<std::net::Ipv4Addr>,
+    /// UDP port of VXLAN, sent to and received on (RFC 7348: 4789; Linux's default is 8472)
+    #[arg(long, default_value_t = weft_vtep::VXLAN_DEFAULT_PORT)]
+    pub vxlan_port: u16,
+    /// Join a cluster through these nodes' gossip addresses (ADDR or ADDR:PORT, comma-separated)
+    #[arg(long, value_delimiter = ',', value_name = "ADDR[,ADDR]")]
+    pub join: Vec<String>,
+    /// The cluster key (one line from `weft keygen`, the same file on every node); turns the
+    /// gossip on
+    #[arg(long, value_name = "FILE")]
+    pub cluster_key_file: Option<PathBuf>,
+    /// UDP port of the gossip
+    #[arg(long, default_value_t = crate::cluster::gossip::DEFAULT_GOSSIP_PORT)]
+    pub gossip_port: u16,
+    /// This node's name in the cluster (default: its --advertise address)
+    #[arg(long)]
+    pub node_name: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Send an overlay network's traffic to a remote VTEP (weft or a kernel vxlan device)
+    Add {
+        /// The VTEP's IPv4 address
+        addr: String,
+        /// The overlay network's VNI
+        #[arg(long)]
+        vni: u32,
+        /// The VTEP's UDP port (default: this daemon's --vxlan-port)
+        #[arg(long)]
+        port: Option<u16>,
+    },
+    /// Remove a static peer
+    #[command(alias = "del")]
+    Rm {
+        addr: String,
+        #[arg(long)]
+        vni: u32,
+    },
+    /// List peers (same as `weft peers`)
+    Ls,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum NetworkCommand {
+    /// Create a network
+    Create {
+        name: String,
+        /// IPv4 subnet in CIDR notation, e.g. 10.1.0.0/24
+        #[arg(long)]
+        subnet: String,
+        /// Gateway address (default: the first host address)
+        #[arg(long)]
+        gateway: Option<String>,
+        /// MTU of the endpoints' interfaces
+        #[arg(long)]
+        mtu: Option<u32>,
+        /// FDB aging time in seconds (default 300)
+        #[arg(long)]
+        aging: Option<u64>,
+        /// Inter-container communication; --icc=false lets endpoints reach the gateway only
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        icc: bool,
+        /// Outbound NAT: proxy (through host sockets, the default) or none
+        #[arg(long, value_name = "proxy|none")]
+        nat: Option<String>,
+        /// Isolated network: no outbound NAT and no published ports (DNS still works)
+        #[arg(long)]
+        internal: bool,
+        /// bridge (this host only, the default) or overlay (VXLAN between hosts)
+        #[arg(long, value_name = "bridge|overlay")]
+        driver: Option<String>,
+        /// VXLAN network identifier of an overlay network (default: the first free from 4096)
+        #[arg(long)]
+        vni: Option<u32>,
+    },
+    /// List networks
+    #[command(alias = "list")]
+    Ls,
+    /// Show a network and its endpoints (JSON)
+    Inspect { name: String },
+    /// Remove a network
+    #[command(alias = "remove")]
+    Rm {
+        name: String,
+        /// Disconnect attached endpoints first
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    pub network: String,
+    /// Namespace name (as in `ip netns`) or path to a namespace file
+    #[arg(long, conflicts_with = "pid")]
+    pub netns: Option<String>,
+    /// PID of a process whose network namespace to use
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Endpoint name (default: the namespace name)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// IPv4 address (default: the next free address)
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// MAC address (default: 02:42 followed by the IPv4 address)
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Interface name inside the namespace
+    #[arg(long, default_value = "eth0")]
+    pub ifname: String,
+    /// Port kind: a TAP inside the namespace, or a veth pair
+    #[arg(long, value_enum, default_value = "tap")]
+    pub kind: KindArg,
+    /// Extra DNS name on the network (repeatable; several endpoints may share one)
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Publish a port: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp] (repeatable)
+    #[arg(short = 'p', long = "publish", value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Publish a container port on a free host port: PORT[/tcp|/udp] (repeatable)
+    #[arg(short = 'P', long = "publish-all", value_name = "PORT")]
+    pub publish_all: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PublishArgs {
+    /// Endpoint name
+    pub endpoint: String,
+    /// Port specs: [HOST_IP:]HOST_PORT[-END]:CONTAINER_PORT[-END][/tcp|/udp]
+    pub specs: Vec<String>,
+    /// Publish a container port on a free host port: PORT[/tcp|/udp] (repeatable)
+    #[arg(short = 'P', long = "publish-all", value_name = "PORT")]
+    pub publish_all: Vec<String>,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum KindArg {
+    Tap,
+    Veth,
+}
+
+#[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct FdbArgs {
+    /// Only this network
+    pub network: Option<String>,
+    #[command(subcommand)]
+    pub action: Option<FdbAction>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum FdbAction {
+    /// Add a static entry: frames to MAC go to ENDPOINT's port
+    Add {
+        network: String,
+        mac: String,
+        endpoint: String,
+    },
+    /// Remove a static entry
+    Del { network: String, mac: String },
+}
+
+#[derive(Args, Debug)]
+pub struct CaptureArgs {
+    /// Port (endpoint name)
+    pub port: String,
+    /// Write pcap to FILE ('-' for standard output) instead of printing a summary
+    #[arg(short = 'w', long = "write")]
+    pub write: Option<String>,
+    /// Stop after COUNT frames
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// Port (endpoint or tunnel port name, as in `weft ports`)
+    pub port: String,
+    /// Stop after COUNT frames
+    #[arg(short = 'c', long = "count")]
+    pub count: Option<u64>,
+}
