@@ -1,5 +1,6 @@
 //! The daemon's HTTP+JSON API on its Unix socket: the server (routes onto the daemon), the
-//! client the CLI uses, and the text rendering of live traces.
+//! client the CLI uses, and the Prometheus text rendering of the metrics.
 
 pub mod client;
+pub mod metrics;
 pub mod server;

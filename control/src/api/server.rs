@@ -216,8 +216,12 @@ async fn nat(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
 }
 
 async fn metrics(State(d): Shared) -> Response {
-    match blocking(move || d.metrics()).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+    match blocking(move || d.metrics_data()).await {
+        Ok(data) => (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+            super::metrics::render(&data),
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -532,7 +532,7 @@ impl Daemon {
                     .dataplane
                     .with_bridge(|b| b.port_counters(t.port).cloned())
                     .unwrap_or_default();
-                super::port_row(name, crate::types::PortKind::Vxlan, &t.network, &counters)
+                super::tables::port_row(name, crate::types::PortKind::Vxlan, &t.network, &counters)
             })
             .collect()
     }

@@ -1,0 +1,727 @@
+//! Endpoints: connect (validate, plan, apply under a rollback guard), disconnect, re-attach.
+
+use std::collections::BTreeSet;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsFd, OwnedFd};
+
+use weft_switch::{MacAddr, NetworkId, PortId};
+
+use super::state::EndpointRecord;
+use super::validate::{validate_dns_name, validate_ifname, validate_name};
+use super::{
+    gateway, invalid, ipam, mac_for_ip, parse_mac, random_u64, Control, Daemon, DaemonError,
+    DataplaneError, Endpoint, Network, Result,
+};
+use crate::gateway::publish::{self, PortMapping, PublishedSocket};
+use crate::gateway::stack::StackInput;
+use crate::types::{Connect, EndpointInfo, PortKind};
+use weft_sys::{self as sys, IfConfig, Netns};
+
+impl Daemon {
+    /// `weft network connect`: validates the request (nothing changes before everything is
+    /// checked), plans the endpoint (name, address, MAC, interface, bound host ports), then
+    /// applies the plan under a [`Rollback`] guard.
+    pub fn connect(&self, network: &str, req: Connect) -> Result<EndpointInfo> {
+        let checked = check_connect(&req)?;
+        let mut c = self.lock();
+        let plan = self.plan_connect(&c, network, &req, checked)?;
+        let name = self.apply_connect(&mut c, plan)?;
+        Ok(Self::endpoint_info(&c, &c.endpoints[&name]))
+    }
+
+    /// Checks a connect request against the state and decides what to create: the network
+    /// exists, the interface name is free in the namespace, the endpoint name, the address
+    /// and the MAC are valid and free; the published host ports are bound (all or none).
+    fn plan_connect(
+        &self,
+        c: &Control,
+        network: &str,
+        req: &Connect,
+        checked: CheckedConnect,
+    ) -> Result<ConnectPlan> {
+        let net = Self::network(c, network)?;
+        // Host ports are bound before anything is created: a port in use refuses the whole
+        // connect with nothing to undo.
+        let bound = if req.publish.is_empty() && req.publish_all.is_empty() {
+            Vec::new()
+        } else {
+            Self::bind_published(c, net, &req.publish, &req.publish_all)?
+        };
+        check_ifname_free(c, &checked)?;
+        let name = endpoint_name(c, req, &checked.ifname)?;
+        let ip = self.endpoint_ip(c, net, checked.ip)?;
+        let mac = endpoint_mac(c, net, checked.mac, ip)?;
+        let CheckedConnect {
+            ifname,
+            kind,
+            netns,
+            netns_label,
+            ..
+        } = checked;
+        let record = EndpointRecord {
+            name,
+            network: network.to_string(),
+            netns: netns_label,
+            ifname,
+            kind,
+            ip,
+            mac: mac.to_string(),
+            host_ifname: (kind == PortKind::Veth)
+                .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
+            aliases: req.aliases.clone(),
+            netns_id: Some(netns.id()),
+            published: bound.iter().map(|(m, _)| *m).collect(),
+        };
+        let cfg = IfConfig {
+            mac: mac.0,
+            mtu: net.record.mtu,
+            addr: ip,
+            prefix_len: net.record.subnet.prefix_len(),
+            gateway: Some(net.record.gateway),
+        };
+        Ok(ConnectPlan {
+            netns,
+            network: net.id,
+            gateway: net.record.gateway,
+            record,
+            cfg,
+            mac,
+            bound,
+        })
+    }
+
+    /// Creates what `plan` says: the interface and its port, the switch's entries, the
+    /// endpoint in the state, saved; then serves the published ports, names the endpoint in
+    /// the DNS and writes the namespace's resolv.conf (none of which can fail). Returns the
+    /// endpoint's name.
+    fn apply_connect(&self, c: &mut Control, plan: ConnectPlan) -> Result<String> {
+        let ConnectPlan {
+            netns,
+            network: net_id,
+            gateway,
+            record,
+            cfg,
+            mac,
+            bound,
+        } = plan;
+        let (name, network, ip) = (record.name.clone(), record.network.clone(), record.ip);
+        let mut undo = Rollback::new(self, c);
+        let port = undo.add_port(&netns, &record, cfg, net_id)?;
+        undo.seed(net_id, port, ip, mac).map_err(|e| {
+            invalid(format!(
+                "address {ip} / MAC {mac} cannot be used on this network: {e}"
+            ))
+        })?;
+        undo.insert_endpoint(Endpoint {
+            record,
+            port,
+            netns_id: netns.id(),
+        });
+        self.save(undo.control())?;
+        undo.commit();
+        self.serve_published(c, &name, bound);
+        self.rebuild_zone(c, &network);
+        // A named namespace gets a resolv.conf pointing at the embedded DNS, so that
+        // `ip netns exec NAME` programs resolve endpoint names.
+        let label = &c.endpoints[&name].record.netns;
+        if !label.contains('/') {
+            if let Err(e) = gateway::write_netns_resolv_conf(label, &network, gateway) {
+                log::warn!("cannot write /etc/netns/{label}/resolv.conf: {e}");
+            }
+        }
+        Ok(name)
+    }
+
+    /// The new endpoint's address: the requested one if it is usable and free (here and,
+    /// on a cluster's overlay network, on the other nodes), else the next free one.
+    fn endpoint_ip(
+        &self,
+        c: &Control,
+        net: &Network,
+        requested: Option<Ipv4Addr>,
+    ) -> Result<Ipv4Addr> {
+        let (subnet, gateway) = (net.record.subnet, net.record.gateway);
+        let overlay_vni = net.record.vni.filter(|_| self.cluster.is_some());
+        match requested {
+            Some(ip) => {
+                ipam::check_explicit(
+                    subnet,
+                    gateway,
+                    ip,
+                    on_network(c, net).map(|e| (e.record.ip, e.record.name.as_str())),
+                )?;
+                if let Some(vni) = overlay_vni {
+                    self.cluster_check_explicit(vni, ip)?;
+                }
+                Ok(ip)
+            }
+            None => {
+                let taken: BTreeSet<Ipv4Addr> = on_network(c, net).map(|e| e.record.ip).collect();
+                match overlay_vni {
+                    // Cluster-wide IPAM: an address from a block this node leased.
+                    Some(vni) => self.cluster_allocate(c, vni, subnet, gateway, &taken),
+                    None => Ok(ipam::next_free(subnet, gateway, &taken)?),
+                }
+            }
+        }
+    }
+
+    /// Re-attaches an endpoint of the persisted state (on start): its interface is created
+    /// again, or taken over if it is still there.
+    pub(super) fn attach_existing(&self, c: &mut Control, record: EndpointRecord) -> Result<()> {
+        let net = c
+            .networks
+            .get(&record.network)
+            .ok_or_else(|| DaemonError::NotFound(format!("network {} is gone", record.network)))?;
+        let (netns, _) = open_netns(Some(&record.netns), None)?;
+        if record.netns_id.is_some_and(|id| id != netns.id()) {
+            return Err(DaemonError::NotFound(format!(
+                "namespace {} is not the one the endpoint was connected to (its process is gone)",
+                record.netns
+            )));
+        }
+        let mac = parse_mac(&record.mac)?;
+        let cfg = IfConfig {
+            mac: mac.0,
+            mtu: net.record.mtu,
+            addr: record.ip,
+            prefix_len: net.record.subnet.prefix_len(),
+            gateway: Some(net.record.gateway),
+        };
+        let net_id = net.id;
+        let mut undo = Rollback::new(self, c);
+        let port = undo.add_port(&netns, &record, cfg, net_id)?;
+        undo.seed(net_id, port, record.ip, mac)
+            .map_err(DataplaneError::from)?;
+        undo.insert_endpoint(Endpoint {
+            record,
+            port,
+            netns_id: netns.id(),
+        });
+        undo.commit();
+        Ok(())
+    }
+
+    pub(super) fn endpoint_info(c: &Control, e: &Endpoint) -> EndpointInfo {
+        let prefix_len = c
+            .networks
+            .get(&e.record.network)
+            .map(|n| n.record.subnet.prefix_len())
+            .unwrap_or(0);
+        EndpointInfo {
+            name: e.record.name.clone(),
+            network: e.record.network.clone(),
+            netns: e.record.netns.clone(),
+            ifname: e.record.ifname.clone(),
+            kind: e.record.kind,
+            ip: e.record.ip.to_string(),
+            prefix_len,
+            mac: e.record.mac.clone(),
+            port: e.record.name.clone(),
+            host_ifname: e.record.host_ifname.clone(),
+            aliases: e.record.aliases.clone(),
+            published: e.record.published.iter().map(|m| m.to_string()).collect(),
+        }
+    }
+    /// Removes an endpoint's port, interface and static entries (no state save).
+    pub(super) fn detach(&self, c: &mut Control, name: &str) {
+        let Some(ep) = c.endpoints.remove(name) else {
+            return;
+        };
+        c.static_fdb.retain(|s| s.endpoint != name);
+        for m in &ep.record.published {
+            self.stack.send(StackInput::Unpublish {
+                local: m.host_addr(),
+                tcp: m.protocol == publish::Protocol::Tcp,
+            });
+        }
+        self.stack.send(StackInput::ForgetPort(ep.port));
+        if let Some(net) = c.networks.get(&ep.record.network) {
+            let id = net.id;
+            let _ = self
+                .dataplane
+                .with_bridge(|b| b.remove_neighbor(id, ep.record.ip));
+        }
+        self.rebuild_zone(c, &ep.record.network);
+        let label = &ep.record.netns;
+        if !label.contains('/') {
+            // Point the namespace's resolv.conf at a network it is still on, or remove it.
+            let remaining = c
+                .endpoints
+                .values()
+                .find(|e| &e.record.netns == label)
+                .and_then(|e| c.networks.get(&e.record.network));
+            match remaining {
+                Some(net) => {
+                    let _ = gateway::write_netns_resolv_conf(
+                        label,
+                        &net.record.name,
+                        net.record.gateway,
+                    );
+                }
+                None => gateway::remove_netns_resolv_conf(label),
+            }
+        }
+        match self.dataplane.remove_port(ep.port) {
+            Ok(fd) => CreatedPort {
+                fd,
+                kind: ep.record.kind,
+                host_ifname: ep.record.host_ifname.clone(),
+            }
+            .destroy(),
+            Err(e) => log::warn!("endpoint {name}: {e}"),
+        }
+    }
+
+    pub fn disconnect(&self, network: &str, endpoint: &str) -> Result<()> {
+        let mut c = self.lock();
+        Self::network(&c, network)?;
+        match c.endpoints.get(endpoint) {
+            Some(e) if e.record.network == network => {}
+            Some(e) => {
+                return Err(DaemonError::NotFound(format!(
+                    "endpoint {endpoint:?} is on network {:?}, not {network:?}",
+                    e.record.network
+                )))
+            }
+            None => {
+                return Err(DaemonError::NotFound(format!(
+                    "no endpoint named {endpoint:?} on network {network:?}; see `weft network inspect {network}`"
+                )))
+            }
+        }
+        // Persist the outcome first: if that fails, the endpoint is still fully there.
+        let mut after = Self::snapshot(&c);
+        after.endpoints.retain(|e| e.name != endpoint);
+        after.static_fdb.retain(|s| s.endpoint != endpoint);
+        self.state_dir.save(&after)?;
+        self.detach(&mut c, endpoint);
+        Ok(())
+    }
+}
+
+/// A connect request with what can be checked without the lock checked: interface name,
+/// kind, requested MAC and address, endpoint name and aliases; the namespace is open.
+struct CheckedConnect {
+    ifname: String,
+    kind: PortKind,
+    mac: Option<MacAddr>,
+    ip: Option<Ipv4Addr>,
+    netns: Netns,
+    netns_label: String,
+}
+
+/// What `connect` will create, decided before anything changes.
+struct ConnectPlan {
+    netns: Netns,
+    network: NetworkId,
+    /// The network's gateway, for the namespace's resolv.conf.
+    gateway: Ipv4Addr,
+    /// The endpoint as it will be persisted.
+    record: EndpointRecord,
+    /// How its interface is configured.
+    cfg: IfConfig,
+    mac: MacAddr,
+    /// The published ports' host sockets, bound already (closed again if connect fails).
+    bound: Vec<(PortMapping, PublishedSocket)>,
+}
+
+/// Checks what a connect request says on its own, in the order the user sees the errors.
+fn check_connect(req: &Connect) -> Result<CheckedConnect> {
+    let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
+    validate_ifname(&ifname)?;
+    let kind = req.kind.unwrap_or_default();
+    let mac = req.mac.as_deref().map(parse_mac).transpose()?;
+    let ip = req
+        .ip
+        .as_deref()
+        .map(|s| {
+            s.parse::<Ipv4Addr>().map_err(|_| {
+                invalid(format!(
+                    "invalid --ip {s:?}: expected an IPv4 address like 10.1.0.5"
+                ))
+            })
+        })
+        .transpose()?;
+    if let Some(n) = &req.name {
+        validate_name("endpoint", n)?;
+    }
+    for alias in &req.aliases {
+        validate_dns_name(alias)?;
+    }
+    let (netns, netns_label) = open_netns(req.netns.as_deref(), req.pid)?;
+    Ok(CheckedConnect {
+        ifname,
+        kind,
+        mac,
+        ip,
+        netns,
+        netns_label,
+    })
+}
+
+/// Refuses an interface name the namespace has already (as an endpoint or otherwise).
+fn check_ifname_free(c: &Control, checked: &CheckedConnect) -> Result<()> {
+    let CheckedConnect {
+        ifname,
+        netns,
+        netns_label,
+        ..
+    } = checked;
+    if let Some(e) = c
+        .endpoints
+        .values()
+        .find(|e| e.netns_id == netns.id() && &e.record.ifname == ifname)
+    {
+        return Err(DaemonError::Conflict(format!(
+            "namespace {netns_label} already has interface {ifname} attached as endpoint {:?} on network {:?}; pass another --ifname",
+            e.record.name, e.record.network
+        )));
+    }
+    let probe = ifname.clone();
+    if netns.run(move || Ok(sys::interface_exists(&probe)))? {
+        return Err(DaemonError::Conflict(format!(
+            "interface {ifname} already exists in namespace {netns_label}; pass another --ifname"
+        )));
+    }
+    Ok(())
+}
+
+/// The new endpoint's name: `--name` if free, else the namespace's name (or pidPID), or
+/// that with the interface name appended.
+fn endpoint_name(c: &Control, req: &Connect, ifname: &str) -> Result<String> {
+    let name = match req.name.clone() {
+        Some(n) => {
+            if c.endpoints.contains_key(&n) {
+                return Err(DaemonError::Conflict(format!(
+                    "an endpoint named {n:?} already exists; pass another --name"
+                )));
+            }
+            n
+        }
+        None => {
+            let base = match (&req.netns, req.pid) {
+                (Some(n), _) => n.rsplit('/').next().unwrap_or(n).to_string(),
+                (None, Some(pid)) => format!("pid{pid}"),
+                _ => unreachable!("open_netns checked"),
+            };
+            let base: String = base
+                .chars()
+                .map(|ch| {
+                    if ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.') {
+                        ch
+                    } else {
+                        '-'
+                    }
+                })
+                .collect();
+            [base.clone(), format!("{base}-{ifname}")]
+                .into_iter()
+                .find(|n| !c.endpoints.contains_key(n))
+                .ok_or_else(|| {
+                    DaemonError::Conflict(format!(
+                        "endpoint names {base:?} and \"{base}-{ifname}\" are taken; pass --name"
+                    ))
+                })?
+        }
+    };
+    Ok(name)
+}
+
+/// The endpoints on network `net`.
+fn on_network<'c>(c: &'c Control, net: &'c Network) -> impl Iterator<Item = &'c Endpoint> {
+    c.endpoints
+        .values()
+        .filter(move |e| e.record.network == net.record.name)
+}
+
+/// The new endpoint's MAC: the requested one, or one generated from the address; neither
+/// the gateway's nor another endpoint's on the network.
+fn endpoint_mac(
+    c: &Control,
+    net: &Network,
+    requested: Option<MacAddr>,
+    ip: Ipv4Addr,
+) -> Result<MacAddr> {
+    let network = &net.record.name;
+    let mac = requested.unwrap_or_else(|| mac_for_ip(ip));
+    if mac == mac_for_ip(net.record.gateway) {
+        return Err(DaemonError::Conflict(format!(
+            "MAC address {mac} belongs to the gateway of network {network:?}; pass another --mac or omit it"
+        )));
+    }
+    if let Some(e) = on_network(c, net).find(|e| e.record.mac.parse::<MacAddr>().ok() == Some(mac))
+    {
+        let fix = if requested.is_some() {
+            "pass another --mac or omit it"
+        } else {
+            "it was generated from the address: pass --mac or another --ip"
+        };
+        return Err(DaemonError::Conflict(format!(
+            "MAC address {mac} is already used by endpoint {:?} on network {network:?}; {fix}",
+            e.record.name
+        )));
+    }
+    Ok(mac)
+}
+
+/// One thing connecting an endpoint did, as [`Rollback`] undoes it.
+enum Step {
+    /// The interface exists and is data-plane port `port`: remove the port, then the
+    /// interface.
+    Port {
+        port: PortId,
+        kind: PortKind,
+        host_ifname: Option<String>,
+    },
+    /// The switch answers ARP for `ip` on `network` (and may have learned the MAC): forget
+    /// the address.
+    Neighbor { network: NetworkId, ip: Ipv4Addr },
+    /// The endpoint is in the control state: take it out, and tell the gateway's stack to
+    /// forget its port.
+    Endpoint { name: String, port: PortId },
+}
+
+/// The rollback guard of connecting an endpoint (a new one, or a persisted one on start):
+/// each step that changed something is recorded as it succeeds, and dropping the guard
+/// without [`Rollback::commit`] undoes the recorded steps, last first. Every step is whole
+/// or nothing itself (a port the data plane refuses has its interface removed at once).
+struct Rollback<'a> {
+    daemon: &'a Daemon,
+    c: &'a mut Control,
+    done: Vec<Step>,
+}
+
+impl<'a> Rollback<'a> {
+    fn new(daemon: &'a Daemon, c: &'a mut Control) -> Rollback<'a> {
+        Rollback {
+            daemon,
+            c,
+            done: Vec::new(),
+        }
+    }
+
+    /// The control state as the steps so far left it.
+    fn control(&self) -> &Control {
+        self.c
+    }
+
+    /// Creates (or re-attaches) the endpoint's interface and adds it to network `net` of the
+    /// data plane as a new port.
+    fn add_port(
+        &mut self,
+        netns: &Netns,
+        record: &EndpointRecord,
+        cfg: IfConfig,
+        net: NetworkId,
+    ) -> Result<PortId> {
+        let mtu = cfg.mtu;
+        let CreatedPort {
+            fd,
+            kind,
+            host_ifname,
+        } = plumb(netns, record, cfg, mtu)?;
+        let port = PortId(self.c.next_port_id);
+        if let Err((e, fd)) = self.daemon.dataplane.add_port(port, net, fd) {
+            CreatedPort {
+                fd,
+                kind,
+                host_ifname,
+            }
+            .destroy();
+            return Err(e.into());
+        }
+        self.c.next_port_id += 1;
+        self.done.push(Step::Port {
+            port,
+            kind,
+            host_ifname,
+        });
+        Ok(port)
+    }
+
+    /// Tells the switch the endpoint's address and MAC (see [`seed_endpoint`]).
+    fn seed(
+        &mut self,
+        network: NetworkId,
+        port: PortId,
+        ip: Ipv4Addr,
+        mac: MacAddr,
+    ) -> std::result::Result<(), weft_switch::BridgeError> {
+        // Recorded first: a seed that fails half-way may have set the neighbour entry.
+        self.done.push(Step::Neighbor { network, ip });
+        let dataplane = &self.daemon.dataplane;
+        let now = dataplane.now();
+        dataplane.with_bridge(|b| seed_endpoint(b, now, network, port, ip, mac))
+    }
+
+    /// Adds the endpoint to the control state (not saved).
+    fn insert_endpoint(&mut self, endpoint: Endpoint) {
+        let name = endpoint.record.name.clone();
+        self.done.push(Step::Endpoint {
+            name: name.clone(),
+            port: endpoint.port,
+        });
+        self.c.endpoints.insert(name, endpoint);
+    }
+
+    /// Keeps everything done: the guard undoes nothing when dropped.
+    fn commit(mut self) {
+        self.done.clear();
+    }
+
+    fn undo(&mut self, step: Step) {
+        let dataplane = &self.daemon.dataplane;
+        match step {
+            Step::Endpoint { name, port } => {
+                self.c.endpoints.remove(&name);
+                self.daemon.stack.send(StackInput::ForgetPort(port));
+            }
+            Step::Neighbor { network, ip } => {
+                let _ = dataplane.with_bridge(|b| b.remove_neighbor(network, ip));
+            }
+            Step::Port {
+                port,
+                kind,
+                host_ifname,
+            } => {
+                if let Ok(fd) = dataplane.remove_port(port) {
+                    CreatedPort {
+                        fd,
+                        kind,
+                        host_ifname,
+                    }
+                    .destroy();
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Rollback<'_> {
+    fn drop(&mut self) {
+        while let Some(step) = self.done.pop() {
+            self.undo(step);
+        }
+    }
+}
+
+fn open_netns(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> {
+    let (ns, label) = open_netns_unchecked(netns, pid)?;
+    if Netns::current().is_ok_and(|own| own.id() == ns.id()) {
+        return Err(invalid(format!(
+            "namespace {label} is the daemon's own network namespace; weft attaches containers, not the host: give a container's namespace (create one with `ip netns add NAME`)"
+        )));
+    }
+    Ok((ns, label))
+}
+
+fn open_netns_unchecked(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns, String)> {
+    match (netns, pid) {
+        (Some(_), Some(_)) => Err(invalid("give either --netns or --pid, not both")),
+        (None, None) => Err(invalid(
+            "say which namespace to connect: --netns NAME|PATH or --pid PID",
+        )),
+        (Some(n), None) => Ok((Netns::from_name_or_path(n)?, n.to_string())),
+        (None, Some(pid)) => {
+            let ns = Netns::from_pid(pid)?;
+            Ok((ns, format!("/proc/{pid}/ns/net")))
+        }
+    }
+}
+
+/// Tells the switch what IPAM knows about a new endpoint: its address for ARP suppression,
+/// and its MAC on its port (learned now, aging as usual), so the first unicast to it after
+/// an ARP request the switch answered itself is not flooded.
+fn seed_endpoint(
+    bridge: &mut weft_switch::Bridge,
+    now: weft_switch::Timestamp,
+    network: NetworkId,
+    port: PortId,
+    ip: Ipv4Addr,
+    mac: MacAddr,
+) -> std::result::Result<(), weft_switch::BridgeError> {
+    bridge.set_neighbor(network, ip, mac)?;
+    bridge.learn_at(now, port, mac)?;
+    Ok(())
+}
+
+/// What a created port leaves behind, so it can be undone.
+struct CreatedPort {
+    fd: OwnedFd,
+    kind: PortKind,
+    host_ifname: Option<String>,
+}
+
+impl CreatedPort {
+    /// Removes the interface(s) again (connect failed after creating them, or disconnect).
+    fn destroy(self) {
+        match self.kind {
+            PortKind::Tap => {
+                let _ = sys::tap_clear_persist(self.fd.as_fd());
+                drop(self.fd);
+            }
+            PortKind::Veth => {
+                drop(self.fd);
+                if let Some(host) = &self.host_ifname {
+                    let _ = sys::delete_link(host);
+                }
+            }
+            PortKind::Vxlan => drop(self.fd),
+        }
+    }
+}
+
+/// Creates (or re-attaches) the endpoint's interface and returns its port fd.
+fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
+    let ifname = rec.ifname.clone();
+    match rec.kind {
+        PortKind::Vxlan => Err(invalid(
+            "an endpoint cannot be of kind vxlan: use tap or veth (remote VTEPs are added with `weft peer add`)",
+        )),
+        PortKind::Tap => {
+            let fd = netns.run(move || {
+                let fd = sys::open_tap(&ifname, true)?;
+                if let Err(e) = sys::configure_interface(&ifname, &cfg) {
+                    let _ = sys::tap_clear_persist(fd.as_fd());
+                    return Err(e);
+                }
+                Ok(fd)
+            })?;
+            Ok(CreatedPort {
+                fd,
+                kind: PortKind::Tap,
+                host_ifname: None,
+            })
+        }
+        PortKind::Veth => {
+            let host = rec.host_ifname.clone().ok_or_else(|| {
+                DaemonError::Internal(format!(
+                    "veth endpoint {} has no host interface name in the state file",
+                    rec.name
+                ))
+            })?;
+            let created_now = !sys::interface_exists(&host);
+            if created_now {
+                sys::create_veth(&host, &ifname, netns)?;
+            }
+            let undo = |e: DaemonError| {
+                if created_now {
+                    let _ = sys::delete_link(&host);
+                }
+                e
+            };
+            netns
+                .run(move || sys::configure_interface(&ifname, &cfg))
+                .map_err(|e| undo(e.into()))?;
+            sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
+            sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
+            let fd = sys::open_packet_socket(&host).map_err(|e| undo(e.into()))?;
+            Ok(CreatedPort {
+                fd,
+                kind: PortKind::Veth,
+                host_ifname: Some(host),
+            })
+        }
+    }
+}
