@@ -13,8 +13,8 @@ use weft_switch::NetworkId;
 
 use super::link::{NetStack, DNS_LISTENERS};
 use super::{Stack, StackInput};
+use crate::gateway;
 use crate::gateway::dns::{self, Outcome};
-use crate::gateway::{self};
 
 /// DNS-over-TCP connections one network's gateway keeps open at once.
 const MAX_DNS_CONNS: usize = 64;
