@@ -4,10 +4,9 @@
 //! This is how slirp4netns and passt give rootless containers a network; no kernel NAT, no
 //! iptables.
 //!
-//! [`FlowTable`] is the pure part (time passed in); [`UdpNat`] does the I/O.
+//! [`FlowTable`] (in `weft_gateway::flows`) is the pure part, time passed in; [`UdpNat`] does
+//! the I/O.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,109 +16,15 @@ use weft_switch::{
     PortId, ICMP_PORT_UNREACHABLE,
 };
 
+use weft_gateway::flows::FlowTable;
+use weft_gateway::Timestamp;
+
 use crate::dataplane::Dataplane;
 
 /// Default idle time after which a UDP flow and its host socket are dropped.
 pub const DEFAULT_UDP_IDLE: Duration = Duration::from_secs(60);
 /// Flows kept at once; a new flow beyond this is refused (counted as `gateway_busy`).
 pub const MAX_UDP_FLOWS: usize = 4096;
-
-/// One flow's bookkeeping.
-#[derive(Debug, Clone)]
-pub struct Flow<V> {
-    pub value: V,
-    pub created: Instant,
-    pub last_active: Instant,
-    pub bytes_out: u64,
-    pub bytes_in: u64,
-}
-
-/// Flows by key with idle expiry. Pure: every call takes the time.
-#[derive(Debug)]
-pub struct FlowTable<K, V> {
-    flows: HashMap<K, Flow<V>>,
-    idle: Duration,
-    max: usize,
-}
-
-impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
-    pub fn new(idle: Duration, max: usize) -> Self {
-        FlowTable {
-            flows: HashMap::new(),
-            idle,
-            max,
-        }
-    }
-
-    #[cfg(test)]
-    pub fn len(&self) -> usize {
-        self.flows.len()
-    }
-
-    pub fn get(&self, key: &K) -> Option<&Flow<V>> {
-        self.flows.get(key)
-    }
-
-    /// Adds a flow; refused (`Err(value)`) when the table is full.
-    pub fn insert(&mut self, key: K, value: V, now: Instant) -> Result<(), V> {
-        if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
-            return Err(value);
-        }
-        self.flows.insert(
-            key,
-            Flow {
-                value,
-                created: now,
-                last_active: now,
-                bytes_out: 0,
-                bytes_in: 0,
-            },
-        );
-        Ok(())
-    }
-
-    /// Counts bytes leaving through the flow (container to outside) and keeps it alive.
-    pub fn sent(&mut self, key: &K, bytes: usize, now: Instant) {
-        if let Some(f) = self.flows.get_mut(key) {
-            f.bytes_out += bytes as u64;
-            f.last_active = now;
-        }
-    }
-
-    /// Counts bytes coming back (outside to container) and keeps the flow alive.
-    pub fn received(&mut self, key: &K, bytes: usize, now: Instant) {
-        if let Some(f) = self.flows.get_mut(key) {
-            f.bytes_in += bytes as u64;
-            f.last_active = now;
-        }
-    }
-
-    /// Removes and returns the flows idle for at least the idle time.
-    pub fn expire(&mut self, now: Instant) -> Vec<(K, V)> {
-        let idle = self.idle;
-        let dead: Vec<K> = self
-            .flows
-            .iter()
-            .filter(|(_, f)| now.saturating_duration_since(f.last_active) >= idle)
-            .map(|(k, _)| k.clone())
-            .collect();
-        dead.into_iter()
-            .filter_map(|k| self.flows.remove(&k).map(|f| (k, f.value)))
-            .collect()
-    }
-
-    /// Removes every flow whose key matches (a disconnected endpoint's, a removed network's).
-    pub fn remove_where(&mut self, mut pred: impl FnMut(&K) -> bool) -> Vec<V> {
-        let keys: Vec<K> = self.flows.keys().filter(|k| pred(k)).cloned().collect();
-        keys.into_iter()
-            .filter_map(|k| self.flows.remove(&k).map(|f| f.value))
-            .collect()
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (&K, &Flow<V>)> {
-        self.flows.iter()
-    }
-}
 
 /// A UDP flow: one container socket talking to one outside socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -176,6 +81,13 @@ pub enum NatError {
 /// The UDP half of the proxy NAT.
 pub struct UdpNat {
     table: Arc<Mutex<FlowTable<UdpFlowKey, UdpFlowIo>>>,
+    /// The origin of the table's time.
+    origin: Instant,
+}
+
+/// The time since `origin`, as the flow table takes it.
+fn since(origin: Instant) -> Timestamp {
+    Timestamp::from_millis(u64::try_from(origin.elapsed().as_millis()).unwrap_or(u64::MAX))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -186,6 +98,7 @@ impl UdpNat {
     pub fn new(idle: Duration) -> UdpNat {
         UdpNat {
             table: Arc::new(Mutex::new(FlowTable::new(idle, MAX_UDP_FLOWS))),
+            origin: Instant::now(),
         }
     }
 
@@ -199,7 +112,7 @@ impl UdpNat {
         back: ReturnPath,
         payload: &[u8],
     ) -> Result<(), NatError> {
-        let now = Instant::now();
+        let now = since(self.origin);
         let mut table = lock(&self.table);
         if table.get(&key).is_none() {
             let io = self.open(dataplane, key, back)?;
@@ -237,6 +150,7 @@ impl UdpNat {
             Arc::clone(dataplane),
             key,
             back,
+            self.origin,
         ));
         Ok(UdpFlowIo {
             sender,
@@ -247,7 +161,7 @@ impl UdpNat {
 
     /// Drops idle flows (call about once a second).
     pub fn expire(&self) {
-        for (_, io) in lock(&self.table).expire(Instant::now()) {
+        for (_, io) in lock(&self.table).expire(since(self.origin)) {
             io.reader.abort();
         }
     }
@@ -260,7 +174,7 @@ impl UdpNat {
     }
 
     pub fn flows(&self) -> Vec<UdpFlowView> {
-        let now = Instant::now();
+        let now = since(self.origin);
         let table = lock(&self.table);
         let mut rows: Vec<UdpFlowView> = table
             .iter()
@@ -285,6 +199,7 @@ async fn read_answers(
     dataplane: Arc<Dataplane>,
     key: UdpFlowKey,
     back: ReturnPath,
+    origin: Instant,
 ) {
     let ReturnPath {
         port,
@@ -324,36 +239,6 @@ async fn read_answers(
         if let Some(len) = write_udp(src, dst, &buf[..n], &mut frame) {
             dataplane.inject(port, &frame[..len]);
         }
-        lock(&table).received(&key, n, Instant::now());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn flows_expire_after_the_idle_time_driven_by_the_test() {
-        let t0 = Instant::now();
-        let mut t: FlowTable<u32, &str> = FlowTable::new(Duration::from_secs(60), 2);
-        t.insert(1, "a", t0).unwrap();
-        t.insert(2, "b", t0).unwrap();
-        assert_eq!(
-            t.insert(3, "c", t0),
-            Err("c"),
-            "a full table refuses new flows"
-        );
-        t.sent(&1, 100, t0 + Duration::from_secs(50));
-        t.received(&1, 40, t0 + Duration::from_secs(55));
-        assert!(t.expire(t0 + Duration::from_secs(59)).is_empty());
-        let gone = t.expire(t0 + Duration::from_secs(60));
-        assert_eq!(gone, vec![(2, "b")]);
-        let f = t.get(&1).unwrap();
-        assert_eq!((f.bytes_out, f.bytes_in), (100, 40));
-        assert_eq!(t.expire(t0 + Duration::from_secs(114)), vec![]);
-        assert_eq!(t.expire(t0 + Duration::from_secs(115)), vec![(1, "a")]);
-        assert_eq!(t.len(), 0);
-        t.insert(3, "c", t0).unwrap();
-        assert_eq!(t.remove_where(|k| *k == 3), vec!["c"]);
+        lock(&table).received(&key, n, since(origin));
     }
 }

@@ -1,0 +1,484 @@
+//! The gateway's own TCP/IP endpoint: one thread that terminates the TCP connections
+//! containers open through their gateway (outbound proxy NAT), the connections that arrive on
+//! published host ports (inbound), DNS over TCP at the gateway address, published UDP ports,
+//! and ICMP echo to outside addresses.
+//!
+//! Every network gets a [smoltcp] interface in "any IP" mode whose link is the gateway's
+//! internal port ([`link`]): the data plane hands it the frames addressed to the gateway's
+//! MAC that the fast path does not answer itself (see [`stack_bound`]), and the frames it
+//! sends go out through [`Dataplane::inject_packet`]. On the host side everything is an
+//! ordinary non-blocking socket watched by one epoll instance. This is how slirp4netns
+//! (libslirp) and passt proxy rootless containers' traffic; no iptables, no kernel forwarding.
+//!
+//! The protocol decisions are [`weft_gateway`]'s pure state machines, driven here with the
+//! thread's clock: the held SYN of outbound TCP and the flow table ([`tcp`]), echo
+//! identifier NAT ([`echo`]), published UDP client ports ([`published`]), DNS-over-TCP
+//! framing ([`dns_tcp`]). This module is the loop and the dispatch.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use smoltcp::iface::SocketHandle;
+use weft_gateway::echo::EchoNat;
+use weft_gateway::packet::{self, Transport};
+use weft_gateway::tcp::TcpTable;
+use weft_gateway::Timestamp;
+use weft_switch::{
+    write_icmp_unreachable, DropReason, GatewayConfig, MacAddr, NetworkId, PortId,
+    ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
+};
+
+use crate::dataplane::Dataplane;
+use crate::gateway::publish::PublishedSocket;
+use crate::gateway::{self, Zones};
+use crate::types::NatRow;
+use weft_sys::{self as sys, Epoll, EventFd};
+
+mod dns_tcp;
+mod echo;
+mod link;
+mod published;
+mod tcp;
+
+use echo::EchoBack;
+use link::NetStack;
+use published::PublishedEntry;
+use tcp::FlowIo;
+
+/// Frames and commands that may wait for the stack thread before new frames are dropped.
+pub const STACK_QUEUE: usize = 4096;
+
+const TAG_SHIFT: u32 = 32;
+const TAG_WAKE: u64 = 0;
+const TAG_FLOW: u64 = 1;
+const TAG_PUBLISHED: u64 = 2;
+const TAG_ICMP: u64 = 3;
+
+fn token(tag: u64, index: usize) -> u64 {
+    (tag << TAG_SHIFT) | index as u64
+}
+
+/// Whether a frame for the gateway belongs to the stack: TCP to any address, an ICMP echo
+/// request to an outside address, or UDP to the gateway's own address other than DNS
+/// (answers to published UDP ports). Cheap: looks at a few header bytes only.
+pub fn stack_bound(frame: &[u8], gw: &GatewayConfig) -> bool {
+    packet::stack_bound(frame, gw)
+}
+
+/// A published host port handed to the stack, already bound by the daemon.
+#[derive(Debug)]
+pub struct Published {
+    pub network: NetworkId,
+    pub target: Target,
+    pub container_port: u16,
+    pub socket: PublishedSocket,
+}
+
+/// The endpoint a published port leads to.
+#[derive(Debug, Clone, Copy)]
+pub struct Target {
+    pub port: PortId,
+    pub mac: MacAddr,
+    pub ip: Ipv4Addr,
+    pub gateway: GatewayConfig,
+    /// The network's subnet (address, prefix length).
+    pub subnet: (Ipv4Addr, u8),
+    pub mtu: u16,
+}
+
+/// What the stack thread is asked to do.
+pub enum StackInput {
+    /// A frame for the gateway from `port` (see [`stack_bound`]).
+    Frame {
+        port: PortId,
+        gateway: GatewayConfig,
+        frame: Vec<u8>,
+    },
+    Publish(Published),
+    /// Stop serving the published socket bound to this address (TCP if `tcp`).
+    Unpublish {
+        local: SocketAddr,
+        tcp: bool,
+    },
+    /// Drop everything of a removed network.
+    ForgetNetwork(NetworkId),
+    /// Drop the connections of a disconnected endpoint's port.
+    ForgetPort(PortId),
+    /// Report the active flows.
+    Flows(std::sync::mpsc::Sender<Vec<NatRow>>),
+    /// A forwarded DNS-over-TCP query came back.
+    DnsAnswer {
+        network: NetworkId,
+        conn: SocketHandle,
+        /// The connection's number: a handle is reused, an answer must not reach the
+        /// connection that took over a closed one's handle.
+        id: u64,
+        answer: Vec<u8>,
+    },
+}
+
+/// The handle the data plane and the daemon use to reach the stack thread.
+#[derive(Clone)]
+pub struct StackHandle {
+    tx: SyncSender<StackInput>,
+    wake: Arc<EventFd>,
+}
+
+impl StackHandle {
+    /// Queues an input without blocking; false if the queue is full or the thread is gone.
+    pub fn try_send(&self, input: StackInput) -> bool {
+        let ok = match self.tx.try_send(input) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => false,
+        };
+        if ok {
+            self.wake.notify();
+        }
+        ok
+    }
+
+    /// Queues a command, waiting for room (control operations, never the data path).
+    pub fn send(&self, input: StackInput) -> bool {
+        let ok = self.tx.send(input).is_ok();
+        self.wake.notify();
+        ok
+    }
+
+    /// The active TCP and ICMP flows, as `weft nat` lists them.
+    pub fn flows(&self) -> Vec<NatRow> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        if !self.send(StackInput::Flows(tx)) {
+            return Vec::new();
+        }
+        rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default()
+    }
+}
+
+/// Errors starting the stack.
+#[derive(Debug, thiserror::Error)]
+pub enum StackError {
+    #[error(transparent)]
+    Sys(#[from] sys::SysError),
+    #[error("cannot start the gateway stack thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Starts the stack thread. `runtime` runs forwarded DNS-over-TCP queries.
+pub fn spawn(
+    dataplane: Arc<Dataplane>,
+    zones: Zones,
+    upstreams: Arc<Vec<SocketAddr>>,
+    runtime: tokio::runtime::Handle,
+    udp_idle: Duration,
+) -> Result<StackHandle, StackError> {
+    let (tx, rx) = std::sync::mpsc::sync_channel(STACK_QUEUE);
+    let wake = Arc::new(EventFd::new()?);
+    let epoll = Epoll::new()?;
+    epoll.add(wake.fd(), token(TAG_WAKE, 0))?;
+    let handle = StackHandle {
+        tx,
+        wake: Arc::clone(&wake),
+    };
+    let icmp = echo::open_icmp_socket(&epoll)?;
+    let stack = Stack {
+        dataplane,
+        zones,
+        upstreams,
+        runtime,
+        handle: handle.clone(),
+        epoll,
+        wake,
+        rx,
+        origin: Instant::now(),
+        nets: HashMap::new(),
+        tcp: TcpTable::default(),
+        flow_io: HashMap::new(),
+        published: Vec::new(),
+        udp_idle,
+        icmp,
+        echo: EchoNat::default(),
+        rotation: 0,
+        last_expire: Instant::now(),
+        frame: vec![0u8; 65_536 + 64],
+        buf: vec![0u8; 65_536],
+    };
+    std::thread::Builder::new()
+        .name("weft-stack".into())
+        .spawn(move || stack.run())
+        .map_err(StackError::Thread)?;
+    Ok(handle)
+}
+
+struct Stack {
+    dataplane: Arc<Dataplane>,
+    zones: Zones,
+    upstreams: Arc<Vec<SocketAddr>>,
+    runtime: tokio::runtime::Handle,
+    handle: StackHandle,
+    epoll: Epoll,
+    wake: Arc<EventFd>,
+    rx: Receiver<StackInput>,
+    origin: Instant,
+    nets: HashMap<NetworkId, NetStack>,
+    /// The TCP flows' protocol state (held SYNs, failed connects, counters)...
+    tcp: TcpTable,
+    /// ... and their sockets.
+    flow_io: HashMap<weft_gateway::tcp::FlowId, FlowIo>,
+    published: Vec<Option<PublishedEntry>>,
+    udp_idle: Duration,
+    icmp: Option<socket2::Socket>,
+    echo: EchoNat<EchoBack>,
+    rotation: usize,
+    last_expire: Instant,
+    /// Scratch for frames the stack writes by hand.
+    frame: Vec<u8>,
+    /// Scratch for host datagrams.
+    buf: Vec<u8>,
+}
+
+/// The ICMP code that tells a container what a failed host `connect()`/`send()` met.
+fn unreachable_code(e: &std::io::Error) -> u8 {
+    match e.raw_os_error() {
+        Some(libc::ENETUNREACH) => ICMP_NET_UNREACHABLE,
+        _ => ICMP_HOST_UNREACHABLE,
+    }
+}
+
+impl Stack {
+    /// The thread's clock, as smoltcp takes it.
+    fn now(&self) -> smoltcp::time::Instant {
+        smoltcp::time::Instant::from_micros(self.origin.elapsed().as_micros() as i64)
+    }
+
+    /// The thread's clock, as the gateway's state machines take it.
+    fn ts(&self) -> Timestamp {
+        Timestamp::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
+    }
+
+    fn run(mut self) {
+        let mut ready = Vec::new();
+        let mut busy = false;
+        loop {
+            let timeout = if busy { 0 } else { self.poll_timeout_ms() };
+            if self.epoll.wait(&mut ready, 256, timeout).is_err() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            for &t in &ready {
+                self.on_event(t);
+            }
+            if !self.drain_inputs() {
+                log::debug!("gateway stack: the daemon is gone, stopping");
+                return;
+            }
+            if self.last_expire.elapsed() >= Duration::from_secs(1) {
+                self.expire();
+                self.last_expire = Instant::now();
+            }
+            busy = self.pump();
+        }
+    }
+
+    /// How long the loop may sleep: until smoltcp's next timer (retransmission, delayed
+    /// ACK), at most a second (expiry runs then).
+    fn poll_timeout_ms(&mut self) -> i32 {
+        let now = self.now();
+        let mut ms = 1000i32;
+        for net in self.nets.values_mut() {
+            if let Some(d) = net.iface.poll_delay(now, &net.sockets) {
+                ms = ms.min(d.total_millis().min(1000) as i32);
+            }
+        }
+        ms
+    }
+
+    fn on_event(&mut self, t: u64) {
+        let index = (t & 0xffff_ffff) as usize;
+        match t >> TAG_SHIFT {
+            TAG_WAKE => self.wake.drain(),
+            TAG_FLOW => self.on_flow_event(weft_gateway::tcp::FlowId(index as u32)),
+            TAG_PUBLISHED => self.on_published(index),
+            TAG_ICMP => self.on_icmp(),
+            _ => {}
+        }
+    }
+
+    /// Handles queued frames and commands; false once every sender is gone.
+    fn drain_inputs(&mut self) -> bool {
+        for _ in 0..STACK_QUEUE {
+            match self.rx.try_recv() {
+                Ok(input) => self.on_input(input),
+                Err(std::sync::mpsc::TryRecvError::Empty) => return true,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
+            }
+        }
+        true
+    }
+
+    fn on_input(&mut self, input: StackInput) {
+        match input {
+            StackInput::Frame {
+                port,
+                gateway,
+                frame,
+            } => self.on_frame(port, gateway, frame),
+            StackInput::Publish(p) => self.publish(p),
+            StackInput::Unpublish { local, tcp } => self.unpublish(local, tcp),
+            StackInput::ForgetNetwork(network) => {
+                self.forget(|f| f.network == network, Some(network))
+            }
+            StackInput::ForgetPort(port) => self.forget(|f| f.port == port, None),
+            StackInput::Flows(reply) => {
+                let _ = reply.send(self.flow_rows());
+            }
+            StackInput::DnsAnswer {
+                network,
+                conn,
+                id,
+                answer,
+            } => self.dns_answer(network, conn, id, &answer),
+        }
+    }
+
+    fn record_drop(&self, port: PortId, reason: DropReason) {
+        self.dataplane.with_bridge(|b| b.record_drop(port, reason));
+    }
+
+    /// The network's stack, created on first use.
+    fn net_for(&mut self, network: NetworkId, gateway: GatewayConfig) -> Option<&mut NetStack> {
+        if !self.nets.contains_key(&network) {
+            let subnet = {
+                let zones = self.zones.read().unwrap_or_else(|p| p.into_inner());
+                zones.get(&network)?.subnet
+            };
+            let mtu = self.dataplane.with_bridge(|b| {
+                b.network_config(network)
+                    .map_or(1500, |c| usize::from(c.mtu))
+            });
+            let now = self.now();
+            let net = NetStack::new(gateway, subnet, mtu, self.udp_idle, now);
+            self.nets.insert(network, net);
+        }
+        self.nets.get_mut(&network)
+    }
+
+    /// A frame for the gateway from a container: dispatched by protocol.
+    fn on_frame(&mut self, port: PortId, gateway: GatewayConfig, frame: Vec<u8>) {
+        let Some(network) = self.dataplane.with_bridge(|b| b.port_network(port)) else {
+            return;
+        };
+        let Ok(p) = packet::parse(&frame) else {
+            return self.record_drop(port, DropReason::Malformed);
+        };
+        let nat_allowed = gateway::nat_allowed(&self.zones, network, p.dst);
+        let Some(net) = self.net_for(network, gateway) else {
+            return self.record_drop(port, DropReason::GatewayUnsupported);
+        };
+        if !net.inside(p.src) {
+            return self.record_drop(port, DropReason::GatewayUnsupported);
+        }
+        net.neighbors.insert(p.src, (port, p.src_mac));
+        let ip = frame[p.ip.clone()].to_vec();
+        match p.transport {
+            Transport::Icmp => self.outbound_echo(network, port, gateway, &frame, nat_allowed),
+            Transport::Udp {
+                dst_port, payload, ..
+            } => self.published_udp_reply(network, port, dst_port, &ip[payload]),
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                syn,
+            } => {
+                let segment = tcp::Segment {
+                    network,
+                    port,
+                    src: std::net::SocketAddrV4::new(p.src, src_port),
+                    dst: std::net::SocketAddrV4::new(p.dst, dst_port),
+                    syn,
+                    nat_allowed,
+                };
+                self.on_tcp(segment, gateway, ip);
+            }
+            Transport::Other(_) => self.record_drop(port, DropReason::GatewayUnsupported),
+        }
+    }
+
+    /// Sends an ICMP destination unreachable for `packet` (an IP packet) back to the
+    /// container that sent it, from the gateway's address.
+    fn unreachable(&mut self, network: NetworkId, port: PortId, packet: &[u8], code: u8) {
+        let Some(net) = self.nets.get(&network) else {
+            return;
+        };
+        if packet.len() < 20 {
+            return;
+        }
+        let ihl = usize::from(packet[0] & 0x0f) * 4;
+        let quoted = &packet[..(ihl + 8).min(packet.len())];
+        let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        let Some(&(_, mac)) = net.neighbors.get(&src) else {
+            return;
+        };
+        if let Some(len) = write_icmp_unreachable(
+            net.gateway.mac,
+            net.gateway.ip,
+            (mac, src),
+            code,
+            quoted,
+            &mut self.frame,
+        ) {
+            self.dataplane.inject(port, &self.frame[..len]);
+        }
+    }
+
+    /// Drops a removed network's or a disconnected port's connections (resetting them).
+    fn forget(
+        &mut self,
+        pred: impl Fn(&weft_gateway::tcp::TcpFlow) -> bool,
+        network: Option<NetworkId>,
+    ) {
+        for id in self.tcp.matching(pred) {
+            if let Some(io) = self.flow_io.get_mut(&id) {
+                io.failed = true;
+            }
+            self.remove_flow(id);
+        }
+        if let Some(network) = network {
+            self.nets.remove(&network);
+            self.echo.forget_network(network);
+            self.tcp.forget_network(network);
+        }
+    }
+
+    /// Once a second: the state machines' timers.
+    fn expire(&mut self) {
+        let now = self.ts();
+        self.expire_tcp(now);
+        self.echo.expire(now);
+        for net in self.nets.values_mut() {
+            net.udp_clients.expire(now);
+        }
+    }
+
+    fn flow_rows(&self) -> Vec<NatRow> {
+        let now = self.ts();
+        let mut rows = self.tcp_rows(now);
+        for (id, f) in self.echo.iter() {
+            rows.push(NatRow {
+                protocol: "icmp".into(),
+                direction: "out".into(),
+                network: String::new(),
+                network_id: f.key.network.0,
+                container: format!("{} id {}", f.key.container, f.key.ident),
+                outside: f.key.outside.to_string(),
+                host_socket: format!("raw icmp id {id}"),
+                bytes_out: f.bytes_out,
+                bytes_in: f.bytes_in,
+                age_seconds: now.saturating_duration_since(f.created).as_secs_f64(),
+                idle_seconds: now.saturating_duration_since(f.last_active).as_secs_f64(),
+            });
+        }
+        rows
+    }
+}

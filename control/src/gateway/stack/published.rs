@@ -1,0 +1,211 @@
+//! Published host ports: an accepted host connection becomes a smoltcp `connect()` from the
+//! gateway's address to the container; every host client of a published UDP port gets its
+//! own gateway source port ([`weft_gateway::published_udp::UdpClients`]) so that the
+//! container's answers find their way back.
+
+use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::AsFd;
+use std::time::Duration;
+
+use smoltcp::wire::{IpAddress, IpEndpoint};
+use weft_switch::{write_udp, DropReason, NetworkId, PortId};
+
+use super::link::{new_tcp_socket, NetStack};
+use super::tcp::{FlowIo, TCP_BUFFER};
+use super::{token, Published, Stack, Target, TAG_PUBLISHED};
+use crate::gateway::publish::PublishedSocket;
+
+pub(super) struct PublishedEntry {
+    published: Published,
+}
+
+/// Closes a host connection with a reset.
+fn reset(stream: &TcpStream) {
+    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+}
+
+impl Stack {
+    /// The network of a published port's target, created on first use.
+    fn target_net(&mut self, network: NetworkId, target: Target) -> &mut NetStack {
+        let now = self.now();
+        let udp_idle = self.udp_idle;
+        let net = self.nets.entry(network).or_insert_with(|| {
+            NetStack::new(
+                target.gateway,
+                target.subnet,
+                usize::from(target.mtu),
+                udp_idle,
+                now,
+            )
+        });
+        net.neighbors.insert(target.ip, (target.port, target.mac));
+        net
+    }
+
+    pub(super) fn on_published(&mut self, index: usize) {
+        let Some(entry) = self.published.get(index).and_then(Option::as_ref) else {
+            return;
+        };
+        let p = &entry.published;
+        let (network, target, cport) = (p.network, p.target, p.container_port);
+        match &p.socket {
+            PublishedSocket::Tcp(listener) => {
+                let mut accepted = Vec::new();
+                for _ in 0..64 {
+                    match listener.accept() {
+                        Ok((stream, peer)) => accepted.push((stream, peer)),
+                        Err(_) => break,
+                    }
+                }
+                for (stream, peer) in accepted {
+                    self.inbound_tcp(network, target, cport, stream, peer);
+                }
+            }
+            PublishedSocket::Udp(_) => self.inbound_udp(index),
+        }
+    }
+
+    fn inbound_tcp(
+        &mut self,
+        network: NetworkId,
+        target: Target,
+        cport: u16,
+        stream: TcpStream,
+        peer: SocketAddr,
+    ) {
+        let container = SocketAddrV4::new(target.ip, cport);
+        let now = self.ts();
+        let Some(id) = self
+            .tcp
+            .open_inbound(network, target.port, container, peer, now)
+        else {
+            return reset(&stream);
+        };
+        let _ = stream.set_nonblocking(true);
+        let _ = stream.set_nodelay(true);
+        let net = self.target_net(network, target);
+        let Some(local_port) = net.udp_clients.free_port() else {
+            self.tcp.remove(id);
+            return reset(&stream);
+        };
+        let mut socket = new_tcp_socket(TCP_BUFFER);
+        let remote = IpEndpoint::new(IpAddress::Ipv4(target.ip), cport);
+        let local = IpEndpoint::new(IpAddress::Ipv4(target.gateway.ip), local_port);
+        if socket.connect(net.iface.context(), remote, local).is_err() {
+            self.tcp.remove(id);
+            return reset(&stream);
+        }
+        let handle = net.sockets.add(socket);
+        let host_local = stream.local_addr().ok();
+        let mut io = FlowIo::new(network, stream, Some(handle));
+        io.host_local = host_local;
+        self.add_io(id, io);
+    }
+
+    /// Datagrams to a published UDP port: each client gets its own gateway source port, so
+    /// the container's answers find their way back.
+    fn inbound_udp(&mut self, index: usize) {
+        let now = self.ts();
+        let Some(Some(entry)) = self.published.get(index) else {
+            return;
+        };
+        let p = &entry.published;
+        let (network, target, cport) = (p.network, p.target, p.container_port);
+        self.target_net(network, target);
+        let (Some(Some(entry)), Some(net)) =
+            (self.published.get(index), self.nets.get_mut(&network))
+        else {
+            return;
+        };
+        let PublishedSocket::Udp(socket) = &entry.published.socket else {
+            return;
+        };
+        for _ in 0..64 {
+            let (n, client) = match socket.recv_from(&mut self.buf) {
+                Ok(r) => r,
+                Err(_) => break,
+            };
+            let Some(gw_port) = net.udp_clients.port_for(index, client, now) else {
+                // Every gateway port is some live client's: refuse the new one.
+                let busy = DropReason::GatewayBusy;
+                self.dataplane
+                    .with_bridge(|b| b.record_drop(target.port, busy));
+                continue;
+            };
+            let src = (target.gateway.mac, target.gateway.ip, gw_port);
+            let dst = (target.mac, target.ip, cport);
+            if let Some(len) = write_udp(src, dst, &self.buf[..n], &mut self.frame) {
+                self.dataplane.inject(target.port, &self.frame[..len]);
+            }
+        }
+    }
+
+    /// A container's datagram to the gateway's address: an answer to a published UDP port's
+    /// client.
+    pub(super) fn published_udp_reply(
+        &mut self,
+        network: NetworkId,
+        port: PortId,
+        dst_port: u16,
+        payload: &[u8],
+    ) {
+        let now = self.ts();
+        let client = self
+            .nets
+            .get_mut(&network)
+            .and_then(|n| n.udp_clients.client_for(dst_port, now));
+        let Some(c) = client else {
+            return self.record_drop(port, DropReason::GatewayUnsupported);
+        };
+        if let Some(Some(entry)) = self.published.get(c.published) {
+            if let PublishedSocket::Udp(s) = &entry.published.socket {
+                let _ = s.send_to(payload, c.client);
+            }
+        }
+    }
+
+    pub(super) fn publish(&mut self, p: Published) {
+        let index = match self.published.iter().position(Option::is_none) {
+            Some(i) => i,
+            None => {
+                self.published.push(None);
+                self.published.len() - 1
+            }
+        };
+        let fd = match &p.socket {
+            PublishedSocket::Tcp(l) => {
+                let _ = l.set_nonblocking(true);
+                l.as_fd()
+            }
+            PublishedSocket::Udp(u) => {
+                let _ = u.set_nonblocking(true);
+                u.as_fd()
+            }
+        };
+        if let Err(e) = self.epoll.add(fd, token(TAG_PUBLISHED, index)) {
+            log::warn!("cannot watch a published socket: {e}");
+            return;
+        }
+        self.published[index] = Some(PublishedEntry { published: p });
+    }
+
+    pub(super) fn unpublish(&mut self, local: std::net::SocketAddr, tcp: bool) {
+        for index in 0..self.published.len() {
+            let matches = self.published[index].as_ref().is_some_and(|e| {
+                e.published.socket.local() == Some(local)
+                    && matches!(e.published.socket, PublishedSocket::Tcp(_)) == tcp
+            });
+            let Some(entry) = self.published[index].take_if(|_| matches) else {
+                continue;
+            };
+            let fd = match &entry.published.socket {
+                PublishedSocket::Tcp(l) => l.as_fd(),
+                PublishedSocket::Udp(u) => u.as_fd(),
+            };
+            let _ = self.epoll.delete(fd);
+            if let Some(net) = self.nets.get_mut(&entry.published.network) {
+                net.udp_clients.forget_published(index);
+            }
+        }
+    }
+}

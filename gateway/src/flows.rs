@@ -1,0 +1,143 @@
+//! A flow table with idle expiry and a bound: the UDP proxy NAT's flows (one host socket
+//! per (network, container address:port, outside address:port)). Every call takes the time.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::time::Duration;
+
+use weft_switch::Timestamp;
+
+/// One flow's bookkeeping.
+#[derive(Debug, Clone)]
+pub struct Flow<V> {
+    pub value: V,
+    pub created: Timestamp,
+    pub last_active: Timestamp,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+/// Flows by key with idle expiry. A new flow beyond the bound is refused rather than
+/// pushing out a live one.
+#[derive(Debug)]
+pub struct FlowTable<K, V> {
+    flows: HashMap<K, Flow<V>>,
+    idle: Duration,
+    max: usize,
+}
+
+impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
+    pub fn new(idle: Duration, max: usize) -> Self {
+        FlowTable {
+            flows: HashMap::new(),
+            idle,
+            max,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn get(&self, key: &K) -> Option<&Flow<V>> {
+        self.flows.get(key)
+    }
+
+    /// Adds a flow; refused (`Err(value)`) when the table is full.
+    pub fn insert(&mut self, key: K, value: V, now: Timestamp) -> Result<(), V> {
+        if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
+            return Err(value);
+        }
+        self.flows.insert(
+            key,
+            Flow {
+                value,
+                created: now,
+                last_active: now,
+                bytes_out: 0,
+                bytes_in: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Counts bytes leaving through the flow (container to outside) and keeps it alive.
+    pub fn sent(&mut self, key: &K, bytes: usize, now: Timestamp) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.bytes_out += bytes as u64;
+            f.last_active = now;
+        }
+    }
+
+    /// Counts bytes coming back (outside to container) and keeps the flow alive.
+    pub fn received(&mut self, key: &K, bytes: usize, now: Timestamp) {
+        if let Some(f) = self.flows.get_mut(key) {
+            f.bytes_in += bytes as u64;
+            f.last_active = now;
+        }
+    }
+
+    /// Removes and returns the flows idle for at least the idle time.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<(K, V)> {
+        let idle = self.idle;
+        let dead: Vec<K> = self
+            .flows
+            .iter()
+            .filter(|(_, f)| now.saturating_duration_since(f.last_active) >= idle)
+            .map(|(k, _)| k.clone())
+            .collect();
+        dead.into_iter()
+            .filter_map(|k| self.flows.remove(&k).map(|f| (k, f.value)))
+            .collect()
+    }
+
+    /// Removes every flow whose key matches (a disconnected endpoint's, a removed network's).
+    pub fn remove_where(&mut self, mut pred: impl FnMut(&K) -> bool) -> Vec<V> {
+        let keys: Vec<K> = self.flows.keys().filter(|k| pred(k)).cloned().collect();
+        keys.into_iter()
+            .filter_map(|k| self.flows.remove(&k).map(|f| f.value))
+            .collect()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &Flow<V>)> {
+        self.flows.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: u64) -> Timestamp {
+        Timestamp::from_millis(s * 1000)
+    }
+
+    #[test]
+    fn udp_flows_expire_after_the_idle_time_driven_by_the_test() {
+        let mut t: FlowTable<u32, &str> = FlowTable::new(Duration::from_secs(60), 2);
+        t.insert(1, "a", at(0)).unwrap();
+        t.insert(2, "b", at(0)).unwrap();
+        assert_eq!(
+            t.insert(3, "c", at(0)),
+            Err("c"),
+            "a full table refuses new flows"
+        );
+        t.sent(&1, 100, at(50));
+        t.received(&1, 40, at(55));
+        assert!(t.expire(at(59)).is_empty());
+        assert!(t.expire(Timestamp::from_millis(59_999)).is_empty());
+        let gone = t.expire(at(60));
+        assert_eq!(gone, vec![(2, "b")]);
+        let f = t.get(&1).unwrap();
+        assert_eq!((f.bytes_out, f.bytes_in), (100, 40));
+        assert_eq!(t.expire(at(114)), vec![]);
+        assert_eq!(t.expire(at(115)), vec![(1, "a")]);
+        assert!(t.is_empty());
+        t.insert(3, "c", at(0)).unwrap();
+        assert_eq!(t.remove_where(|k| *k == 3), vec!["c"]);
+    }
+}

@@ -1,0 +1,555 @@
+//! TCP through the gateway: the flow table of proxied connections (both directions) and the
+//! held SYN of outbound connects (RFC 9293).
+//!
+//! A container's SYN to an outside address starts a host `connect()` and is held until it
+//! finishes, so that the container sees the outside's real answer: accepted (the held SYN goes
+//! to the stack, whose listener completes the handshake), refused (the stack answers the SYN
+//! with RST, RFC 9293 §3.10.7.1) or unreachable / timed out (ICMP destination unreachable
+//! with the code, RFC 792). A retransmitted SYN while the connect is pending is ignored;
+//! one within [`FAILED_CONNECT_MEMORY`] of a failure gets the same answer at once.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, SocketAddrV4};
+use std::time::Duration;
+
+use weft_switch::{NetworkId, PortId, Timestamp, ICMP_HOST_UNREACHABLE};
+
+/// TCP connections (both directions) the gateway keeps at once.
+pub const MAX_TCP_FLOWS: usize = 4096;
+/// How long a failed outbound connect is remembered.
+pub const FAILED_CONNECT_MEMORY: Duration = Duration::from_secs(3);
+/// A host `connect()` still pending after this is given up (Linux gives up after about
+/// 127 s with the default `tcp_syn_retries`; this is only the backstop).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(135);
+/// An open connection with no byte either way for this long is dropped (Linux conntrack's
+/// `nf_conntrack_tcp_timeout_established`, five days).
+pub const TCP_IDLE: Duration = Duration::from_secs(5 * 24 * 3600);
+
+/// An outbound connection: (network, container address:port, outside address:port).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TcpKey {
+    pub network: NetworkId,
+    pub container: SocketAddrV4,
+    pub outside: SocketAddrV4,
+}
+
+/// The handle of one flow in a [`TcpTable`]; the runtime keys its I/O by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowId(pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A container's connection to an outside address.
+    Out,
+    /// A connection to a published host port, into a container.
+    In,
+}
+
+/// How a SYN whose connect failed is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// RST (the stack answers a SYN no listener takes this way).
+    Reset,
+    /// ICMP destination unreachable with this code.
+    Unreachable(u8),
+}
+
+/// What the host's `connect()` met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectResult {
+    Connected,
+    Refused,
+    /// ICMP code for the container (network or host unreachable).
+    Unreachable(u8),
+    TimedOut,
+}
+
+/// What to do with a container's SYN to an outside address.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SynAction {
+    /// Start a host `connect()` to the outside address for this new flow; the SYN is held.
+    Connect(FlowId),
+    /// The connect is under way: nothing (the held SYN will be answered).
+    Pending,
+    /// The connection is open: hand the SYN to the stack, which answers it.
+    ToStack(Vec<u8>),
+    /// Answer it at once (failed-connect memory).
+    Answer(Vec<u8>, Refusal),
+    /// The flow table is full: drop it.
+    Busy,
+}
+
+/// What to do once a held SYN's connect finished.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ConnectAction {
+    /// Listen on the outside address and hand the held SYN to the stack.
+    Accept(Vec<u8>),
+    /// Answer the held SYN; the flow is gone (remove its I/O).
+    Answer(Vec<u8>, Refusal),
+    /// The flow was not waiting for a connect.
+    Nothing,
+}
+
+/// A flow removed by [`TcpTable::expire`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Expired {
+    /// The connect never finished: answer the held SYN.
+    ConnectTimedOut(Vec<u8>, Refusal),
+    /// No byte moved for the idle time.
+    Idle,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FlowState {
+    /// The host `connect()` is under way; the container's SYN waits.
+    Connecting {
+        syn: Vec<u8>,
+    },
+    Open,
+}
+
+/// One proxied connection's bookkeeping.
+#[derive(Debug, Clone)]
+pub struct TcpFlow {
+    pub network: NetworkId,
+    /// The container's switch port.
+    pub port: PortId,
+    pub direction: Direction,
+    pub container: SocketAddrV4,
+    /// For outbound flows the outside address; for inbound the host-side client.
+    pub outside: SocketAddr,
+    pub state: FlowState,
+    pub created: Timestamp,
+    pub last_active: Timestamp,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+impl TcpFlow {
+    fn key(&self) -> Option<TcpKey> {
+        match (self.direction, self.outside) {
+            (Direction::Out, SocketAddr::V4(outside)) => Some(TcpKey {
+                network: self.network,
+                container: self.container,
+                outside,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// The gateway's TCP flows, with the held SYNs and the failed-connect memory.
+#[derive(Debug)]
+pub struct TcpTable {
+    flows: HashMap<FlowId, TcpFlow>,
+    by_key: HashMap<TcpKey, FlowId>,
+    failed: HashMap<TcpKey, (Refusal, Timestamp)>,
+    next_id: u32,
+    max: usize,
+    idle: Duration,
+    connect_timeout: Duration,
+}
+
+impl Default for TcpTable {
+    fn default() -> Self {
+        TcpTable::new(MAX_TCP_FLOWS, TCP_IDLE, CONNECT_TIMEOUT)
+    }
+}
+
+impl TcpTable {
+    pub fn new(max: usize, idle: Duration, connect_timeout: Duration) -> TcpTable {
+        TcpTable {
+            flows: HashMap::new(),
+            by_key: HashMap::new(),
+            failed: HashMap::new(),
+            next_id: 0,
+            max,
+            idle,
+            connect_timeout,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.flows.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.flows.is_empty()
+    }
+
+    pub fn get(&self, id: FlowId) -> Option<&TcpFlow> {
+        self.flows.get(&id)
+    }
+
+    /// The outbound flow of `key`, if any.
+    pub fn outbound(&self, key: &TcpKey) -> Option<FlowId> {
+        self.by_key.get(key).copied()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (FlowId, &TcpFlow)> {
+        self.flows.iter().map(|(&id, f)| (id, f))
+    }
+
+    fn new_id(&mut self) -> FlowId {
+        loop {
+            let id = FlowId(self.next_id);
+            self.next_id = self.next_id.wrapping_add(1);
+            if !self.flows.contains_key(&id) {
+                return id;
+            }
+        }
+    }
+
+    /// A container's SYN (not ACK) to an outside address that NAT lets out. (A stale open
+    /// flow of the same key, its socket closed, is for the caller to remove first.)
+    pub fn on_syn(&mut self, key: TcpKey, port: PortId, syn: Vec<u8>, now: Timestamp) -> SynAction {
+        if let Some(&(refusal, at)) = self.failed.get(&key) {
+            if now.saturating_duration_since(at) < FAILED_CONNECT_MEMORY {
+                return SynAction::Answer(syn, refusal);
+            }
+            self.failed.remove(&key);
+        }
+        if let Some(id) = self.outbound(&key) {
+            return match self.flows.get(&id).map(|f| &f.state) {
+                Some(FlowState::Open) => SynAction::ToStack(syn),
+                _ => SynAction::Pending,
+            };
+        }
+        if self.flows.len() >= self.max {
+            return SynAction::Busy;
+        }
+        let id = self.new_id();
+        self.flows.insert(
+            id,
+            TcpFlow {
+                network: key.network,
+                port,
+                direction: Direction::Out,
+                container: key.container,
+                outside: SocketAddr::V4(key.outside),
+                state: FlowState::Connecting { syn },
+                created: now,
+                last_active: now,
+                bytes_out: 0,
+                bytes_in: 0,
+            },
+        );
+        self.by_key.insert(key, id);
+        SynAction::Connect(id)
+    }
+
+    /// The host `connect()` of flow `id` finished.
+    pub fn connect_result(
+        &mut self,
+        id: FlowId,
+        result: ConnectResult,
+        now: Timestamp,
+    ) -> ConnectAction {
+        let Some(flow) = self.flows.get_mut(&id) else {
+            return ConnectAction::Nothing;
+        };
+        let FlowState::Connecting { syn } = &mut flow.state else {
+            return ConnectAction::Nothing;
+        };
+        let syn = std::mem::take(syn);
+        let refusal = match result {
+            ConnectResult::Connected => {
+                flow.state = FlowState::Open;
+                flow.last_active = now;
+                return ConnectAction::Accept(syn);
+            }
+            ConnectResult::Refused => Refusal::Reset,
+            ConnectResult::Unreachable(code) => Refusal::Unreachable(code),
+            ConnectResult::TimedOut => Refusal::Unreachable(ICMP_HOST_UNREACHABLE),
+        };
+        if let Some(key) = self.remove(id).and_then(|f| f.key()) {
+            self.failed.insert(key, (refusal, now));
+        }
+        ConnectAction::Answer(syn, refusal)
+    }
+
+    /// A host client connected to a published TCP port: a flow into the container, or None
+    /// when the table is full.
+    pub fn open_inbound(
+        &mut self,
+        network: NetworkId,
+        port: PortId,
+        container: SocketAddrV4,
+        client: SocketAddr,
+        now: Timestamp,
+    ) -> Option<FlowId> {
+        if self.flows.len() >= self.max {
+            return None;
+        }
+        let id = self.new_id();
+        self.flows.insert(
+            id,
+            TcpFlow {
+                network,
+                port,
+                direction: Direction::In,
+                container,
+                outside: client,
+                state: FlowState::Open,
+                created: now,
+                last_active: now,
+                bytes_out: 0,
+                bytes_in: 0,
+            },
+        );
+        Some(id)
+    }
+
+    /// Counts bytes moved (container to outside, outside to container) and keeps the flow
+    /// alive.
+    pub fn moved(&mut self, id: FlowId, out: usize, back: usize, now: Timestamp) {
+        if let Some(f) = self.flows.get_mut(&id) {
+            f.bytes_out += out as u64;
+            f.bytes_in += back as u64;
+            f.last_active = now;
+        }
+    }
+
+    pub fn remove(&mut self, id: FlowId) -> Option<TcpFlow> {
+        let flow = self.flows.remove(&id)?;
+        if let Some(key) = flow.key() {
+            if self.by_key.get(&key) == Some(&id) {
+                self.by_key.remove(&key);
+            }
+        }
+        Some(flow)
+    }
+
+    /// The flows matching `pred` (a removed network's, a disconnected port's).
+    pub fn matching(&self, pred: impl Fn(&TcpFlow) -> bool) -> Vec<FlowId> {
+        self.iter()
+            .filter(|(_, f)| pred(f))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// Forgets the failed connects of a removed network.
+    pub fn forget_network(&mut self, network: NetworkId) {
+        self.failed.retain(|k, _| k.network != network);
+    }
+
+    /// Drops expired failed-connect memories, and removes connects pending for longer than
+    /// the connect timeout and open flows idle for the idle time.
+    pub fn expire(&mut self, now: Timestamp) -> Vec<(FlowId, Expired)> {
+        self.failed
+            .retain(|_, (_, at)| now.saturating_duration_since(*at) < FAILED_CONNECT_MEMORY);
+        let (idle, connect_timeout) = (self.idle, self.connect_timeout);
+        let dead: Vec<FlowId> = self
+            .iter()
+            .filter(|(_, f)| match f.state {
+                FlowState::Connecting { .. } => {
+                    now.saturating_duration_since(f.created) >= connect_timeout
+                }
+                FlowState::Open => now.saturating_duration_since(f.last_active) >= idle,
+            })
+            .map(|(id, _)| id)
+            .collect();
+        let mut out = Vec::new();
+        for id in dead {
+            let action = self.connect_result(id, ConnectResult::TimedOut, now);
+            match action {
+                ConnectAction::Answer(syn, refusal) => {
+                    out.push((id, Expired::ConnectTimedOut(syn, refusal)))
+                }
+                _ => {
+                    self.remove(id);
+                    out.push((id, Expired::Idle));
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weft_switch::ICMP_NET_UNREACHABLE;
+
+    const PORT: PortId = PortId(7);
+
+    fn key(cport: u16) -> TcpKey {
+        TcpKey {
+            network: NetworkId(1),
+            container: SocketAddrV4::new([10, 0, 0, 2].into(), cport),
+            outside: SocketAddrV4::new([192, 0, 2, 9].into(), 443),
+        }
+    }
+
+    fn ms(ms: u64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn syn(n: u8) -> Vec<u8> {
+        vec![0x45, n]
+    }
+
+    fn connecting(t: &mut TcpTable, k: TcpKey, now: Timestamp) -> FlowId {
+        match t.on_syn(k, PORT, syn(1), now) {
+            SynAction::Connect(id) => id,
+            other => panic!("expected a connect, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn held_syn_is_handed_to_the_stack_once_the_connect_is_accepted() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1000), ms(0));
+        assert_eq!(
+            t.get(id).unwrap().state,
+            FlowState::Connecting { syn: syn(1) }
+        );
+        assert_eq!(
+            t.connect_result(id, ConnectResult::Connected, ms(20)),
+            ConnectAction::Accept(syn(1))
+        );
+        assert_eq!(t.get(id).unwrap().state, FlowState::Open);
+        // A retransmitted SYN of an open connection is the stack's to answer.
+        assert_eq!(
+            t.on_syn(key(1000), PORT, syn(2), ms(30)),
+            SynAction::ToStack(syn(2))
+        );
+        assert_eq!(
+            t.connect_result(id, ConnectResult::Refused, ms(40)),
+            ConnectAction::Nothing
+        );
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn refused_connect_answers_reset_and_remembers_for_three_seconds() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1000), ms(0));
+        assert_eq!(
+            t.connect_result(id, ConnectResult::Refused, ms(1_000)),
+            ConnectAction::Answer(syn(1), Refusal::Reset)
+        );
+        assert!(t.get(id).is_none() && t.outbound(&key(1000)).is_none());
+        // Retransmissions within 3 s of the failure: the same answer at once, no connect.
+        assert_eq!(
+            t.on_syn(key(1000), PORT, syn(2), ms(3_999)),
+            SynAction::Answer(syn(2), Refusal::Reset)
+        );
+        assert!(t.is_empty());
+        // Another connection is not concerned.
+        assert!(matches!(
+            t.on_syn(key(1001), PORT, syn(3), ms(2_000)),
+            SynAction::Connect(_)
+        ));
+        // After 3 s, a new connect.
+        assert!(matches!(
+            t.on_syn(key(1000), PORT, syn(4), ms(4_000)),
+            SynAction::Connect(_)
+        ));
+    }
+
+    #[test]
+    fn unreachable_and_timed_out_connects_answer_icmp_with_the_code() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1000), ms(0));
+        assert_eq!(
+            t.connect_result(id, ConnectResult::Unreachable(ICMP_NET_UNREACHABLE), ms(5)),
+            ConnectAction::Answer(syn(1), Refusal::Unreachable(ICMP_NET_UNREACHABLE))
+        );
+        assert_eq!(
+            t.on_syn(key(1000), PORT, syn(2), ms(2_000)),
+            SynAction::Answer(syn(2), Refusal::Unreachable(ICMP_NET_UNREACHABLE))
+        );
+        let id = connecting(&mut t, key(1001), ms(0));
+        assert_eq!(
+            t.connect_result(id, ConnectResult::TimedOut, ms(5)),
+            ConnectAction::Answer(syn(1), Refusal::Unreachable(ICMP_HOST_UNREACHABLE))
+        );
+    }
+
+    #[test]
+    fn retransmitted_syn_while_the_connect_is_pending_does_nothing() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1000), ms(0));
+        assert_eq!(
+            t.on_syn(key(1000), PORT, syn(2), ms(1_000)),
+            SynAction::Pending
+        );
+        assert_eq!(
+            t.on_syn(key(1000), PORT, syn(3), ms(3_000)),
+            SynAction::Pending
+        );
+        assert_eq!(t.len(), 1);
+        // The first SYN is the one held and answered.
+        assert_eq!(
+            t.connect_result(id, ConnectResult::Connected, ms(3_100)),
+            ConnectAction::Accept(syn(1))
+        );
+    }
+
+    #[test]
+    fn failed_connect_memory_expires_with_the_driven_clock() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1000), ms(0));
+        t.connect_result(id, ConnectResult::Refused, ms(0));
+        assert!(t.expire(ms(2_999)).is_empty());
+        assert!(matches!(
+            t.on_syn(key(1000), PORT, syn(2), ms(2_999)),
+            SynAction::Answer(..)
+        ));
+        t.expire(ms(3_000));
+        assert!(t.failed.is_empty(), "forgotten after 3 s");
+    }
+
+    #[test]
+    fn flows_expire_when_idle_and_connects_time_out() {
+        let mut t = TcpTable::new(8, Duration::from_secs(60), Duration::from_secs(10));
+        let pending = connecting(&mut t, key(1000), ms(0));
+        let open = connecting(&mut t, key(1001), ms(0));
+        t.connect_result(open, ConnectResult::Connected, ms(0));
+        let inbound = t
+            .open_inbound(
+                NetworkId(1),
+                PORT,
+                SocketAddrV4::new([10, 0, 0, 2].into(), 80),
+                "198.51.100.1:5000".parse().unwrap(),
+                ms(0),
+            )
+            .unwrap();
+        t.moved(inbound, 10, 20, ms(30_000));
+        assert!(t.expire(ms(9_999)).is_empty());
+        assert_eq!(
+            t.expire(ms(10_000)),
+            vec![(
+                pending,
+                Expired::ConnectTimedOut(syn(1), Refusal::Unreachable(ICMP_HOST_UNREACHABLE))
+            )]
+        );
+        assert_eq!(t.expire(ms(60_000)), vec![(open, Expired::Idle)]);
+        assert!(t.expire(ms(89_999)).is_empty());
+        let f = t.get(inbound).unwrap();
+        assert_eq!((f.bytes_out, f.bytes_in), (10, 20));
+        assert_eq!(t.expire(ms(90_000)), vec![(inbound, Expired::Idle)]);
+        assert!(t.is_empty() && t.by_key.is_empty());
+    }
+
+    #[test]
+    fn a_full_table_refuses_new_flows() {
+        let mut t = TcpTable::new(2, TCP_IDLE, CONNECT_TIMEOUT);
+        connecting(&mut t, key(1), ms(0));
+        let client: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let container = SocketAddrV4::new([10, 0, 0, 2].into(), 80);
+        let id = t
+            .open_inbound(NetworkId(1), PORT, container, client, ms(0))
+            .unwrap();
+        assert_eq!(t.on_syn(key(2), PORT, syn(1), ms(0)), SynAction::Busy);
+        assert!(t
+            .open_inbound(NetworkId(1), PORT, container, client, ms(0))
+            .is_none());
+        t.remove(id);
+        assert!(matches!(
+            t.on_syn(key(2), PORT, syn(1), ms(0)),
+            SynAction::Connect(_)
+        ));
+    }
+}
