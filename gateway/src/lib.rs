@@ -11,12 +11,15 @@
 //! - [`echo`]: ICMP echo NAT, one wire identifier per (network, container, identifier,
 //!   outside address), and the reply rewritten back (RFC 792).
 //! - [`published_udp`]: a gateway source port per host client of a published UDP port.
+//! - [`dns`]: a network's zone (endpoint names, aliases, PTR) and the answer to a query
+//!   (RFC 1035), or the decision to forward it.
 //! - [`dns_tcp`]: DNS over TCP framing (RFC 1035 §4.2.2, RFC 7766).
 //! - [`publish`]: Docker's `-p` specs and the mappings they expand to.
 //! - [`packet`]: the header fields the gateway's runtime dispatches frames on.
 
 #![forbid(unsafe_code)]
 
+pub mod dns;
 pub mod dns_tcp;
 pub mod echo;
 pub mod flows;

@@ -74,7 +74,22 @@ fn udp_leaves_through_host_sockets_and_answers_come_back() {
                 "--pid-file=",
             ],
         );
-        std::thread::sleep(Duration::from_millis(300));
+        // Ready when it answers in its own namespace (a fixed wait flakes on a loaded machine).
+        let ready = weft_tests::eventually(Duration::from_secs(10), || {
+            let out = lab.exec(
+                &out_ns,
+                &[
+                    "dig",
+                    "+short",
+                    "+time=1",
+                    "+tries=1",
+                    "@10.251.0.2",
+                    "outside.test",
+                ],
+            );
+            String::from_utf8_lossy(&out.stdout).trim() == "192.0.2.77"
+        });
+        assert!(ready, "dnsmasq did not start answering within 10 s");
         let answer = lab.exec_ok(
             &a.ns,
             &[
