@@ -351,3 +351,103 @@ impl Dataplane {
         !failed
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixDatagram;
+    use std::time::Duration;
+
+    use weft_switch::{NetworkConfig, NetworkId, PortCounters};
+
+    use super::*;
+    use crate::dataplane::BUF_LEN;
+
+    /// A data plane with ports 1 and 2 in one network, each a datagram socket whose other
+    /// end the test holds.
+    fn two_ports() -> (std::sync::Arc<Dataplane>, UnixDatagram, UnixDatagram) {
+        let dp = Dataplane::new(1, Duration::ZERO).unwrap();
+        dp.add_network(NetworkId(1), NetworkConfig::default())
+            .unwrap();
+        let mut peers = Vec::new();
+        for port in [PortId(1), PortId(2)] {
+            let (ours, theirs) = UnixDatagram::pair().unwrap();
+            ours.set_nonblocking(true).unwrap();
+            theirs.set_nonblocking(true).unwrap();
+            dp.add_port(port, NetworkId(1), ours.into())
+                .map_err(|(e, _)| e)
+                .unwrap();
+            peers.push(theirs);
+        }
+        let second = peers.pop().unwrap();
+        (dp, peers.pop().unwrap(), second)
+    }
+
+    /// A plain virtio_net_hdr and a 60-octet frame from `src` to `dst`.
+    fn packet(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut p = vec![0u8; VNET_HDR_LEN + 60];
+        p[VNET_HDR_LEN..VNET_HDR_LEN + 6].copy_from_slice(&dst);
+        p[VNET_HDR_LEN + 6..VNET_HDR_LEN + 12].copy_from_slice(&src);
+        p
+    }
+
+    fn forward(dp: &Dataplane, port: PortId, packet: &[u8], truncated: bool) {
+        let table = dp.ports_read();
+        let mut scratch = Scratch::new(BUF_LEN);
+        let mut wake = Wake {
+            table: &table,
+            now: dp.now(),
+            scratch: &mut scratch,
+        };
+        let io = table[port.0 as usize].as_ref().unwrap();
+        dp.forward(&mut wake, port, io, packet, truncated);
+    }
+
+    fn counters(dp: &Dataplane, port: u32) -> PortCounters {
+        dp.port_counters(PortId(port)).unwrap()
+    }
+
+    #[test]
+    fn frames_and_drops_are_counted_on_the_ports() {
+        let (dp, _one, two) = two_ports();
+        let a = [2, 0, 0, 0, 0, 1];
+        // A broadcast from port 1 floods to port 2: received on 1, sent on 2.
+        forward(&dp, PortId(1), &packet([0xff; 6], a), false);
+        let mut got = [0u8; 128];
+        assert_eq!(two.recv(&mut got).unwrap(), VNET_HDR_LEN + 60);
+        let c1 = counters(&dp, 1);
+        assert_eq!((c1.rx_packets, c1.rx_bytes, c1.tx_packets), (1, 60, 0));
+        let c2 = counters(&dp, 2);
+        assert_eq!((c2.rx_packets, c2.tx_packets, c2.tx_bytes), (0, 1, 60));
+
+        // The bridge's drops count as received too; header problems are not received.
+        forward(&dp, PortId(1), &packet(a, a), false);
+        forward(&dp, PortId(1), &[0u8; VNET_HDR_LEN + 5], false);
+        forward(&dp, PortId(1), &[0u8; 4], false);
+        forward(&dp, PortId(1), &packet([0xff; 6], a), true);
+        let c1 = counters(&dp, 1);
+        assert_eq!(c1.rx_packets, 3);
+        assert_eq!(
+            c1.nonzero_drops().collect::<Vec<_>>(),
+            [
+                (DropReason::Runt, 1),
+                (DropReason::BadVnetHeader, 1),
+                (DropReason::Truncated, 1),
+                (DropReason::SameSegment, 1),
+            ]
+        );
+
+        // A write that fails counts on the output port.
+        drop(two);
+        forward(&dp, PortId(1), &packet([0xff; 6], a), false);
+        let c2 = counters(&dp, 2);
+        assert_eq!(c2.tx_packets, 1);
+        assert_eq!(c2.drop_count(DropReason::TxError), 1);
+
+        // Through the bridge's lender, as the gateway's runtime counts its drops.
+        dp.with_bridge(|b| b.record_drop(PortId(2), DropReason::GatewayBusy));
+        let lent = dp.with_bridge(|b| b.port_counters(PortId(2)).cloned());
+        assert_eq!(lent, dp.port_counters(PortId(2)));
+        assert_eq!(lent.unwrap().drop_count(DropReason::GatewayBusy), 1);
+        assert_eq!(dp.port_counters(PortId(9)), None);
+    }
+}
