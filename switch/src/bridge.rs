@@ -20,7 +20,7 @@ use std::net::Ipv4Addr;
 use std::slice;
 use std::time::Duration;
 
-use crate::counters::{DropReason, PortCounters};
+use crate::counters::DropReason;
 use crate::fdb::{Fdb, FdbEntry, LearnOutcome};
 use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN, ETHERTYPE_VLAN, VLAN_TAG_LEN};
 use crate::gateway::{GatewayConfig, Neighbor, Responder};
@@ -175,8 +175,8 @@ pub enum Verdict<'a> {
     /// Send a copy out of every port of the set (group or unknown unicast
     /// destination). Never empty.
     Flood(FloodSet<'a>),
-    /// Do not deliver the frame. The reason has already been counted on the
-    /// ingress port (except [`DropReason::UnknownPort`]).
+    /// Do not deliver the frame. The bridge counts nothing: the adapter counts
+    /// the reason on the ingress port (except [`DropReason::UnknownPort`]).
     Drop(DropReason),
     /// The frame is for the network's gateway or for the switch's ARP
     /// responder: deliver it to no port, and pass it to
@@ -270,7 +270,6 @@ struct Network {
 #[derive(Debug)]
 struct Port {
     network: NetworkId,
-    counters: PortCounters,
 }
 
 /// A multi-network learning bridge (pure: no I/O, no clock).
@@ -346,7 +345,7 @@ impl Bridge {
         Ok(())
     }
 
-    /// Attaches a new port to `network`, with zeroed counters.
+    /// Attaches a new port to `network`.
     pub fn add_port(&mut self, port: PortId, network: NetworkId) -> Result<(), BridgeError> {
         if self.ports.contains_key(&port) {
             return Err(BridgeError::PortExists(port));
@@ -359,17 +358,11 @@ impl Bridge {
             net.ports.insert(at, port);
         }
         net.fdb.add_port(port);
-        self.ports.insert(
-            port,
-            Port {
-                network,
-                counters: PortCounters::default(),
-            },
-        );
+        self.ports.insert(port, Port { network });
         Ok(())
     }
 
-    /// Detaches `port`, discarding its counters and every FDB entry
+    /// Detaches `port`, discarding every FDB entry
     /// (learned and static) pointing at it.
     pub fn remove_port(&mut self, port: PortId) -> Result<(), BridgeError> {
         let state = self
@@ -467,12 +460,14 @@ impl Bridge {
 
     /// The forwarding decision for one frame that entered on `in_port`. `gso` = the frame is a
     /// segmentation-offload superframe (its length may exceed the MTU legitimately).
-    /// Counts rx packets/bytes for in_port (even when dropped) and the drop reason on in_port when the verdict is Drop.
+    /// Counts nothing per port: the adapter counts the frame as received on `in_port` (even
+    /// when dropped) and the reason of a [`Verdict::Drop`] (except
+    /// [`DropReason::UnknownPort`]), outside the bridge.
     ///
     /// In order:
     ///
-    /// 1. unknown `in_port`: [`DropReason::UnknownPort`], nothing counted;
-    /// 2. the frame is counted as received on `in_port`;
+    /// 1. unknown `in_port`: [`DropReason::UnknownPort`];
+    /// 2. (the frame's network is the ingress port's);
     /// 3. validation: shorter than 14 bytes is a [`DropReason::Runt`]; a
     ///    non-GSO frame longer than MTU + 14 (+4 for an 802.1Q tag) is
     ///    [`DropReason::Oversized`]; a group or all-zero source address is
@@ -506,7 +501,7 @@ impl Bridge {
 
     /// [`Bridge::process`], reporting each step of the decision to `observe` as it is taken
     /// (`weft trace`): the ingress network, the checks a frame fails, what learning did,
-    /// the gateway's interception, ICC, the FDB lookup and the flood. Learning and counters
+    /// the gateway's interception, ICC, the FDB lookup and the flood. Learning and statistics
     /// happen exactly as in `process`, which is this with an observer that does nothing.
     pub fn process_traced(
         &mut self,
@@ -516,12 +511,11 @@ impl Bridge {
         gso: bool,
         observe: &mut impl FnMut(TraceStep),
     ) -> Verdict<'_> {
-        let Some(port) = self.ports.get_mut(&in_port) else {
+        let Some(port) = self.ports.get(&in_port) else {
             observe(TraceStep::UnknownPort);
             return Verdict::Drop(DropReason::UnknownPort);
         };
-        port.counters.record_rx(frame.len());
-        let verdict = match self.networks.get_mut(&port.network) {
+        match self.networks.get_mut(&port.network) {
             Some(net) => {
                 observe(TraceStep::Ingress {
                     network: port.network,
@@ -530,11 +524,7 @@ impl Bridge {
             }
             // Unreachable: a port's network cannot be removed while it has ports.
             None => Verdict::Drop(DropReason::UnknownPort),
-        };
-        if let Verdict::Drop(reason) = verdict {
-            port.counters.record_drop(reason);
         }
-        verdict
     }
 
     /// Builds the answer to a frame for which [`Bridge::process`] returned
@@ -560,8 +550,8 @@ impl Bridge {
     /// octets always suffices; a shorter one that cannot hold the reply gives
     /// [`DropReason::Oversized`].
     ///
-    /// `Err(reason)` when there is nothing to send; the reason has already
-    /// been counted on `in_port` (except [`DropReason::UnknownPort`]):
+    /// `Err(reason)` when there is nothing to send; the adapter counts the
+    /// reason on `in_port` (except [`DropReason::UnknownPort`]):
     ///
     /// * [`DropReason::Malformed`]: a truncated or invalid ARP packet or IPv4
     ///   header (bad version, IHL or total length, frame shorter than the
@@ -576,8 +566,8 @@ impl Bridge {
     /// * [`DropReason::Runt`] and [`DropReason::InvalidSourceMac`], as in
     ///   [`Bridge::process`], for frames `process` would not have passed.
     ///
-    /// Successful replies count nothing on the port: the caller records the
-    /// transmission with [`Bridge::record_tx`]. Never panics and does not
+    /// Nothing is counted on the port (only the network's statistics): the
+    /// adapter counts the drop or the transmission. Never panics and does not
     /// allocate.
     pub fn gateway_reply(
         &mut self,
@@ -585,18 +575,14 @@ impl Bridge {
         frame: &[u8],
         out: &mut [u8],
     ) -> Result<usize, DropReason> {
-        let Some(port) = self.ports.get_mut(&in_port) else {
+        let Some(port) = self.ports.get(&in_port) else {
             return Err(DropReason::UnknownPort);
         };
-        let result = match self.networks.get_mut(&port.network) {
+        match self.networks.get_mut(&port.network) {
             Some(net) => net.responder.reply(net.config.gateway.as_ref(), frame, out),
             // Unreachable: a port's network cannot be removed while it has ports.
             None => Err(DropReason::UnknownPort),
-        };
-        if let Err(reason) = result {
-            port.counters.record_drop(reason);
         }
-        result
     }
 
     /// Registers the binding `ip -> mac` (an address allocated from IPAM) in
@@ -643,27 +629,6 @@ impl Bridge {
         self.networks
             .get(&network)
             .map_or_else(Vec::new, |n| n.responder.neighbors())
-    }
-
-    /// Adapter-side accounting: a frame written out of `port`.
-    /// Ignored for an unknown port.
-    pub fn record_tx(&mut self, port: PortId, bytes: usize) {
-        if let Some(p) = self.ports.get_mut(&port) {
-            p.counters.record_tx(bytes);
-        }
-    }
-
-    /// Adapter-side accounting: a frame dropped on `port` for `reason` (before or after `process`).
-    /// Ignored for an unknown port.
-    pub fn record_drop(&mut self, port: PortId, reason: DropReason) {
-        if let Some(p) = self.ports.get_mut(&port) {
-            p.counters.record_drop(reason);
-        }
-    }
-
-    /// The counters of `port`.
-    pub fn port_counters(&self, port: PortId) -> Option<&PortCounters> {
-        self.ports.get(&port).map(|p| &p.counters)
     }
 
     /// Removes learned entries older than the network's aging time; returns how many.

@@ -1,13 +1,12 @@
 //! Per-port packet counters and the taxonomy of drop reasons.
 //!
-//! Counters are owned by the [`Bridge`](crate::Bridge): [`Bridge::process`]
-//! counts received frames and the drops it decides itself, and adapters
-//! report transmissions and their own drops through
-//! [`Bridge::record_tx`](crate::Bridge::record_tx) and
-//! [`Bridge::record_drop`](crate::Bridge::record_drop). All counters
-//! saturate instead of wrapping.
-//!
-//! [`Bridge::process`]: crate::Bridge::process
+//! The [`Bridge`](crate::Bridge) counts nothing per port: it says why it
+//! drops a frame ([`Verdict::Drop`](crate::Verdict::Drop), the error of
+//! [`Bridge::gateway_reply`](crate::Bridge::gateway_reply)) and the adapter
+//! that owns the port counts received and transmitted frames and every drop
+//! (the data plane on atomics, outside the bridge's lock). [`PortCounters`]
+//! is the plain-value form of one port's counters (a snapshot); its
+//! `record_*` methods saturate instead of wrapping.
 
 use std::fmt;
 
@@ -161,7 +160,8 @@ impl fmt::Display for DropReason {
 ///
 /// `rx_*` count frames handed to [`Bridge::process`] (dropped or not);
 /// `tx_*` count frames the adapter wrote out of the port; `drops` is indexed
-/// by [`DropReason::index`].
+/// by [`DropReason::index`]. The adapter keeps them; this is their value at
+/// one moment.
 ///
 /// [`Bridge::process`]: crate::Bridge::process
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

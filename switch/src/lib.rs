@@ -37,7 +37,8 @@
 //!   instead of being flooded. [`Bridge::process`] returns
 //!   [`Verdict::ToGateway`] for such frames and [`Bridge::gateway_reply`]
 //!   builds the answer;
-//! * [`counters`] — per-port counters and [`DropReason`];
+//! * [`counters`] — [`DropReason`] and [`PortCounters`], the per-port
+//!   counters the adapters keep;
 //! * [`frame`], [`mac`], [`time`] — Ethernet frame view, MAC addresses,
 //!   caller-supplied time.
 //!

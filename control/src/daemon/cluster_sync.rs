@@ -459,10 +459,7 @@ impl Daemon {
                     .filter(|t| t.node == n.info.name)
                     .collect();
                 let (rx, tx) = tunnels.iter().fold((0, 0), |(rx, tx), t| {
-                    let counters = self
-                        .dataplane
-                        .with_bridge(|b| b.port_counters(t.port).cloned())
-                        .unwrap_or_default();
+                    let counters = self.dataplane.port_counters(t.port).unwrap_or_default();
                     (rx + counters.rx_packets, tx + counters.tx_packets)
                 });
                 PeerRow {
@@ -528,10 +525,7 @@ impl Daemon {
             .tunnels
             .iter()
             .map(|(name, t)| {
-                let counters = self
-                    .dataplane
-                    .with_bridge(|b| b.port_counters(t.port).cloned())
-                    .unwrap_or_default();
+                let counters = self.dataplane.port_counters(t.port).unwrap_or_default();
                 super::tables::port_row(name, crate::types::PortKind::Vxlan, &t.network, &counters)
             })
             .collect()

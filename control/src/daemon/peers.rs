@@ -148,10 +148,7 @@ impl Daemon {
         c.peers
             .iter()
             .map(|(name, p)| {
-                let counters = self
-                    .dataplane
-                    .with_bridge(|b| b.port_counters(p.port).cloned())
-                    .unwrap_or_default();
+                let counters = self.dataplane.port_counters(p.port).unwrap_or_default();
                 PeerRow {
                     name: name.clone(),
                     vtep: format!("{}:{}", p.record.addr, p.record.port),

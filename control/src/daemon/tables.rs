@@ -196,10 +196,7 @@ impl Daemon {
             .endpoints
             .values()
             .map(|e| {
-                let counters = self
-                    .dataplane
-                    .with_bridge(|b| b.port_counters(e.port).cloned())
-                    .unwrap_or_default();
+                let counters = self.dataplane.port_counters(e.port).unwrap_or_default();
                 PortRow {
                     endpoint: e.record.name.clone(),
                     published: e.record.published.iter().map(|m| m.to_string()).collect(),
@@ -208,10 +205,7 @@ impl Daemon {
             })
             .collect();
         for (name, p) in &c.peers {
-            let counters = self
-                .dataplane
-                .with_bridge(|b| b.port_counters(p.port).cloned())
-                .unwrap_or_default();
+            let counters = self.dataplane.port_counters(p.port).unwrap_or_default();
             rows.push(port_row(name, PortKind::Vxlan, &p.network, &counters));
         }
         rows.extend(self.cluster_port_rows());

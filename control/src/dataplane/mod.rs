@@ -1,5 +1,8 @@
 //! The data plane: run-to-completion workers that read frames from ports, ask the pure
-//! [`Bridge`] for a verdict and write the frames straight to the output fd(s).
+//! [`Bridge`] for a verdict and write the frames straight to the output fd(s). This file
+//! holds the [`Dataplane`] (its port table and public API); `worker` the threads' loop,
+//! `forward` one frame's way from the decision to the output, `vxlan_rx` the tunnel's
+//! receive path, `counters` the ports' atomic counters, `monitor` captures and traces.
 //!
 //! Every port's receive side belongs to exactly one worker (frames of one ingress port stay in
 //! order); any worker may write to any port. A worker waits in its own epoll, and for each
@@ -13,30 +16,40 @@
 //! the TAP write) no longer waits behind the acknowledgements (and the sender's processing
 //! they trigger) going the other way.
 //!
-//! Shared state: the bridge sits behind a mutex held only around `process` and counter
-//! updates; the port table behind a read-write lock that a worker read-locks once per wake-up
+//! Shared state: the bridge sits behind a mutex a frame takes once, for the decision only;
+//! the ports' counters are atomics on the port table's entries, counted outside that lock.
+//! The port table sits behind a read-write lock that a worker read-locks once per wake-up
 //! and the control plane write-locks to add or remove a port (so a port's fd is never closed
-//! while a worker uses it).
+//! while a worker uses it). Lock order: the port table before the bridge.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_switch::{
-    udp_via_gateway, Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortCounters,
-    PortId, Timestamp, UdpToGateway, Verdict,
+    Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortCounters, PortId, Timestamp,
+    UdpToGateway,
 };
 
+mod counters;
+mod forward;
+mod monitor;
 pub mod pcap;
 pub mod trace_text;
 pub mod vxlan;
+mod vxlan_rx;
+mod worker;
 
+pub use monitor::{FrameTrace, TraceOutcome};
+
+use counters::PortStats;
+use forward::TunnelScratch;
+use monitor::{capture, Monitors};
 use vxlan::{TunnelOut, TunnelTable, VxlanSockets};
 use weft_sys::{self as sys, Epoll, EventFd};
-use weft_wire::coalesce::Coalescer;
-use weft_wire::{VnetHdr, VNET_HDR_LEN};
+use weft_wire::VNET_HDR_LEN;
 
 /// Frames read from one port per wake-up before the worker moves on to the next port.
 pub const BATCH: usize = 64;
@@ -51,116 +64,7 @@ const VXLAN_TOKEN: u64 = u64::MAX - 1;
 /// CPU whenever it finds nothing (see [`Dataplane::run`]), so a long window costs the
 /// applications little; measured in bench/README.md ("Busy polling").
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_millis(5);
-/// A `sched_yield` that takes longer than this ran another thread: the CPU is contended.
-const YIELD_LATE: Duration = Duration::from_micros(500);
-/// Frames a slow capture reader may fall behind before frames are skipped for it.
-pub const CAPTURE_QUEUE: usize = 4096;
-
-/// A live capture (pcap records) or trace (decisions) attached to one port: a bounded
-/// channel, closed after `remaining` items if a count was given.
-struct Tap<T> {
-    tx: tokio::sync::mpsc::Sender<T>,
-    remaining: Option<u64>,
-}
-
-/// The taps of one kind on one port, with a flag the fast path reads instead of the lock.
-struct Taps<T> {
-    active: AtomicBool,
-    taps: Mutex<Vec<Tap<T>>>,
-}
-
-impl<T> Default for Taps<T> {
-    fn default() -> Self {
-        Taps {
-            active: AtomicBool::new(false),
-            taps: Mutex::new(Vec::new()),
-        }
-    }
-}
-
-impl<T: Clone> Taps<T> {
-    /// Whether anyone listens (one relaxed load: the per-frame cost when nobody does).
-    fn active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
-    }
-
-    fn attach(&self, count: Option<u64>) -> tokio::sync::mpsc::Receiver<T> {
-        let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
-        lock(&self.taps).push(Tap {
-            tx,
-            remaining: count,
-        });
-        self.active.store(true, Ordering::Release);
-        rx
-    }
-
-    /// Hands `item` to every listener; a full channel (slow reader) skips it, a closed one
-    /// (reader gone) or a finished count detaches the listener.
-    fn offer(&self, item: T) {
-        let mut taps = lock(&self.taps);
-        taps.retain_mut(|tap| {
-            match tap.tx.try_send(item.clone()) {
-                Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
-            }
-            match tap.remaining.as_mut() {
-                Some(left) => {
-                    *left -= 1;
-                    *left > 0
-                }
-                None => true,
-            }
-        });
-        if taps.is_empty() {
-            self.active.store(false, Ordering::Release);
-        }
-    }
-}
-
-/// What the data plane did with one frame that entered a traced port (`weft trace`): the
-/// bridge's decision step by step, then what became of the frame.
-#[derive(Debug, Clone)]
-pub struct FrameTrace {
-    pub at: SystemTime,
-    pub in_port: PortId,
-    /// The frame's first octets (its headers), for a summary line.
-    pub head: Vec<u8>,
-    /// The frame's length (without the virtio_net_hdr).
-    pub len: usize,
-    /// The segment size of a GSO superframe.
-    pub gso_size: Option<u16>,
-    pub steps: Vec<weft_switch::TraceStep>,
-    pub outcome: Vec<TraceOutcome>,
-}
-
-/// What became of a traced frame after the bridge's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TraceOutcome {
-    /// Read whole but its virtio_net_hdr was invalid, or it did not fit the buffer.
-    BadHeader(DropReason),
-    /// Dropped by the bridge.
-    Dropped(DropReason),
-    /// Handed to the gateway's TCP/IP stack (TCP, ICMP echo to the outside, UDP to the
-    /// gateway's address).
-    ToStack,
-    /// Handed to the gateway's services (DNS, outbound UDP NAT).
-    ToService,
-    /// The gateway's queue was full.
-    GatewayBusy,
-    /// The gateway answered it (ARP reply, echo reply) with a frame of `len` octets.
-    GatewayReply { len: usize },
-    /// Written to `port`.
-    Sent { port: PortId },
-    /// Writing to `port` failed.
-    SendFailed { port: PortId },
-    /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
-    SplitHorizon { port: PortId },
-}
-
-/// Octets of a traced frame kept for its summary (Ethernet, IPv4 and TCP/UDP headers).
-const TRACE_HEAD: usize = 64;
-
+/// One port of the data plane: its fd, its counters, its listeners.
 struct PortIo {
     /// The TAP or packet socket; for a tunnel port a duplicate of the VXLAN socket (never
     /// read or written: frames go through `tunnel`).
@@ -171,10 +75,26 @@ struct PortIo {
     /// kept for tunnel ports ("last heard" of a peer).
     last_rx_ms: std::sync::atomic::AtomicU64,
     worker: usize,
+    /// Frames and octets in and out, drops by reason.
+    stats: PortStats,
     /// Live captures: pcap records of every frame in and out.
-    captures: Taps<Bytes>,
+    captures: Monitors<Bytes>,
     /// Live traces: the decisions taken for frames coming in.
-    traces: Taps<Arc<FrameTrace>>,
+    traces: Monitors<Arc<FrameTrace>>,
+}
+
+impl PortIo {
+    fn new(fd: OwnedFd, tunnel: Option<TunnelOut>, worker: usize) -> PortIo {
+        PortIo {
+            fd,
+            tunnel,
+            last_rx_ms: Default::default(),
+            worker,
+            stats: PortStats::default(),
+            captures: Monitors::default(),
+            traces: Monitors::default(),
+        }
+    }
 }
 
 type PortTable = Vec<Option<Arc<PortIo>>>;
@@ -201,7 +121,7 @@ pub struct Dataplane {
     /// Which peer port a VXLAN datagram belongs to.
     tunnels: RwLock<TunnelTable>,
     /// Datagrams received on and sent from the VXLAN socket, and what was dropped there.
-    vxlan_counters: Mutex<PortCounters>,
+    vxlan_stats: PortStats,
 }
 
 /// UDP port of the gateway's DNS service (RFC 1035 §4.2.1).
@@ -286,7 +206,7 @@ impl Dataplane {
             gateway: std::sync::OnceLock::new(),
             vxlan: std::sync::OnceLock::new(),
             tunnels: RwLock::new(TunnelTable::default()),
-            vxlan_counters: Mutex::new(PortCounters::default()),
+            vxlan_stats: PortStats::default(),
         }))
     }
 
@@ -303,9 +223,27 @@ impl Dataplane {
         self.ports.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Runs `f` with the bridge (tables, counters) under its lock.
+    /// Runs `f` with the bridge (its tables) under its lock. The ports' counters are not
+    /// there: see [`Dataplane::port_counters`] and [`Dataplane::record_drop`].
     pub fn with_bridge<R>(&self, f: impl FnOnce(&mut Bridge) -> R) -> R {
         f(&mut lock(&self.bridge))
+    }
+
+    /// Counts a drop on `port`'s counters (a frame the gateway's runtime could not take).
+    /// Takes no bridge lock.
+    pub fn record_drop(&self, port: PortId, reason: DropReason) {
+        let table = self.ports_read();
+        if let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) {
+            io.stats.record_drop(reason);
+        }
+    }
+
+    /// A snapshot of `port`'s counters (None for a port the data plane does not have). Takes
+    /// no bridge lock.
+    pub fn port_counters(&self, port: PortId) -> Option<PortCounters> {
+        let table = self.ports_read();
+        let io = table.get(port.0 as usize).and_then(Option::as_ref)?;
+        Some(io.stats.snapshot())
     }
 
     pub fn add_network(&self, id: NetworkId, config: NetworkConfig) -> Result<(), DataplaneError> {
@@ -344,14 +282,7 @@ impl Dataplane {
         if table.len() <= idx {
             table.resize_with(idx + 1, || None);
         }
-        table[idx] = Some(Arc::new(PortIo {
-            fd,
-            tunnel: None,
-            last_rx_ms: Default::default(),
-            worker: index,
-            captures: Taps::default(),
-            traces: Taps::default(),
-        }));
+        table[idx] = Some(Arc::new(PortIo::new(fd, None, index)));
         Ok(())
     }
 
@@ -449,9 +380,9 @@ impl Dataplane {
         let ok = self.write_out(io, packet, &mut scratch);
         if ok {
             capture(io, frame);
-            lock(&self.bridge).record_tx(port, frame.len());
+            io.stats.record_tx(frame.len());
         } else {
-            lock(&self.bridge).record_drop(port, DropReason::TxError);
+            io.stats.record_drop(DropReason::TxError);
         }
         ok
     }
@@ -516,18 +447,12 @@ impl Dataplane {
         if table.len() <= idx {
             table.resize_with(idx + 1, || None);
         }
-        table[idx] = Some(Arc::new(PortIo {
-            fd,
-            tunnel: Some(TunnelOut {
-                remote,
-                vni,
-                sockets,
-            }),
-            last_rx_ms: Default::default(),
-            worker: 0,
-            captures: Taps::default(),
-            traces: Taps::default(),
-        }));
+        let tunnel = TunnelOut {
+            remote,
+            vni,
+            sockets,
+        };
+        table[idx] = Some(Arc::new(PortIo::new(fd, Some(tunnel), 0)));
         write_lock(&self.tunnels).add_peer(*remote.ip(), vni, port);
         Ok(())
     }
@@ -546,611 +471,6 @@ impl Dataplane {
     /// Counters of the VXLAN socket (None before the first overlay network).
     pub fn vxlan_counters(&self) -> Option<(u16, PortCounters)> {
         let port = self.vxlan.get()?.port;
-        Some((port, lock(&self.vxlan_counters).clone()))
-    }
-
-    /// Writes `packet` (virtio_net_hdr + frame) out of `io`: straight to its fd, or for a
-    /// tunnel port segmented, checksummed and encapsulated.
-    fn write_out(&self, io: &PortIo, packet: &[u8], scratch: &mut TunnelScratch) -> bool {
-        let Some(tunnel) = &io.tunnel else {
-            return sys::write_fd(io.fd.as_fd(), packet).is_ok();
-        };
-        let Some(hdr) = VnetHdr::parse(packet) else {
-            return false;
-        };
-        let frame = &packet[VNET_HDR_LEN..];
-        let TunnelScratch {
-            segment,
-            run,
-            superframe,
-        } = scratch;
-        let sockets = &tunnel.sockets;
-        let mut sent = 0usize;
-        let mut failed = false;
-        let mut send = |inner: &[u8]| match sockets.push(run, tunnel.remote, tunnel.vni, inner) {
-            Ok(n) => sent += n,
-            Err(_) => failed = true,
-        };
-        if hdr.is_gso() {
-            if hdr.gso_type & !weft_wire::VIRTIO_NET_HDR_GSO_ECN
-                != weft_wire::VIRTIO_NET_HDR_GSO_TCPV4
-            {
-                lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
-                return false;
-            }
-            match sockets.send_superframe(
-                superframe,
-                tunnel.remote,
-                tunnel.vni,
-                frame,
-                usize::from(hdr.gso_size),
-            ) {
-                Ok(n) => sent += n,
-                Err(crate::dataplane::vxlan::SuperframeError::Segment(_)) => {
-                    lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
-                    return false;
-                }
-                Err(crate::dataplane::vxlan::SuperframeError::Send { sent: part, .. }) => {
-                    sent += part;
-                    failed = true;
-                }
-                Err(crate::dataplane::vxlan::SuperframeError::TooLarge { sent: part }) => {
-                    sent += part;
-                    lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
-                    failed = true;
-                }
-            }
-        } else if hdr.needs_csum() {
-            segment.clear();
-            segment.extend_from_slice(frame);
-            if !weft_wire::gso::complete_checksum(
-                segment,
-                usize::from(hdr.csum_start),
-                usize::from(hdr.csum_offset),
-            ) {
-                lock(&self.vxlan_counters).record_drop(DropReason::TunnelUnsupported);
-                return false;
-            }
-            send(segment);
-        } else {
-            send(frame);
-        }
-        match sockets.flush(run, tunnel.remote) {
-            Ok(n) => sent += n,
-            Err(_) => failed = true,
-        }
-        let mut counters = lock(&self.vxlan_counters);
-        if sent > 0 {
-            counters.record_tx(sent);
-        }
-        if failed {
-            counters.record_drop(DropReason::TxError);
-        }
-        !failed
-    }
-
-    /// Reads up to [`BATCH`] datagrams from the VXLAN socket and forwards their inner
-    /// frames as received on the sending peer's tunnel port.
-    fn drain_vxlan(
-        &self,
-        table: &PortTable,
-        now: Timestamp,
-        buf: &mut [u8],
-        scratch: &mut Scratch,
-    ) -> bool {
-        let Some(sockets) = self.vxlan.get() else {
-            return false;
-        };
-        // The datagram lands 2 bytes in: its 8-byte VXLAN header then ends where a
-        // virtio_net_hdr would, so the inner frame sits where `forward` expects a frame.
-        const AT: usize = VNET_HDR_LEN - weft_vtep::VXLAN_HEADER_LEN;
-        let mut moved = false;
-        // Receive offload: consecutive TCP segments of one connection from one peer are
-        // merged into a GSO superframe, so a bulk transfer costs one write into the container
-        // per up to 64 KiB instead of one per segment.
-        let mut gro = Coalescer::new(VNET_HDR_LEN + 14);
-        let mut gro_port: Option<PortId> = None;
-        for _ in 0..BATCH {
-            // With UDP_GRO the kernel may hand over a run of one peer's datagrams at once,
-            // back to back, each `segment` octets (the last may be shorter).
-            let (n, src, segment) =
-                match sys::recv_udp_segments(sockets.recv.as_fd(), &mut buf[AT..]) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
-            moved = true;
-            let Some(src) = src else {
-                continue;
-            };
-            let segment = segment.map_or(n, usize::from).max(1);
-            let mut next = AT;
-            // At least once: an empty datagram is classified (and counted) too.
-            let mut first = true;
-            while first || next < AT + n {
-                first = false;
-                // `off`: where this datagram starts; its inner frame starts 8 octets later, and
-                // the 10-octet virtio_net_hdr goes just before that (over the end of the
-                // datagram before it, already handled).
-                let off = next;
-                let len = segment.min(AT + n - next);
-                next += len;
-                let datagram = &buf[off..off + len];
-                let classified = read_lock(&self.tunnels).classify(*src.ip(), datagram);
-                let (port, inner) = match classified {
-                    Ok(ok) => ok,
-                    Err(reason) => {
-                        let mut c = lock(&self.vxlan_counters);
-                        c.record_rx(len);
-                        c.record_drop(reason);
-                        continue;
-                    }
-                };
-                lock(&self.vxlan_counters).record_rx(len);
-                let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
-                    continue;
-                };
-                io.last_rx_ms
-                    .store(now.as_millis().max(1), Ordering::Relaxed);
-                let start = off - AT;
-                let end = off + inner.end;
-                let inner_frame = &buf[start + VNET_HDR_LEN..end];
-                let hdr = match crate::dataplane::vxlan::partial_l4_checksum(inner_frame) {
-                    Some((csum_start, csum_offset)) => {
-                        let mut hdr = VnetHdr {
-                            flags: weft_wire::VIRTIO_NET_HDR_F_NEEDS_CSUM,
-                            csum_start,
-                            csum_offset,
-                            ..VnetHdr::default()
-                        };
-                        // A sender on this host (a kernel vxlan device on a veth underlay) may
-                        // hand over a whole TCP superframe in one datagram: pass it on as one.
-                        if inner_frame.len() > 1514 && csum_offset == 16 {
-                            let mtu = self.with_bridge(|b| {
-                                b.port_network(port)
-                                    .and_then(|n| b.network_config(n))
-                                    .map_or(1500, |c| c.mtu)
-                            });
-                            let l4 = usize::from(csum_start);
-                            let thl =
-                                usize::from(inner_frame.get(l4 + 12).copied().unwrap_or(0x50) >> 4)
-                                    * 4;
-                            let headers = (l4 - 14 + thl) as u16;
-                            hdr.gso_type = weft_wire::VIRTIO_NET_HDR_GSO_TCPV4;
-                            hdr.gso_size = mtu.saturating_sub(headers).max(1);
-                            hdr.hdr_len = (l4 + thl) as u16;
-                        }
-                        hdr
-                    }
-                    None => VnetHdr::default(),
-                };
-                // Only segments whose checksum holds are merged: the superframe's checksum
-                // is left to the container's kernel as verified, so a segment corrupted on
-                // the underlay (a kernel vxlan peer sends no outer UDP checksum) goes on by
-                // itself, for that kernel to find and drop.
-                let plain_tcp = hdr == VnetHdr::default()
-                    && inner_frame.len() > 14 + 20
-                    && inner_frame[12..14] == [0x08, 0x00]
-                    && inner_frame[14 + 9] == 6
-                    && weft_wire::coalesce::tcp_checksum_ok(&inner_frame[14..]);
-                if plain_tcp {
-                    if gro_port != Some(port) {
-                        self.flush_gro(table, &mut gro, gro_port, now, scratch);
-                        gro_port = Some(port);
-                    }
-                    // `buf[start..end]` is the datagram with its VXLAN header where the
-                    // virtio_net_hdr goes: the layout the offload builds superframes in.
-                    if let Some(done) = gro.push_slice(&buf[start..end], &mut scratch.gro_pool) {
-                        self.forward_owned(table, port, now, done, scratch);
-                    }
-                    continue;
-                }
-                self.flush_gro(table, &mut gro, gro_port, now, scratch);
-                hdr.write(&mut buf[start..start + VNET_HDR_LEN]);
-                self.forward(table, io, port, now, &buf[start..end], false, scratch);
-            }
-        }
-        self.flush_gro(table, &mut gro, gro_port, now, scratch);
-        moved
-    }
-
-    /// Forwards what the receive offload holds as received on `port`.
-    fn flush_gro(
-        &self,
-        table: &PortTable,
-        gro: &mut Coalescer,
-        port: Option<PortId>,
-        now: Timestamp,
-        scratch: &mut Scratch,
-    ) {
-        if let (Some(port), Some(packet)) = (port, gro.finish()) {
-            self.forward_owned(table, port, now, packet, scratch);
-        }
-    }
-
-    /// Forwards a packet (virtio_net_hdr + frame) the receive offload built, then keeps its
-    /// buffer for reuse.
-    fn forward_owned(
-        &self,
-        table: &PortTable,
-        port: PortId,
-        now: Timestamp,
-        packet: Vec<u8>,
-        scratch: &mut Scratch,
-    ) {
-        if let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) {
-            self.forward(table, io, port, now, &packet, false, scratch);
-        }
-        if scratch.gro_pool.len() < BATCH {
-            scratch.gro_pool.push(packet);
-        }
-    }
-
-    /// Asks the workers to exit.
-    pub fn shutdown(&self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for w in &self.workers {
-            w.wake.notify();
-        }
-    }
-
-    /// Starts the worker threads.
-    pub fn spawn(self: &Arc<Self>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-        (0..self.workers.len())
-            .map(|i| {
-                let dp = Arc::clone(self);
-                std::thread::Builder::new()
-                    .name(format!("weft-dataplane-{i}"))
-                    .spawn(move || dp.run(i))
-            })
-            .collect()
-    }
-
-    /// A worker's loop: wait for ready ports, drain each, forward. After traffic the worker
-    /// polls (epoll with no timeout, yielding between empty polls) for the busy-poll window,
-    /// then sleeps in epoll until a port or the wake eventfd is ready.
-    fn run(&self, index: usize) {
-        let worker = &self.workers[index];
-        let mut buf = vec![0u8; BUF_LEN];
-        let mut scratch = Scratch {
-            targets: Vec::new(),
-            reply: vec![0u8; BUF_LEN],
-            tunnel: TunnelScratch::default(),
-            gro_pool: Vec::new(),
-        };
-        let mut ready: Vec<u64> = Vec::with_capacity(256);
-        let mut last_traffic = Instant::now();
-        let mut last_expire = Instant::now();
-        // Set when a yield came back late: another thread wanted this CPU, so the worker
-        // sleeps in epoll (a wake-up preempts at once) instead of spinning, until traffic.
-        let mut yielded_late = false;
-        while !self.stop.load(Ordering::Relaxed) {
-            let spinning = !yielded_late && last_traffic.elapsed() < self.busy_poll;
-            let timeout = if spinning { 0 } else { 1000 };
-            if let Err(e) = worker.epoll.wait(&mut ready, 256, timeout) {
-                log::error!("epoll_wait failed: {e}");
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-            if ready.is_empty() {
-                if spinning {
-                    // Nothing to do yet: let any runnable thread on this CPU (the
-                    // applications whose frames we forward) go first instead of burning the
-                    // CPU they need. On two CPUs with a sender, a receiver and this worker,
-                    // a spin that does not yield halves the sender's share. If the yield
-                    // let another thread run (it came back late), that thread may keep the
-                    // CPU for its whole time slice while frames wait: sleep instead, so that
-                    // the next frame's wake-up preempts it.
-                    let before = Instant::now();
-                    std::thread::yield_now();
-                    yielded_late = before.elapsed() > YIELD_LATE;
-                }
-                continue;
-            }
-            let now = self.now();
-            let table = self.ports_read();
-            let mut moved = false;
-            for &token in &ready {
-                if token == WAKE_TOKEN {
-                    worker.wake.drain();
-                    continue;
-                }
-                if token == VXLAN_TOKEN {
-                    if self.drain_vxlan(&table, now, &mut buf, &mut scratch) {
-                        moved = true;
-                    }
-                    continue;
-                }
-                let port = PortId(token as u32);
-                match self.drain_port(&table, port, now, &mut buf, &mut scratch) {
-                    Drained::Moved => moved = true,
-                    Drained::Idle => {}
-                    Drained::Gone => {
-                        // The interface went away under us (its namespace was deleted, the
-                        // container exited): stop polling the fd, or level-triggered epoll
-                        // would report it forever. The endpoint stays until disconnected.
-                        if let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) {
-                            let _ = worker.epoll.delete(io.fd.as_fd());
-                        }
-                        log::warn!("port {port} lost its interface; disconnect its endpoint");
-                    }
-                }
-            }
-            drop(table);
-            if moved {
-                last_traffic = Instant::now();
-                yielded_late = false;
-            }
-            if index == 0 && last_expire.elapsed() >= Duration::from_secs(1) {
-                lock(&self.bridge).expire(now);
-                last_expire = Instant::now();
-            }
-        }
-    }
-
-    /// A DNS query to the gateway's address or a UDP datagram routed through the gateway,
-    /// if `frame` is one (and the services run).
-    fn service_request(
-        &self,
-        bridge: &Bridge,
-        in_port: PortId,
-        frame: &[u8],
-        checksum_partial: bool,
-    ) -> Option<ServiceRequest> {
-        self.gateway.get()?;
-        let gateway = bridge.port_gateway(in_port)?;
-        // DNS for the gateway itself, or a datagram routed through it (outbound NAT).
-        let datagram = udp_via_gateway(frame, &gateway, checksum_partial)
-            .filter(|d| d.dst_ip != gateway.ip || d.dst_port == DNS_PORT)?;
-        Some(ServiceRequest {
-            port: in_port,
-            gateway,
-            payload: frame[datagram.payload.clone()].to_vec(),
-            datagram,
-        })
-    }
-
-    /// Reads up to [`BATCH`] frames from `port` and forwards each.
-    fn drain_port(
-        &self,
-        table: &PortTable,
-        port: PortId,
-        now: Timestamp,
-        buf: &mut [u8],
-        scratch: &mut Scratch,
-    ) -> Drained {
-        let Some(io) = table.get(port.0 as usize).and_then(Option::as_ref) else {
-            return Drained::Idle;
-        };
-        let mut drained = Drained::Idle;
-        for _ in 0..BATCH {
-            let n = match sys::read_fd(io.fd.as_fd(), buf) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                // EBADFD: the TAP was deleted; ENXIO/ENODEV: the device is gone.
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EBADFD | libc::ENXIO | libc::ENODEV)
-                    ) =>
-                {
-                    return Drained::Gone;
-                }
-                Err(e) => {
-                    // ENETDOWN on a packet socket whose link went down, reported once:
-                    // nothing to read until it comes back.
-                    log::debug!("read from port {port} failed: {e}");
-                    break;
-                }
-            };
-            drained = Drained::Moved;
-            self.forward(table, io, port, now, &buf[..n], n == buf.len(), scratch);
-        }
-        drained
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn forward(
-        &self,
-        table: &PortTable,
-        in_io: &PortIo,
-        in_port: PortId,
-        now: Timestamp,
-        packet: &[u8],
-        truncated: bool,
-        scratch: &mut Scratch,
-    ) {
-        // Only while someone traces this port: the decision, step by step.
-        let mut trace = in_io.traces.active().then(|| trace_start(in_port, packet));
-        let hdr = if truncated {
-            None
-        } else {
-            VnetHdr::parse(packet)
-        };
-        let Some(hdr) = hdr else {
-            let reason = if truncated {
-                DropReason::Truncated
-            } else {
-                DropReason::BadVnetHeader
-            };
-            lock(&self.bridge).record_drop(in_port, reason);
-            trace_end(in_io, trace, &[TraceOutcome::BadHeader(reason)]);
-            return;
-        };
-        if let Some(t) = trace.as_mut() {
-            t.gso_size = hdr.is_gso().then_some(hdr.gso_size);
-        }
-        let frame = &packet[VNET_HDR_LEN..];
-        capture(in_io, frame);
-        let targets = &mut scratch.targets;
-        targets.clear();
-        {
-            let mut bridge = lock(&self.bridge);
-            let verdict = match trace.as_mut() {
-                Some(t) => bridge.process_traced(now, in_port, frame, hdr.is_gso(), &mut |step| {
-                    t.steps.push(step)
-                }),
-                None => bridge.process(now, in_port, frame, hdr.is_gso()),
-            };
-            match verdict {
-                Verdict::Forward(out) => targets.push(out),
-                Verdict::Flood(set) => targets.extend(set),
-                Verdict::Drop(reason) => {
-                    drop(bridge);
-                    trace_end(in_io, trace, &[TraceOutcome::Dropped(reason)]);
-                    return;
-                }
-                Verdict::ToGateway => {
-                    if let Some(link) = self.gateway.get() {
-                        if let Some(gateway) = bridge
-                            .port_gateway(in_port)
-                            .filter(|gw| link.stack_takes(frame, gw))
-                        {
-                            drop(bridge);
-                            let outcome = if link.try_to_stack(in_port, gateway, frame) {
-                                TraceOutcome::ToStack
-                            } else {
-                                lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
-                                TraceOutcome::GatewayBusy
-                            };
-                            trace_end(in_io, trace, &[outcome]);
-                            return;
-                        }
-                    }
-                    if let Some(request) =
-                        self.service_request(&bridge, in_port, frame, hdr.needs_csum())
-                    {
-                        drop(bridge);
-                        let queued = self
-                            .gateway
-                            .get()
-                            .is_some_and(|link| link.try_to_services(request));
-                        let outcome = if queued {
-                            TraceOutcome::ToService
-                        } else {
-                            lock(&self.bridge).record_drop(in_port, DropReason::GatewayBusy);
-                            TraceOutcome::GatewayBusy
-                        };
-                        trace_end(in_io, trace, &[outcome]);
-                        return;
-                    }
-                    // The gateway's answer (ARP reply, echo reply) goes back out of the
-                    // ingress port, with a plain virtio_net_hdr (no offload).
-                    let reply = &mut scratch.reply;
-                    let len = match bridge.gateway_reply(in_port, frame, &mut reply[VNET_HDR_LEN..])
-                    {
-                        Ok(len) => len,
-                        Err(reason) => {
-                            drop(bridge);
-                            trace_end(in_io, trace, &[TraceOutcome::Dropped(reason)]);
-                            return;
-                        }
-                    };
-                    drop(bridge);
-                    VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
-                    let packet = &reply[..VNET_HDR_LEN + len];
-                    let outcome = if self.write_out(in_io, packet, &mut scratch.tunnel) {
-                        capture(in_io, &packet[VNET_HDR_LEN..]);
-                        lock(&self.bridge).record_tx(in_port, len);
-                        TraceOutcome::GatewayReply { len }
-                    } else {
-                        lock(&self.bridge).record_drop(in_port, DropReason::TxError);
-                        TraceOutcome::SendFailed { port: in_port }
-                    };
-                    trace_end(in_io, trace, &[outcome]);
-                    return;
-                }
-            }
-        }
-        // Split horizon: what came out of a tunnel never goes into another one (every node
-        // replicates to all its peers itself).
-        let from_tunnel = in_io.tunnel.is_some();
-        // Write to every output; keep only the ports that took the frame.
-        let tunnel_scratch = &mut scratch.tunnel;
-        let mut outcome = trace.as_ref().map(|_| Vec::with_capacity(targets.len()));
-        targets.retain(|&out| {
-            let io = table.get(out.0 as usize).and_then(Option::as_ref);
-            if from_tunnel && io.is_some_and(|io| io.tunnel.is_some()) {
-                if let Some(o) = outcome.as_mut() {
-                    o.push(TraceOutcome::SplitHorizon { port: out });
-                }
-                return false;
-            }
-            let ok = io.is_some_and(|io| self.write_out(io, packet, tunnel_scratch));
-            match io {
-                Some(io) if ok => capture(io, frame),
-                _ => lock(&self.bridge).record_drop(out, DropReason::TxError),
-            }
-            if let Some(o) = outcome.as_mut() {
-                o.push(if ok {
-                    TraceOutcome::Sent { port: out }
-                } else {
-                    TraceOutcome::SendFailed { port: out }
-                });
-            }
-            ok
-        });
-        if !targets.is_empty() {
-            let mut bridge = lock(&self.bridge);
-            for &out in targets.iter() {
-                bridge.record_tx(out, frame.len());
-            }
-        }
-        trace_end(in_io, trace, outcome.as_deref().unwrap_or_default());
-    }
-}
-
-/// A trace record for a frame entering `in_port` (virtio_net_hdr + frame in `packet`).
-fn trace_start(in_port: PortId, packet: &[u8]) -> FrameTrace {
-    let frame = packet.get(VNET_HDR_LEN..).unwrap_or_default();
-    FrameTrace {
-        at: SystemTime::now(),
-        in_port,
-        head: frame[..frame.len().min(TRACE_HEAD)].to_vec(),
-        len: frame.len(),
-        gso_size: None,
-        steps: Vec::new(),
-        outcome: Vec::new(),
-    }
-}
-
-/// Hands a finished trace record to the port's tracers.
-fn trace_end(io: &PortIo, trace: Option<FrameTrace>, outcome: &[TraceOutcome]) {
-    if let Some(mut t) = trace {
-        t.outcome.extend_from_slice(outcome);
-        io.traces.offer(Arc::new(t));
-    }
-}
-
-/// What one visit to a ready port found.
-enum Drained {
-    Moved,
-    Idle,
-    Gone,
-}
-
-/// Per-worker buffers reused for every frame.
-struct Scratch {
-    /// Output ports of one frame.
-    targets: Vec<PortId>,
-    /// The gateway's reply to one frame (virtio_net_hdr + frame).
-    reply: Vec<u8>,
-    tunnel: TunnelScratch,
-    /// Buffers of the VXLAN receive offload, reused.
-    gro_pool: Vec<Vec<u8>>,
-}
-
-/// Buffers for frames entering a tunnel: one frame whose checksum is completed, the
-/// datagrams of one send, the segments of one superframe.
-#[derive(Default)]
-struct TunnelScratch {
-    segment: Vec<u8>,
-    run: crate::dataplane::vxlan::DatagramRun,
-    superframe: crate::dataplane::vxlan::SegmentScratch,
-}
-
-/// Copies `frame` to the port's live captures (only while someone captures).
-fn capture(io: &PortIo, frame: &[u8]) {
-    if io.captures.active() {
-        io.captures.offer(pcap::record(SystemTime::now(), frame));
+        Some((port, self.vxlan_stats.snapshot()))
     }
 }

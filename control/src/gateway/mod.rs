@@ -170,9 +170,7 @@ pub async fn serve(
                     }
                 });
             }
-            Outcome::Drop(_) => {
-                dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::Malformed))
-            }
+            Outcome::Drop(_) => dataplane.record_drop(req.port, DropReason::Malformed),
         }
     }
 }
@@ -214,7 +212,7 @@ fn outbound_udp(
     let d = &req.datagram;
     let allowed = network.filter(|&n| nat_allowed(zones, n, d.dst_ip));
     let Some(network) = allowed else {
-        dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayUnsupported));
+        dataplane.record_drop(req.port, DropReason::GatewayUnsupported);
         return;
     };
     let key = UdpFlowKey {
@@ -229,7 +227,7 @@ fn outbound_udp(
     };
     if let Err(e) = nat.send(dataplane, key, back, &req.payload) {
         log::debug!("outbound UDP from {} dropped: {e}", key.container);
-        dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::GatewayBusy));
+        dataplane.record_drop(req.port, DropReason::GatewayBusy);
     }
 }
 
@@ -247,7 +245,7 @@ fn send(dataplane: &Dataplane, req: &ServiceRequest, answer: &[u8]) {
         Some(len) => {
             dataplane.inject(req.port, &frame[..len]);
         }
-        None => dataplane.with_bridge(|b| b.record_drop(req.port, DropReason::Oversized)),
+        None => dataplane.record_drop(req.port, DropReason::Oversized),
     }
 }
 

@@ -199,17 +199,12 @@ fn answer(b: &mut Bridge, port: PortId, frame: &[u8]) -> Vec<u8> {
     out
 }
 
-/// `process` returns `ToGateway` and `gateway_reply` fails with `reason`,
-/// counted once on `port`.
+/// `process` returns `ToGateway` and `gateway_reply` fails with `reason` (for the adapter to
+/// count on `port`).
 fn refused(b: &mut Bridge, port: PortId, frame: &[u8], reason: DropReason) {
-    let before = b.port_counters(port).unwrap().drop_count(reason);
     assert_eq!(b.process(now(), port, frame, false), Verdict::ToGateway);
     let mut out = vec![0u8; frame.len() + 64];
     assert_eq!(b.gateway_reply(port, frame, &mut out), Err(reason));
-    assert_eq!(
-        b.port_counters(port).unwrap().drop_count(reason),
-        before + 1
-    );
 }
 
 fn flood(b: &mut Bridge, port: PortId, frame: &[u8]) -> Vec<PortId> {
@@ -266,9 +261,7 @@ fn arp_for_the_gateway_is_answered() {
         ),
         (3, 0, 0)
     );
-    // Nothing counted as dropped; the requester was learned as usual.
-    let c = b.port_counters(p(2)).unwrap();
-    assert_eq!((c.rx_packets, c.drops_total(), c.tx_packets), (3, 0, 0));
+    // The requester was learned as usual.
     assert_eq!(b.lookup(N1, mac(2), now()).unwrap().port, p(2));
     // The gateway's MAC is not a port's.
     assert_eq!(b.lookup(N1, GW_MAC, now()), None);
@@ -399,7 +392,6 @@ fn other_arp_is_bridged_as_before() {
     );
 
     assert_eq!(stats(&b, N1).arp_suppressed, 0);
-    assert_eq!(b.port_counters(p(2)).unwrap().drops_total(), 0);
 }
 
 #[test]
@@ -591,7 +583,6 @@ fn ping_to_the_gateway_is_answered() {
     let hdr = assert_echo_reply(&reply, 2, &icmp);
     assert_eq!(&hdr[6..8], &[0x40, 0], "DF copied");
     assert_eq!(stats(&b, N1).gateway_echo_replies, 1);
-    assert_eq!(b.port_counters(p(2)).unwrap().drops_total(), 0);
     // The request's own checksums were valid (sanity check of the builder).
     assert_eq!(checksum(&req[14..34]), 0);
 
@@ -671,12 +662,6 @@ fn malformed_datagrams_to_the_gateway_are_counted() {
         DropReason::Malformed,
     );
 
-    assert_eq!(
-        b.port_counters(p(2))
-            .unwrap()
-            .drop_count(DropReason::Malformed),
-        10
-    );
     assert_eq!(stats(&b, N1).gateway_echo_replies, 0);
 }
 
@@ -741,10 +726,6 @@ fn what_the_gateway_does_not_handle_yet() {
         }),
     ];
     for (what, frame) in &cases {
-        let before = b
-            .port_counters(p(2))
-            .unwrap()
-            .drop_count(DropReason::GatewayUnsupported);
         // Never bridged, whatever the FDB says about the gateway's MAC.
         assert_eq!(
             b.process(now(), p(2), frame, false),
@@ -756,12 +737,6 @@ fn what_the_gateway_does_not_handle_yet() {
             b.gateway_reply(p(2), frame, &mut out),
             Err(DropReason::GatewayUnsupported),
             "{what}"
-        );
-        assert_eq!(
-            b.port_counters(p(2))
-                .unwrap()
-                .drop_count(DropReason::GatewayUnsupported),
-            before + 1
         );
     }
     let s = stats(&b, N1);
@@ -943,12 +918,6 @@ fn reply_buffer_size() {
     let mut exact = vec![0u8; frame.len()];
     assert_eq!(b.gateway_reply(p(2), &frame, &mut exact), Ok(frame.len()));
 
-    assert_eq!(
-        b.port_counters(p(2))
-            .unwrap()
-            .drop_count(DropReason::Oversized),
-        2
-    );
     let s = stats(&b, N1);
     assert_eq!((s.gateway_arp_replies, s.gateway_echo_replies), (1, 1));
 }
@@ -957,13 +926,10 @@ fn reply_buffer_size() {
 fn gateway_reply_rejects_what_process_would() {
     let mut b = setup();
     let mut out = [0u8; 128];
-    let before: Vec<_> = (1..=6).map(|i| b.port_counters(p(i)).cloned()).collect();
     assert_eq!(
         b.gateway_reply(p(9), &who_has(2, GW_IP), &mut out),
         Err(DropReason::UnknownPort)
     );
-    let after: Vec<_> = (1..=6).map(|i| b.port_counters(p(i)).cloned()).collect();
-    assert_eq!(before, after);
 
     assert_eq!(
         b.gateway_reply(p(2), &[0xff; 13], &mut out),
@@ -982,9 +948,6 @@ fn gateway_reply_rejects_what_process_would() {
         b.gateway_reply(p(2), &bad_src, &mut out),
         Err(DropReason::InvalidSourceMac)
     );
-    let c = b.port_counters(p(2)).unwrap();
-    assert_eq!(c.drop_count(DropReason::Runt), 1);
-    assert_eq!(c.drop_count(DropReason::InvalidSourceMac), 1);
 }
 
 #[test]

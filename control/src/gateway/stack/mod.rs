@@ -343,7 +343,7 @@ impl Stack {
     }
 
     fn record_drop(&self, port: PortId, reason: DropReason) {
-        self.dataplane.with_bridge(|b| b.record_drop(port, reason));
+        self.dataplane.record_drop(port, reason);
     }
 
     /// The network's stack, created on first use.

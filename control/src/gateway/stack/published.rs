@@ -128,8 +128,7 @@ impl Stack {
             let Some(gw_port) = net.udp_clients.port_for(index, client, now) else {
                 // Every gateway port is some live client's: refuse the new one.
                 let busy = DropReason::GatewayBusy;
-                self.dataplane
-                    .with_bridge(|b| b.record_drop(target.port, busy));
+                self.dataplane.record_drop(target.port, busy);
                 continue;
             };
             let src = (target.gateway.mac, target.gateway.ip, gw_port);

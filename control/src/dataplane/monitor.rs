@@ -1,0 +1,149 @@
+//! Capture and trace listeners on a port (`weft capture`, `weft trace`): bounded channels the
+//! workers feed only while someone listens.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use weft_switch::{DropReason, PortId};
+use weft_wire::VNET_HDR_LEN;
+
+use super::{lock, pcap, PortIo};
+
+/// Frames a slow capture reader may fall behind before frames are skipped for it.
+pub const CAPTURE_QUEUE: usize = 4096;
+/// Octets of a traced frame kept for its summary (Ethernet, IPv4 and TCP/UDP headers).
+const TRACE_HEAD: usize = 64;
+
+/// One live listener (a capture's pcap records or a trace's decisions) attached to a port: a
+/// bounded channel, closed after `remaining` items if a count was given.
+struct Monitor<T> {
+    tx: tokio::sync::mpsc::Sender<T>,
+    remaining: Option<u64>,
+}
+
+/// The listeners of one kind on one port, with a flag the fast path reads instead of the
+/// lock.
+pub(super) struct Monitors<T> {
+    active: AtomicBool,
+    listeners: Mutex<Vec<Monitor<T>>>,
+}
+
+impl<T> Default for Monitors<T> {
+    fn default() -> Self {
+        Monitors {
+            active: AtomicBool::new(false),
+            listeners: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<T: Clone> Monitors<T> {
+    /// Whether anyone listens (one relaxed load: the per-frame cost when nobody does).
+    pub(super) fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Adds a listener, closed after `count` items if given.
+    pub(super) fn attach(&self, count: Option<u64>) -> tokio::sync::mpsc::Receiver<T> {
+        let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
+        lock(&self.listeners).push(Monitor {
+            tx,
+            remaining: count,
+        });
+        self.active.store(true, Ordering::Release);
+        rx
+    }
+
+    /// Hands `item` to every listener; a full channel (slow reader) skips it, a closed one
+    /// (reader gone) or a finished count detaches the listener.
+    pub(super) fn offer(&self, item: T) {
+        let mut listeners = lock(&self.listeners);
+        listeners.retain_mut(|m| {
+            match m.tx.try_send(item.clone()) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+            match m.remaining.as_mut() {
+                Some(left) => {
+                    *left -= 1;
+                    *left > 0
+                }
+                None => true,
+            }
+        });
+        if listeners.is_empty() {
+            self.active.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// What the data plane did with one frame that entered a traced port (`weft trace`): the
+/// bridge's decision step by step, then what became of the frame.
+#[derive(Debug, Clone)]
+pub struct FrameTrace {
+    pub at: SystemTime,
+    pub in_port: PortId,
+    /// The frame's first octets (its headers), for a summary line.
+    pub head: Vec<u8>,
+    /// The frame's length (without the virtio_net_hdr).
+    pub len: usize,
+    /// The segment size of a GSO superframe.
+    pub gso_size: Option<u16>,
+    pub steps: Vec<weft_switch::TraceStep>,
+    pub outcome: Vec<TraceOutcome>,
+}
+
+/// What became of a traced frame after the bridge's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TraceOutcome {
+    /// Read whole but its virtio_net_hdr was invalid, or it did not fit the buffer.
+    BadHeader(DropReason),
+    /// Dropped by the bridge.
+    Dropped(DropReason),
+    /// Handed to the gateway's TCP/IP stack (TCP, ICMP echo to the outside, UDP to the
+    /// gateway's address).
+    ToStack,
+    /// Handed to the gateway's services (DNS, outbound UDP NAT).
+    ToService,
+    /// The gateway's queue was full.
+    GatewayBusy,
+    /// The gateway answered it (ARP reply, echo reply) with a frame of `len` octets.
+    GatewayReply { len: usize },
+    /// Written to `port`.
+    Sent { port: PortId },
+    /// Writing to `port` failed.
+    SendFailed { port: PortId },
+    /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
+    SplitHorizon { port: PortId },
+}
+
+/// A trace record for a frame entering `in_port` (virtio_net_hdr + frame in `packet`).
+pub(super) fn trace_start(in_port: PortId, packet: &[u8]) -> FrameTrace {
+    let frame = packet.get(VNET_HDR_LEN..).unwrap_or_default();
+    FrameTrace {
+        at: SystemTime::now(),
+        in_port,
+        head: frame[..frame.len().min(TRACE_HEAD)].to_vec(),
+        len: frame.len(),
+        gso_size: None,
+        steps: Vec::new(),
+        outcome: Vec::new(),
+    }
+}
+
+/// Hands a finished trace record to the port's tracers.
+pub(super) fn trace_end(io: &PortIo, trace: Option<FrameTrace>, outcome: &[TraceOutcome]) {
+    if let Some(mut t) = trace {
+        t.outcome.extend_from_slice(outcome);
+        io.traces.offer(Arc::new(t));
+    }
+}
+
+/// Copies `frame` to the port's live captures (only while someone captures).
+pub(super) fn capture(io: &PortIo, frame: &[u8]) {
+    if io.captures.active() {
+        io.captures.offer(pcap::record(SystemTime::now(), frame));
+    }
+}
