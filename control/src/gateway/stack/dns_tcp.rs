@@ -11,8 +11,8 @@ use weft_gateway::dns_tcp::{AnswerError, DnsStream};
 use weft_gateway::Timestamp;
 use weft_switch::NetworkId;
 
-use super::link::{NetStack, DNS_LISTENERS};
-use super::{Stack, StackInput};
+use super::link::{NetworkIface, DNS_LISTENERS};
+use super::{StackInput, StackThread};
 use crate::gateway;
 use crate::gateway::dns::{self, Outcome};
 
@@ -31,7 +31,7 @@ pub(in crate::gateway::stack) struct DnsConn {
 type Query = (SocketHandle, u64, Vec<u8>);
 
 /// Listeners that took a connection become connections.
-fn accept_conns(net: &mut NetStack, now: Timestamp) {
+fn accept_conns(net: &mut NetworkIface, now: Timestamp) {
     let mut taken = Vec::new();
     net.dns_listeners.retain(|&h| {
         let active = net.sockets.get::<tcp::Socket>(h).state() != tcp::State::Listen;
@@ -92,7 +92,7 @@ fn service_conn(
     true
 }
 
-impl Stack {
+impl StackThread {
     /// Serves DNS over TCP at every gateway address.
     pub(super) fn service_dns(&mut self) {
         let now = self.ts();

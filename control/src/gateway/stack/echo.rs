@@ -12,7 +12,7 @@ use weft_switch::{
     PortId, ICMP_NET_UNREACHABLE,
 };
 
-use super::{token, unreachable_code, Stack, TAG_ICMP};
+use super::{token, unreachable_code, StackThread, TAG_ICMP};
 use weft_sys::Epoll;
 
 /// Where an echo flow's replies go.
@@ -46,7 +46,7 @@ pub(super) fn open_icmp_socket(
     }
 }
 
-impl Stack {
+impl StackThread {
     /// A container's echo request to an outside address: out through the raw socket with
     /// the flow's wire identifier.
     pub(super) fn outbound_echo(

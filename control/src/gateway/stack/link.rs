@@ -84,7 +84,7 @@ impl phy::Device for Link {
 }
 
 /// One network's interface, sockets and the stations it talks to.
-pub(super) struct NetStack {
+pub(super) struct NetworkIface {
     pub(super) iface: Interface,
     pub(super) link: Link,
     pub(super) sockets: SocketSet<'static>,
@@ -100,14 +100,14 @@ pub(super) struct NetStack {
     pub(super) udp_clients: UdpClients,
 }
 
-impl NetStack {
+impl NetworkIface {
     pub(super) fn new(
         gateway: GatewayConfig,
         subnet: (Ipv4Addr, u8),
         mtu: usize,
         udp_idle: Duration,
         now: smoltcp::time::Instant,
-    ) -> NetStack {
+    ) -> NetworkIface {
         let mut link = Link {
             rx: VecDeque::new(),
             tx: Vec::new(),
@@ -124,7 +124,7 @@ impl NetStack {
         // terminate connections to any outside address.
         iface.set_any_ip(true);
         let _ = iface.routes_mut().add_default_ipv4_route(gateway.ip);
-        let mut net = NetStack {
+        let mut net = NetworkIface {
             iface,
             link,
             sockets: SocketSet::new(Vec::new()),
@@ -177,7 +177,7 @@ pub(super) fn new_tcp_socket(buffer: usize) -> tcp::Socket<'static> {
 
 /// Runs one network's interface until it has nothing more to receive or send, and writes
 /// what it sent to the containers. Returns whether anything was sent.
-pub(super) fn poll_net(net: &mut NetStack, origin: Instant, dataplane: &Dataplane) -> bool {
+pub(super) fn poll_net(net: &mut NetworkIface, origin: Instant, dataplane: &Dataplane) -> bool {
     // Each poll sends at most one segment per socket: poll until the interface is idle (a
     // bound keeps one busy network from starving the rest of the loop), then send what
     // accumulated, consecutive segments of each connection merged into GSO superframes.

@@ -44,7 +44,7 @@ mod published;
 mod tcp;
 
 use echo::EchoBack;
-use link::NetStack;
+use link::NetworkIface;
 use published::PublishedEntry;
 use tcp::FlowIo;
 
@@ -183,7 +183,7 @@ pub fn spawn(
         wake: Arc::clone(&wake),
     };
     let icmp = echo::open_icmp_socket(&epoll)?;
-    let stack = Stack {
+    let stack = StackThread {
         dataplane,
         zones,
         upstreams,
@@ -212,7 +212,9 @@ pub fn spawn(
     Ok(handle)
 }
 
-struct Stack {
+/// The state of the `weft-stack` thread: its epoll, every network's interface, the flows and
+/// the published sockets.
+struct StackThread {
     dataplane: Arc<Dataplane>,
     zones: Zones,
     upstreams: Arc<Vec<SocketAddr>>,
@@ -222,7 +224,7 @@ struct Stack {
     wake: Arc<EventFd>,
     rx: Receiver<StackInput>,
     origin: Instant,
-    nets: HashMap<NetworkId, NetStack>,
+    nets: HashMap<NetworkId, NetworkIface>,
     /// The TCP flows' protocol state (held SYNs, failed connects, counters)...
     tcp: TcpTable,
     /// ... and their sockets.
@@ -247,7 +249,7 @@ fn unreachable_code(e: &std::io::Error) -> u8 {
     }
 }
 
-impl Stack {
+impl StackThread {
     /// The thread's clock, as smoltcp takes it.
     fn now(&self) -> smoltcp::time::Instant {
         smoltcp::time::Instant::from_micros(self.origin.elapsed().as_micros() as i64)
@@ -347,7 +349,7 @@ impl Stack {
     }
 
     /// The network's stack, created on first use.
-    fn net_for(&mut self, network: NetworkId, gateway: GatewayConfig) -> Option<&mut NetStack> {
+    fn net_for(&mut self, network: NetworkId, gateway: GatewayConfig) -> Option<&mut NetworkIface> {
         if !self.nets.contains_key(&network) {
             let subnet = {
                 let zones = self.zones.read().unwrap_or_else(|p| p.into_inner());
@@ -358,7 +360,7 @@ impl Stack {
                     .map_or(1500, |c| usize::from(c.mtu))
             });
             let now = self.now();
-            let net = NetStack::new(gateway, subnet, mtu, self.udp_idle, now);
+            let net = NetworkIface::new(gateway, subnet, mtu, self.udp_idle, now);
             self.nets.insert(network, net);
         }
         self.nets.get_mut(&network)

@@ -10,9 +10,9 @@ use std::time::Duration;
 use smoltcp::wire::{IpAddress, IpEndpoint};
 use weft_switch::{write_udp, DropReason, NetworkId, PortId};
 
-use super::link::{new_tcp_socket, NetStack};
+use super::link::{new_tcp_socket, NetworkIface};
 use super::tcp::{FlowIo, TCP_BUFFER};
-use super::{token, Published, Stack, Target, TAG_PUBLISHED};
+use super::{token, Published, StackThread, Target, TAG_PUBLISHED};
 use crate::gateway::publish::PublishedSocket;
 
 pub(super) struct PublishedEntry {
@@ -24,13 +24,13 @@ fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
-impl Stack {
+impl StackThread {
     /// The network of a published port's target, created on first use.
-    fn target_net(&mut self, network: NetworkId, target: Target) -> &mut NetStack {
+    fn target_net(&mut self, network: NetworkId, target: Target) -> &mut NetworkIface {
         let now = self.now();
         let udp_idle = self.udp_idle;
         let net = self.nets.entry(network).or_insert_with(|| {
-            NetStack::new(
+            NetworkIface::new(
                 target.gateway,
                 target.subnet,
                 usize::from(target.mtu),

@@ -17,7 +17,7 @@ use weft_gateway::Timestamp;
 use weft_switch::{DropReason, GatewayConfig, NetworkId, PortId, ICMP_NET_UNREACHABLE};
 
 use super::link::{new_tcp_socket, poll_net};
-use super::{token, unreachable_code, Stack, TAG_FLOW};
+use super::{token, unreachable_code, StackThread, TAG_FLOW};
 use crate::types::NatRow;
 
 /// Receive and send buffer of each proxied TCP connection, per direction. With window
@@ -86,7 +86,7 @@ struct Moved {
     back: usize,
 }
 
-impl Stack {
+impl StackThread {
     /// A container's TCP segment: to the gateway's own sockets (DNS, published
     /// connections), a SYN to the outside, or part of a proxied connection.
     pub(super) fn on_tcp(&mut self, seg: Segment, gateway: GatewayConfig, packet: Vec<u8>) {
