@@ -48,6 +48,16 @@ impl fmt::Display for PortMapping {
 }
 
 impl PortMapping {
+    /// `host_ip:host_port` published to the container's `container_port`.
+    pub fn new(host_ip: Ipv4Addr, host_port: u16, container_port: u16, protocol: Protocol) -> Self {
+        PortMapping {
+            host_ip,
+            host_port,
+            container_port,
+            protocol,
+        }
+    }
+
     pub fn host_addr(&self) -> SocketAddr {
         SocketAddr::from((self.host_ip, self.host_port))
     }
@@ -198,12 +208,7 @@ mod tests {
     use super::*;
 
     fn m(ip: [u8; 4], host: u16, container: u16, protocol: Protocol) -> PortMapping {
-        PortMapping {
-            host_ip: Ipv4Addr::from(ip),
-            host_port: host,
-            container_port: container,
-            protocol,
-        }
+        PortMapping::new(Ipv4Addr::from(ip), host, container, protocol)
     }
 
     #[test]

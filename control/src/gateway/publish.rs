@@ -77,12 +77,7 @@ mod tests {
     use super::*;
 
     fn m(ip: [u8; 4], host: u16, container: u16, protocol: Protocol) -> PortMapping {
-        PortMapping {
-            host_ip: Ipv4Addr::from(ip),
-            host_port: host,
-            container_port: container,
-            protocol,
-        }
+        PortMapping::new(Ipv4Addr::from(ip), host, container, protocol)
     }
 
     #[test]
