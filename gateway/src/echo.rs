@@ -113,12 +113,17 @@ impl<V> EchoNat<V> {
         };
         packet.set_echo_ident(wire);
         packet.fill_checksum();
-        let len = icmp.len();
+        Ok(wire)
+    }
+
+    /// The rewritten request of flow `wire` (`len` octets of ICMP) left: counted, and the
+    /// flow kept alive. Called only after a successful send, so a destination that cannot
+    /// be reached neither keeps the flow alive nor counts as traffic.
+    pub fn sent(&mut self, wire: u16, len: usize, now: Timestamp) {
         if let Some(f) = self.flows.get_mut(&wire) {
             f.bytes_out += len as u64;
             f.last_active = now;
         }
-        Ok(wire)
     }
 
     fn new_flow(&mut self, key: EchoKey, back: V, now: Timestamp) -> Result<u16, EchoError> {
@@ -352,6 +357,28 @@ mod tests {
             .is_ok());
         assert_eq!(nat.expire(at(40)), 1);
         assert_eq!(nat.len(), 1);
+    }
+
+    #[test]
+    fn only_requests_that_left_count_and_keep_the_flow_alive() {
+        let mut nat: EchoNat<()> = EchoNat::new(ECHO_IDLE, 4);
+        let c = Ipv4Addr::new(10, 0, 0, 2);
+        let mut request = echo(8, 7, 1);
+        let w = nat
+            .outbound(NET, (c, OUTSIDE), &mut request, || (), at(0))
+            .unwrap();
+        nat.sent(w, request.len(), at(0));
+        // A second request at 20 s whose send failed: not counted, the flow not refreshed.
+        nat.outbound(NET, (c, OUTSIDE), &mut echo(8, 7, 2), || (), at(20))
+            .unwrap();
+        let (_, f) = nat.iter().next().unwrap();
+        assert_eq!(f.bytes_out, request.len() as u64);
+        assert_eq!(f.last_active, at(0));
+        assert_eq!(
+            nat.expire(at(30)),
+            1,
+            "idle since the last request that left"
+        );
     }
 
     proptest::proptest! {

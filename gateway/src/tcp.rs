@@ -215,7 +215,9 @@ impl TcpTable {
                 _ => SynAction::Pending,
             };
         }
-        if self.flows.len() >= self.max {
+        // Outbound connects have their own bound: inbound (published) connections do not
+        // take it from the containers.
+        if self.by_key.len() >= self.max {
             return SynAction::Busy;
         }
         let id = self.new_id();
@@ -542,14 +544,21 @@ mod tests {
         let id = t
             .open_inbound(NetworkId(1), PORT, container, client, ms(0))
             .unwrap();
-        assert_eq!(t.on_syn(key(2), PORT, syn(1), ms(0)), SynAction::Busy);
+        // Two flows in all: no more inbound ones.
         assert!(t
             .open_inbound(NetworkId(1), PORT, container, client, ms(0))
             .is_none());
-        t.remove(id);
+        // Outbound connects count only themselves: one of two is taken.
         assert!(matches!(
             t.on_syn(key(2), PORT, syn(1), ms(0)),
             SynAction::Connect(_)
         ));
+        assert_eq!(t.on_syn(key(3), PORT, syn(1), ms(0)), SynAction::Busy);
+        t.remove(id);
+        assert!(
+            t.open_inbound(NetworkId(1), PORT, container, client, ms(0))
+                .is_none(),
+            "still two flows: the two outbound ones"
+        );
     }
 }

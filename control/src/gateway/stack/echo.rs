@@ -75,17 +75,19 @@ impl StackThread {
         };
         let now = self.ts();
         let addresses = (echo.src_ip, echo.dst_ip);
-        if self
+        let Ok(wire) = self
             .echo
             .outbound(network, addresses, &mut message, back, now)
-            .is_err()
-        {
+        else {
             return self.record_drop(port, DropReason::GatewayBusy);
-        }
+        };
         let to = SocketAddr::V4(SocketAddrV4::new(echo.dst_ip, 0));
-        if let Err(e) = socket.send_to(&message, &to.into()) {
-            log::debug!("echo to {} not sent: {e}", echo.dst_ip);
-            self.unreachable(network, port, &frame[14..], unreachable_code(&e));
+        match socket.send_to(&message, &to.into()) {
+            Ok(_) => self.echo.sent(wire, message.len(), now),
+            Err(e) => {
+                log::debug!("echo to {} not sent: {e}", echo.dst_ip);
+                self.unreachable(network, port, &frame[14..], unreachable_code(&e));
+            }
         }
     }
 
