@@ -15,7 +15,6 @@
 //!   (RFC 1035), or the decision to forward it.
 //! - [`dns_tcp`]: DNS over TCP framing (RFC 1035 §4.2.2, RFC 7766).
 //! - [`publish`]: Docker's `-p` specs and the mappings they expand to.
-//! - [`packet`]: the header fields the gateway's runtime dispatches frames on.
 
 #![forbid(unsafe_code)]
 
@@ -23,7 +22,6 @@ pub mod dns;
 pub mod dns_tcp;
 pub mod echo;
 pub mod flows;
-pub mod packet;
 pub mod publish;
 pub mod published_udp;
 pub mod tcp;

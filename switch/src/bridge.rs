@@ -23,7 +23,7 @@ use std::time::Duration;
 use crate::counters::DropReason;
 use crate::fdb::{Fdb, FdbEntry, LearnOutcome};
 use crate::frame::{EthernetFrame, ETHERNET_HEADER_LEN, ETHERTYPE_VLAN, VLAN_TAG_LEN};
-use crate::gateway::{GatewayConfig, Neighbor, Responder};
+use crate::gateway::{GatewayConfig, GatewayTask, Neighbor, Offload, Responder};
 use crate::mac::MacAddr;
 use crate::time::Timestamp;
 
@@ -154,6 +154,14 @@ pub enum BridgeError {
         /// The address given.
         mac: MacAddr,
     },
+    /// The address is an endpoint's, pinned to its port.
+    #[error("{mac} is the MAC of an endpoint attached to network {network}; it is pinned to that endpoint's port")]
+    MacPinned {
+        /// The network.
+        network: NetworkId,
+        /// The address given.
+        mac: MacAddr,
+    },
     /// Static entries must be individual (unicast), non-zero addresses.
     #[error("{0} cannot be a static FDB entry: only unicast, non-zero addresses can")]
     InvalidStaticMac(MacAddr),
@@ -170,6 +178,9 @@ pub enum BridgeError {
 mod verdict;
 pub use verdict::{FloodSet, TraceStep, Verdict};
 
+mod port_security;
+pub use port_security::PortBinding;
+
 #[derive(Debug)]
 struct Network {
     config: NetworkConfig,
@@ -184,6 +195,8 @@ struct Network {
 #[derive(Debug)]
 struct Port {
     network: NetworkId,
+    /// The endpoint attached, once the control plane said (see [`Bridge::bind_port`]).
+    binding: Option<PortBinding>,
 }
 
 /// A multi-network learning bridge (pure: no I/O, no clock).
@@ -272,7 +285,13 @@ impl Bridge {
             net.ports.insert(at, port);
         }
         net.fdb.add_port(port);
-        self.ports.insert(port, Port { network });
+        self.ports.insert(
+            port,
+            Port {
+                network,
+                binding: None,
+            },
+        );
         Ok(())
     }
 
@@ -327,8 +346,43 @@ impl Bridge {
         if state.network != network {
             return Err(BridgeError::PortNotInNetwork { port, network });
         }
-        net.fdb.insert_static(mac, port);
+        if !net.fdb.insert_static(mac, port) {
+            return Err(BridgeError::MacPinned { network, mac });
+        }
         Ok(())
+    }
+
+    /// Binds `port` to the endpoint attached to it: its MAC is pinned to the port in the
+    /// FDB ([`FdbOrigin::Endpoint`](crate::FdbOrigin::Endpoint): never moved or deleted by
+    /// learning, and a frame from another port claiming it is
+    /// [`DropReason::SpoofedMac`]), and with `binding.security` the port may send only as
+    /// the endpoint (see [`PortBinding`]). Replaces an earlier binding of the port.
+    pub fn bind_port(&mut self, port: PortId, binding: PortBinding) -> Result<(), BridgeError> {
+        let state = self
+            .ports
+            .get_mut(&port)
+            .ok_or(BridgeError::UnknownPort(port))?;
+        let network = state.network;
+        let net = self
+            .networks
+            .get_mut(&network)
+            .ok_or(BridgeError::UnknownNetwork(network))?;
+        let mac = binding.mac;
+        if mac.is_multicast() || mac.is_zero() {
+            return Err(BridgeError::InvalidStaticMac(mac));
+        }
+        if !net.fdb.pin(mac, port) {
+            return Err(BridgeError::MacPinned { network, mac });
+        }
+        if let Some(old) = state.binding.replace(binding).filter(|old| old.mac != mac) {
+            net.fdb.unpin(old.mac);
+        }
+        Ok(())
+    }
+
+    /// The endpoint `port` is bound to, if any.
+    pub fn port_binding(&self, port: PortId) -> Option<PortBinding> {
+        self.ports.get(&port)?.binding
     }
 
     /// The gateway of the network `port` belongs to, if it has one.
@@ -372,8 +426,9 @@ impl Bridge {
         }
     }
 
-    /// The forwarding decision for one frame that entered on `in_port`. `gso` = the frame is a
-    /// segmentation-offload superframe (its length may exceed the MTU legitimately).
+    /// The forwarding decision for one frame that entered on `in_port`, with the offloads it
+    /// arrived with (`offload.gso`: a segmentation-offload superframe, whose length may exceed
+    /// the MTU legitimately).
     /// Counts nothing per port: the adapter counts the frame as received on `in_port` (even
     /// when dropped) and the reason of a [`Verdict::Drop`] (except
     /// [`DropReason::UnknownPort`]), outside the bridge.
@@ -408,9 +463,9 @@ impl Bridge {
         now: Timestamp,
         in_port: PortId,
         frame: &[u8],
-        gso: bool,
+        offload: Offload,
     ) -> Verdict<'_> {
-        self.process_traced(now, in_port, frame, gso, &mut |_| {})
+        self.process_traced(now, in_port, frame, offload, &mut |_| {})
     }
 
     /// [`Bridge::process`], reporting each step of the decision to `observe` as it is taken
@@ -422,7 +477,7 @@ impl Bridge {
         now: Timestamp,
         in_port: PortId,
         frame: &[u8],
-        gso: bool,
+        offload: Offload,
         observe: &mut impl FnMut(TraceStep),
     ) -> Verdict<'_> {
         let Some(port) = self.ports.get(&in_port) else {
@@ -434,68 +489,11 @@ impl Bridge {
                 observe(TraceStep::Ingress {
                     network: port.network,
                 });
-                decide(net, now, in_port, frame, gso, observe)
+                let binding = port.binding.filter(|b| b.security);
+                decide(net, now, (in_port, binding), frame, offload, observe)
             }
             // Unreachable: a port's network cannot be removed while it has ports.
             None => Verdict::Drop(DropReason::UnknownPort),
-        }
-    }
-
-    /// Builds the answer to a frame for which [`Bridge::process`] returned
-    /// [`Verdict::ToGateway`] into `out` — a complete Ethernet frame, to be
-    /// sent back out of `in_port` — and returns its length.
-    ///
-    /// * An ARP request for the gateway's IP gets an ARP reply (RFC 826) from
-    ///   the gateway's MAC (counted in [`NetworkStats::gateway_arp_replies`]);
-    ///   one for a neighbour's IP gets a reply carrying the neighbour's MAC,
-    ///   as Ethernet source too (ARP suppression, counted in
-    ///   [`NetworkStats::arp_suppressed`]). A probe (RFC 5227, sender IP
-    ///   `0.0.0.0`) is answered likewise, telling the prober the address is
-    ///   taken.
-    /// * An ICMP echo request (RFC 792) to the gateway's MAC and IP, with
-    ///   valid IPv4 header and ICMP checksums, gets an echo reply with the same
-    ///   identifier, sequence number and data (counted in
-    ///   [`NetworkStats::gateway_echo_replies`]). The reply's IPv4 header has
-    ///   no options, identification 0, the request's TOS and DF bit, and TTL
-    ///   64; Ethernet padding after the IPv4 total length is not echoed.
-    ///
-    /// The reply is never longer than `frame` (42 octets for ARP, and a valid
-    /// ARP request is at least that long), so an `out` of `frame.len()`
-    /// octets always suffices; a shorter one that cannot hold the reply gives
-    /// [`DropReason::Oversized`].
-    ///
-    /// `Err(reason)` when there is nothing to send; the adapter counts the
-    /// reason on `in_port` (except [`DropReason::UnknownPort`]):
-    ///
-    /// * [`DropReason::Malformed`]: a truncated or invalid ARP packet or IPv4
-    ///   header (bad version, IHL or total length, frame shorter than the
-    ///   total length), a bad IPv4 header or ICMP checksum, an ICMP message
-    ///   shorter than 8 octets, or an echo request from a source address that
-    ///   is not unicast (RFC 1122 §3.2.1.3);
-    /// * [`DropReason::GatewayUnsupported`]: anything else the gateway does
-    ///   not handle yet — IPv4 for another destination (routed through the
-    ///   gateway), fragments, TCP/UDP and ICMP other than echo request to the
-    ///   gateway, ARP replies and announcements, requests for addresses the
-    ///   switch does not answer, IPv6, 802.1Q-tagged frames, …;
-    /// * [`DropReason::Runt`] and [`DropReason::InvalidSourceMac`], as in
-    ///   [`Bridge::process`], for frames `process` would not have passed.
-    ///
-    /// Nothing is counted on the port (only the network's statistics): the
-    /// adapter counts the drop or the transmission. Never panics and does not
-    /// allocate.
-    pub fn gateway_reply(
-        &mut self,
-        in_port: PortId,
-        frame: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, DropReason> {
-        let Some(port) = self.ports.get(&in_port) else {
-            return Err(DropReason::UnknownPort);
-        };
-        match self.networks.get_mut(&port.network) {
-            Some(net) => net.responder.reply(net.config.gateway.as_ref(), frame, out),
-            // Unreachable: a port's network cannot be removed while it has ports.
-            None => Err(DropReason::UnknownPort),
         }
     }
 
@@ -595,16 +593,16 @@ fn check_gateway(config: &NetworkConfig) -> Result<(), BridgeError> {
 fn decide<'a>(
     net: &'a mut Network,
     now: Timestamp,
-    in_port: PortId,
+    (in_port, security): (PortId, Option<PortBinding>),
     bytes: &[u8],
-    gso: bool,
+    offload: Offload,
     observe: &mut impl FnMut(TraceStep),
 ) -> Verdict<'a> {
     let Ok(frame) = EthernetFrame::new_checked(bytes) else {
         observe(TraceStep::Runt { len: bytes.len() });
         return Verdict::Drop(DropReason::Runt);
     };
-    if !gso {
+    if !offload.gso {
         let mut max_len = usize::from(net.config.mtu) + ETHERNET_HEADER_LEN;
         if frame.ethertype() == ETHERTYPE_VLAN {
             max_len += VLAN_TAG_LEN;
@@ -622,7 +620,17 @@ fn decide<'a>(
         observe(TraceStep::InvalidSource { mac: src });
         return Verdict::Drop(DropReason::InvalidSourceMac);
     }
-    let gateway = net.config.gateway.as_ref();
+    // Port security: a local endpoint's MAC from anywhere else (another port, a tunnel),
+    // and from a secured port anything but its endpoint.
+    let violation = match net.fdb.pinned_port(src) {
+        Some(pinned) if pinned != in_port => Some(DropReason::SpoofedMac),
+        _ => security.and_then(|b| port_security::violation(&b, &frame)),
+    };
+    if let Some(reason) = violation {
+        observe(TraceStep::Spoofed { mac: src, reason });
+        return Verdict::Drop(reason);
+    }
+    let gateway = net.config.gateway;
     // The gateway's MAC belongs to the switch, never to a port (like the
     // Linux bridge's local FDB entries): a frame claiming it is not learned.
     if gateway.is_none_or(|gw| gw.mac != src) {
@@ -632,16 +640,16 @@ fn decide<'a>(
         observe(TraceStep::GatewaySource { mac: src });
     }
 
-    let net: &'a Network = net;
-    if net
-        .responder
-        .intercepts(net.config.gateway.as_ref(), &frame)
-    {
+    if let Some(task) = net.responder.task(gateway.as_ref(), &frame, offload) {
         observe(TraceStep::ToGateway {
             to_gateway_mac: gateway.is_some_and(|gw| frame.dst() == gw.mac),
         });
-        return Verdict::ToGateway;
+        return match task {
+            Ok(task) => Verdict::ToGateway(task),
+            Err(reason) => Verdict::Drop(reason),
+        };
     }
+    let net: &'a Network = net;
     // Inter-container communication disabled: endpoints talk to the gateway only.
     if !net.config.icc {
         observe(TraceStep::IccDenied);

@@ -74,11 +74,22 @@ pub enum DropReason {
     /// Adapter: a frame leaving through a tunnel that could not be segmented or
     /// checksummed (a GSO type other than TCPv4, inconsistent headers).
     TunnelUnsupported,
+    /// Port security: a source MAC other than the port's endpoint's, or one pinned to
+    /// another port (a local endpoint's MAC arriving from elsewhere, a tunnel included).
+    SpoofedMac,
+    /// Port security: IPv4 from an address other than the port's endpoint's (`0.0.0.0`
+    /// only for a DHCP client's first messages).
+    SpoofedIp,
+    /// Port security: ARP with a sender MAC or address other than the endpoint's.
+    SpoofedArp,
+    /// Adapter (the gateway's runtime): handling the frame or its flow hit a bug; the flow
+    /// was dropped, the runtime kept serving.
+    GatewayFault,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 17;
+    pub const COUNT: usize = 21;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -99,6 +110,10 @@ impl DropReason {
         DropReason::VxlanUnknownVni,
         DropReason::VxlanBadHeader,
         DropReason::TunnelUnsupported,
+        DropReason::SpoofedMac,
+        DropReason::SpoofedIp,
+        DropReason::SpoofedArp,
+        DropReason::GatewayFault,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -121,6 +136,10 @@ impl DropReason {
             DropReason::VxlanUnknownVni => "vxlan_unknown_vni",
             DropReason::VxlanBadHeader => "vxlan_bad_header",
             DropReason::TunnelUnsupported => "tunnel_unsupported",
+            DropReason::SpoofedMac => "spoofed_mac",
+            DropReason::SpoofedIp => "spoofed_ip",
+            DropReason::SpoofedArp => "spoofed_arp",
+            DropReason::GatewayFault => "gateway_fault",
         }
     }
 
@@ -145,6 +164,10 @@ impl DropReason {
             DropReason::VxlanUnknownVni => 14,
             DropReason::VxlanBadHeader => 15,
             DropReason::TunnelUnsupported => 16,
+            DropReason::SpoofedMac => 17,
+            DropReason::SpoofedIp => 18,
+            DropReason::SpoofedArp => 19,
+            DropReason::GatewayFault => 20,
         }
     }
 }

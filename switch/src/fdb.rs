@@ -38,6 +38,9 @@ pub enum FdbOrigin {
     Learned,
     /// Configured by the control plane (802.1D §7.9.1); never aged or moved.
     Static,
+    /// An endpoint's own MAC on its port, pinned while it is attached: never aged, moved
+    /// or deleted by learning, and not replaced by a static entry.
+    Endpoint,
 }
 
 /// A snapshot of one FDB entry.
@@ -67,11 +70,10 @@ pub enum LearnOutcome {
         /// The port the address was previously learned on.
         from: PortId,
     },
-    /// A static entry exists for the address; it was left untouched.
+    /// A static or endpoint entry exists for the address; it was left untouched.
     Static,
-    /// The network or port bound was reached; nothing was learned. If the
-    /// address was live on another port that entry was removed, since it is
-    /// known to be wrong.
+    /// The network or port bound was reached; nothing was learned, and no existing
+    /// entry was touched (a live entry elsewhere stays where it is).
     Refused,
     /// The address is multicast, broadcast or all-zero and can never be
     /// learned (802.1D §7.8).
@@ -236,7 +238,7 @@ impl Fdb {
     }
 
     fn is_live(&self, slot: &Slot, now: Timestamp) -> bool {
-        slot.origin == FdbOrigin::Static
+        slot.origin != FdbOrigin::Learned
             || now.as_millis().saturating_sub(slot.last_seen.as_millis()) < self.aging_ms
     }
 
@@ -251,7 +253,7 @@ impl Fdb {
             origin: slot.origin,
             age: match slot.origin {
                 FdbOrigin::Learned => now.saturating_duration_since(slot.last_seen),
-                FdbOrigin::Static => Duration::ZERO,
+                FdbOrigin::Static | FdbOrigin::Endpoint => Duration::ZERO,
             },
         }
     }
@@ -269,7 +271,7 @@ impl Fdb {
         let mut statics = 0;
         self.map.retain(|_, s| {
             let keep = s.port != port;
-            if !keep && s.origin == FdbOrigin::Static {
+            if !keep && s.origin != FdbOrigin::Learned {
                 statics += 1;
             }
             keep
@@ -328,7 +330,7 @@ impl Fdb {
             return LearnOutcome::Invalid;
         }
         if let Some(slot) = self.map.get(&mac).copied() {
-            if slot.origin == FdbOrigin::Static {
+            if slot.origin != FdbOrigin::Learned {
                 return LearnOutcome::Static;
             }
             let live = self.is_live(&slot, now);
@@ -365,7 +367,8 @@ impl Fdb {
                 self.stats.mac_moves += 1;
                 return LearnOutcome::Moved { from: slot.port };
             } else {
-                self.remove_learned(mac, slot.port);
+                // A full table refuses the newcomer and leaves the station where it is:
+                // deleting its entry would let anyone make a victim's traffic flood.
                 self.stats.learn_refused_table_full += 1;
                 return LearnOutcome::Refused;
             }
@@ -391,27 +394,67 @@ impl Fdb {
     }
 
     /// Installs (or re-points) a static entry for `mac` on `port`, replacing
-    /// any learned entry for it. The caller is responsible for rejecting
-    /// group and all-zero addresses and for checking `port`.
-    pub fn insert_static(&mut self, mac: MacAddr, port: PortId) {
+    /// any learned entry for it; an endpoint's pinned entry is left alone (returns
+    /// `false`). The caller is responsible for rejecting group and all-zero addresses and
+    /// for checking `port`.
+    pub fn insert_static(&mut self, mac: MacAddr, port: PortId) -> bool {
+        self.insert_fixed(mac, port, FdbOrigin::Static)
+    }
+
+    /// Pins an endpoint's `mac` to its `port` ([`FdbOrigin::Endpoint`]), replacing a
+    /// learned or static entry; `false` (and nothing changed) if it is pinned to another
+    /// port already.
+    pub fn pin(&mut self, mac: MacAddr, port: PortId) -> bool {
+        if self.pinned_port(mac).is_some_and(|p| p != port) {
+            return false;
+        }
+        if self
+            .map
+            .get(&mac)
+            .is_some_and(|s| s.origin == FdbOrigin::Static)
+        {
+            self.map.remove(&mac);
+            self.statics -= 1;
+        }
+        self.insert_fixed(mac, port, FdbOrigin::Endpoint)
+    }
+
+    /// Removes the endpoint entry for `mac` (its endpoint left).
+    pub fn unpin(&mut self, mac: MacAddr) -> bool {
+        self.remove_fixed(mac, FdbOrigin::Endpoint)
+    }
+
+    /// The port an endpoint's `mac` is pinned to, if any.
+    pub fn pinned_port(&self, mac: MacAddr) -> Option<PortId> {
+        self.map
+            .get(&mac)
+            .filter(|s| s.origin == FdbOrigin::Endpoint)
+            .map(|s| s.port)
+    }
+
+    fn insert_fixed(&mut self, mac: MacAddr, port: PortId, origin: FdbOrigin) -> bool {
         let slot = Slot {
             port,
-            origin: FdbOrigin::Static,
+            origin,
             last_seen: Timestamp::ZERO,
         };
         match self.map.get(&mac).copied() {
-            Some(old) if old.origin == FdbOrigin::Static => {
+            Some(old) if old.origin == FdbOrigin::Endpoint && origin != old.origin => false,
+            Some(old) if old.origin != FdbOrigin::Learned => {
                 self.map.insert(mac, slot);
+                true
             }
             Some(old) => {
                 self.remove_learned(mac, old.port);
                 self.statics += 1;
                 self.map.insert(mac, slot);
+                true
             }
             None => {
                 self.statics += 1;
                 self.reserve();
                 self.map.insert(mac, slot);
+                true
             }
         }
     }
@@ -419,8 +462,12 @@ impl Fdb {
     /// Removes the static entry for `mac`. Returns `false` (and changes
     /// nothing) if there is no static entry for it.
     pub fn remove_static(&mut self, mac: MacAddr) -> bool {
+        self.remove_fixed(mac, FdbOrigin::Static)
+    }
+
+    fn remove_fixed(&mut self, mac: MacAddr, origin: FdbOrigin) -> bool {
         match self.map.get(&mac) {
-            Some(s) if s.origin == FdbOrigin::Static => {
+            Some(s) if s.origin == origin => {
                 self.map.remove(&mac);
                 self.statics -= 1;
                 true
@@ -457,7 +504,7 @@ impl Fdb {
         let mut next_expiry = Timestamp::MAX;
         let per_port = &mut self.per_port;
         self.map.retain(|_, s| {
-            if s.origin == FdbOrigin::Static {
+            if s.origin != FdbOrigin::Learned {
                 return true;
             }
             let age = now.as_millis().saturating_sub(s.last_seen.as_millis());

@@ -14,6 +14,9 @@ pub const ETHERNET_HEADER_LEN: usize = 14;
 /// EtherType of an IEEE 802.1Q VLAN tag (TPID).
 pub const ETHERTYPE_VLAN: u16 = 0x8100;
 
+/// EtherType of an IEEE 802.1ad service tag (QinQ outer tag).
+pub const ETHERTYPE_QINQ: u16 = 0x88a8;
+
 /// Length of an IEEE 802.1Q tag (TPID + TCI), which a frame may carry on top
 /// of the network MTU.
 pub const VLAN_TAG_LEN: usize = 4;

@@ -16,18 +16,22 @@
 //! Linux bridge's `neigh_suppress` port option.
 //!
 //! [`Bridge::process`](crate::Bridge::process) returns
-//! [`Verdict::ToGateway`](crate::Verdict::ToGateway) for such frames, and
-//! [`Bridge::gateway_reply`](crate::Bridge::gateway_reply) builds the answer
-//! into a caller-supplied buffer, to be sent back out of the ingress port.
-//! Neither allocates.
+//! [`Verdict::ToGateway`](crate::Verdict::ToGateway) for such frames with the
+//! [`GatewayTask`] decided from one parse of the frame ([`task`]); for the
+//! switch's own answers [`GatewayTask::write_reply`] builds the answer into a
+//! caller-supplied buffer, to be sent back out of the ingress port. Neither
+//! allocates. The other tasks (DNS, UDP and TCP to the outside, published
+//! ports, echo to the outside) are the gateway runtime's.
 //!
-//! What the gateway does not handle yet (TCP/UDP to its address, traffic
-//! routed through it, fragments, IPv6, 802.1Q-tagged frames…) is dropped as
+//! What the gateway does not handle (fragments, IPv6, 802.1Q-tagged frames,
+//! protocols other than TCP, UDP and ICMP echo…) is dropped as
 //! [`DropReason::GatewayUnsupported`]; malformed input addressed to it as
 //! [`DropReason::Malformed`].
 //!
 //! ```
-//! use weft_switch::{Bridge, GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId, Timestamp, Verdict};
+//! use weft_switch::{
+//!     Bridge, GatewayConfig, MacAddr, NetworkConfig, NetworkId, Offload, PortId, Timestamp, Verdict,
+//! };
 //!
 //! let gw = GatewayConfig {
 //!     ip: "172.18.0.1".parse().unwrap(),
@@ -54,9 +58,11 @@
 //! req.extend_from_slice(&[172, 18, 0, 1]);
 //!
 //! let now = Timestamp::from_millis(0);
-//! assert_eq!(bridge.process(now, PortId(1), &req, false), Verdict::ToGateway);
+//! let Verdict::ToGateway(task) = bridge.process(now, PortId(1), &req, Offload::NONE) else {
+//!     panic!("the switch answers ARP for the gateway");
+//! };
 //! let mut out = [0u8; 128];
-//! let len = bridge.gateway_reply(PortId(1), &req, &mut out).unwrap();
+//! let len = task.write_reply(&req, &mut out).unwrap();
 //! let reply = &out[..len];
 //! assert_eq!(&reply[..6], &station); // back to the requester
 //! assert_eq!(&reply[6..12], &gw.mac.0); // from the gateway
@@ -132,11 +138,8 @@ const ARP_OP_REPLY: u16 = 2;
 const IPV4_MIN_HEADER_LEN: usize = 20;
 /// IPv4 protocol number of ICMP.
 const IPPROTO_ICMP: u8 = 1;
-/// RFC 791 §3.1 flags/fragment offset: Don't Fragment, More Fragments, and
-/// the 13-bit fragment offset.
+/// RFC 791 §3.1 flags: Don't Fragment.
 const IPV4_DF: u16 = 0x4000;
-const IPV4_MF: u16 = 0x2000;
-const IPV4_OFFSET_MASK: u16 = 0x1fff;
 /// TTL of the datagrams the gateway originates (the Linux default).
 const REPLY_TTL: u8 = 64;
 
@@ -222,15 +225,6 @@ fn parse_arp_request(payload: &[u8]) -> Result<ArpRequest, DropReason> {
     Ok(req)
 }
 
-/// Who answers an ARP request, and with which MAC.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum ArpAnswer {
-    /// The request is for the gateway's own address.
-    Gateway(MacAddr),
-    /// The request is for a registered neighbour (ARP suppression).
-    Neighbor(MacAddr),
-}
-
 /// Per-network state of the gateway and ARP responder: the registered
 /// neighbours and the responder's statistics. The gateway itself lives in
 /// the network's configuration.
@@ -275,80 +269,69 @@ impl Responder {
         gateway: Option<&GatewayConfig>,
         eth_src: MacAddr,
         req: &ArpRequest,
-    ) -> Option<ArpAnswer> {
+    ) -> Option<ArpReply> {
+        let reply = |answer, for_gateway| ArpReply {
+            answer,
+            for_gateway,
+            sha: req.sha,
+            spa: req.spa,
+            tpa: req.tpa,
+        };
         if let Some(gw) = gateway.filter(|gw| gw.ip == req.tpa) {
-            return Some(ArpAnswer::Gateway(gw.mac));
+            return Some(reply(gw.mac, true));
         }
         let mac = *self.neighbors.get(&req.tpa)?;
         // A station resolving (or probing, RFC 5227 §2.1) its own address
         // gets no answer from us: the request is bridged as usual.
-        (mac != req.sha && mac != eth_src).then_some(ArpAnswer::Neighbor(mac))
+        (mac != req.sha && mac != eth_src).then(|| reply(mac, false))
     }
 
-    /// `true` if `frame` (already validated and learned by the bridge) is
-    /// for the gateway or the ARP responder rather than for the ports: it is
-    /// addressed to the gateway's MAC, or it is an ARP request the switch
-    /// answers. Does not allocate.
-    pub(crate) fn intercepts(
-        &self,
-        gateway: Option<&GatewayConfig>,
-        frame: &EthernetFrame<'_>,
-    ) -> bool {
-        if gateway.is_some_and(|gw| frame.dst() == gw.mac) {
-            return true;
-        }
-        if frame.ethertype() != ETHERTYPE_ARP || (gateway.is_none() && self.neighbors.is_empty()) {
-            return false;
-        }
-        parse_arp_request(frame.payload())
-            .ok()
-            .and_then(|req| self.arp_answer(gateway, frame.src(), &req))
-            .is_some()
-    }
-
-    /// Builds the answer to `bytes` into `out`; see
-    /// [`Bridge::gateway_reply`](crate::Bridge::gateway_reply). Counts the
-    /// statistics of successful replies; errors are for the caller to count.
-    pub(crate) fn reply(
+    /// The gateway's task for `frame` (already validated and learned by the bridge), or
+    /// None if the frame is for the ports: it is addressed to the gateway's MAC (an IPv4
+    /// datagram, see [`ipv4_task`], or ARP), or it is an ARP request the switch answers.
+    /// Counts the answers the switch gives. Does not allocate.
+    pub(crate) fn task(
         &mut self,
         gateway: Option<&GatewayConfig>,
-        bytes: &[u8],
-        out: &mut [u8],
-    ) -> Result<usize, DropReason> {
-        let frame = EthernetFrame::new_checked(bytes).map_err(|_| DropReason::Runt)?;
-        if !is_station_mac(frame.src()) {
-            return Err(DropReason::InvalidSourceMac);
-        }
-        match frame.ethertype() {
+        frame: &EthernetFrame<'_>,
+        offload: Offload,
+    ) -> Option<Result<GatewayTask, DropReason>> {
+        let to_gateway = gateway.filter(|gw| frame.dst() == gw.mac);
+        let task = match frame.ethertype() {
             ETHERTYPE_ARP => {
-                let req = parse_arp_request(frame.payload())?;
-                let answer = self
-                    .arp_answer(gateway, frame.src(), &req)
-                    .ok_or(DropReason::GatewayUnsupported)?;
-                let len = write_arp_reply(answer, &req, out)?;
-                let counter = match answer {
-                    ArpAnswer::Gateway(_) => &mut self.gateway_arp_replies,
-                    ArpAnswer::Neighbor(_) => &mut self.arp_suppressed,
-                };
-                *counter = counter.saturating_add(1);
-                Ok(len)
+                if to_gateway.is_none() && gateway.is_none() && self.neighbors.is_empty() {
+                    return None;
+                }
+                let answer = parse_arp_request(frame.payload()).and_then(|req| {
+                    self.arp_answer(gateway, frame.src(), &req)
+                        .ok_or(DropReason::GatewayUnsupported)
+                });
+                match (answer, to_gateway) {
+                    (Ok(arp), _) => Ok(GatewayTask::ArpReply(arp)),
+                    // Only what is sent to the gateway's MAC is dropped; other ARP is bridged.
+                    (Err(reason), Some(_)) => Err(reason),
+                    (Err(_), None) => return None,
+                }
             }
-            ETHERTYPE_IPV4 => {
-                // Only datagrams sent to the gateway's MAC are the gateway's.
-                let gw = gateway
-                    .filter(|gw| frame.dst() == gw.mac)
-                    .ok_or(DropReason::GatewayUnsupported)?;
-                let len = write_echo_reply(gw, frame.src(), frame.payload(), out)?;
-                self.gateway_echo_replies = self.gateway_echo_replies.saturating_add(1);
-                Ok(len)
+            ETHERTYPE_IPV4 => ipv4_task(to_gateway?, frame.src(), frame.payload(), offload),
+            // 802.1Q-tagged frames, IPv6, and everything else sent to the gateway's MAC.
+            _ => {
+                to_gateway?;
+                Err(DropReason::GatewayUnsupported)
             }
-            // 802.1Q-tagged frames, IPv6, and everything else.
-            _ => Err(DropReason::GatewayUnsupported),
-        }
+        };
+        let counter = match &task {
+            Ok(GatewayTask::ArpReply(arp)) if arp.for_gateway => &mut self.gateway_arp_replies,
+            Ok(GatewayTask::ArpReply(_)) => &mut self.arp_suppressed,
+            Ok(GatewayTask::EchoReply(_)) => &mut self.gateway_echo_replies,
+            _ => return Some(task),
+        };
+        *counter = counter.saturating_add(1);
+        Some(task)
     }
 }
 
-/// Writes the ARP reply to `req` (RFC 826: "swap the sender and target
+/// Writes the ARP reply to `arp` (RFC 826: "swap the sender and target
 /// fields, put the local hardware and protocol addresses in the sender
 /// fields, set the opcode to reply, and send it to the new target hardware
 /// address"). The answering MAC is both the sender hardware address and the
@@ -356,91 +339,39 @@ impl Responder {
 /// neighbours. For an RFC 5227 probe (sender IP `0.0.0.0`) the reply's
 /// target IP is `0.0.0.0` too, which tells the prober the address is taken
 /// (RFC 5227 §2.1.1).
-fn write_arp_reply(
-    answer: ArpAnswer,
-    req: &ArpRequest,
-    out: &mut [u8],
-) -> Result<usize, DropReason> {
-    let (ArpAnswer::Gateway(mac) | ArpAnswer::Neighbor(mac)) = answer;
+fn write_arp_reply(arp: &ArpReply, out: &mut [u8]) -> Result<usize, DropReason> {
+    let mac = arp.answer;
     let len = ETHERNET_HEADER_LEN + ARP_LEN;
     let out = out.get_mut(..len).ok_or(DropReason::Oversized)?;
-    out[0..6].copy_from_slice(&req.sha.0);
+    out[0..6].copy_from_slice(&arp.sha.0);
     out[6..12].copy_from_slice(&mac.0);
     out[12..14].copy_from_slice(&ETHERTYPE_ARP.to_be_bytes());
-    let arp = &mut out[ETHERNET_HEADER_LEN..];
-    arp[0..2].copy_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
-    arp[2..4].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
-    arp[4] = 6;
-    arp[5] = 4;
-    arp[6..8].copy_from_slice(&ARP_OP_REPLY.to_be_bytes());
-    arp[8..14].copy_from_slice(&mac.0);
-    arp[14..18].copy_from_slice(&req.tpa.octets());
-    arp[18..24].copy_from_slice(&req.sha.0);
-    arp[24..28].copy_from_slice(&req.spa.octets());
+    let reply = &mut out[ETHERNET_HEADER_LEN..];
+    reply[0..2].copy_from_slice(&ARP_HTYPE_ETHERNET.to_be_bytes());
+    reply[2..4].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
+    reply[4] = 6;
+    reply[5] = 4;
+    reply[6..8].copy_from_slice(&ARP_OP_REPLY.to_be_bytes());
+    reply[8..14].copy_from_slice(&mac.0);
+    reply[14..18].copy_from_slice(&arp.tpa.octets());
+    reply[18..24].copy_from_slice(&arp.sha.0);
+    reply[24..28].copy_from_slice(&arp.spa.octets());
     Ok(len)
 }
 
-/// Validates an IPv4 datagram sent to the gateway's MAC and, if it is an
-/// ICMP echo request for the gateway's address, writes the echo reply
-/// (RFC 792, RFC 1122 §3.2.2.6) addressed to `eth_dst`.
+/// Writes the echo reply (RFC 792, RFC 1122 §3.2.2.6) to `echo`, whose ICMP message is
+/// `icmp`, addressed back to the requester.
 fn write_echo_reply(
-    gw: &GatewayConfig,
-    eth_dst: MacAddr,
-    payload: &[u8],
+    echo: &EchoToGateway,
+    icmp: &[u8],
     out: &mut [u8],
 ) -> Result<usize, DropReason> {
-    // RFC 791 §3.1: version, IHL (in 32-bit words), total length, and the
-    // header checksum over the IHL * 4 header octets.
-    let Some(fixed) = payload.get(..IPV4_MIN_HEADER_LEN) else {
-        return Err(DropReason::Malformed);
-    };
-    let ihl = usize::from(fixed[0] & 0x0f) * 4;
-    let total_len = usize::from(be16(fixed, 2));
-    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl {
-        return Err(DropReason::Malformed);
-    }
-    // Octets past the total length are Ethernet padding: ignored.
-    let Some(datagram) = payload.get(..total_len) else {
-        return Err(DropReason::Malformed);
-    };
-    let header = &datagram[..ihl];
-    if internet_checksum(header) != 0 {
-        return Err(DropReason::Malformed);
-    }
-    let src = ip_at(header, 12);
-    let dst = ip_at(header, 16);
-    // Traffic routed via the gateway, and broadcast/multicast datagrams
-    // (the gateway's own address is always unicast).
-    if dst != gw.ip {
-        return Err(DropReason::GatewayUnsupported);
-    }
-    // Fragments would need reassembly.
-    let frag = be16(header, 6);
-    if frag & (IPV4_MF | IPV4_OFFSET_MASK) != 0 {
-        return Err(DropReason::GatewayUnsupported);
-    }
-    // TCP, UDP, … to the gateway: not yet (NAT comes later).
-    if header[9] != IPPROTO_ICMP {
-        return Err(DropReason::GatewayUnsupported);
-    }
-    // RFC 792: the ICMP checksum covers the whole ICMP message.
-    let icmp = &datagram[ihl..];
-    if icmp.len() < ICMP_ECHO_HEADER_LEN || internet_checksum(icmp) != 0 {
-        return Err(DropReason::Malformed);
-    }
-    if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 {
-        return Err(DropReason::GatewayUnsupported);
-    }
-    // RFC 1122 §3.2.1.3: a datagram whose source cannot be a host is
-    // silently discarded; there is no one to reply to.
-    if !is_unicast_ip(src) {
-        return Err(DropReason::Malformed);
-    }
-
+    let gw = &echo.gateway;
     let ip_len = IPV4_MIN_HEADER_LEN + icmp.len();
     let len = ETHERNET_HEADER_LEN + ip_len;
+    let ip_len = u16::try_from(ip_len).map_err(|_| DropReason::Oversized)?;
     let out = out.get_mut(..len).ok_or(DropReason::Oversized)?;
-    out[0..6].copy_from_slice(&eth_dst.0);
+    out[0..6].copy_from_slice(&echo.src_mac.0);
     out[6..12].copy_from_slice(&gw.mac.0);
     out[12..14].copy_from_slice(&ETHERTYPE_IPV4.to_be_bytes());
     let (ip_header, icmp_out) = out[ETHERNET_HEADER_LEN..].split_at_mut(IPV4_MIN_HEADER_LEN);
@@ -450,16 +381,16 @@ fn write_echo_reply(
     // kept, a fresh identification 0 with DF copied, TTL 64, addresses
     // swapped.
     ip_header[0] = 0x45;
-    ip_header[1] = header[1];
-    // ip_len <= total_len <= u16::MAX.
-    ip_header[2..4].copy_from_slice(&(ip_len as u16).to_be_bytes());
+    ip_header[1] = echo.tos;
+    ip_header[2..4].copy_from_slice(&ip_len.to_be_bytes());
     ip_header[4..6].fill(0);
-    ip_header[6..8].copy_from_slice(&(frag & IPV4_DF).to_be_bytes());
+    let frag = if echo.dont_fragment { IPV4_DF } else { 0 };
+    ip_header[6..8].copy_from_slice(&frag.to_be_bytes());
     ip_header[8] = REPLY_TTL;
     ip_header[9] = IPPROTO_ICMP;
     ip_header[10..12].fill(0);
     ip_header[12..16].copy_from_slice(&gw.ip.octets());
-    ip_header[16..20].copy_from_slice(&src.octets());
+    ip_header[16..20].copy_from_slice(&echo.src_ip.octets());
     let sum = internet_checksum(ip_header);
     ip_header[10..12].copy_from_slice(&sum.to_be_bytes());
 
@@ -476,6 +407,9 @@ fn write_echo_reply(
 
 mod routed;
 pub use routed::*;
+
+mod task;
+pub use task::*;
 
 #[cfg(test)]
 mod tests;

@@ -16,7 +16,7 @@
 //! * **no allocation per frame** — the per-network filtering database is
 //!   pre-sized when the network is created and [`Bridge::process`] only reads
 //!   and updates it in place; a flood verdict borrows the network's port list,
-//!   and [`Bridge::gateway_reply`] writes into a caller-supplied buffer.
+//!   and [`GatewayTask::write_reply`] writes into a caller-supplied buffer.
 //!
 //! The behaviour follows the transparent-bridge model of IEEE 802.1D:
 //! learning of source addresses (§7.8), filtering of frames whose destination
@@ -35,15 +35,17 @@
 //!   and ICMP echo (RFC 792) for its address, and ARP suppression: requests
 //!   for registered endpoints ([`Neighbor`]) are answered by the switch
 //!   instead of being flooded. [`Bridge::process`] returns
-//!   [`Verdict::ToGateway`] for such frames and [`Bridge::gateway_reply`]
-//!   builds the answer;
+//!   [`Verdict::ToGateway`] for such frames, carrying the [`GatewayTask`]
+//!   decided from one parse of the frame: the switch's own answer
+//!   ([`GatewayTask::write_reply`]) or the gateway runtime's work (DNS, NAT,
+//!   published ports);
 //! * [`counters`] — [`DropReason`] and [`PortCounters`], the per-port
 //!   counters the adapters keep;
 //! * [`frame`], [`mac`], [`time`] — Ethernet frame view, MAC addresses,
 //!   caller-supplied time.
 //!
 //! ```
-//! use weft_switch::{Bridge, NetworkConfig, NetworkId, PortId, Timestamp, Verdict};
+//! use weft_switch::{Bridge, NetworkConfig, NetworkId, Offload, PortId, Timestamp, Verdict};
 //!
 //! let mut bridge = Bridge::new();
 //! let net = NetworkId(1);
@@ -58,7 +60,7 @@
 //! frame[..6].copy_from_slice(&[0xff; 6]);
 //! frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
 //! let now = Timestamp::from_millis(0);
-//! match bridge.process(now, PortId(1), &frame, false) {
+//! match bridge.process(now, PortId(1), &frame, Offload::NONE) {
 //!     Verdict::Flood(ports) => assert_eq!(ports.collect::<Vec<_>>(), [PortId(2), PortId(3)]),
 //!     other => panic!("unexpected {other:?}"),
 //! }
@@ -66,7 +68,7 @@
 //! // A reply from port 2 is now forwarded straight to port 1.
 //! frame[..6].copy_from_slice(&[0x02, 0, 0, 0, 0, 1]);
 //! frame[6..12].copy_from_slice(&[0x02, 0, 0, 0, 0, 2]);
-//! assert_eq!(bridge.process(now, PortId(2), &frame, false), Verdict::Forward(PortId(1)));
+//! assert_eq!(bridge.process(now, PortId(2), &frame, Offload::NONE), Verdict::Forward(PortId(1)));
 //! ```
 
 #![forbid(unsafe_code)]
@@ -80,16 +82,18 @@ pub mod gateway;
 pub mod mac;
 pub mod time;
 
-pub use bridge::{Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, TraceStep, Verdict};
+pub use bridge::{
+    Bridge, BridgeError, FloodSet, NetworkConfig, NetworkStats, PortBinding, TraceStep, Verdict,
+};
 pub use bridge::{NetworkId, PortId};
 pub use counters::{DropReason, PortCounters};
 pub use fdb::{Fdb, FdbEntry, FdbOrigin, LearnOutcome};
 pub use frame::{EthernetFrame, FrameError, ETHERNET_HEADER_LEN};
 pub use gateway::{
-    echo_request_via_gateway, icmp_echo_ident, quoted_udp_datagram, set_icmp_echo_ident,
-    udp_to_gateway, udp_via_gateway, write_icmp_from, write_icmp_unreachable, write_udp,
-    write_udp_from_gateway, EchoViaGateway, GatewayConfig, Neighbor, UdpToGateway,
-    ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE,
+    icmp_echo_ident, ipv4_task, quoted_udp_datagram, set_icmp_echo_ident, write_icmp_from,
+    write_icmp_unreachable, write_udp, write_udp_from_gateway, ArpReply, EchoToGateway,
+    EchoViaGateway, GatewayConfig, GatewayTask, Neighbor, Offload, TcpToGateway, UdpToGateway,
+    DNS_PORT, ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE,
 };
 pub use mac::{MacAddr, MacParseError};
 pub use time::Timestamp;

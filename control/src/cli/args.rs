@@ -101,7 +101,7 @@ pub struct DaemonArgs {
     #[arg(long = "dns-upstream", value_name = "ADDR:PORT")]
     pub dns_upstream: Vec<std::net::SocketAddr>,
     /// Seconds an outbound UDP flow may stay idle before its host socket is closed
-    #[arg(long, default_value_t = crate::gateway::udp_nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
+    #[arg(long, default_value_t = crate::gateway::stack::udp_nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
     pub udp_idle_timeout: u64,
     /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
     /// (default: any address, the outer source chosen by routing)

@@ -131,9 +131,7 @@ pub struct Daemon {
     state_dir: StateDir,
     /// Names per network for the embedded DNS, rebuilt when endpoints change.
     zones: Zones,
-    /// Outbound UDP NAT flows.
-    nat: Arc<crate::gateway::udp_nat::UdpNat>,
-    /// The gateway's TCP/IP stack: TCP and ICMP NAT, published ports, DNS over TCP.
+    /// The gateway's runtime: DNS, UDP, TCP and ICMP NAT, published ports.
     stack: crate::gateway::stack::StackHandle,
     vtep: VtepConfig,
     /// The gossip cluster, if this daemon joined one.
@@ -212,7 +210,6 @@ impl Daemon {
             dataplane,
             state_dir,
             zones: gateway.zones,
-            nat: gateway.nat,
             stack: gateway.stack,
             vtep,
             cluster: cluster.map(|(gossip, runtime)| ClusterLink::new(gossip, runtime)),

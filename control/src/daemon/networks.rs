@@ -193,7 +193,6 @@ impl Daemon {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
-        self.nat.forget_network(id);
         self.stack.send(StackInput::ForgetNetwork(id));
         if let Some(created) = created_ms {
             c.removed_networks.insert(name.to_string(), created);

@@ -71,6 +71,7 @@ impl Daemon {
                         .to_string(),
                     origin: match e.origin {
                         weft_switch::FdbOrigin::Learned => "learned".into(),
+                        weft_switch::FdbOrigin::Endpoint => "endpoint".into(),
                         weft_switch::FdbOrigin::Static => match self.gossip_origin(n.id, e.mac) {
                             Some(node) => format!("gossip from {node}"),
                             None => "static".into(),
@@ -229,21 +230,10 @@ impl Daemon {
                 .map(|n| (n.id, n.record.name.clone()))
                 .collect()
         };
-        let udp = self.nat.flows().into_iter().map(|f| NatRow {
-            protocol: "udp".into(),
-            direction: "out".into(),
-            network: String::new(),
-            network_id: f.key.network.0,
-            container: f.key.container.to_string(),
-            outside: f.key.outside.to_string(),
-            host_socket: f.local.to_string(),
-            bytes_out: f.bytes_out,
-            bytes_in: f.bytes_in,
-            age_seconds: f.age.as_secs_f64(),
-            idle_seconds: f.idle.as_secs_f64(),
-        });
-        let mut rows: Vec<NatRow> = udp
-            .chain(self.stack.flows())
+        let mut rows: Vec<NatRow> = self
+            .stack
+            .flows()
+            .into_iter()
             .filter_map(|mut row| {
                 row.network = names.get(&NetworkId(row.network_id))?.clone();
                 Some(row)

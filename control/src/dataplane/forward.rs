@@ -3,15 +3,13 @@
 
 use std::os::fd::AsFd;
 
-use weft_switch::{
-    udp_via_gateway, Bridge, DropReason, GatewayConfig, PortId, Timestamp, UdpToGateway, Verdict,
-};
+use weft_switch::{DropReason, GatewayTask, Offload, PortId, Timestamp, Verdict};
 use weft_sys as sys;
 use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
-use super::monitor::{capture, trace_end, trace_start, FrameTrace, TraceOutcome};
+use super::monitor::{capture, runtime_work, trace_end, trace_start, FrameTrace, TraceOutcome};
 use super::vxlan::{DatagramRun, SegmentScratch, SuperframeError};
-use super::{lock, Dataplane, PortIo, PortTable, ServiceRequest, DNS_PORT};
+use super::{lock, Dataplane, HandOver, PortIo, PortTable};
 
 /// What the frames of one worker wake-up share: the port table (read-locked for the
 /// wake-up), the time, and the worker's reusable buffers.
@@ -58,15 +56,13 @@ pub(super) struct TunnelScratch {
 enum Decision {
     /// Write the frame to the ports in [`Scratch::targets`].
     Send,
-    /// Drop it (the bridge's reason, or the gateway's refusal to answer it).
+    /// Drop it (the bridge's reason, or no gateway runtime to take it).
     Drop(DropReason),
-    /// Hand it to the gateway's TCP/IP stack.
-    ToStack(GatewayConfig),
-    /// Hand the datagram to the gateway's services (DNS, outbound UDP NAT).
-    ToService(GatewayConfig, UdpToGateway),
-    /// Send the gateway's answer, `len` octets after the virtio_net_hdr in
-    /// [`Scratch::reply`], back out of the ingress port.
-    Reply(usize),
+    /// Hand it to the gateway's runtime with its task.
+    ToRuntime(HandOver),
+    /// Write the switch's own answer (ARP, echo to the gateway) and send it back out of the
+    /// ingress port.
+    Answer(GatewayTask),
 }
 
 impl Dataplane {
@@ -119,34 +115,31 @@ impl Dataplane {
                 in_io.stats.record_drop(reason);
                 TraceOutcome::Dropped(reason)
             }
-            Decision::ToStack(gateway) => {
+            Decision::ToRuntime(work) => {
+                let what = runtime_work(&work.task);
                 let taken = self
                     .gateway
                     .get()
-                    .is_some_and(|link| link.try_to_stack(in_port, gateway, frame));
-                self.handed_over(in_io, taken, TraceOutcome::ToStack)
+                    .is_some_and(|link| link.try_hand_over(work, frame));
+                self.handed_over(in_io, taken, TraceOutcome::ToRuntime(what))
             }
-            Decision::ToService(gateway, datagram) => {
-                let request = ServiceRequest {
-                    port: in_port,
-                    gateway,
-                    payload: frame[datagram.payload.clone()].to_vec(),
-                    datagram,
-                };
-                let queued = self
-                    .gateway
-                    .get()
-                    .is_some_and(|link| link.try_to_services(request));
-                self.handed_over(in_io, queued, TraceOutcome::ToService)
+            Decision::Answer(task) => {
+                let reply = &mut wake.scratch.reply[VNET_HDR_LEN..];
+                match task.write_reply(frame, reply) {
+                    Ok(len) => self.reply(wake.scratch, in_port, in_io, len),
+                    Err(reason) => {
+                        in_io.stats.record_drop(reason);
+                        TraceOutcome::Dropped(reason)
+                    }
+                }
             }
-            Decision::Reply(len) => self.reply(wake.scratch, in_port, in_io, len),
         };
         trace_end(in_io, trace, &[outcome]);
     }
 
     /// Takes the bridge's lock once and decides: the verdict, and for a frame the gateway
-    /// takes, where it goes (its stack, its services, or the switch's own answer, built
-    /// into [`Scratch::reply`]).
+    /// takes, whether the switch answers it or its runtime gets it (with the network's
+    /// gateway, read under the same lock).
     fn decide(
         &self,
         wake: &mut Wake<'_>,
@@ -155,12 +148,16 @@ impl Dataplane {
         hdr: &VnetHdr,
         trace: Option<&mut FrameTrace>,
     ) -> Decision {
+        let offload = Offload {
+            gso: hdr.is_gso(),
+            checksum_partial: hdr.needs_csum(),
+        };
         let mut bridge = lock(&self.bridge);
         let verdict = match trace {
-            Some(t) => bridge.process_traced(wake.now, in_port, frame, hdr.is_gso(), &mut |s| {
-                t.steps.push(s)
-            }),
-            None => bridge.process(wake.now, in_port, frame, hdr.is_gso()),
+            Some(t) => {
+                bridge.process_traced(wake.now, in_port, frame, offload, &mut |s| t.steps.push(s))
+            }
+            None => bridge.process(wake.now, in_port, frame, offload),
         };
         let targets = &mut wake.scratch.targets;
         targets.clear();
@@ -168,40 +165,22 @@ impl Dataplane {
             Verdict::Forward(out) => targets.push(out),
             Verdict::Flood(set) => targets.extend(set),
             Verdict::Drop(reason) => return Decision::Drop(reason),
-            Verdict::ToGateway => {
-                let reply = &mut wake.scratch.reply;
-                return self.to_gateway(&mut bridge, in_port, frame, hdr.needs_csum(), reply);
+            Verdict::ToGateway(task) if task.is_switch_answer() => return Decision::Answer(task),
+            Verdict::ToGateway(task) => {
+                let network = bridge.port_network(in_port);
+                let runtime = self.gateway.get().and(bridge.port_gateway(in_port));
+                return match network.zip(runtime) {
+                    Some((network, gateway)) => Decision::ToRuntime(HandOver {
+                        port: in_port,
+                        network,
+                        gateway,
+                        task,
+                    }),
+                    None => Decision::Drop(DropReason::GatewayUnsupported),
+                };
             }
         }
         Decision::Send
-    }
-
-    /// Where a frame for the gateway goes: its stack or services when they run and take it,
-    /// else the switch answers it (ARP, echo) into `reply`, or drops it.
-    fn to_gateway(
-        &self,
-        bridge: &mut Bridge,
-        in_port: PortId,
-        frame: &[u8],
-        checksum_partial: bool,
-        reply: &mut [u8],
-    ) -> Decision {
-        let services = self.gateway.get().zip(bridge.port_gateway(in_port));
-        if let Some((link, gateway)) = services {
-            if link.stack_takes(frame, &gateway) {
-                return Decision::ToStack(gateway);
-            }
-            // DNS for the gateway itself, or a datagram routed through it (outbound NAT).
-            let datagram = udp_via_gateway(frame, &gateway, checksum_partial)
-                .filter(|d| d.dst_ip != gateway.ip || d.dst_port == DNS_PORT);
-            if let Some(datagram) = datagram {
-                return Decision::ToService(gateway, datagram);
-            }
-        }
-        match bridge.gateway_reply(in_port, frame, &mut reply[VNET_HDR_LEN..]) {
-            Ok(len) => Decision::Reply(len),
-            Err(reason) => Decision::Drop(reason),
-        }
     }
 
     /// The outcome of handing a frame to the gateway's runtime: `done`, or a full queue

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_switch::{
-    Bridge, DropReason, GatewayConfig, NetworkConfig, NetworkId, PortCounters, PortId, Timestamp,
-    UdpToGateway,
+    Bridge, DropReason, GatewayConfig, GatewayTask, NetworkConfig, NetworkId, PortCounters, PortId,
+    Timestamp,
 };
 
 mod counters;
@@ -124,32 +124,24 @@ pub struct Dataplane {
     vxlan_stats: PortStats,
 }
 
-/// UDP port of the gateway's DNS service (RFC 1035 §4.2.1).
-pub const DNS_PORT: u16 = 53;
-/// Requests for gateway services that may wait before new ones are dropped.
-pub const SERVICE_QUEUE: usize = 1024;
-
-/// A datagram for one of the gateway's services (DNS, outbound NAT), handed off the fast
-/// path: answering may wait on an upstream resolver or an outside host.
-#[derive(Debug)]
-pub struct ServiceRequest {
-    pub port: PortId,
-    pub gateway: GatewayConfig,
-    pub datagram: UdpToGateway,
-    pub payload: Vec<u8>,
+/// What the data plane needs of the gateway's runtime: where the frames go whose
+/// [`GatewayTask`] is not the switch's own answer (DNS, UDP and TCP to the outside, published
+/// ports, echo to the outside). The runtime implements it; the data plane never imports the
+/// runtime (the arrow points one way).
+pub trait GatewayLink: Send + Sync {
+    /// Queues a frame and its task for the runtime without blocking; false when its queue
+    /// is full.
+    fn try_hand_over(&self, work: HandOver, frame: &[u8]) -> bool;
 }
 
-/// What the data plane needs of the gateway's runtime: where frames for the gateway go that
-/// the switch does not answer itself. The runtime implements it; the data plane never
-/// imports the runtime (the arrow points one way).
-pub trait GatewayLink: Send + Sync {
-    /// Whether the runtime's TCP/IP stack takes `frame` (TCP, ICMP echo to the outside, UDP
-    /// to the gateway's own address other than DNS).
-    fn stack_takes(&self, frame: &[u8], gateway: &GatewayConfig) -> bool;
-    /// Queues a frame for the stack without blocking; false when its queue is full.
-    fn try_to_stack(&self, port: PortId, gateway: GatewayConfig, frame: &[u8]) -> bool;
-    /// Queues a datagram for the services (DNS, outbound UDP NAT); false when full.
-    fn try_to_services(&self, request: ServiceRequest) -> bool;
+/// A frame's work for the gateway's runtime: where it came from and its task, decided by
+/// the bridge from one parse of the frame (under the lock that decided it).
+#[derive(Debug, Clone)]
+pub struct HandOver {
+    pub port: PortId,
+    pub network: NetworkId,
+    pub gateway: GatewayConfig,
+    pub task: GatewayTask,
 }
 
 /// Errors of data-plane bookkeeping.

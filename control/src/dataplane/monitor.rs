@@ -102,11 +102,8 @@ pub enum TraceOutcome {
     BadHeader(DropReason),
     /// Dropped by the bridge.
     Dropped(DropReason),
-    /// Handed to the gateway's TCP/IP stack (TCP, ICMP echo to the outside, UDP to the
-    /// gateway's address).
-    ToStack,
-    /// Handed to the gateway's services (DNS, outbound UDP NAT).
-    ToService,
+    /// Handed to the gateway's runtime; what for (see [`runtime_work`]).
+    ToRuntime(&'static str),
     /// The gateway's queue was full.
     GatewayBusy,
     /// The gateway answered it (ARP reply, echo reply) with a frame of `len` octets.
@@ -145,5 +142,18 @@ pub(super) fn trace_end(io: &PortIo, trace: Option<FrameTrace>, outcome: &[Trace
 pub(super) fn capture(io: &PortIo, frame: &[u8]) {
     if io.captures.active() {
         io.captures.offer(pcap::record(SystemTime::now(), frame));
+    }
+}
+
+/// What the gateway's runtime is handed a frame for, as a trace says it.
+pub fn runtime_work(task: &weft_switch::GatewayTask) -> &'static str {
+    use weft_switch::GatewayTask as T;
+    match task {
+        T::Dns(_) => "a DNS query",
+        T::PublishedUdp(_) => "an answer to a published UDP port's client",
+        T::UdpOut(_) => "UDP to the outside (proxy NAT)",
+        T::Tcp(_) => "TCP (proxy NAT, published ports, DNS over TCP)",
+        T::EchoOut(_) => "a ping to the outside (echo NAT)",
+        T::ArpReply(_) | T::EchoReply(_) => "the switch's own answer",
     }
 }

@@ -101,6 +101,14 @@ fn step(out: &mut String, names: &TraceNames, in_port: PortId, s: &TraceStep) {
             out,
             "  check     source {mac} is multicast or zero: no station sends from it"
         ),
+        TraceStep::Spoofed { mac, reason } => {
+            let why = match reason {
+                DropReason::SpoofedIp => "an IPv4 source address that is not the endpoint's",
+                DropReason::SpoofedArp => "ARP with a sender that is not the endpoint",
+                _ => "a source MAC that is not this port's endpoint's",
+            };
+            writeln!(out, "  security  from {mac}: {why} (port security)")
+        }
         TraceStep::Learn { mac, outcome } => {
             let what = match outcome {
                 LearnOutcome::Learned => format!("learned on {in_name}"),
@@ -163,14 +171,9 @@ fn outcome(out: &mut String, names: &TraceNames, o: &TraceOutcome) {
         TraceOutcome::BadHeader(reason) | TraceOutcome::Dropped(reason) => {
             writeln!(out, "  verdict   {}", drop_reason(reason))
         }
-        TraceOutcome::ToStack => writeln!(
-            out,
-            "  verdict   to the gateway's TCP/IP stack (TCP, ping to the outside, published UDP)"
-        ),
-        TraceOutcome::ToService => writeln!(
-            out,
-            "  verdict   to the gateway's services (DNS, outbound UDP NAT)"
-        ),
+        TraceOutcome::ToRuntime(work) => {
+            writeln!(out, "  verdict   to the gateway's runtime: {work}")
+        }
         TraceOutcome::GatewayBusy => {
             writeln!(out, "  verdict   dropped: gateway_busy (its queue is full)")
         }

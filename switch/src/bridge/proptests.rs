@@ -73,14 +73,22 @@ fn check_verdict(
     gso: bool,
 ) -> Result<(), TestCaseError> {
     let in_net = b.port_network(in_port);
-    let (targets, drop) = match b.process(now, in_port, bytes, gso) {
+    let (targets, drop) = match b.process(
+        now,
+        in_port,
+        bytes,
+        Offload {
+            gso,
+            ..Offload::NONE
+        },
+    ) {
         Verdict::Forward(p) => (vec![p], None),
         Verdict::Flood(set) => {
             prop_assert!(!set.is_empty(), "empty flood set");
             (set.collect::<Vec<_>>(), None)
         }
         Verdict::Drop(r) => (Vec::new(), Some(r)),
-        Verdict::ToGateway => (Vec::new(), None),
+        Verdict::ToGateway(_) => (Vec::new(), None),
     };
     let Some(in_net) = in_net else {
         prop_assert_eq!(drop, Some(DropReason::UnknownPort));
@@ -294,7 +302,7 @@ proptest! {
             let mut f = [0u8; 60];
             f[..6].copy_from_slice(&MacAddr::BROADCAST.0);
             f[6..12].copy_from_slice(&MacAddr::local_from_bytes(*src).0);
-            let v = b.process(now, PortId(*port), &f, false);
+            let v = b.process(now, PortId(*port), &f, Offload::NONE);
             prop_assert!(matches!(v, Verdict::Flood(_)));
             check_bounds(&b, now)?;
         }

@@ -62,11 +62,19 @@ fn run(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8]) -> V {
 }
 
 fn run_gso(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8], gso: bool) -> V {
-    match b.process(now, port, frame, gso) {
+    match b.process(
+        now,
+        port,
+        frame,
+        Offload {
+            gso,
+            ..Offload::NONE
+        },
+    ) {
         Verdict::Forward(p) => V::Fwd(p),
         Verdict::Flood(set) => V::Flood(set.collect()),
         Verdict::Drop(r) => V::Drop(r),
-        Verdict::ToGateway => V::Gw,
+        Verdict::ToGateway(_) => V::Gw,
     }
 }
 
@@ -466,22 +474,20 @@ fn per_port_bound_refuses_learning_on_that_port_only() {
 }
 
 #[test]
-fn move_to_a_full_port_forgets_the_old_location() {
+fn move_to_a_full_port_leaves_the_old_location() {
     let mut b = bounded(100, 1);
     run(&mut b, t0(), p(1), &eth(MacAddr::BROADCAST, mac(1)));
     run(&mut b, t0(), p(2), &eth(MacAddr::BROADCAST, mac(2)));
-    // mac(1) shows up on port 2, which is full: the entry pointing at port 1
-    // is known to be wrong and is dropped; traffic to mac(1) floods.
+    // mac(1) shows up on port 2, which is full: the move is refused and the entry
+    // pointing at port 1 stays (deleting it would let a full port make any station's
+    // traffic flood); traffic to mac(1) still goes to port 1.
     run(&mut b, t0(), p(2), &eth(MacAddr::BROADCAST, mac(1)));
-    assert_eq!(b.lookup(N1, mac(1), t0()), None);
-    assert_eq!(
-        run(&mut b, t0(), p(3), &eth(mac(1), mac(3))),
-        V::Flood(vec![p(1), p(2)])
-    );
+    assert_eq!(b.lookup(N1, mac(1), t0()).unwrap().port, p(1));
+    assert_eq!(run(&mut b, t0(), p(3), &eth(mac(1), mac(3))), V::Fwd(p(1)));
     let fdb = b.fdb(N1).unwrap();
     assert_eq!(
         (fdb.learned_on_port(p(1)), fdb.learned_on_port(p(2))),
-        (0, 1)
+        (1, 1)
     );
     let s = b.network_stats(N1).unwrap();
     assert_eq!((s.mac_moves, s.learn_refused_table_full), (0, 1));
@@ -840,7 +846,7 @@ fn without_icc_endpoints_reach_the_gateway_only() {
     // Known unicast, unknown unicast and broadcast between endpoints: all denied.
     b.learn_at(t, PortId(2), c).unwrap();
     assert!(matches!(
-        b.process(t, PortId(1), &frame(c, a), false),
+        b.process(t, PortId(1), &frame(c, a), Offload::NONE),
         Verdict::Drop(DropReason::IccDenied)
     ));
     assert!(matches!(
@@ -848,18 +854,24 @@ fn without_icc_endpoints_reach_the_gateway_only() {
             t,
             PortId(1),
             &frame("02:00:00:00:00:99".parse().unwrap(), a),
-            false
+            Offload::NONE
         ),
         Verdict::Drop(DropReason::IccDenied)
     ));
     assert!(matches!(
-        b.process(t, PortId(1), &frame(MacAddr::BROADCAST, a), false),
+        b.process(t, PortId(1), &frame(MacAddr::BROADCAST, a), Offload::NONE),
         Verdict::Drop(DropReason::IccDenied)
     ));
-    // The gateway is still reachable.
+    // The gateway is still reachable: an ARP request for it, sent to its MAC.
+    let mut arp = frame(gw.mac, a);
+    arp[12..14].copy_from_slice(&[0x08, 0x06]);
+    arp[14..22].copy_from_slice(&[0, 1, 0x08, 0x00, 6, 4, 0, 1]);
+    arp[22..28].copy_from_slice(&a.0);
+    arp[28..32].copy_from_slice(&[10, 0, 0, 2]);
+    arp[38..42].copy_from_slice(&gw.ip.octets());
     assert!(matches!(
-        b.process(t, PortId(1), &frame(gw.mac, a), false),
-        Verdict::ToGateway
+        b.process(t, PortId(1), &arp, Offload::NONE),
+        Verdict::ToGateway(crate::GatewayTask::ArpReply(r)) if r.answer == gw.mac
     ));
     // Turning icc back on restores forwarding.
     let on = NetworkConfig {
@@ -868,7 +880,7 @@ fn without_icc_endpoints_reach_the_gateway_only() {
     };
     b.set_network_config(NetworkId(1), on).unwrap();
     assert!(matches!(
-        b.process(t, PortId(1), &frame(c, a), false),
+        b.process(t, PortId(1), &frame(c, a), Offload::NONE),
         Verdict::Forward(PortId(2))
     ));
 }
@@ -876,11 +888,11 @@ fn without_icc_endpoints_reach_the_gateway_only() {
 /// `process_traced`, its steps collected.
 fn traced(b: &mut Bridge, now: Timestamp, port: PortId, frame: &[u8]) -> (V, Vec<TraceStep>) {
     let mut steps = Vec::new();
-    let v = match b.process_traced(now, port, frame, false, &mut |s| steps.push(s)) {
+    let v = match b.process_traced(now, port, frame, Offload::NONE, &mut |s| steps.push(s)) {
         Verdict::Forward(p) => V::Fwd(p),
         Verdict::Flood(set) => V::Flood(set.collect()),
         Verdict::Drop(r) => V::Drop(r),
-        Verdict::ToGateway => V::Gw,
+        Verdict::ToGateway(_) => V::Gw,
     };
     (v, steps)
 }
@@ -969,8 +981,9 @@ fn a_trace_names_why_a_frame_was_dropped() {
 #[test]
 fn a_trace_shows_the_gateway_and_icc() {
     let (mut b, gw) = without_icc();
+    // The gateway takes what is sent to its MAC, and drops what it cannot read.
     let (v, steps) = traced(&mut b, t0(), p(1), &eth(gw.mac, mac(1)));
-    assert_eq!(v, V::Gw);
+    assert_eq!(v, V::Drop(DropReason::Malformed));
     assert_eq!(
         steps.last(),
         Some(&TraceStep::ToGateway {

@@ -16,10 +16,10 @@ pub enum Verdict<'a> {
     /// the reason on the ingress port (except [`DropReason::UnknownPort`]).
     Drop(DropReason),
     /// The frame is for the network's gateway or for the switch's ARP
-    /// responder: deliver it to no port, and pass it to
-    /// [`Bridge::gateway_reply`] to get the answer to send back out of the
-    /// ingress port.
-    ToGateway,
+    /// responder: deliver it to no port; the task says what to do with it (the
+    /// switch's own answer, [`GatewayTask::write_reply`], sent back out of the
+    /// ingress port, or the gateway runtime's work).
+    ToGateway(GatewayTask),
 }
 
 /// Ports of the ingress network except the ingress port: where a flooded
@@ -131,6 +131,13 @@ pub enum TraceStep {
     GatewaySource {
         /// The gateway's MAC.
         mac: MacAddr,
+    },
+    /// Port security refused the frame: the port's endpoint may not send it.
+    Spoofed {
+        /// The frame's source MAC.
+        mac: MacAddr,
+        /// Which rule it broke ([`DropReason::SpoofedMac`], `SpoofedIp` or `SpoofedArp`).
+        reason: DropReason,
     },
     /// The gateway takes the frame.
     ToGateway {

@@ -1,6 +1,6 @@
 //! Property tests: arbitrary frames never panic through `process` and
-//! `gateway_reply`, every reply is a well-formed frame, and the accounting
-//! adds up.
+//! [`GatewayTask::write_reply`], every reply is a well-formed frame, what the runtime gets
+//! lies in the frame, and the accounting adds up.
 
 use super::tests::{arp, checksum, echo_request, eth_header, gw, ip, ipv4_frame, mac, who_has, Ip};
 use super::*;
@@ -187,8 +187,8 @@ fn replies(s: &NetworkStats) -> u64 {
     s.arp_suppressed + s.gateway_arp_replies + s.gateway_echo_replies
 }
 
-/// Sends `frame` through `process` and `gateway_reply` (whatever the
-/// verdict: the latter must be total too) and checks the outcome.
+/// Sends `frame` through `process` and, for a task the switch answers, writes the answer
+/// into `out_len` octets; checks the outcome.
 fn check_frame(
     b: &mut Bridge,
     port: PortId,
@@ -196,45 +196,75 @@ fn check_frame(
     out_len: usize,
 ) -> Result<(), TestCaseError> {
     let net = b.port_network(port);
-    let verdict = b.process(Timestamp::ZERO, port, frame, false);
-    let to_gateway = verdict == Verdict::ToGateway;
-    if to_gateway {
-        // Only frames to the gateway's MAC and ARP are intercepted.
-        let for_gw_mac = net == Some(N1) && frame[..6] == gw().mac.0;
-        prop_assert!(for_gw_mac || frame[12..14] == ETHERTYPE_ARP.to_be_bytes());
-    }
-    if matches!(verdict, Verdict::Flood(_) | Verdict::Forward(_)) {
-        prop_assert!(
-            net != Some(N1) || frame[..6] != gw().mac.0,
-            "bridged to the gateway's MAC"
-        );
-    }
-
+    let for_gw_mac = net == Some(N1) && frame.len() >= 14 && frame[..6] == gw().mac.0;
     let stats_before = net.and_then(|n| b.network_stats(n));
-    let mut out = vec![0u8; out_len];
-    let result = b.gateway_reply(port, frame, &mut out);
+    // The verdict, owning nothing of the bridge (a flood's port set is not needed here).
+    let verdict = match b.process(Timestamp::ZERO, port, frame, Offload::NONE) {
+        Verdict::ToGateway(task) => Ok(task),
+        Verdict::Flood(_) => Err(None),
+        Verdict::Forward(_) => Err(None),
+        Verdict::Drop(reason) => Err(Some(reason)),
+    };
     let stats_after = net.and_then(|n| b.network_stats(n));
-    match result {
+    let task = match verdict {
+        Ok(task) => task,
+        Err(None) => {
+            prop_assert!(!for_gw_mac, "bridged to the gateway's MAC");
+            prop_assert_eq!(
+                stats_before.map(|s| replies(&s)),
+                stats_after.map(|s| replies(&s))
+            );
+            return Ok(());
+        }
+        Err(Some(reason)) => {
+            prop_assert!(reason != DropReason::UnknownPort || net.is_none());
+            prop_assert_eq!(
+                stats_before.map(|s| replies(&s)),
+                stats_after.map(|s| replies(&s))
+            );
+            return Ok(());
+        }
+    };
+    // Only frames to the gateway's MAC and ARP are intercepted.
+    prop_assert!(for_gw_mac || frame[12..14] == ETHERTYPE_ARP.to_be_bytes());
+    let mut out = vec![0u8; out_len];
+    if !task.is_switch_answer() {
+        // The runtime's work: only what is sent to the gateway's MAC, and it lies in the frame.
+        prop_assert!(for_gw_mac);
+        prop_assert_eq!(
+            stats_before.map(|s| replies(&s)),
+            stats_after.map(|s| replies(&s))
+        );
+        let range = match &task {
+            GatewayTask::Dns(d) | GatewayTask::PublishedUdp(d) | GatewayTask::UdpOut(d) => {
+                d.payload.clone()
+            }
+            GatewayTask::Tcp(t) => t.ip.clone(),
+            GatewayTask::EchoOut(e) => e.icmp.clone(),
+            _ => 0..0,
+        };
+        prop_assert!(frame.get(range).is_some());
+        prop_assert_eq!(
+            task.write_reply(frame, &mut out),
+            Err(DropReason::GatewayUnsupported)
+        );
+        return Ok(());
+    }
+    prop_assert_eq!(
+        replies(&stats_before.unwrap()) + 1,
+        replies(&stats_after.unwrap())
+    );
+    match task.write_reply(frame, &mut out) {
         Ok(len) => {
             prop_assert!(len <= out.len());
             check_reply(&out[..len], frame)?;
-            prop_assert_eq!(
-                replies(&stats_before.unwrap()) + 1,
-                replies(&stats_after.unwrap())
-            );
         }
-        Err(DropReason::UnknownPort) => prop_assert!(net.is_none()),
-        Err(reason) => {
-            prop_assert_eq!(stats_before, stats_after);
-            // An intercepted ARP request the switch answers is answered,
-            // given room for the reply.
-            let via_arp = to_gateway && !(net == Some(N1) && frame[..6] == gw().mac.0);
-            prop_assert!(
-                !via_arp || (reason == DropReason::Oversized && out_len < 42),
-                "{:?}",
-                reason
-            );
-        }
+        // An answer is never longer than the frame asked.
+        Err(reason) => prop_assert!(
+            reason == DropReason::Oversized && out_len < frame.len(),
+            "{:?}",
+            reason
+        ),
     }
     Ok(())
 }
@@ -275,9 +305,11 @@ proptest! {
         h.options = options;
         let mut frame = ipv4_frame(gw().mac, mac(2), &h.datagram(&icmp));
         frame.resize(frame.len() + padding, 0xee);
-        prop_assert_eq!(b.process(Timestamp::ZERO, PortId(2), &frame, false), Verdict::ToGateway);
+        let Verdict::ToGateway(task) = b.process(Timestamp::ZERO, PortId(2), &frame, Offload::NONE) else {
+            return Err(TestCaseError::fail("a valid ping is the gateway's"));
+        };
         let mut out = vec![0u8; frame.len()];
-        let len = b.gateway_reply(PortId(2), &frame, &mut out).unwrap();
+        let len = task.write_reply(&frame, &mut out).unwrap();
         let reply = &out[..len];
         check_reply(reply, &frame)?;
         prop_assert_eq!(reply.len(), 34 + icmp.len());

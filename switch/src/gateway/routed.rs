@@ -1,11 +1,12 @@
-//! What the gateway's runtime needs of frames routed through the gateway: UDP to the
-//! gateway (DNS) or through it (NAT), ICMP echo to the outside, and the frames the runtime
-//! writes back (UDP from the outside or the gateway, ICMP unreachable, echo replies).
+//! What the gateway's runtime needs of frames routed through the gateway: the views of UDP
+//! to the gateway (DNS) or through it (NAT) and of ICMP echo to the outside (decided in
+//! [`task`](super::task)), and the frames the runtime writes back (UDP from the outside or
+//! the gateway, ICMP unreachable, echo replies).
 
 use super::*;
 
 const IPPROTO_UDP: u8 = 17;
-const UDP_HEADER_LEN: usize = 8;
+pub(super) const UDP_HEADER_LEN: usize = 8;
 
 /// A UDP datagram (RFC 768) sent to the gateway's MAC: for one of the gateway's own services
 /// (DNS on port 53) when addressed to its address, or routed through it (outbound NAT).
@@ -35,94 +36,6 @@ fn udp_checksum(src: Ipv4Addr, dst: Ipv4Addr, udp: &[u8]) -> u16 {
         0 => 0xffff,
         sum => sum,
     }
-}
-
-/// If `frame` is an unfragmented IPv4/UDP datagram for the gateway's own address, with a
-/// valid IPv4 header checksum (RFC 791) and a valid UDP checksum where one is present
-/// (RFC 768), returns its addressing and where its payload lies. Pure; never panics.
-///
-/// `checksum_partial`: the sender offloaded the UDP checksum (virtio_net_hdr
-/// `NEEDS_CSUM`, as a local stack does on a TAP): the field holds only the pseudo-header
-/// sum, the data never left the host, and the checksum is not verified.
-pub fn udp_to_gateway(
-    frame: &[u8],
-    gw: &GatewayConfig,
-    checksum_partial: bool,
-) -> Option<UdpToGateway> {
-    udp_via_gateway(frame, gw, checksum_partial).filter(|d| d.dst_ip == gw.ip)
-}
-
-/// Like [`udp_to_gateway`], for any unicast destination: a datagram sent to the gateway's
-/// MAC, addressed to the gateway itself or routed through it.
-pub fn udp_via_gateway(
-    frame: &[u8],
-    gw: &GatewayConfig,
-    checksum_partial: bool,
-) -> Option<UdpToGateway> {
-    let (datagram, ihl) = ipv4_to_gateway_mac(frame, gw, IPPROTO_UDP, UDP_HEADER_LEN)?;
-    let header = &datagram[..ihl];
-    let src_ip = ip_at(header, 12);
-    let dst_ip = ip_at(header, 16);
-    if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) {
-        return None;
-    }
-    let udp = &datagram[ihl..];
-    let udp_len = usize::from(be16(udp, 4));
-    if udp_len < UDP_HEADER_LEN || udp_len > udp.len() {
-        return None;
-    }
-    let udp = &udp[..udp_len];
-    if !checksum_partial
-        && be16(udp, 6) != 0
-        && !fold(ones_sum(
-            udp,
-            ones_sum(&pseudo_header(src_ip, dst_ip, udp_len), 0),
-        )) != 0
-    {
-        return None;
-    }
-    let start = ETHERNET_HEADER_LEN + ihl + UDP_HEADER_LEN;
-    Some(UdpToGateway {
-        src_mac: mac_at(frame, 6),
-        src_ip,
-        src_port: be16(udp, 0),
-        dst_ip,
-        dst_port: be16(udp, 2),
-        payload: start..start + udp_len - UDP_HEADER_LEN,
-    })
-}
-
-/// The IPv4 datagram of an Ethernet frame addressed to the gateway's MAC, and its header
-/// length, if it carries `protocol` with at least `min_l4` octets after the header, has a
-/// valid header checksum (RFC 1071) and is not a fragment (RFC 791).
-fn ipv4_to_gateway_mac<'f>(
-    frame: &'f [u8],
-    gw: &GatewayConfig,
-    protocol: u8,
-    min_l4: usize,
-) -> Option<(&'f [u8], usize)> {
-    if frame.len() < ETHERNET_HEADER_LEN || mac_at(frame, 0) != gw.mac {
-        return None;
-    }
-    if be16(frame, 12) != ETHERTYPE_IPV4 {
-        return None;
-    }
-    let ip = &frame[ETHERNET_HEADER_LEN..];
-    let fixed = ip.get(..IPV4_MIN_HEADER_LEN)?;
-    let ihl = usize::from(fixed[0] & 0x0f) * 4;
-    let total_len = usize::from(be16(fixed, 2));
-    if fixed[0] >> 4 != 4 || ihl < IPV4_MIN_HEADER_LEN || total_len < ihl + min_l4 {
-        return None;
-    }
-    let datagram = ip.get(..total_len)?;
-    let header = &datagram[..ihl];
-    if internet_checksum(header) != 0
-        || header[9] != protocol
-        || be16(header, 6) & (IPV4_MF | IPV4_OFFSET_MASK) != 0
-    {
-        return None;
-    }
-    Some((datagram, ihl))
 }
 
 pub(super) fn pseudo_header(src: Ipv4Addr, dst: Ipv4Addr, udp_len: usize) -> [u8; 12] {
@@ -259,32 +172,6 @@ pub struct EchoViaGateway {
     pub ident: u16,
     /// Where the ICMP message (header and data) lies in the frame.
     pub icmp: core::ops::Range<usize>,
-}
-
-/// Recognises an ICMP echo request addressed to the gateway's MAC for a unicast address
-/// other than the gateway's own (which [`Bridge::gateway_reply`] answers). Fragments, bad
-/// checksums and broadcast or multicast addresses are refused.
-///
-/// [`Bridge::gateway_reply`]: crate::Bridge::gateway_reply
-pub fn echo_request_via_gateway(frame: &[u8], gw: &GatewayConfig) -> Option<EchoViaGateway> {
-    let (datagram, ihl) = ipv4_to_gateway_mac(frame, gw, IPPROTO_ICMP, ICMP_ECHO_HEADER_LEN)?;
-    let header = &datagram[..ihl];
-    let (src_ip, dst_ip) = (ip_at(header, 12), ip_at(header, 16));
-    if !is_unicast_ip(src_ip) || !is_unicast_ip(dst_ip) || dst_ip == gw.ip {
-        return None;
-    }
-    let icmp = &datagram[ihl..];
-    if icmp[0] != ICMP_ECHO_REQUEST || icmp[1] != 0 || internet_checksum(icmp) != 0 {
-        return None;
-    }
-    let start = ETHERNET_HEADER_LEN + ihl;
-    Some(EchoViaGateway {
-        src_mac: mac_at(frame, 6),
-        src_ip,
-        dst_ip,
-        ident: be16(icmp, 4),
-        icmp: start..start + icmp.len(),
-    })
 }
 
 /// The identifier of an ICMP echo message, or None if `icmp` is not a well-formed echo

@@ -190,25 +190,35 @@ pub(super) fn ping(n: u8, id: u16, seq: u16, data: &[u8]) -> Vec<u8> {
 
 // ---- running --------------------------------------------------------------
 
-/// `process` returns `ToGateway` and `gateway_reply` an answer: returns it.
+/// The task `process` hands the gateway for `frame`.
+pub(super) fn task(b: &mut Bridge, port: PortId, frame: &[u8]) -> GatewayTask {
+    match b.process(now(), port, frame, Offload::NONE) {
+        Verdict::ToGateway(task) => task,
+        other => panic!("expected the gateway to take the frame, got {other:?}"),
+    }
+}
+
+/// `process` returns a task the switch answers itself: returns the answer.
 fn answer(b: &mut Bridge, port: PortId, frame: &[u8]) -> Vec<u8> {
-    assert_eq!(b.process(now(), port, frame, false), Verdict::ToGateway);
+    let task = task(b, port, frame);
+    assert!(task.is_switch_answer(), "{task:?}");
     let mut out = vec![0u8; frame.len() + 64];
-    let len = b.gateway_reply(port, frame, &mut out).unwrap();
+    let len = task.write_reply(frame, &mut out).unwrap();
     out.truncate(len);
     out
 }
 
-/// `process` returns `ToGateway` and `gateway_reply` fails with `reason` (for the adapter to
-/// count on `port`).
+/// `process` drops the frame for the gateway with `reason` (for the adapter to count on
+/// `port`).
 fn refused(b: &mut Bridge, port: PortId, frame: &[u8], reason: DropReason) {
-    assert_eq!(b.process(now(), port, frame, false), Verdict::ToGateway);
-    let mut out = vec![0u8; frame.len() + 64];
-    assert_eq!(b.gateway_reply(port, frame, &mut out), Err(reason));
+    assert_eq!(
+        b.process(now(), port, frame, Offload::NONE),
+        Verdict::Drop(reason)
+    );
 }
 
 fn flood(b: &mut Bridge, port: PortId, frame: &[u8]) -> Vec<PortId> {
-    match b.process(now(), port, frame, false) {
+    match b.process(now(), port, frame, Offload::NONE) {
         Verdict::Flood(set) => set.collect(),
         other => panic!("expected a flood, got {other:?}"),
     }
@@ -353,7 +363,7 @@ fn other_arp_is_bridged_as_before() {
     // Replies are forwarded (mac(2) was learned on port 2) or flooded.
     let reply = arp(mac(2), mac(1), 2, mac(1), ip(1), mac(2), ip(2));
     assert_eq!(
-        b.process(now(), p(1), &reply, false),
+        b.process(now(), p(1), &reply, Offload::NONE),
         Verdict::Forward(p(2))
     );
     let reply = arp(mac(7), mac(1), 2, mac(1), ip(1), mac(7), ip(7));
@@ -666,26 +676,75 @@ fn malformed_datagrams_to_the_gateway_are_counted() {
 }
 
 #[test]
-fn what_the_gateway_does_not_handle_yet() {
+fn what_the_runtime_takes_is_decided_from_one_parse() {
     let mut b = setup();
-    let tcp_syn = [0u8; 20];
+    let mut syn = [0u8; 20];
+    syn[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    syn[2..4].copy_from_slice(&80u16.to_be_bytes());
+    syn[12] = 5 << 4;
+    syn[13] = 0x02;
+    let outside = Ipv4Addr::new(1, 1, 1, 1);
+    let tcp = ipv4_frame(GW_MAC, mac(2), &Ip::new(ip(2), outside, 6).datagram(&syn));
+    let GatewayTask::Tcp(t) = task(&mut b, p(2), &tcp) else {
+        panic!("TCP through the gateway is the runtime's");
+    };
+    assert_eq!((t.src, t.dst, t.syn), ((ip(2), 40000), (outside, 80), true));
+    assert_eq!(t.src_mac, mac(2));
+    assert_eq!(t.ip, 14..54);
+
+    let udp_header = |dst_port: u16| {
+        let mut u = vec![0xc0, 0x00, 0, 0, 0, 11, 0, 0];
+        u[2..4].copy_from_slice(&dst_port.to_be_bytes());
+        u.extend_from_slice(b"abc");
+        u
+    };
+    let dns = ipv4_frame(
+        GW_MAC,
+        mac(2),
+        &Ip::new(ip(2), GW_IP, 17).datagram(&udp_header(53)),
+    );
+    let GatewayTask::Dns(d) = task(&mut b, p(2), &dns) else {
+        panic!("UDP to the gateway's port 53 is DNS");
+    };
+    assert_eq!(&dns[d.payload.clone()], b"abc");
+    let published = ipv4_frame(
+        GW_MAC,
+        mac(2),
+        &Ip::new(ip(2), GW_IP, 17).datagram(&udp_header(9)),
+    );
+    assert!(
+        matches!(task(&mut b, p(2), &published), GatewayTask::PublishedUdp(d) if d.dst_port == 9)
+    );
+    let out = ipv4_frame(
+        GW_MAC,
+        mac(2),
+        &Ip::new(ip(2), outside, 17).datagram(&udp_header(53)),
+    );
+    assert!(matches!(task(&mut b, p(2), &out), GatewayTask::UdpOut(d) if d.dst_ip == outside));
+
+    let routed_ping = Ip::new(ip(2), outside, 1).datagram(&echo_request(7, 1, b"x"));
+    let GatewayTask::EchoOut(e) = task(&mut b, p(2), &ipv4_frame(GW_MAC, mac(2), &routed_ping))
+    else {
+        panic!("echo to the outside is the runtime's");
+    };
+    assert_eq!((e.src_ip, e.dst_ip, e.ident), (ip(2), outside, 7));
+
+    // None of these is the switch's to answer.
+    let mut out_buf = [0u8; 256];
+    for frame in [&tcp, &dns, &published, &out] {
+        let t = task(&mut b, p(2), frame);
+        assert!(!t.is_switch_answer());
+        assert_eq!(
+            t.write_reply(frame, &mut out_buf),
+            Err(DropReason::GatewayUnsupported)
+        );
+    }
+}
+
+#[test]
+fn what_the_gateway_does_not_handle() {
+    let mut b = setup();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        (
-            "TCP to the gateway",
-            ipv4_frame(GW_MAC, mac(2), &Ip::new(ip(2), GW_IP, 6).datagram(&tcp_syn)),
-        ),
-        (
-            "UDP to the gateway",
-            ipv4_frame(GW_MAC, mac(2), &Ip::new(ip(2), GW_IP, 17).datagram(&[0; 8])),
-        ),
-        (
-            "routed via the gateway",
-            ipv4_frame(
-                GW_MAC,
-                mac(2),
-                &Ip::new(ip(2), Ipv4Addr::new(1, 1, 1, 1), 1).datagram(&echo_request(1, 1, b"x")),
-            ),
-        ),
         (
             "broadcast IP to the gateway MAC",
             ipv4_frame(
@@ -712,6 +771,10 @@ fn what_the_gateway_does_not_handle_yet() {
             m[2..4].copy_from_slice(&c.to_be_bytes());
             ipv4_frame(GW_MAC, mac(2), &Ip::new(ip(2), GW_IP, 1).datagram(&m))
         }),
+        (
+            "GRE to the gateway",
+            ipv4_frame(GW_MAC, mac(2), &Ip::new(ip(2), GW_IP, 47).datagram(&[0; 8])),
+        ),
         ("IPv6", {
             let mut f = eth_header(GW_MAC, mac(2), 0x86dd);
             f.extend_from_slice(&[0x60; 48]);
@@ -728,14 +791,8 @@ fn what_the_gateway_does_not_handle_yet() {
     for (what, frame) in &cases {
         // Never bridged, whatever the FDB says about the gateway's MAC.
         assert_eq!(
-            b.process(now(), p(2), frame, false),
-            Verdict::ToGateway,
-            "{what}"
-        );
-        let mut out = [0u8; 256];
-        assert_eq!(
-            b.gateway_reply(p(2), frame, &mut out),
-            Err(DropReason::GatewayUnsupported),
+            b.process(now(), p(2), frame, Offload::NONE),
+            Verdict::Drop(DropReason::GatewayUnsupported),
             "{what}"
         );
     }
@@ -750,12 +807,7 @@ fn ipv4_not_to_the_gateway_mac_is_bridged() {
     let dgram = Ip::new(ip(2), GW_IP, 1).datagram(&echo_request(1, 1, b"x"));
     let frame = ipv4_frame(mac(9), mac(2), &dgram);
     assert_eq!(flood(&mut b, p(2), &frame), [p(1), p(3)]);
-    // And gateway_reply refuses it if asked anyway.
-    let mut out = [0u8; 128];
-    assert_eq!(
-        b.gateway_reply(p(2), &frame, &mut out),
-        Err(DropReason::GatewayUnsupported)
-    );
+    assert_eq!(stats(&b, N1).gateway_echo_replies, 0);
 }
 
 // ---- configuration and plumbing -------------------------------------------
@@ -890,64 +942,38 @@ fn frames_from_the_gateway_mac_are_not_learned() {
     assert_eq!(b.lookup(N1, GW_MAC, now()), None);
     // A static entry for the gateway's MAC does not divert its frames.
     b.add_static(N1, GW_MAC, p(3)).unwrap();
-    assert_eq!(
-        b.process(now(), p(2), &ping(2, 1, 1, b""), false),
-        Verdict::ToGateway
-    );
+    assert!(matches!(
+        b.process(now(), p(2), &ping(2, 1, 1, b""), Offload::NONE),
+        Verdict::ToGateway(GatewayTask::EchoReply(_))
+    ));
 }
 
 #[test]
 fn reply_buffer_size() {
     let mut b = setup();
     let req = who_has(2, GW_IP);
-    assert_eq!(b.process(now(), p(2), &req, false), Verdict::ToGateway);
+    let arp_task = task(&mut b, p(2), &req);
     let mut small = [0u8; 41];
     assert_eq!(
-        b.gateway_reply(p(2), &req, &mut small),
+        arp_task.write_reply(&req, &mut small),
         Err(DropReason::Oversized)
     );
     let mut exact = [0u8; 42];
-    assert_eq!(b.gateway_reply(p(2), &req, &mut exact), Ok(42));
+    assert_eq!(arp_task.write_reply(&req, &mut exact), Ok(42));
 
     let frame = ping(2, 1, 1, &[7; 100]);
+    let echo_task = task(&mut b, p(2), &frame);
     let mut small = vec![0u8; frame.len() - 1];
     assert_eq!(
-        b.gateway_reply(p(2), &frame, &mut small),
+        echo_task.write_reply(&frame, &mut small),
         Err(DropReason::Oversized)
     );
     let mut exact = vec![0u8; frame.len()];
-    assert_eq!(b.gateway_reply(p(2), &frame, &mut exact), Ok(frame.len()));
+    assert_eq!(echo_task.write_reply(&frame, &mut exact), Ok(frame.len()));
 
+    // Answers are counted when decided, once per frame.
     let s = stats(&b, N1);
     assert_eq!((s.gateway_arp_replies, s.gateway_echo_replies), (1, 1));
-}
-
-#[test]
-fn gateway_reply_rejects_what_process_would() {
-    let mut b = setup();
-    let mut out = [0u8; 128];
-    assert_eq!(
-        b.gateway_reply(p(9), &who_has(2, GW_IP), &mut out),
-        Err(DropReason::UnknownPort)
-    );
-
-    assert_eq!(
-        b.gateway_reply(p(2), &[0xff; 13], &mut out),
-        Err(DropReason::Runt)
-    );
-    let bad_src = arp(
-        MacAddr::BROADCAST,
-        MacAddr::BROADCAST,
-        1,
-        mac(2),
-        ip(2),
-        MacAddr::ZERO,
-        GW_IP,
-    );
-    assert_eq!(
-        b.gateway_reply(p(2), &bad_src, &mut out),
-        Err(DropReason::InvalidSourceMac)
-    );
 }
 
 #[test]
@@ -974,6 +1000,28 @@ mod udp {
         }
     }
 
+    /// The UDP view the gateway's task carries for `frame`, if it is UDP to the gateway's
+    /// MAC (to its address or through it).
+    fn via(frame: &[u8], gw: &GatewayConfig, checksum_partial: bool) -> Option<UdpToGateway> {
+        let eth = EthernetFrame::new_checked(frame).ok()?;
+        if eth.dst() != gw.mac || eth.ethertype() != ETHERTYPE_IPV4 {
+            return None;
+        }
+        let offload = Offload {
+            checksum_partial,
+            ..Offload::NONE
+        };
+        match ipv4_task(gw, eth.src(), eth.payload(), offload).ok()? {
+            GatewayTask::Dns(d) | GatewayTask::PublishedUdp(d) | GatewayTask::UdpOut(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// [`via`], for the gateway's own address only.
+    fn to_gw(frame: &[u8], gw: &GatewayConfig, checksum_partial: bool) -> Option<UdpToGateway> {
+        via(frame, gw, checksum_partial).filter(|d| d.dst_ip == gw.ip)
+    }
+
     /// A client's datagram to the gateway, built with the writer by swapping roles.
     fn query(payload: &[u8]) -> Vec<u8> {
         let client = GatewayConfig {
@@ -991,7 +1039,7 @@ mod udp {
     #[test]
     fn datagrams_to_the_gateway_round_trip() {
         let frame = query(b"hello dns");
-        let d = udp_to_gateway(&frame, &gw(), false).expect("recognised");
+        let d = to_gw(&frame, &gw(), false).expect("recognised");
         assert_eq!((d.src_port, d.dst_port), (40000, 53));
         assert_eq!(d.src_ip, Ipv4Addr::new(10, 9, 0, 2));
         assert_eq!(&frame[d.payload.clone()], b"hello dns");
@@ -1004,10 +1052,7 @@ mod udp {
         // Ethernet padding after the datagram is ignored.
         let mut padded = frame.clone();
         padded.extend_from_slice(&[0; 20]);
-        assert_eq!(
-            udp_to_gateway(&padded, &gw(), false).unwrap().payload,
-            d.payload
-        );
+        assert_eq!(to_gw(&padded, &gw(), false).unwrap().payload, d.payload);
     }
 
     #[test]
@@ -1015,26 +1060,23 @@ mod udp {
         let frame = query(b"x");
         let mut bad_udp = frame.clone();
         bad_udp[42] ^= 0xff; // payload byte: UDP checksum no longer matches
-        assert!(udp_to_gateway(&bad_udp, &gw(), false).is_none());
+        assert!(to_gw(&bad_udp, &gw(), false).is_none());
         // An offloaded checksum (NEEDS_CSUM) is not verified.
-        assert!(udp_to_gateway(&bad_udp, &gw(), true).is_some());
+        assert!(to_gw(&bad_udp, &gw(), true).is_some());
         let mut no_sum = bad_udp.clone();
         no_sum[40..42].fill(0); // checksum 0: not computed by the sender, accepted
-        assert!(udp_to_gateway(&no_sum, &gw(), false).is_some());
+        assert!(to_gw(&no_sum, &gw(), false).is_some());
         let mut bad_ip = frame.clone();
         bad_ip[24] ^= 1;
-        assert!(udp_to_gateway(&bad_ip, &gw(), false).is_none());
+        assert!(to_gw(&bad_ip, &gw(), false).is_none());
         let mut other_dst = frame.clone();
         other_dst[0] = 0x06;
-        assert!(udp_to_gateway(&other_dst, &gw(), false).is_none());
+        assert!(to_gw(&other_dst, &gw(), false).is_none());
         let mut fragment = frame.clone();
         fragment[20] |= 0x20; // MF
-        assert!(udp_to_gateway(&fragment, &gw(), false).is_none());
+        assert!(to_gw(&fragment, &gw(), false).is_none());
         for cut in 0..frame.len() {
-            assert!(
-                udp_to_gateway(&frame[..cut], &gw(), false).is_none(),
-                "cut at {cut}"
-            );
+            assert!(to_gw(&frame[..cut], &gw(), false).is_none(), "cut at {cut}");
         }
     }
 
@@ -1055,8 +1097,8 @@ mod udp {
         )
         .unwrap();
         let frame = &out[..n];
-        assert!(udp_to_gateway(frame, &g, false).is_none());
-        let d = udp_via_gateway(frame, &g, false).expect("routed via the gateway");
+        assert!(to_gw(frame, &g, false).is_none());
+        let d = via(frame, &g, false).expect("routed via the gateway");
         assert_eq!((d.dst_ip, d.dst_port, d.src_port), (outside, 7000, 5000));
         assert_eq!(&frame[d.payload], b"hi");
     }
@@ -1110,7 +1152,7 @@ mod udp {
                 bytes[0..6].copy_from_slice(&g.mac.0);
                 bytes[12..14].copy_from_slice(&[0x08, 0x00]);
             }
-            if let Some(d) = udp_to_gateway(&bytes, &g, false) {
+            if let Some(d) = to_gw(&bytes, &g, false) {
                 proptest::prop_assert!(d.payload.end <= bytes.len());
             }
         }

@@ -8,8 +8,8 @@ use std::os::fd::AsFd;
 
 use weft_gateway::Timestamp;
 use weft_switch::{
-    echo_request_via_gateway, write_icmp_from, DropReason, GatewayConfig, MacAddr, NetworkId,
-    PortId, ICMP_NET_UNREACHABLE,
+    write_icmp_from, DropReason, EchoViaGateway, GatewayConfig, MacAddr, NetworkId, PortId,
+    ETHERNET_HEADER_LEN, ICMP_NET_UNREACHABLE,
 };
 
 use super::{token, unreachable_code, StackThread, TAG_ICMP};
@@ -54,15 +54,17 @@ impl StackThread {
         network: NetworkId,
         port: PortId,
         gateway: GatewayConfig,
+        echo: &EchoViaGateway,
         frame: &[u8],
-        nat_allowed: bool,
     ) {
-        let Some(echo) = echo_request_via_gateway(frame, &gateway) else {
-            return self.record_drop(port, DropReason::Malformed);
-        };
-        if !nat_allowed {
+        if !crate::gateway::nat_allowed(&self.zones, network, echo.dst_ip) {
             self.record_drop(port, DropReason::GatewayUnsupported);
-            return self.unreachable(network, port, &frame[14..], ICMP_NET_UNREACHABLE);
+            return self.unreachable(
+                network,
+                port,
+                &frame[ETHERNET_HEADER_LEN..],
+                ICMP_NET_UNREACHABLE,
+            );
         }
         let Some(socket) = self.icmp.as_ref() else {
             return self.record_drop(port, DropReason::GatewayUnsupported);
@@ -86,7 +88,12 @@ impl StackThread {
             Ok(_) => self.echo.sent(wire, message.len(), now),
             Err(e) => {
                 log::debug!("echo to {} not sent: {e}", echo.dst_ip);
-                self.unreachable(network, port, &frame[14..], unreachable_code(&e));
+                self.unreachable(
+                    network,
+                    port,
+                    &frame[ETHERNET_HEADER_LEN..],
+                    unreachable_code(&e),
+                );
             }
         }
     }

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Checksum, ChecksumCapabilities, DeviceCapabilities, Medium};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint};
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpListenEndpoint, Ipv4Packet, TcpPacket};
 use weft_gateway::dns_tcp::DNS_TCP_BUFFER;
-use weft_gateway::packet::DNS_PORT;
 use weft_gateway::published_udp::{UdpClients, EPHEMERAL_FIRST};
+use weft_switch::DNS_PORT;
 use weft_switch::{GatewayConfig, MacAddr, PortId};
 use weft_wire::coalesce::Coalescer;
 use weft_wire::VNET_HDR_LEN;
@@ -197,12 +197,12 @@ pub(super) fn poll_net(net: &mut NetworkIface, origin: Instant, dataplane: &Data
     }
     // Group by connection (destination address and ports), keeping each one's order.
     packets.sort_by_key(|p| {
-        let ip = &p[HEADROOM..];
-        let ihl = usize::from(ip[0] & 0x0f) * 4;
-        let ports = ip
-            .get(ihl..ihl + 4)
-            .map_or([0; 4], |t| [t[0], t[1], t[2], t[3]]);
-        ([ip[16], ip[17], ip[18], ip[19]], ip[9], ports)
+        let Ok(ip) = Ipv4Packet::new_checked(&p[HEADROOM..]) else {
+            return (Ipv4Addr::UNSPECIFIED, 0, (0, 0));
+        };
+        let ports =
+            TcpPacket::new_checked(ip.payload()).map_or((0, 0), |t| (t.src_port(), t.dst_port()));
+        (ip.dst_addr(), u8::from(ip.next_header()), ports)
     });
     let mut coalescer = Coalescer::new(HEADROOM);
     let mut spare = Vec::new();
@@ -211,9 +211,10 @@ pub(super) fn poll_net(net: &mut NetworkIface, origin: Instant, dataplane: &Data
         .filter_map(|p| coalescer.push(p, &mut spare))
         .collect();
     for mut packet in finished.into_iter().chain(coalescer.finish()) {
-        let ip = &packet[HEADROOM..];
-        let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
-        let Some(&(port, mac)) = net.neighbors.get(&dst) else {
+        let Ok(ip) = Ipv4Packet::new_checked(&packet[HEADROOM..]) else {
+            continue;
+        };
+        let Some(&(port, mac)) = net.neighbors.get(&ip.dst_addr()) else {
             continue;
         };
         let eth = &mut packet[VNET_HDR_LEN..HEADROOM];

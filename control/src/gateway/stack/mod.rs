@@ -1,19 +1,21 @@
-//! The gateway's own TCP/IP endpoint: one thread that terminates the TCP connections
-//! containers open through their gateway (outbound proxy NAT), the connections that arrive on
-//! published host ports (inbound), DNS over TCP at the gateway address, published UDP ports,
-//! and ICMP echo to outside addresses.
+//! The gateway's runtime loop: one thread that terminates everything the gateway does for
+//! containers beyond the switch's own answers — the TCP connections containers open through
+//! their gateway (outbound proxy NAT), the connections that arrive on published host ports
+//! (inbound), DNS over UDP and TCP at the gateway address, outbound UDP NAT, published UDP
+//! ports, and ICMP echo to outside addresses. Tokio only runs the upstream DNS queries.
 //!
-//! Every network gets a [smoltcp] interface in "any IP" mode whose link is the gateway's
-//! internal port ([`link`]): the data plane hands it the frames addressed to the gateway's
-//! MAC that the fast path does not answer itself (see [`stack_bound`]), and the frames it
-//! sends go out through [`Dataplane::inject_packet`]. On the host side everything is an
-//! ordinary non-blocking socket watched by one epoll instance. This is how slirp4netns
-//! (libslirp) and passt proxy rootless containers' traffic; no iptables, no kernel forwarding.
+//! The data plane hands it each frame with the [`GatewayTask`] the bridge decided from one
+//! parse of it. Every network gets a [smoltcp] interface in "any IP" mode whose link is the
+//! gateway's internal port ([`link`]) for TCP, and the frames it sends go out through
+//! [`Dataplane::inject_packet`]. On the host side everything is an ordinary non-blocking
+//! socket watched by one epoll instance. This is how slirp4netns (libslirp) and passt proxy
+//! rootless containers' traffic; no iptables, no kernel forwarding.
 //!
 //! The protocol decisions are [`weft_gateway`]'s pure state machines, driven here with the
 //! thread's clock: the held SYN of outbound TCP and the flow table ([`tcp`]), echo
-//! identifier NAT ([`echo`]), published UDP client ports ([`published`]), DNS-over-TCP
-//! framing ([`dns_tcp`]). This module is the loop and the dispatch.
+//! identifier NAT ([`echo`]), UDP flows ([`udp_nat`]), published UDP client ports
+//! ([`published`]), DNS answers ([`dns_udp`]) and DNS-over-TCP framing ([`dns_tcp`]). This
+//! module is the loop and the dispatch.
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -23,30 +25,33 @@ use std::time::{Duration, Instant};
 
 use smoltcp::iface::SocketHandle;
 use weft_gateway::echo::EchoNat;
-use weft_gateway::packet::{self, Transport};
 use weft_gateway::tcp::TcpTable;
 use weft_gateway::Timestamp;
 use weft_switch::{
-    write_icmp_unreachable, DropReason, GatewayConfig, MacAddr, NetworkId, PortId,
+    write_icmp_unreachable, DropReason, GatewayConfig, GatewayTask, MacAddr, NetworkId, PortId,
     ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
 };
 
-use crate::dataplane::Dataplane;
+use crate::dataplane::{Dataplane, HandOver};
 use crate::gateway::publish::PublishedSocket;
 use crate::gateway::{self, Zones};
 use crate::types::NatRow;
 use weft_sys::{self as sys, Epoll, EventFd};
 
 mod dns_tcp;
+mod dns_udp;
 mod echo;
 mod link;
 mod published;
 mod tcp;
+pub mod udp_nat;
 
+use dns_udp::DnsClient;
 use echo::EchoBack;
 use link::NetworkIface;
 use published::PublishedEntry;
 use tcp::FlowIo;
+use udp_nat::UdpNat;
 
 /// Frames and commands that may wait for the stack thread before new frames are dropped.
 pub const STACK_QUEUE: usize = 4096;
@@ -56,16 +61,10 @@ const TAG_WAKE: u64 = 0;
 const TAG_FLOW: u64 = 1;
 const TAG_PUBLISHED: u64 = 2;
 const TAG_ICMP: u64 = 3;
+const TAG_UDP: u64 = 4;
 
 fn token(tag: u64, index: usize) -> u64 {
     (tag << TAG_SHIFT) | index as u64
-}
-
-/// Whether a frame for the gateway belongs to the stack: TCP to any address, an ICMP echo
-/// request to an outside address, or UDP to the gateway's own address other than DNS
-/// (answers to published UDP ports). Cheap: looks at a few header bytes only.
-pub fn stack_bound(frame: &[u8], gw: &GatewayConfig) -> bool {
-    packet::stack_bound(frame, gw)
 }
 
 /// A published host port handed to the stack, already bound by the daemon.
@@ -91,10 +90,9 @@ pub struct Target {
 
 /// What the stack thread is asked to do.
 pub enum StackInput {
-    /// A frame for the gateway from `port` (see [`stack_bound`]).
+    /// A frame for the gateway, with where it came from and what to do with it.
     Frame {
-        port: PortId,
-        gateway: GatewayConfig,
+        work: HandOver,
         frame: Vec<u8>,
     },
     Publish(Published),
@@ -116,6 +114,12 @@ pub enum StackInput {
         /// The connection's number: a handle is reused, an answer must not reach the
         /// connection that took over a closed one's handle.
         id: u64,
+        answer: Vec<u8>,
+    },
+    /// A forwarded DNS-over-UDP query came back.
+    DnsUdpAnswer {
+        client: DnsClient,
+        query: Vec<u8>,
         answer: Vec<u8>,
     },
 }
@@ -200,6 +204,7 @@ pub fn spawn(
         udp_idle,
         icmp,
         echo: EchoNat::default(),
+        udp: UdpNat::new(udp_idle),
         rotation: 0,
         last_expire: Instant::now(),
         frame: vec![0u8; 65_536 + 64],
@@ -233,6 +238,7 @@ struct StackThread {
     udp_idle: Duration,
     icmp: Option<socket2::Socket>,
     echo: EchoNat<EchoBack>,
+    udp: UdpNat,
     rotation: usize,
     last_expire: Instant,
     /// Scratch for frames the stack writes by hand.
@@ -303,6 +309,7 @@ impl StackThread {
             TAG_FLOW => self.on_flow_event(weft_gateway::tcp::FlowId(index as u32)),
             TAG_PUBLISHED => self.on_published(index),
             TAG_ICMP => self.on_icmp(),
+            TAG_UDP => self.on_udp_flow(index),
             _ => {}
         }
     }
@@ -321,11 +328,7 @@ impl StackThread {
 
     fn on_input(&mut self, input: StackInput) {
         match input {
-            StackInput::Frame {
-                port,
-                gateway,
-                frame,
-            } => self.on_frame(port, gateway, frame),
+            StackInput::Frame { work, frame } => self.on_frame(work, &frame),
             StackInput::Publish(p) => self.publish(p),
             StackInput::Unpublish { local, tcp } => self.unpublish(local, tcp),
             StackInput::ForgetNetwork(network) => {
@@ -341,6 +344,11 @@ impl StackThread {
                 id,
                 answer,
             } => self.dns_answer(network, conn, id, &answer),
+            StackInput::DnsUdpAnswer {
+                client,
+                query,
+                answer,
+            } => self.dns_udp_answer(&client, &query, &answer),
         }
     }
 
@@ -366,59 +374,67 @@ impl StackThread {
         self.nets.get_mut(&network)
     }
 
-    /// A frame for the gateway from a container: dispatched by protocol.
-    fn on_frame(&mut self, port: PortId, gateway: GatewayConfig, frame: Vec<u8>) {
-        let Some(network) = self.dataplane.with_bridge(|b| b.port_network(port)) else {
-            return;
+    /// A frame for the gateway from a container: dispatched on its task.
+    fn on_frame(&mut self, work: HandOver, frame: &[u8]) {
+        let HandOver {
+            port,
+            network,
+            gateway,
+            task,
+        } = work;
+        let (src_ip, src_mac) = match &task {
+            GatewayTask::Dns(d) => {
+                return self.dns_udp(network, port, gateway, d, &frame[d.payload.clone()])
+            }
+            GatewayTask::UdpOut(d) => {
+                return self.outbound_udp(network, port, gateway, d, &frame[d.payload.clone()])
+            }
+            GatewayTask::PublishedUdp(d) => (d.src_ip, d.src_mac),
+            GatewayTask::Tcp(t) => (t.src.0, t.src_mac),
+            GatewayTask::EchoOut(e) => (e.src_ip, e.src_mac),
+            GatewayTask::ArpReply(_) | GatewayTask::EchoReply(_) => {
+                return self.record_drop(port, DropReason::GatewayUnsupported)
+            }
         };
-        let Ok(p) = packet::parse(&frame) else {
-            return self.record_drop(port, DropReason::Malformed);
-        };
-        let nat_allowed = gateway::nat_allowed(&self.zones, network, p.dst);
         let Some(net) = self.net_for(network, gateway) else {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         };
-        if !net.inside(p.src) {
+        if !net.inside(src_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
-        net.neighbors.insert(p.src, (port, p.src_mac));
-        let ip = frame[p.ip.clone()].to_vec();
-        match p.transport {
-            Transport::Icmp => self.outbound_echo(network, port, gateway, &frame, nat_allowed),
-            Transport::Udp {
-                dst_port, payload, ..
-            } => self.published_udp_reply(network, port, dst_port, &ip[payload]),
-            Transport::Tcp {
-                src_port,
-                dst_port,
-                syn,
-            } => {
+        net.neighbors.insert(src_ip, (port, src_mac));
+        match task {
+            GatewayTask::EchoOut(e) => self.outbound_echo(network, port, gateway, &e, frame),
+            GatewayTask::PublishedUdp(d) => {
+                self.published_udp_reply(network, port, d.dst_port, &frame[d.payload])
+            }
+            GatewayTask::Tcp(t) => {
                 let segment = tcp::Segment {
                     network,
                     port,
-                    src: std::net::SocketAddrV4::new(p.src, src_port),
-                    dst: std::net::SocketAddrV4::new(p.dst, dst_port),
-                    syn,
-                    nat_allowed,
+                    src: std::net::SocketAddrV4::new(t.src.0, t.src.1),
+                    dst: std::net::SocketAddrV4::new(t.dst.0, t.dst.1),
+                    syn: t.syn,
+                    nat_allowed: gateway::nat_allowed(&self.zones, network, t.dst.0),
                 };
-                self.on_tcp(segment, gateway, ip);
+                self.on_tcp(segment, gateway, frame[t.ip].to_vec());
             }
-            Transport::Other(_) => self.record_drop(port, DropReason::GatewayUnsupported),
+            _ => {}
         }
     }
 
     /// Sends an ICMP destination unreachable for `packet` (an IP packet) back to the
-    /// container that sent it, from the gateway's address.
+    /// container that sent it, from the gateway's address, quoting its header and first 8
+    /// octets (RFC 792, RFC 1122 §3.2.2.1).
     fn unreachable(&mut self, network: NetworkId, port: PortId, packet: &[u8], code: u8) {
         let Some(net) = self.nets.get(&network) else {
             return;
         };
-        if packet.len() < 20 {
+        let Ok(ip) = smoltcp::wire::Ipv4Packet::new_checked(packet) else {
             return;
-        }
-        let ihl = usize::from(packet[0] & 0x0f) * 4;
-        let quoted = &packet[..(ihl + 8).min(packet.len())];
-        let src = Ipv4Addr::new(packet[12], packet[13], packet[14], packet[15]);
+        };
+        let quoted = &packet[..(usize::from(ip.header_len()) + 8).min(packet.len())];
+        let src = ip.src_addr();
         let Some(&(_, mac)) = net.neighbors.get(&src) else {
             return;
         };
@@ -447,6 +463,7 @@ impl StackThread {
             self.remove_flow(id);
         }
         if let Some(network) = network {
+            self.forget_udp(network);
             self.nets.remove(&network);
             self.echo.forget_network(network);
             self.tcp.forget_network(network);
@@ -457,6 +474,7 @@ impl StackThread {
     fn expire(&mut self) {
         let now = self.ts();
         self.expire_tcp(now);
+        self.expire_udp();
         self.echo.expire(now);
         for net in self.nets.values_mut() {
             net.udp_clients.expire(now);
@@ -466,6 +484,7 @@ impl StackThread {
     fn flow_rows(&self) -> Vec<NatRow> {
         let now = self.ts();
         let mut rows = self.tcp_rows(now);
+        rows.extend(self.udp_rows());
         for (id, f) in self.echo.iter() {
             rows.push(NatRow {
                 protocol: "icmp".into(),
