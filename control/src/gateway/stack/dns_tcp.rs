@@ -27,6 +27,13 @@ pub(in crate::gateway::stack) struct DnsConn {
     stream: DnsStream,
 }
 
+impl DnsConn {
+    /// The connection's smoltcp socket.
+    pub(in crate::gateway::stack) fn handle(&self) -> SocketHandle {
+        self.handle
+    }
+}
+
 /// A query read from a connection: (connection, its number, the query).
 type Query = (SocketHandle, u64, Vec<u8>);
 
@@ -67,6 +74,13 @@ fn service_conn(
     queries: &mut Vec<Query>,
 ) -> bool {
     let socket = net.get_mut::<tcp::Socket>(conn.handle);
+    let state = socket.state();
+    if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
+        // Gone (reset, or closed by both sides): no query is taken from what it left in
+        // the buffer — its socket is removed now and a query would outlive it.
+        net.remove(conn.handle);
+        return false;
+    }
     transmit(conn, socket, now);
     while socket.can_recv() && conn.stream.room() > 0 {
         let stream = &mut conn.stream;
@@ -75,13 +89,8 @@ fn service_conn(
     if let Some(query) = conn.stream.next_query() {
         queries.push((conn.handle, conn.id, query));
     }
-    let state = socket.state();
     if state == tcp::State::CloseWait && !conn.stream.is_waiting() {
         socket.close();
-    }
-    if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
-        net.remove(conn.handle);
-        return false;
     }
     // RFC 7766 §6.2.3: a server closes idle connections; one whose forwarded query never
     // came back (its answer lost) is closed too. The socket stays until the next pass, so
@@ -145,8 +154,16 @@ impl StackThread {
                 });
             }
             Outcome::Drop(_) => {
-                // Garbage on a stream: close it (RFC 7766 §6.2.2 leaves it to us).
-                if let Some(net) = self.nets.get_mut(&network) {
+                // Garbage on a stream: close it (RFC 7766 §6.2.2 leaves it to us), if it is
+                // still the connection that asked.
+                let Some(net) = self.nets.get_mut(&network) else {
+                    return;
+                };
+                if net
+                    .dns_conns
+                    .iter()
+                    .any(|c| c.handle == handle && c.id == id)
+                {
                     net.sockets.get_mut::<tcp::Socket>(handle).abort();
                 }
             }

@@ -275,17 +275,74 @@ impl StackThread {
                 std::thread::sleep(Duration::from_millis(10));
             }
             for &t in &ready {
-                self.on_event(t);
+                self.contained("handling a socket event", None, |s| s.on_event(t));
             }
             if !self.drain_inputs() {
                 log::debug!("gateway stack: the daemon is gone, stopping");
                 return;
             }
             if self.last_expire.elapsed() >= Duration::from_secs(1) {
-                self.expire();
+                self.contained("expiring flows", None, Self::expire);
                 self.last_expire = Instant::now();
             }
-            busy = self.pump();
+            busy = self
+                .contained("moving bytes", None, Self::pump)
+                .unwrap_or(false);
+        }
+    }
+
+    /// Runs one step of the loop, containing a panic in it: a bug reached by what one
+    /// container sent must not stop the gateway for everyone. The panic is logged with what
+    /// was being done, counted as `gateway_fault` on the port when one is known, and that
+    /// work is dropped; the loop goes on.
+    fn contained<T>(
+        &mut self,
+        what: &str,
+        port: Option<PortId>,
+        step: impl FnOnce(&mut Self) -> T,
+    ) -> Option<T> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(self))) {
+            Ok(value) => Some(value),
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                log::error!(
+                    "gateway runtime: a bug while {what}{}: {message}; that work is dropped, the gateway keeps serving",
+                    port.map(|p| format!(" from port {}", p.0)).unwrap_or_default()
+                );
+                if let Some(port) = port {
+                    self.record_drop(port, DropReason::GatewayFault);
+                }
+                self.forget_dangling_sockets();
+                None
+            }
+        }
+    }
+
+    /// After a fault: forgets every DNS connection, listener and flow whose smoltcp socket
+    /// is gone, so that the step that failed does not fail again on each pass. Flows without
+    /// their socket are closed (their host side reset).
+    fn forget_dangling_sockets(&mut self) {
+        let mut dangling_flows = Vec::new();
+        for (network, net) in self.nets.iter_mut() {
+            let live: std::collections::HashSet<SocketHandle> =
+                net.sockets.iter().map(|(h, _)| h).collect();
+            net.dns_listeners.retain(|h| live.contains(h));
+            net.dns_conns.retain(|c| live.contains(&c.handle()));
+            dangling_flows.extend(self.flow_io.iter().filter_map(|(&id, io)| {
+                let gone = io.network == *network && io.handle.is_some_and(|h| !live.contains(&h));
+                gone.then_some(id)
+            }));
+        }
+        for id in dangling_flows {
+            if let Some(io) = self.flow_io.get_mut(&id) {
+                io.failed = true;
+                io.handle = None;
+            }
+            self.remove_flow(id);
         }
     }
 
@@ -318,7 +375,13 @@ impl StackThread {
     fn drain_inputs(&mut self) -> bool {
         for _ in 0..STACK_QUEUE {
             match self.rx.try_recv() {
-                Ok(input) => self.on_input(input),
+                Ok(input) => {
+                    let port = match &input {
+                        StackInput::Frame { work, .. } => Some(work.port),
+                        _ => None,
+                    };
+                    self.contained("handling a frame or command", port, |s| s.on_input(input));
+                }
                 Err(std::sync::mpsc::TryRecvError::Empty) => return true,
                 Err(std::sync::mpsc::TryRecvError::Disconnected) => return false,
             }
