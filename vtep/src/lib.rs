@@ -30,6 +30,8 @@ use std::fmt;
 use std::ops::RangeInclusive;
 use std::str::FromStr;
 
+use smoltcp::wire::Ipv4Packet;
+
 /// Length of the VXLAN header in bytes (RFC 7348 §5, "VXLAN Header").
 pub const VXLAN_HEADER_LEN: usize = 8;
 
@@ -347,20 +349,21 @@ fn hash_flow(h: &mut Fnv1a, frame: &[u8]) {
     let l3 = off + 2;
     let (proto, l4) = match ethertype {
         ETHERTYPE_IPV4 => {
-            let Some(ip) = frame.get(l3..l3 + 20) else {
+            // RFC 791 §3.1, through smoltcp's checked view (IHL and total length checked).
+            let Some(Ok(ip)) = frame.get(l3..).map(Ipv4Packet::new_checked) else {
                 return;
             };
-            if ip[0] >> 4 != 4 {
+            if ip.version() != 4 {
                 return;
             }
-            h.write(&ip[12..20]);
-            let ihl = usize::from(ip[0] & 0x0F) * 4;
-            let frag = u16::from_be_bytes([ip[6], ip[7]]);
+            h.write(&ip.src_addr().octets());
+            h.write(&ip.dst_addr().octets());
             // More-fragments set or nonzero offset: no (reliable) L4 header.
-            if ihl < 20 || frag & 0x3FFF != 0 {
+            let header_len = usize::from(ip.header_len());
+            if header_len < 20 || ip.more_frags() || ip.frag_offset() != 0 {
                 return;
             }
-            (ip[9], l3 + ihl)
+            (u8::from(ip.next_header()), l3 + header_len)
         }
         ETHERTYPE_IPV6 => {
             let Some(ip) = frame.get(l3..l3 + 40) else {
