@@ -16,14 +16,27 @@ use weft_switch::{NetworkId, PortId, Timestamp, ICMP_HOST_UNREACHABLE};
 
 /// TCP connections (both directions) the gateway keeps at once.
 pub const MAX_TCP_FLOWS: usize = 4096;
+/// Outbound connections one network may hold, so that one network's containers cannot
+/// take the whole table from the others.
+pub const MAX_TCP_FLOWS_PER_NETWORK: usize = 1024;
+/// Outbound connects one network may have under way at once: a SYN flood to a black-holed
+/// address fills this, not the host's descriptors.
+pub const MAX_CONNECTING_PER_NETWORK: usize = 128;
 /// How long a failed outbound connect is remembered.
 pub const FAILED_CONNECT_MEMORY: Duration = Duration::from_secs(3);
-/// A host `connect()` still pending after this is given up (Linux gives up after about
-/// 127 s with the default `tcp_syn_retries`; this is only the backstop).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(135);
-/// An open connection with no byte either way for this long is dropped (Linux conntrack's
-/// `nf_conntrack_tcp_timeout_established`, five days).
-pub const TCP_IDLE: Duration = Duration::from_secs(5 * 24 * 3600);
+/// A host `connect()` still pending after this is given up and the container told the
+/// host is unreachable (rather than waiting out Linux's ~127 s of SYN retries).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// An open connection with no byte either way for this long is dropped: 2 hours 4 minutes,
+/// the least RFC 5382 §5 (REQ-5) allows a NAT's established idle timeout to be.
+pub const TCP_IDLE: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
+
+/// Outbound flows of one network, to bound them.
+#[derive(Debug, Clone, Copy, Default)]
+struct NetworkLoad {
+    outbound: usize,
+    connecting: usize,
+}
 
 /// An outbound connection: (network, container address:port, outside address:port).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -144,6 +157,7 @@ pub struct TcpTable {
     flows: HashMap<FlowId, TcpFlow>,
     by_key: HashMap<TcpKey, FlowId>,
     failed: HashMap<TcpKey, (Refusal, Timestamp)>,
+    load: HashMap<NetworkId, NetworkLoad>,
     next_id: u32,
     max: usize,
     idle: Duration,
@@ -162,6 +176,7 @@ impl TcpTable {
             flows: HashMap::new(),
             by_key: HashMap::new(),
             failed: HashMap::new(),
+            load: HashMap::new(),
             next_id: 0,
             max,
             idle,
@@ -216,10 +231,17 @@ impl TcpTable {
             };
         }
         // Outbound connects have their own bound: inbound (published) connections do not
-        // take it from the containers.
-        if self.by_key.len() >= self.max {
+        // take it from the containers; and each network its own share of it.
+        let load = self.load.get(&key.network).copied().unwrap_or_default();
+        if self.by_key.len() >= self.max
+            || load.outbound >= MAX_TCP_FLOWS_PER_NETWORK.min(self.max)
+            || load.connecting >= MAX_CONNECTING_PER_NETWORK
+        {
             return SynAction::Busy;
         }
+        let entry = self.load.entry(key.network).or_default();
+        entry.outbound += 1;
+        entry.connecting += 1;
         let id = self.new_id();
         self.flows.insert(
             id,
@@ -258,6 +280,9 @@ impl TcpTable {
             ConnectResult::Connected => {
                 flow.state = FlowState::Open;
                 flow.last_active = now;
+                if let Some(load) = self.load.get_mut(&flow.network) {
+                    load.connecting = load.connecting.saturating_sub(1);
+                }
                 return ConnectAction::Accept(syn);
             }
             ConnectResult::Refused => Refusal::Reset,
@@ -318,6 +343,12 @@ impl TcpTable {
             if self.by_key.get(&key) == Some(&id) {
                 self.by_key.remove(&key);
             }
+            if let Some(load) = self.load.get_mut(&flow.network) {
+                load.outbound = load.outbound.saturating_sub(1);
+                if matches!(flow.state, FlowState::Connecting { .. }) {
+                    load.connecting = load.connecting.saturating_sub(1);
+                }
+            }
         }
         Some(flow)
     }
@@ -333,6 +364,7 @@ impl TcpTable {
     /// Forgets the failed connects of a removed network.
     pub fn forget_network(&mut self, network: NetworkId) {
         self.failed.retain(|k, _| k.network != network);
+        self.load.remove(&network);
     }
 
     /// Drops expired failed-connect memories, and removes connects pending for longer than
@@ -560,5 +592,63 @@ mod tests {
                 .is_none(),
             "still two flows: the two outbound ones"
         );
+    }
+
+    #[test]
+    fn one_network_cannot_take_the_table_from_the_others() {
+        let mut t = TcpTable::default();
+        let key_in = |network: u32, cport: u16| TcpKey {
+            network: NetworkId(network),
+            ..key(cport)
+        };
+        // A SYN flood from network 1 to a black-holed address: its connects under way are
+        // bounded; network 2 still connects.
+        for cport in 0..MAX_CONNECTING_PER_NETWORK as u16 {
+            let action = t.on_syn(key_in(1, cport), PORT, syn(1), ms(0));
+            assert!(matches!(action, SynAction::Connect(_)), "{cport}");
+        }
+        let flood = key_in(1, 60_000);
+        assert_eq!(t.on_syn(flood, PORT, syn(1), ms(0)), SynAction::Busy);
+        assert!(matches!(
+            t.on_syn(key_in(2, 1), PORT, syn(1), ms(0)),
+            SynAction::Connect(_)
+        ));
+        // The connects time out (the container hears "host unreachable"): room again.
+        let expired = t.expire(ms(CONNECT_TIMEOUT.as_millis() as u64));
+        assert_eq!(expired.len(), MAX_CONNECTING_PER_NETWORK + 1);
+        assert!(matches!(
+            t.on_syn(
+                flood,
+                PORT,
+                syn(1),
+                ms(CONNECT_TIMEOUT.as_millis() as u64 + 5_000)
+            ),
+            SynAction::Connect(_)
+        ));
+        // Open connections count against the network's share, not its connects.
+        let now = ms(CONNECT_TIMEOUT.as_millis() as u64 + 5_000);
+        let mut opened = 0;
+        for cport in 1.. {
+            match t.on_syn(key_in(3, cport), PORT, syn(1), now) {
+                SynAction::Connect(id) => {
+                    t.connect_result(id, ConnectResult::Connected, now);
+                    opened += 1;
+                }
+                SynAction::Busy => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(opened, MAX_TCP_FLOWS_PER_NETWORK);
+    }
+
+    #[test]
+    fn idle_open_flows_expire_after_the_rfc_5382_minimum() {
+        let mut t = TcpTable::default();
+        let id = connecting(&mut t, key(1), ms(0));
+        t.connect_result(id, ConnectResult::Connected, ms(0));
+        let just_before = TCP_IDLE.as_millis() as u64 - 1;
+        assert!(t.expire(ms(just_before)).is_empty());
+        assert!(TCP_IDLE >= Duration::from_secs(2 * 3600 + 4 * 60));
+        assert_eq!(t.expire(ms(just_before + 1)), vec![(id, Expired::Idle)]);
     }
 }
