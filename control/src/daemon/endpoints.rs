@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use weft_switch::{MacAddr, NetworkId, PortId};
 
@@ -657,10 +657,14 @@ impl CreatedPort {
     /// Removes the interface(s) again (connect failed after creating them, or disconnect).
     fn destroy(self) {
         match self.kind {
-            PortKind::Tap => {
-                let _ = sys::tap_clear_persist(self.fd.as_fd());
-                drop(self.fd);
-            }
+            // The data plane held the TAP as a plain fd: type it again to clear its
+            // persistence, so that closing it removes the interface.
+            PortKind::Tap => match sys::Tap::from_owned(self.fd) {
+                Ok(tap) => {
+                    let _ = tap.clear_persist();
+                }
+                Err(e) => log::warn!("cannot remove a TAP: {e}"),
+            },
             PortKind::Veth => {
                 drop(self.fd);
                 if let Some(host) = &self.host_ifname {
@@ -680,16 +684,16 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
             "an endpoint cannot be of kind vxlan: use tap or veth (remote VTEPs are added with `weft peer add`)",
         )),
         PortKind::Tap => {
-            let fd = netns.run(move || {
-                let fd = sys::open_tap(&ifname, true)?;
+            let tap = netns.run(move || {
+                let tap = sys::Tap::open(&ifname, true)?;
                 if let Err(e) = sys::configure_interface(&ifname, &cfg) {
-                    let _ = sys::tap_clear_persist(fd.as_fd());
+                    let _ = tap.clear_persist();
                     return Err(e);
                 }
-                Ok(fd)
+                Ok(tap)
             })?;
             Ok(CreatedPort {
-                fd,
+                fd: tap.into_owned(),
                 kind: PortKind::Tap,
                 host_ifname: None,
             })
@@ -716,9 +720,9 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
                 .map_err(|e| undo(e.into()))?;
             sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
             sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
-            let fd = sys::open_packet_socket(&host).map_err(|e| undo(e.into()))?;
+            let socket = sys::PacketSocket::open(&host).map_err(|e| undo(e.into()))?;
             Ok(CreatedPort {
-                fd,
+                fd: socket.into_owned(),
                 kind: PortKind::Veth,
                 host_ifname: Some(host),
             })
