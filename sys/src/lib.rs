@@ -1,6 +1,6 @@
 //! The syscall layer of weft: network namespaces, TAP devices, interface configuration
-//! (ioctls), hand-written rtnetlink (veth create/delete), AF_PACKET sockets, UDP
-//! segmentation offload and GRO, and a thin epoll/eventfd wrapper.
+//! (ioctls, per-interface sysctls), hand-written rtnetlink (veth create/delete), AF_PACKET
+//! sockets, UDP segmentation offload and GRO, and a thin epoll/eventfd wrapper.
 //!
 //! Each kind of fd has its owner type: [`Tap`], [`PacketSocket`], [`GsoUdpSocket`],
 //! [`Epoll`], [`EventFd`] (the fd closes when it is dropped). The data plane takes any
@@ -24,6 +24,7 @@ mod netlink;
 mod netns;
 mod packet;
 mod poll;
+mod sysctl;
 mod tap;
 mod udp;
 
@@ -34,8 +35,7 @@ mod tests;
 pub use error::{Result, SysError};
 #[allow(unused_imports)]
 pub use ifconf::{
-    configure_interface, disable_ipv6, interface_exists, interface_index, set_link_up, set_mtu,
-    IfConfig,
+    configure_interface, interface_exists, interface_index, set_link_up, set_mtu, IfConfig,
 };
 #[allow(unused_imports)]
 pub use netlink::{create_veth, delete_link};
@@ -45,6 +45,8 @@ pub use netns::Netns;
 pub use packet::PacketSocket;
 #[allow(unused_imports)]
 pub use poll::{read_fd, write_fd, Epoll, EventFd};
+#[allow(unused_imports)]
+pub use sysctl::{disable_ipv6, make_inert};
 #[allow(unused_imports)]
 pub use tap::Tap;
 #[allow(unused_imports)]

@@ -266,9 +266,17 @@ fn veth_packet_socket() {
         Err(SysError::InterfaceExists { ifname }) => assert_eq!(ifname, host),
         other => panic!("expected InterfaceExists, got {other:?}"),
     }
-    disable_ipv6(&host).unwrap();
+    make_inert(&host).unwrap();
     set_link_up(&host).unwrap();
     set_mtu(&host, 1500).unwrap();
+    // Inert: up, but without any address of its own.
+    let conf = |key: &str| std::fs::read_to_string(format!("/proc/sys/net/{key}")).unwrap();
+    assert_eq!(conf(&format!("ipv6/conf/{host}/disable_ipv6")).trim(), "1");
+    assert_eq!(conf(&format!("ipv4/conf/{host}/rp_filter")).trim(), "1");
+    assert_eq!(
+        ip(&["addr", "show", "dev", &host]).matches("inet").count(),
+        0
+    );
     let c = cfg(0x11, [198, 18, 2, 1], 24, None);
     netns.run(move || configure_interface("eth0", &c)).unwrap();
     let pkt = PacketSocket::open(&host).unwrap();

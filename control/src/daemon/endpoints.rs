@@ -714,34 +714,43 @@ fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result
                 host_ifname: None,
             })
         }
-        EndpointKind::Veth => {
-            let host = rec.host_ifname.clone().ok_or_else(|| {
-                DaemonError::Internal(format!(
-                    "veth endpoint {} has no host interface name in the state file",
-                    rec.name
-                ))
-            })?;
-            let created_now = !sys::interface_exists(&host);
-            if created_now {
-                sys::create_veth(&host, &ifname, netns)?;
-            }
-            let undo = |e: DaemonError| {
-                if created_now {
-                    let _ = sys::delete_link(&host);
-                }
-                e
-            };
-            netns
-                .run(move || sys::configure_interface(&ifname, &cfg))
-                .map_err(|e| undo(e.into()))?;
-            sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
-            sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
-            let socket = sys::PacketSocket::open(&host).map_err(|e| undo(e.into()))?;
-            Ok(CreatedPort {
-                fd: socket.into_owned(),
-                kind: EndpointKind::Veth,
-                host_ifname: Some(host),
-            })
-        }
+        EndpointKind::Veth => plumb_veth(netns, rec, cfg, mtu),
     }
+}
+
+/// Creates (or takes over) the endpoint's veth pair and opens the packet socket on its host
+/// end. The host end is a switch port only: before it goes up it is made inert for the
+/// host's own stack ([`sys::make_inert`]: no IPv6, so no link-local address a container
+/// could reach host services on, no router advertisements; strict reverse-path filtering
+/// for IPv4), and it never gets an address. A step that fails removes a pair created here.
+fn plumb_veth(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
+    let ifname = rec.ifname.clone();
+    let host = rec.host_ifname.clone().ok_or_else(|| {
+        DaemonError::Internal(format!(
+            "veth endpoint {} has no host interface name in the state file",
+            rec.name
+        ))
+    })?;
+    let created_now = !sys::interface_exists(&host);
+    if created_now {
+        sys::create_veth(&host, &ifname, netns)?;
+    }
+    let undo = |e: DaemonError| {
+        if created_now {
+            let _ = sys::delete_link(&host);
+        }
+        e
+    };
+    sys::make_inert(&host).map_err(|e| undo(e.into()))?;
+    netns
+        .run(move || sys::configure_interface(&ifname, &cfg))
+        .map_err(|e| undo(e.into()))?;
+    sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
+    sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
+    let socket = sys::PacketSocket::open(&host).map_err(|e| undo(e.into()))?;
+    Ok(CreatedPort {
+        fd: socket.into_owned(),
+        kind: EndpointKind::Veth,
+        host_ifname: Some(host),
+    })
 }
