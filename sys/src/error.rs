@@ -108,6 +108,16 @@ pub enum SysError {
         source: io::Error,
     },
 
+    #[error("interface {ifname}: cannot set {key}={value}: {source}")]
+    Sysctl {
+        ifname: String,
+        /// The sysctl, like `net.ipv6.conf.IFNAME.disable_ipv6`.
+        key: String,
+        value: &'static str,
+        #[source]
+        source: io::Error,
+    },
+
     #[error("{op} failed: {source}")]
     Io {
         op: String,

@@ -376,27 +376,3 @@ pub fn set_mtu(ifname: &str, mtu: u32) -> Result<()> {
 pub(crate) fn raise_txqlen(ifname: &str) -> Result<()> {
     CtlSocket::new()?.raise_txqlen(ifname, MIN_TXQLEN)
 }
-
-/// Disables IPv6 on `ifname` (net.ipv6.conf.IFNAME.disable_ipv6 = 1) in the calling thread's
-/// namespace, so a host-side veth end used as a pure switch port sends no router
-/// solicitations / DAD of its own. Missing IPv6 support (no such sysctl) is not an error.
-pub fn disable_ipv6(ifname: &str) -> Result<()> {
-    ifname_array(ifname)?;
-    let path = format!("/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6");
-    match std::fs::write(&path, b"1") {
-        Ok(()) => Ok(()),
-        Err(e)
-            if e.kind() == io::ErrorKind::NotFound
-                && !std::path::Path::new("/proc/sys/net/ipv6").exists() =>
-        {
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(SysError::NoSuchInterface {
-            ifname: ifname.to_owned(),
-        }),
-        Err(source) => Err(SysError::Io {
-            op: format!("writing {path}"),
-            source,
-        }),
-    }
-}

@@ -1,6 +1,10 @@
 //! The syscall layer of weft: network namespaces, TAP devices, interface configuration
-//! (ioctls), hand-written rtnetlink (veth create/delete), AF_PACKET sockets, UDP
-//! segmentation offload and GRO, and a thin epoll/eventfd wrapper.
+//! (ioctls, per-interface sysctls), hand-written rtnetlink (veth create/delete), AF_PACKET
+//! sockets, UDP segmentation offload and GRO, and a thin epoll/eventfd wrapper.
+//!
+//! Each kind of fd has its owner type: [`Tap`], [`PacketSocket`], [`GsoUdpSocket`],
+//! [`Epoll`], [`EventFd`] (the fd closes when it is dropped). The data plane takes any
+//! `OwnedFd` as a port, so `Tap` and `PacketSocket` give theirs up with `into_owned()`.
 //!
 //! All `unsafe` code of weft lives in this crate (every other crate is
 //! `#![forbid(unsafe_code)]`); every `unsafe` block carries a `// SAFETY:` comment, enforced
@@ -20,6 +24,7 @@ mod netlink;
 mod netns;
 mod packet;
 mod poll;
+mod sysctl;
 mod tap;
 mod udp;
 
@@ -30,21 +35,22 @@ mod tests;
 pub use error::{Result, SysError};
 #[allow(unused_imports)]
 pub use ifconf::{
-    configure_interface, disable_ipv6, interface_exists, interface_index, set_link_up, set_mtu,
-    IfConfig,
+    configure_interface, interface_exists, interface_index, set_link_up, set_mtu, IfConfig,
 };
 #[allow(unused_imports)]
 pub use netlink::{create_veth, delete_link};
 #[allow(unused_imports)]
 pub use netns::Netns;
 #[allow(unused_imports)]
-pub use packet::{open_packet_socket, set_socket_buffers};
+pub use packet::PacketSocket;
 #[allow(unused_imports)]
 pub use poll::{read_fd, write_fd, Epoll, EventFd};
 #[allow(unused_imports)]
-pub use tap::{open_tap, tap_clear_persist, tap_name};
+pub use sysctl::{disable_ipv6, make_inert};
 #[allow(unused_imports)]
-pub use udp::{enable_udp_gro, recv_udp_segments, send_udp_segments};
+pub use tap::Tap;
+#[allow(unused_imports)]
+pub use udp::{GsoUdpSocket, Received};
 
 /// Largest frame (virtio_net_hdr included) that a TAP or packet socket of this module can
 /// hand out: a 64 KiB GSO superframe plus Ethernet/VLAN headers and the vnet header. Read

@@ -1,4 +1,5 @@
-//! AF_PACKET raw sockets carrying the same virtio_net_hdr as the TAPs.
+//! AF_PACKET raw sockets carrying the same virtio_net_hdr as the TAPs, owned by
+//! [`PacketSocket`].
 
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -24,12 +25,54 @@ struct PacketMreq {
     mr_address: [u8; 8],
 }
 
-/// Opens an AF_PACKET SOCK_RAW socket bound to `ifname` (calling thread's namespace) for
-/// all ethertypes, with PACKET_VNET_HDR (every read/write carries a 10-byte virtio_net_hdr
-/// and GSO superframes pass whole), PACKET_IGNORE_OUTGOING (our own writes are not read
-/// back), promiscuous membership, 8 MiB buffers (SO_RCVBUFFORCE/SO_SNDBUFFORCE) and
-/// O_NONBLOCK | O_CLOEXEC.
-pub fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
+/// An AF_PACKET socket bound to one interface: a switch port on the host end of a veth
+/// pair. The data plane takes any `OwnedFd` as a port: hand it one with
+/// [`PacketSocket::into_owned`] (or `OwnedFd::from`).
+#[derive(Debug)]
+pub struct PacketSocket {
+    fd: OwnedFd,
+    ifname: String,
+}
+
+impl PacketSocket {
+    /// Opens an AF_PACKET SOCK_RAW socket bound to `ifname` (calling thread's namespace) for
+    /// all ethertypes, with PACKET_VNET_HDR (every read/write carries a 10-byte
+    /// virtio_net_hdr and GSO superframes pass whole), PACKET_IGNORE_OUTGOING (our own
+    /// writes are not read back), promiscuous membership, 8 MiB buffers
+    /// (SO_RCVBUFFORCE/SO_SNDBUFFORCE) and O_NONBLOCK | O_CLOEXEC.
+    pub fn open(ifname: &str) -> Result<PacketSocket> {
+        let fd = open_packet_socket(ifname)?;
+        Ok(PacketSocket {
+            fd,
+            ifname: ifname.to_owned(),
+        })
+    }
+
+    /// The interface the socket is bound to.
+    pub fn ifname(&self) -> &str {
+        &self.ifname
+    }
+
+    /// Gives up the type, keeping the fd open: what the data plane takes as a port.
+    pub fn into_owned(self) -> OwnedFd {
+        self.fd
+    }
+}
+
+impl AsFd for PacketSocket {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl From<PacketSocket> for OwnedFd {
+    fn from(socket: PacketSocket) -> OwnedFd {
+        socket.into_owned()
+    }
+}
+
+/// The socket of [`PacketSocket::open`].
+fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
     let ifindex = interface_index(ifname)?;
     let err = |op: &'static str| {
         move |source: io::Error| SysError::PacketSocket {
@@ -103,7 +146,7 @@ pub fn open_packet_socket(ifname: &str) -> Result<OwnedFd> {
 /// Sets a socket's receive and send buffers to `bytes` (the kernel doubles it), past
 /// `net.core.rmem_max`/`wmem_max` where the caller has CAP_NET_ADMIN (SO_*BUFFORCE), else as
 /// far as those limits allow.
-pub fn set_socket_buffers(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> {
+pub(crate) fn set_socket_buffers(fd: BorrowedFd<'_>, bytes: libc::c_int) -> io::Result<()> {
     for (force, plain) in [
         (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
         (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),

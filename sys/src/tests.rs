@@ -146,15 +146,15 @@ fn tap_configure_persist_reattach() {
 
     let mut c = cfg(0x01, [198, 18, 1, 2], 24, Some([198, 18, 1, 1]));
     c.mtu = 1400;
-    let fd = netns
+    let tap = netns
         .run(move || {
-            let fd = open_tap("eth0", true)?;
+            let tap = Tap::open("eth0", true)?;
             configure_interface("eth0", &c)?;
             configure_interface("eth0", &c)?;
-            Ok(fd)
+            Ok(tap)
         })
         .unwrap();
-    assert_eq!(tap_name(fd.as_fd()).unwrap(), "eth0");
+    assert_eq!(tap.name(), "eth0");
 
     let link = ip(&["-n", &ns.name, "-d", "link", "show", "eth0"]);
     assert!(link.contains("link/ether 02:57:53:00:00:01"), "{link}");
@@ -183,23 +183,23 @@ fn tap_configure_persist_reattach() {
     }
 
     // A non-TAP name and a TAP that is held open are refused with clear errors.
-    match netns.run(|| open_tap("lo", false)) {
+    match netns.run(|| Tap::open("lo", false)) {
         Err(SysError::InterfaceExists { ifname }) => assert_eq!(ifname, "lo"),
         other => panic!("expected InterfaceExists, got {other:?}"),
     }
-    match netns.run(|| open_tap("eth0", true)) {
+    match netns.run(|| Tap::open("eth0", true)) {
         Err(e @ SysError::TapBusy { .. }) => eprintln!("busy: {e}"),
         other => panic!("expected TapBusy, got {other:?}"),
     }
 
     // Persistent: survives closing its fd, re-attaches with its configuration intact.
-    drop(fd);
+    drop(tap);
     assert!(in_ns_exists(&netns, "eth0"));
-    let fd = netns
+    let tap = netns
         .run(move || {
-            let fd = open_tap("eth0", true)?;
+            let tap = Tap::open("eth0", true)?;
             configure_interface("eth0", &c)?;
-            Ok(fd)
+            Ok(tap)
         })
         .unwrap();
     let addr = ip(&["-n", &ns.name, "-4", "addr", "show", "dev", "eth0"]);
@@ -215,10 +215,22 @@ fn tap_configure_persist_reattach() {
     assert!(link.contains("link/ether 02:57:53:00:00:09"), "{link}");
     assert!(link_flags(&link).iter().any(|f| f == "UP"), "{link}");
 
-    tap_clear_persist(fd.as_fd()).unwrap();
+    // Through the data plane's hands (an untyped fd) and back: the same TAP.
+    let fd: OwnedFd = tap.into();
+    let tap = Tap::from_owned(fd).unwrap();
+    assert_eq!(tap.name(), "eth0");
+    tap.clear_persist().unwrap();
     assert!(in_ns_exists(&netns, "eth0"));
-    drop(fd);
+    drop(tap);
     assert!(!in_ns_exists(&netns, "eth0"));
+    // An fd that is not a TAP is refused.
+    let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+    match Tap::from_owned(a.into()) {
+        Err(SysError::Tun {
+            op: "TUNGETIFF", ..
+        }) => {}
+        other => panic!("expected a TUNGETIFF error, got {other:?}"),
+    }
 }
 
 fn inet_checksum(data: &[u8]) -> u16 {
@@ -254,12 +266,21 @@ fn veth_packet_socket() {
         Err(SysError::InterfaceExists { ifname }) => assert_eq!(ifname, host),
         other => panic!("expected InterfaceExists, got {other:?}"),
     }
-    disable_ipv6(&host).unwrap();
+    make_inert(&host).unwrap();
     set_link_up(&host).unwrap();
     set_mtu(&host, 1500).unwrap();
+    // Inert: up, but without any address of its own.
+    let conf = |key: &str| std::fs::read_to_string(format!("/proc/sys/net/{key}")).unwrap();
+    assert_eq!(conf(&format!("ipv6/conf/{host}/disable_ipv6")).trim(), "1");
+    assert_eq!(conf(&format!("ipv4/conf/{host}/rp_filter")).trim(), "1");
+    assert_eq!(
+        ip(&["addr", "show", "dev", &host]).matches("inet").count(),
+        0
+    );
     let c = cfg(0x11, [198, 18, 2, 1], 24, None);
     netns.run(move || configure_interface("eth0", &c)).unwrap();
-    let pkt = open_packet_socket(&host).unwrap();
+    let pkt = PacketSocket::open(&host).unwrap();
+    assert_eq!(pkt.ifname(), host);
     let epoll = Epoll::new().unwrap();
     epoll.add(pkt.as_fd(), 7).unwrap();
 
@@ -524,19 +545,19 @@ fn tap_to_tap_ping_and_tso() {
     let cb = cfg(0x32, b_ip.octets(), 24, None);
     let fa = na
         .run(move || {
-            let fd = open_tap("eth0", false)?;
+            let tap = Tap::open("eth0", false)?;
             configure_interface("eth0", &ca)?;
-            Ok(fd)
+            Ok(tap)
         })
         .unwrap();
     let fb = nb
         .run(move || {
-            let fd = open_tap("eth0", false)?;
+            let tap = Tap::open("eth0", false)?;
             configure_interface("eth0", &cb)?;
-            Ok(fd)
+            Ok(tap)
         })
         .unwrap();
-    let fwd = Forwarder::start(fa, fb);
+    let fwd = Forwarder::start(fa.into(), fb.into());
 
     let status = nsa
         .exec(&[
@@ -597,15 +618,15 @@ fn veth_to_tap_tso_both_ways() {
     disable_ipv6(&host).unwrap();
     set_link_up(&host).unwrap();
     na.run(move || configure_interface("eth0", &ca)).unwrap();
-    let pkt = open_packet_socket(&host).unwrap();
+    let pkt = PacketSocket::open(&host).unwrap();
     let tap = nb
         .run(move || {
-            let fd = open_tap("eth0", false)?;
+            let tap = Tap::open("eth0", false)?;
             configure_interface("eth0", &cb)?;
-            Ok(fd)
+            Ok(tap)
         })
         .unwrap();
-    let fwd = Forwarder::start(pkt, tap);
+    let fwd = Forwarder::start(pkt.into_owned(), tap.into_owned());
 
     let status = nsa
         .exec(&[
@@ -722,7 +743,7 @@ fn errors_are_specific_and_readable() {
     let e = configure_interface(&gone, &c).unwrap_err();
     eprintln!("{e}");
     assert!(matches!(e, SysError::NoSuchInterface { .. }));
-    let e = open_packet_socket(&gone).unwrap_err();
+    let e = PacketSocket::open(&gone).unwrap_err();
     assert!(matches!(e, SysError::NoSuchInterface { .. }));
     let bad_gw = cfg(0x01, [198, 18, 9, 1], 24, Some([198, 18, 10, 1]));
     let e = configure_interface("lo", &bad_gw).unwrap_err();

@@ -154,3 +154,58 @@ fn daemon_stops_on_sigint() {
         "no forwarding after SIGINT + restart"
     );
 }
+
+/// A state file with an endpoint record this weft cannot read (its MAC is broken): the
+/// daemon starts with the rest, says which record it skipped and why, keeps the record in
+/// the state file through later saves (for a weft that can read it), and keeps its name
+/// taken meanwhile.
+#[test]
+fn unreadable_endpoint_record_is_reported_and_kept() {
+    root_or_skip!();
+    let lab = Lab::without_daemon();
+    let ghost = serde_json::json!({
+        "name": "ghost", "network": "n", "netns": "nowhere", "ifname": "eth0",
+        "kind": "tap", "ip": "10.64.0.9", "mac": "02:42:0a:40:00:zz"
+    });
+    let state = serde_json::json!({
+        "version": 1,
+        "networks": [{
+            "name": "n", "subnet": "10.64.0.0/24", "gateway": "10.64.0.1", "mtu": 1500,
+            "aging_seconds": 300
+        }],
+        "endpoints": [ghost],
+        "static_fdb": []
+    });
+    let path = lab.state_dir.join("state.json");
+    std::fs::write(&path, state.to_string()).unwrap();
+    lab.start_daemon();
+    assert_eq!(lab.networks().len(), 1, "{}", lab.daemon_log());
+    let log = lab.daemon_log();
+    assert!(
+        log.contains("endpoint record 1 (\"ghost\")") && log.contains("02:42:0a:40:00:zz"),
+        "the log does not say which record was skipped and why:\n{log}"
+    );
+
+    // A change saves the state; the record is still there, as it was.
+    let a = lab.connect("n", &lab.ns("a"), &[]);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let endpoints = saved["endpoints"].as_array().unwrap();
+    assert_eq!(endpoints.len(), 2, "{saved}");
+    assert!(
+        endpoints.contains(&ghost),
+        "the unreadable record was lost: {saved}"
+    );
+    assert!(endpoints.iter().any(|e| e["name"] == a.name.as_str()));
+    lab.weft_err(
+        &["connect", "n", "--netns", &lab.ns("b"), "--name", "ghost"],
+        &["ghost"],
+    );
+
+    // And across a restart.
+    let st = lab.stop_daemon();
+    assert!(st.success(), "stop: {st}");
+    lab.start_daemon();
+    lab.weft_ok(&["disconnect", "n", &a.name]);
+    let saved: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(saved["endpoints"], serde_json::json!([ghost]), "{saved}");
+}

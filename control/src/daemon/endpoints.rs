@@ -2,11 +2,11 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 
 use weft_switch::{MacAddr, NetworkId, PortId};
 
-use super::state::EndpointRecord;
+use super::state::{EndpointKind, EndpointRecord};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
 use super::{
     gateway, invalid, ipam, mac_for_ip, parse_mac, random_u64, Control, Daemon, DaemonError,
@@ -65,8 +65,8 @@ impl Daemon {
             ifname,
             kind,
             ip,
-            mac: mac.to_string(),
-            host_ifname: (kind == PortKind::Veth)
+            mac,
+            host_ifname: (kind == EndpointKind::Veth)
                 .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
             aliases: req.aliases.clone(),
             netns_id: Some(netns.id()),
@@ -180,7 +180,8 @@ impl Daemon {
                 record.netns
             )));
         }
-        let mac = parse_mac(&record.mac)?;
+        // Checked (unicast, nonzero) when the state file was read.
+        let mac = record.mac;
         let cfg = IfConfig {
             mac: mac.0,
             mtu: net.record.mtu,
@@ -213,10 +214,10 @@ impl Daemon {
             network: e.record.network.clone(),
             netns: e.record.netns.clone(),
             ifname: e.record.ifname.clone(),
-            kind: e.record.kind,
+            kind: e.record.kind.into(),
             ip: e.record.ip.to_string(),
             prefix_len,
-            mac: e.record.mac.clone(),
+            mac: e.record.mac.to_string(),
             port: e.record.name.clone(),
             host_ifname: e.record.host_ifname.clone(),
             aliases: e.record.aliases.clone(),
@@ -304,7 +305,7 @@ impl Daemon {
 /// kind, requested MAC and address, endpoint name and aliases; the namespace is open.
 struct CheckedConnect {
     ifname: String,
-    kind: PortKind,
+    kind: EndpointKind,
     mac: Option<MacAddr>,
     ip: Option<Ipv4Addr>,
     netns: Netns,
@@ -330,7 +331,7 @@ struct ConnectPlan {
 fn check_connect(req: &Connect) -> Result<CheckedConnect> {
     let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
     validate_ifname(&ifname)?;
-    let kind = req.kind.unwrap_or_default();
+    let kind = endpoint_kind(req.kind.unwrap_or_default())?;
     let mac = req.mac.as_deref().map(parse_mac).transpose()?;
     let ip = req
         .ip
@@ -358,6 +359,26 @@ fn check_connect(req: &Connect) -> Result<CheckedConnect> {
         netns,
         netns_label,
     })
+}
+
+/// The kind of port an endpoint asks for, as the state records it: a TAP or a veth pair.
+fn endpoint_kind(kind: PortKind) -> Result<EndpointKind> {
+    match kind {
+        PortKind::Tap => Ok(EndpointKind::Tap),
+        PortKind::Veth => Ok(EndpointKind::Veth),
+        PortKind::Vxlan => Err(invalid(
+            "an endpoint cannot be of kind vxlan: use tap or veth (remote VTEPs are added with `weft peer add`)",
+        )),
+    }
+}
+
+impl From<EndpointKind> for PortKind {
+    fn from(kind: EndpointKind) -> PortKind {
+        match kind {
+            EndpointKind::Tap => PortKind::Tap,
+            EndpointKind::Veth => PortKind::Veth,
+        }
+    }
 }
 
 /// Refuses an interface name the namespace has already (as an endpoint or otherwise).
@@ -392,7 +413,7 @@ fn check_ifname_free(c: &Control, checked: &CheckedConnect) -> Result<()> {
 fn endpoint_name(c: &Control, req: &Connect, ifname: &str) -> Result<String> {
     let name = match req.name.clone() {
         Some(n) => {
-            if c.endpoints.contains_key(&n) {
+            if Daemon::endpoint_name_taken(c, &n) {
                 return Err(DaemonError::Conflict(format!(
                     "an endpoint named {n:?} already exists; pass another --name"
                 )));
@@ -417,7 +438,7 @@ fn endpoint_name(c: &Control, req: &Connect, ifname: &str) -> Result<String> {
                 .collect();
             [base.clone(), format!("{base}-{ifname}")]
                 .into_iter()
-                .find(|n| !c.endpoints.contains_key(n))
+                .find(|n| !Daemon::endpoint_name_taken(c, n))
                 .ok_or_else(|| {
                     DaemonError::Conflict(format!(
                         "endpoint names {base:?} and \"{base}-{ifname}\" are taken; pass --name"
@@ -450,8 +471,7 @@ fn endpoint_mac(
             "MAC address {mac} belongs to the gateway of network {network:?}; pass another --mac or omit it"
         )));
     }
-    if let Some(e) = on_network(c, net).find(|e| e.record.mac.parse::<MacAddr>().ok() == Some(mac))
-    {
+    if let Some(e) = on_network(c, net).find(|e| e.record.mac == mac) {
         let fix = if requested.is_some() {
             "pass another --mac or omit it"
         } else {
@@ -471,7 +491,7 @@ enum Step {
     /// interface.
     Port {
         port: PortId,
-        kind: PortKind,
+        kind: EndpointKind,
         host_ifname: Option<String>,
     },
     /// The switch answers ARP for `ip` on `network` (and may have learned the MAC): forget
@@ -649,7 +669,7 @@ fn seed_endpoint(
 /// What a created port leaves behind, so it can be undone.
 struct CreatedPort {
     fd: OwnedFd,
-    kind: PortKind,
+    kind: EndpointKind,
     host_ifname: Option<String>,
 }
 
@@ -657,17 +677,20 @@ impl CreatedPort {
     /// Removes the interface(s) again (connect failed after creating them, or disconnect).
     fn destroy(self) {
         match self.kind {
-            PortKind::Tap => {
-                let _ = sys::tap_clear_persist(self.fd.as_fd());
-                drop(self.fd);
-            }
-            PortKind::Veth => {
+            // The data plane held the TAP as a plain fd: type it again to clear its
+            // persistence, so that closing it removes the interface.
+            EndpointKind::Tap => match sys::Tap::from_owned(self.fd) {
+                Ok(tap) => {
+                    let _ = tap.clear_persist();
+                }
+                Err(e) => log::warn!("cannot remove a TAP: {e}"),
+            },
+            EndpointKind::Veth => {
                 drop(self.fd);
                 if let Some(host) = &self.host_ifname {
                     let _ = sys::delete_link(host);
                 }
             }
-            PortKind::Vxlan => drop(self.fd),
         }
     }
 }
@@ -676,52 +699,58 @@ impl CreatedPort {
 fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
     let ifname = rec.ifname.clone();
     match rec.kind {
-        PortKind::Vxlan => Err(invalid(
-            "an endpoint cannot be of kind vxlan: use tap or veth (remote VTEPs are added with `weft peer add`)",
-        )),
-        PortKind::Tap => {
-            let fd = netns.run(move || {
-                let fd = sys::open_tap(&ifname, true)?;
+        EndpointKind::Tap => {
+            let tap = netns.run(move || {
+                let tap = sys::Tap::open(&ifname, true)?;
                 if let Err(e) = sys::configure_interface(&ifname, &cfg) {
-                    let _ = sys::tap_clear_persist(fd.as_fd());
+                    let _ = tap.clear_persist();
                     return Err(e);
                 }
-                Ok(fd)
+                Ok(tap)
             })?;
             Ok(CreatedPort {
-                fd,
-                kind: PortKind::Tap,
+                fd: tap.into_owned(),
+                kind: EndpointKind::Tap,
                 host_ifname: None,
             })
         }
-        PortKind::Veth => {
-            let host = rec.host_ifname.clone().ok_or_else(|| {
-                DaemonError::Internal(format!(
-                    "veth endpoint {} has no host interface name in the state file",
-                    rec.name
-                ))
-            })?;
-            let created_now = !sys::interface_exists(&host);
-            if created_now {
-                sys::create_veth(&host, &ifname, netns)?;
-            }
-            let undo = |e: DaemonError| {
-                if created_now {
-                    let _ = sys::delete_link(&host);
-                }
-                e
-            };
-            netns
-                .run(move || sys::configure_interface(&ifname, &cfg))
-                .map_err(|e| undo(e.into()))?;
-            sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
-            sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
-            let fd = sys::open_packet_socket(&host).map_err(|e| undo(e.into()))?;
-            Ok(CreatedPort {
-                fd,
-                kind: PortKind::Veth,
-                host_ifname: Some(host),
-            })
-        }
+        EndpointKind::Veth => plumb_veth(netns, rec, cfg, mtu),
     }
+}
+
+/// Creates (or takes over) the endpoint's veth pair and opens the packet socket on its host
+/// end. The host end is a switch port only: before it goes up it is made inert for the
+/// host's own stack ([`sys::make_inert`]: no IPv6, so no link-local address a container
+/// could reach host services on, no router advertisements; strict reverse-path filtering
+/// for IPv4), and it never gets an address. A step that fails removes a pair created here.
+fn plumb_veth(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
+    let ifname = rec.ifname.clone();
+    let host = rec.host_ifname.clone().ok_or_else(|| {
+        DaemonError::Internal(format!(
+            "veth endpoint {} has no host interface name in the state file",
+            rec.name
+        ))
+    })?;
+    let created_now = !sys::interface_exists(&host);
+    if created_now {
+        sys::create_veth(&host, &ifname, netns)?;
+    }
+    let undo = |e: DaemonError| {
+        if created_now {
+            let _ = sys::delete_link(&host);
+        }
+        e
+    };
+    sys::make_inert(&host).map_err(|e| undo(e.into()))?;
+    netns
+        .run(move || sys::configure_interface(&ifname, &cfg))
+        .map_err(|e| undo(e.into()))?;
+    sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
+    sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
+    let socket = sys::PacketSocket::open(&host).map_err(|e| undo(e.into()))?;
+    Ok(CreatedPort {
+        fd: socket.into_owned(),
+        kind: EndpointKind::Veth,
+        host_ifname: Some(host),
+    })
 }

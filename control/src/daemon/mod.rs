@@ -13,7 +13,7 @@ use weft_switch::{GatewayConfig, MacAddr, NetworkConfig, NetworkId, PortId};
 
 use crate::daemon::state::{
     EndpointRecord, NetworkRecord, PeerRecord, PersistedState, StateDir, StateError,
-    StaticFdbRecord,
+    StaticFdbRecord, UnreadableEndpoint,
 };
 use crate::dataplane::{Dataplane, DataplaneError};
 use crate::gateway::dns::Zone;
@@ -115,6 +115,9 @@ struct Peer {
 struct Control {
     networks: BTreeMap<String, Network>,
     endpoints: BTreeMap<String, Endpoint>,
+    /// Endpoint records of the state file this daemon cannot read: not attached, but saved
+    /// back with every change so they are not lost (see `UnreadableEndpoint`).
+    unreadable_endpoints: Vec<UnreadableEndpoint>,
     /// Static VXLAN peers by tunnel port name.
     peers: BTreeMap<String, Peer>,
     /// Overlay networks removed here, for the cluster (see `PersistedState`).
@@ -201,6 +204,7 @@ impl Daemon {
             control: Mutex::new(Control {
                 networks: BTreeMap::new(),
                 endpoints: BTreeMap::new(),
+                unreadable_endpoints: Vec::new(),
                 peers: BTreeMap::new(),
                 removed_networks: BTreeMap::new(),
                 static_fdb: Vec::new(),
@@ -225,6 +229,7 @@ impl Daemon {
     fn restore(&self, persisted: PersistedState) -> Result<()> {
         let mut c = self.lock();
         c.removed_networks = persisted.removed_networks.clone();
+        c.unreadable_endpoints = persisted.unreadable_endpoints;
         for record in persisted.networks {
             let id = NetworkId(c.next_network_id);
             c.next_network_id += 1;
@@ -310,6 +315,7 @@ impl Daemon {
             version: 0,
             networks: c.networks.values().map(|n| n.record.clone()).collect(),
             endpoints: c.endpoints.values().map(|e| e.record.clone()).collect(),
+            unreadable_endpoints: c.unreadable_endpoints.clone(),
             static_fdb: c.static_fdb.clone(),
             peers: c.peers.values().map(|p| p.record).collect(),
             removed_networks: c.removed_networks.clone(),
@@ -334,6 +340,14 @@ impl Daemon {
             Some(n) => Ok(vec![Self::network(c, n)?]),
             None => Ok(c.networks.values().collect()),
         }
+    }
+
+    /// Whether an endpoint of the state (attached, or kept unread) is named `name`.
+    fn endpoint_name_taken(c: &Control, name: &str) -> bool {
+        c.endpoints.contains_key(name)
+            || c.unreadable_endpoints
+                .iter()
+                .any(|u| u.name() == Some(name))
     }
 
     fn endpoint<'c>(c: &'c Control, name: &str) -> Result<&'c Endpoint> {

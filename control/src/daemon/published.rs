@@ -2,7 +2,7 @@
 
 use weft_switch::GatewayConfig;
 
-use super::{gateway_mac, invalid, parse_mac, Control, Daemon, DaemonError, Network, Result};
+use super::{gateway_mac, invalid, Control, Daemon, DaemonError, Network, Result};
 use crate::gateway::publish::{self, PortMapping, PublishedSocket};
 use crate::gateway::stack::{StackInput, Target};
 use crate::types::Publish;
@@ -72,12 +72,9 @@ impl Daemon {
         let Some(net) = c.networks.get(&ep.record.network) else {
             return;
         };
-        let Ok(mac) = parse_mac(&ep.record.mac) else {
-            return;
-        };
         let target = Target {
             port: ep.port,
-            mac,
+            mac: ep.record.mac,
             ip: ep.record.ip,
             gateway: GatewayConfig {
                 ip: net.record.gateway,

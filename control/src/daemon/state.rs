@@ -1,7 +1,14 @@
 //! What the daemon persists in its state directory: networks, endpoints and static FDB
 //! entries, as one JSON document replaced atomically (write a temporary file, fsync, rename,
 //! fsync the directory), so a crash leaves either the old or the new state, never a torn one.
+//!
+//! The records are the state file's own types (not the API's), so that the API can change
+//! without changing what is on disk. A document that is not valid JSON, or whose networks,
+//! peers or static entries do not read, fails the whole load; an endpoint record that does
+//! not read (a bad MAC, a kind this binary does not know, a missing field) is reported,
+//! skipped and kept verbatim (see [`UnreadableEndpoint`]).
 
+use std::collections::BTreeMap;
 use std::fs::{self, File};
 use std::io::Write;
 use std::net::Ipv4Addr;
@@ -9,8 +16,7 @@ use std::path::{Path, PathBuf};
 
 use ipnet::Ipv4Net;
 use serde::{Deserialize, Serialize};
-
-use crate::types::PortKind;
+use weft_switch::MacAddr;
 
 pub const STATE_FILE: &str = "state.json";
 const FORMAT_VERSION: u32 = 1;
@@ -80,6 +86,17 @@ fn default_true() -> bool {
     true
 }
 
+/// How an endpoint is attached, as the state file spells it (`"tap"`, `"veth"`: the
+/// spelling of the API's `PortKind`, which earlier versions stored here).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A TAP device inside the namespace.
+    Tap,
+    /// A veth pair; `host_ifname` is the host end.
+    Veth,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EndpointRecord {
     pub name: String,
@@ -87,9 +104,11 @@ pub struct EndpointRecord {
     /// As the user gave it: a namespace name or path (PIDs are stored as /proc/PID/ns/net).
     pub netns: String,
     pub ifname: String,
-    pub kind: PortKind,
+    pub kind: EndpointKind,
     pub ip: Ipv4Addr,
-    pub mac: String,
+    /// A unicast MAC, stored as text like `02:42:0a:01:00:02`.
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_ifname: Option<String>,
     /// Identity (device, inode) of the namespace when connected: a restored endpoint is
@@ -111,19 +130,92 @@ pub struct StaticFdbRecord {
     pub endpoint: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+/// An endpoint's MAC as JSON text: written with `MacAddr`'s `Display` (lower-case,
+/// colon-separated, as earlier versions stored the string), read with its `FromStr`; a
+/// multicast or all-zero address does not read.
+mod mac_text {
+    use serde::de::Error as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+    use weft_switch::MacAddr;
+
+    pub fn serialize<S: Serializer>(mac: &MacAddr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(mac)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<MacAddr, D::Error> {
+        let text = std::borrow::Cow::<str>::deserialize(d)?;
+        let mac: MacAddr = text
+            .parse()
+            .map_err(|e| D::Error::custom(format!("field `mac`: {e}")))?;
+        if !mac.is_unicast() || mac.is_zero() {
+            return Err(D::Error::custom(format!(
+                "field `mac`: {mac} is not a unicast address"
+            )));
+        }
+        Ok(mac)
+    }
+}
+
+/// What the daemon persists, as it uses it.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct PersistedState {
     pub version: u32,
     pub networks: Vec<NetworkRecord>,
     pub endpoints: Vec<EndpointRecord>,
+    /// Endpoint records of the file that did not read; written back as they were.
+    pub unreadable_endpoints: Vec<UnreadableEndpoint>,
     pub static_fdb: Vec<StaticFdbRecord>,
     /// Statically configured VXLAN peers (`weft peer add`).
-    #[serde(default)]
     pub peers: Vec<PeerRecord>,
     /// Overlay networks removed here (name -> `created_ms` of the removed incarnation): the
     /// cluster removes them everywhere.
-    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub removed_networks: std::collections::BTreeMap<String, u64>,
+    pub removed_networks: BTreeMap<String, u64>,
+}
+
+/// An endpoint record of the state file that this binary cannot read (a bad MAC, a kind it
+/// does not know, a missing field...). The daemon does not attach it, but it does not
+/// forget it either: the record is kept as the file had it and written back on every save,
+/// so that a fixed (or newer) weft reading the same state directory still finds the
+/// endpoint. Its name stays taken meanwhile. (The JSON is kept as a value: its keys may
+/// come back in another order, its content does not change.)
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnreadableEndpoint {
+    /// Where the record was among the file's endpoint records (1: the first) when read.
+    pub position: usize,
+    /// The record as the file had it.
+    pub raw: serde_json::Value,
+    /// Why it did not read.
+    pub reason: String,
+}
+
+impl UnreadableEndpoint {
+    /// The record's `name`, if it has one.
+    pub fn name(&self) -> Option<&str> {
+        self.raw.get("name")?.as_str()
+    }
+}
+
+/// The state file as it is on disk. Endpoint records are `E`: raw JSON values when
+/// loading (each is read on its own, see [`StateDir::load`]), [`StoredEndpoint`]s when
+/// saving.
+#[derive(Debug, Serialize, Deserialize)]
+struct Document<E> {
+    version: u32,
+    networks: Vec<NetworkRecord>,
+    endpoints: Vec<E>,
+    static_fdb: Vec<StaticFdbRecord>,
+    #[serde(default)]
+    peers: Vec<PeerRecord>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    removed_networks: BTreeMap<String, u64>,
+}
+
+/// An endpoint record as it is written: one the daemon read, or one it keeps verbatim.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum StoredEndpoint<'a> {
+    Read(&'a EndpointRecord),
+    Unreadable(&'a serde_json::Value),
 }
 
 /// A static VXLAN peer: a remote VTEP taking part in one overlay network's VNI.
@@ -189,7 +281,9 @@ impl StateDir {
         self.dir.join(STATE_FILE)
     }
 
-    /// Loads the state; a missing file is an empty state.
+    /// Loads the state; a missing file is an empty state. Endpoint records that do not
+    /// read are logged (which record, and why) and come back in
+    /// [`PersistedState::unreadable_endpoints`], not as an error.
     pub fn load(&self) -> Result<PersistedState, StateError> {
         let path = self.path();
         let text = match fs::read_to_string(&path) {
@@ -202,16 +296,26 @@ impl StateDir {
             }
             Err(source) => return Err(StateError::Read { path, source }),
         };
-        let state: PersistedState =
-            serde_json::from_str(&text).map_err(|source| StateError::Parse {
-                path: path.clone(),
-                source,
-            })?;
+        let state = parse_state(&text).map_err(|source| StateError::Parse {
+            path: path.clone(),
+            source,
+        })?;
         if state.version != FORMAT_VERSION {
             return Err(StateError::Version {
                 path,
                 found: state.version,
             });
+        }
+        for u in &state.unreadable_endpoints {
+            log::error!(
+                "state file {}: endpoint record {} ({}) cannot be read and is not attached: {}; \
+                 it stays in the state file as it is",
+                path.display(),
+                u.position,
+                u.name()
+                    .map_or("without a name".into(), |n| format!("{n:?}")),
+                u.reason
+            );
         }
         Ok(state)
     }
@@ -224,9 +328,7 @@ impl StateDir {
             path: path.clone(),
             source,
         };
-        let mut doc = state.clone();
-        doc.version = FORMAT_VERSION;
-        let text = serde_json::to_vec_pretty(&doc).expect("state serializes");
+        let text = serde_json::to_vec_pretty(&document(state)).expect("state serializes");
         let mut f = File::create(&tmp).map_err(err)?;
         f.write_all(&text).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -236,6 +338,52 @@ impl StateDir {
             .and_then(|d| d.sync_all())
             .map_err(err)?;
         Ok(())
+    }
+}
+
+/// Reads a state document: malformed JSON or networks, peers and static entries that do not
+/// read are an error; each endpoint record is read on its own, and one that does not read
+/// is kept as an [`UnreadableEndpoint`].
+fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
+    let doc: Document<serde_json::Value> = serde_json::from_str(text)?;
+    let mut endpoints = Vec::with_capacity(doc.endpoints.len());
+    let mut unreadable_endpoints = Vec::new();
+    for (i, raw) in doc.endpoints.into_iter().enumerate() {
+        match EndpointRecord::deserialize(&raw) {
+            Ok(record) => endpoints.push(record),
+            Err(e) => unreadable_endpoints.push(UnreadableEndpoint {
+                position: i + 1,
+                reason: e.to_string(),
+                raw,
+            }),
+        }
+    }
+    Ok(PersistedState {
+        version: doc.version,
+        networks: doc.networks,
+        endpoints,
+        unreadable_endpoints,
+        static_fdb: doc.static_fdb,
+        peers: doc.peers,
+        removed_networks: doc.removed_networks,
+    })
+}
+
+/// The document `state` is saved as: the endpoints read, then the unreadable ones as
+/// they were.
+fn document(state: &PersistedState) -> Document<StoredEndpoint<'_>> {
+    let read = state.endpoints.iter().map(StoredEndpoint::Read);
+    let kept = state
+        .unreadable_endpoints
+        .iter()
+        .map(|u| StoredEndpoint::Unreadable(&u.raw));
+    Document {
+        version: FORMAT_VERSION,
+        networks: state.networks.clone(),
+        endpoints: read.chain(kept).collect(),
+        static_fdb: state.static_fdb.clone(),
+        peers: state.peers.clone(),
+        removed_networks: state.removed_networks.clone(),
     }
 }
 
@@ -263,6 +411,7 @@ mod tests {
                 created_ms: None,
             }],
             endpoints: vec![],
+            unreadable_endpoints: vec![],
             static_fdb: vec![],
             peers: vec![],
             removed_networks: Default::default(),
@@ -275,5 +424,84 @@ mod tests {
         let err = sd.load().unwrap_err().to_string();
         assert!(err.contains("corrupt"), "{err}");
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A state file as an earlier weft wrote it (kind and MAC as the API's strings), with
+    /// one good endpoint record and one whose MAC is broken.
+    const ONE_GOOD_ONE_BAD: &str = r#"{
+  "version": 1,
+  "networks": [
+    {"name": "n", "subnet": "10.7.0.0/24", "gateway": "10.7.0.1", "mtu": 1500,
+     "aging_seconds": 300, "icc": true, "nat": true, "internal": false}
+  ],
+  "endpoints": [
+    {"name": "bad", "network": "n", "netns": "b", "ifname": "eth0", "kind": "tap",
+     "ip": "10.7.0.3", "mac": "02:42:0a:07:00:zz", "aliases": ["db"]},
+    {"name": "good", "network": "n", "netns": "g", "ifname": "eth0", "kind": "veth",
+     "ip": "10.7.0.2", "mac": "02:42:0a:07:00:02", "host_ifname": "wv0000000001",
+     "netns_id": [4, 4026532000]}
+  ],
+  "static_fdb": [{"network": "n", "mac": "02:00:00:00:00:01", "endpoint": "good"}]
+}"#;
+
+    #[test]
+    fn an_endpoint_record_that_does_not_read_is_reported_skipped_and_kept() {
+        let state = parse_state(ONE_GOOD_ONE_BAD).unwrap();
+        assert_eq!(state.networks.len(), 1);
+        assert_eq!(state.static_fdb.len(), 1);
+        assert_eq!(state.endpoints.len(), 1, "{state:?}");
+        let good = &state.endpoints[0];
+        assert_eq!(good.name, "good");
+        assert_eq!(good.kind, EndpointKind::Veth);
+        assert_eq!(good.mac, MacAddr([0x02, 0x42, 0x0a, 0x07, 0x00, 0x02]));
+        assert_eq!(good.host_ifname.as_deref(), Some("wv0000000001"));
+
+        let [bad] = &state.unreadable_endpoints[..] else {
+            panic!("one unreadable record expected: {state:?}")
+        };
+        assert_eq!((bad.position, bad.name()), (1, Some("bad")));
+        assert!(
+            bad.reason.contains("mac") && bad.reason.contains("02:42:0a:07:00:zz"),
+            "the reason names the field and the value: {}",
+            bad.reason
+        );
+
+        // Written back: the good record as it was read, the bad one verbatim; and read
+        // again, the same.
+        let text = serde_json::to_string_pretty(&document(&state)).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let original: serde_json::Value = serde_json::from_str(ONE_GOOD_ONE_BAD).unwrap();
+        let endpoints = doc["endpoints"].as_array().unwrap();
+        assert_eq!(endpoints.len(), 2, "{text}");
+        assert_eq!(endpoints[0], original["endpoints"][1], "{text}");
+        assert_eq!(endpoints[1], original["endpoints"][0], "{text}");
+        let again = parse_state(&text).unwrap();
+        assert_eq!(again.endpoints, state.endpoints);
+        assert_eq!(again.unreadable_endpoints[0].raw, bad.raw);
+    }
+
+    #[test]
+    fn unknown_kinds_and_group_macs_do_not_read_but_malformed_json_fails_the_load() {
+        let with = |field: &str, value: &str| {
+            ONE_GOOD_ONE_BAD
+                .replace("\"kind\": \"veth\"", &format!("\"{field}\": {value}"))
+                .replace("02:42:0a:07:00:zz", "02:42:0a:07:00:03")
+        };
+        let state = parse_state(&with("kind", "\"vxlan\"")).unwrap();
+        assert_eq!(state.endpoints.len(), 1);
+        assert_eq!(state.endpoints[0].name, "bad", "the other one reads now");
+        assert!(
+            state.unreadable_endpoints[0].reason.contains("vxlan"),
+            "{:?}",
+            state.unreadable_endpoints
+        );
+        let multicast = ONE_GOOD_ONE_BAD.replace("02:42:0a:07:00:zz", "03:42:0a:07:00:03");
+        let state = parse_state(&multicast).unwrap();
+        assert_eq!(state.endpoints.len(), 1);
+        assert!(state.unreadable_endpoints[0].reason.contains("unicast"));
+
+        assert!(parse_state(&ONE_GOOD_ONE_BAD.replace("\"endpoints\"", "endpoints")).is_err());
+        let bad_network = ONE_GOOD_ONE_BAD.replace("\"mtu\": 1500", "\"mtu\": \"big\"");
+        assert!(parse_state(&bad_network).is_err());
     }
 }

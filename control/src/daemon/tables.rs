@@ -201,7 +201,12 @@ impl Daemon {
                 PortRow {
                     endpoint: e.record.name.clone(),
                     published: e.record.published.iter().map(|m| m.to_string()).collect(),
-                    ..port_row(&e.record.name, e.record.kind, &e.record.network, &counters)
+                    ..port_row(
+                        &e.record.name,
+                        e.record.kind.into(),
+                        &e.record.network,
+                        &counters,
+                    )
                 }
             })
             .collect();

@@ -103,10 +103,29 @@ pub fn parse_subnet(s: &str) -> Result<Ipv4Net> {
     Ok(net)
 }
 
-pub(super) fn parse_mac(s: &str) -> Result<MacAddr> {
-    let mac: MacAddr = s
-        .parse()
-        .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+/// What [`parse_mac`] takes: a MAC as text (a request's), or one already typed (a persisted
+/// endpoint's, checked when the state was read; `cluster_sync` still passes those through
+/// `parse_mac`).
+pub(super) trait MacInput {
+    fn to_mac(&self) -> Result<MacAddr>;
+}
+
+impl MacInput for str {
+    fn to_mac(&self) -> Result<MacAddr> {
+        self.parse()
+            .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))
+    }
+}
+
+impl MacInput for MacAddr {
+    fn to_mac(&self) -> Result<MacAddr> {
+        Ok(*self)
+    }
+}
+
+/// A unicast, nonzero MAC, or an error saying how to write one.
+pub(super) fn parse_mac<M: MacInput + ?Sized>(input: &M) -> Result<MacAddr> {
+    let mac = input.to_mac()?;
     if !mac.is_unicast() || mac.is_zero() {
         return Err(invalid(format!(
             "MAC address {mac} is not a unicast address: the first octet must be even and the address nonzero (e.g. 02:42:0a:00:00:05)"

@@ -19,10 +19,10 @@
 use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
-use std::os::fd::AsFd;
 use std::sync::Arc;
 
 use weft_switch::{DropReason, PortId};
+use weft_sys::GsoUdpSocket;
 use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
 use weft_wire::gso::segment_tcp4;
 
@@ -53,8 +53,8 @@ const MAX_GSO_BYTES: usize = 65_000;
 /// The daemon's VTEP: where VXLAN datagrams arrive and leave.
 #[derive(Debug)]
 pub struct VxlanSockets {
-    pub recv: UdpSocket,
-    senders: Vec<UdpSocket>,
+    pub recv: GsoUdpSocket,
+    senders: Vec<GsoUdpSocket>,
     pub port: u16,
 }
 
@@ -82,12 +82,13 @@ impl VxlanSockets {
         })?;
         recv.set_nonblocking(true)
             .map_err(|source| TunnelError::Bind { port, source })?;
+        let recv = GsoUdpSocket::from(recv);
         // A burst of segments from a peer must not overflow the default ~200 KiB queue:
         // every datagram lost there is a TCP retransmission inside the tunnel.
-        let _ = weft_sys::set_socket_buffers(recv.as_fd(), TUNNEL_SOCKET_BUF);
+        let _ = recv.set_buffers(TUNNEL_SOCKET_BUF);
         // Runs of datagrams from one peer arrive merged (fewer system calls and kernel
         // per-packet work); without it (an old kernel) they arrive one by one.
-        let _ = weft_sys::enable_udp_gro(recv.as_fd());
+        let _ = recv.enable_gro();
         let ip = local.unwrap_or(Ipv4Addr::UNSPECIFIED);
         let mut senders = Vec::with_capacity(SENDERS);
         let range = SOURCE_PORT_RANGE;
@@ -102,7 +103,8 @@ impl VxlanSockets {
             candidate = (candidate + 7919) % span;
             if let Ok(s) = UdpSocket::bind(SocketAddrV4::new(ip, sport)) {
                 s.set_nonblocking(true).map_err(TunnelError::Raw)?;
-                let _ = weft_sys::set_socket_buffers(s.as_fd(), TUNNEL_SOCKET_BUF);
+                let s = GsoUdpSocket::from(s);
+                let _ = s.set_buffers(TUNNEL_SOCKET_BUF);
                 senders.push(s);
             }
         }
@@ -156,12 +158,7 @@ impl VxlanSockets {
         }
         let segment = if run.count > 1 { run.segment as u16 } else { 0 };
         let socket = &self.senders[run.sender];
-        let result = weft_sys::send_udp_segments(
-            socket.as_fd(),
-            &[std::io::IoSlice::new(&run.buf)],
-            remote,
-            segment,
-        );
+        let result = socket.send_segments(&[std::io::IoSlice::new(&run.buf)], remote, segment);
         run.buf.clear();
         run.count = 0;
         run.closed = false;
@@ -237,7 +234,8 @@ impl VxlanSockets {
                 return Err(SuperframeError::TooLarge { sent });
             }
             let segment = if count > 1 { segment as u16 } else { 0 };
-            sent += weft_sys::send_udp_segments(socket.as_fd(), &iov[..2 * count], remote, segment)
+            sent += socket
+                .send_segments(&iov[..2 * count], remote, segment)
                 .map_err(|source| SuperframeError::Send { sent, source })?;
             next += count;
         }

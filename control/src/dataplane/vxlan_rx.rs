@@ -3,11 +3,9 @@
 //! segments merged into superframes first (receive offload).
 
 use std::net::Ipv4Addr;
-use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 
 use weft_switch::PortId;
-use weft_sys as sys;
 use weft_wire::coalesce::Coalescer;
 use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
@@ -42,11 +40,11 @@ impl Dataplane {
         for _ in 0..BATCH {
             // With UDP_GRO the kernel may hand over a run of one peer's datagrams at once,
             // back to back, each `segment` octets (the last may be shorter).
-            let (n, src, segment) =
-                match sys::recv_udp_segments(sockets.recv.as_fd(), &mut buf[AT..]) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
+            let received = match sockets.recv.recv_segments(&mut buf[AT..]) {
+                Ok(r) => r,
+                Err(_) => break,
+            };
+            let (n, src, segment) = (received.len, received.from, received.segment);
             moved = true;
             let Some(src) = src else {
                 continue;
