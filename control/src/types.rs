@@ -167,6 +167,10 @@ pub struct Connect {
     /// Container ports to publish on free host ports (`-P`): `PORT[/proto]`.
     #[serde(default)]
     pub publish_all: Vec<String>,
+    /// Port security (default on): the port may send only with the endpoint's MAC and
+    /// address. Off for a nested router or a lab that teaches spoofing.
+    #[serde(default)]
+    pub port_security: Option<bool>,
 }
 
 /// One endpoint: a namespace's interface attached to a network through one switch port.
@@ -190,6 +194,14 @@ pub struct EndpointInfo {
     /// Published ports, as `HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`.
     #[serde(default)]
     pub published: Vec<String>,
+    /// Port security: the port sends only with the endpoint's MAC and address.
+    #[serde(default = "crate::types::yes")]
+    pub port_security: bool,
+}
+
+/// `true`, for fields that default to on.
+pub fn yes() -> bool {
+    true
 }
 
 /// `POST /v1/endpoints/{name}/publish`

@@ -460,7 +460,10 @@ fn malformed_frames_are_dropped_and_counted() {
                 "same_segment",
                 "no_destination",
                 "unknown_port",
-                "tx_error"
+                "tx_error",
+                "spoofed_mac",
+                "spoofed_ip",
+                "spoofed_arp"
             ]
             .contains(&reason.as_str()),
             "unknown drop reason {reason}"

@@ -37,7 +37,8 @@ fn learned_entries_match_endpoints() {
         assert_eq!(mac, ep.mac);
         let e = fdb_entry(&fdb, &mac)
             .unwrap_or_else(|| panic!("MAC {mac} of {} not learned: {fdb:?}", ep.name));
-        assert_eq!(origin(e), "learned", "{e}");
+        // An endpoint's MAC is pinned to its port (port security), not learned.
+        assert_eq!(origin(e), "endpoint", "{e}");
         assert!(
             ep.is_port(&e["port"]),
             "MAC {mac} learned on port {} but endpoint {} has port {}",
@@ -93,27 +94,38 @@ fn learned_entries_age_out() {
     let lab = Lab::new();
     lab.create_network("n", "10.43.0.0/24", &["--aging", "3"]);
     assert_eq!(lab.networks()[0]["aging_seconds"], 3);
-    let a = lab.connect("n", &lab.ns("a"), &[]);
+    // A nested router (port security off) sends for a station behind it: that MAC is
+    // learned. The endpoints' own MACs are pinned to their ports and never age.
+    let a = lab.connect("n", &lab.ns("a"), &["--port-security=false"]);
     let b = lab.connect("n", &lab.ns("b"), &["--kind", "veth"]);
     lab.weft_ok(&["fdb", "add", "n", "02:00:00:00:43:01", &b.name]);
+    let behind = "02:00:00:00:43:0a";
+    let behind_bytes = [2, 0, 0, 0, 0x43, 0x0a];
+    let from_behind = || {
+        let frame = eth_frame([0xff; 6], behind_bytes, 0x88b5, &[0u8; 46]);
+        assert_eq!(lab.send_frames(&a.ns, &a.ifname, &[frame]), 1);
+    };
     lab.assert_ping(&a, &b);
+    from_behind();
     let silent_since = Instant::now();
     let fdb = lab.fdb("n");
+    let e = fdb_entry(&fdb, behind).unwrap_or_else(|| panic!("{behind} not learned: {fdb:?}"));
+    assert_eq!(origin(e), "learned");
+    assert!(a.is_port(&e["port"]), "{e}");
     for ep in [&a, &b] {
-        let e =
-            fdb_entry(&fdb, &ep.mac).unwrap_or_else(|| panic!("{} not learned: {fdb:?}", ep.mac));
-        assert_eq!(origin(e), "learned");
+        let e = fdb_entry(&fdb, &ep.mac).unwrap_or_else(|| panic!("{} missing: {fdb:?}", ep.mac));
+        assert_eq!(origin(e), "endpoint");
     }
 
     // Ages grow while nothing is sent.
     std::thread::sleep(Duration::from_millis(1200));
     let fdb2 = lab.fdb("n");
     let age = |f: &[Value], m: &str| fdb_entry(f, m).and_then(|e| e["age_seconds"].as_f64());
-    if let (Some(x), Some(y)) = (age(&fdb, &a.mac), age(&fdb2, &a.mac)) {
+    if let (Some(x), Some(y)) = (age(&fdb, behind), age(&fdb2, behind)) {
         assert!(y >= x + 0.8, "age_seconds does not grow: {x} then {y}");
     }
 
-    // After ~5 s of silence the learned entries are gone, the static one stays.
+    // After ~5 s of silence the learned entry is gone; the static and endpoint ones stay.
     let gone = eventually(Duration::from_secs(8), || {
         let f = lab.fdb("n");
         f.iter().all(|e| origin(e) != "learned")
@@ -131,14 +143,15 @@ fn learned_entries_age_out() {
     let s = fdb_entry(&fdb, "02:00:00:00:43:01")
         .unwrap_or_else(|| panic!("static entry aged out: {fdb:?}"));
     assert_eq!(origin(s), "static");
+    for ep in [&a, &b] {
+        let e = fdb_entry(&fdb, &ep.mac).unwrap_or_else(|| panic!("{} aged out: {fdb:?}", ep.mac));
+        assert_eq!(origin(e), "endpoint");
+    }
 
-    // and they are learned again on new traffic
-    lab.assert_ping(&b, &a);
+    // and it is learned again on new traffic
+    from_behind();
     let fdb = lab.fdb("n");
-    assert!(
-        fdb_entry(&fdb, &a.mac).is_some() && fdb_entry(&fdb, &b.mac).is_some(),
-        "not relearned: {fdb:?}"
-    );
+    assert!(fdb_entry(&fdb, behind).is_some(), "not relearned: {fdb:?}");
 }
 
 #[test]

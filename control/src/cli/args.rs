@@ -230,6 +230,10 @@ pub struct ConnectArgs {
     /// Publish a container port on a free host port: PORT[/tcp|/udp] (repeatable)
     #[arg(short = 'P', long = "publish-all", value_name = "PORT")]
     pub publish_all: Vec<String>,
+    /// Port security: the endpoint may send only with its own MAC and IPv4 address (false:
+    /// a nested router, or a lab that teaches spoofing)
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub port_security: bool,
 }
 
 #[derive(Args, Debug)]

@@ -210,6 +210,7 @@ async fn connect_endpoints(
                     aliases: Vec::new(),
                     publish: Vec::new(),
                     publish_all: Vec::new(),
+                    port_security: None,
                 }),
             )
             .await?;

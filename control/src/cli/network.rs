@@ -119,6 +119,7 @@ pub async fn connect(client: &Client, json: bool, a: ConnectArgs) -> Result<()> 
         aliases: a.aliases,
         publish: a.publish,
         publish_all: a.publish_all,
+        port_security: Some(a.port_security),
     };
     let path = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let ep: EndpointInfo = client.call(Method::POST, &path, Some(&req)).await?;
@@ -126,7 +127,7 @@ pub async fn connect(client: &Client, json: bool, a: ConnectArgs) -> Result<()> 
         return print_json(&ep);
     }
     println!(
-        "{}: {} in {} on network {} ({}) {}/{} mac {}",
+        "{}: {} in {} on network {} ({}) {}/{} mac {}{}",
         ep.name,
         ep.ifname,
         ep.netns,
@@ -134,7 +135,12 @@ pub async fn connect(client: &Client, json: bool, a: ConnectArgs) -> Result<()> 
         ep.kind.as_str(),
         ep.ip,
         ep.prefix_len,
-        ep.mac
+        ep.mac,
+        if ep.port_security {
+            ""
+        } else {
+            " (port security off)"
+        }
     );
     for m in &ep.published {
         println!("{m}");

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::os::fd::OwnedFd;
 
-use weft_switch::{MacAddr, NetworkId, PortId};
+use weft_switch::{MacAddr, NetworkId, PortBinding, PortId};
 
 use super::state::{EndpointKind, EndpointRecord};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
@@ -71,6 +71,7 @@ impl Daemon {
             aliases: req.aliases.clone(),
             netns_id: Some(netns.id()),
             published: bound.iter().map(|(m, _)| *m).collect(),
+            port_security: req.port_security.unwrap_or(true),
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -107,7 +108,8 @@ impl Daemon {
         let (name, network, ip) = (record.name.clone(), record.network.clone(), record.ip);
         let mut undo = Rollback::new(self, c);
         let port = undo.add_port(&netns, &record, cfg, net_id)?;
-        undo.seed(net_id, port, ip, mac).map_err(|e| {
+        let security = record.port_security;
+        undo.seed(net_id, port, (ip, mac), security).map_err(|e| {
             invalid(format!(
                 "address {ip} / MAC {mac} cannot be used on this network: {e}"
             ))
@@ -192,7 +194,7 @@ impl Daemon {
         let net_id = net.id;
         let mut undo = Rollback::new(self, c);
         let port = undo.add_port(&netns, &record, cfg, net_id)?;
-        undo.seed(net_id, port, record.ip, mac)
+        undo.seed(net_id, port, (record.ip, mac), record.port_security)
             .map_err(DataplaneError::from)?;
         undo.insert_endpoint(Endpoint {
             record,
@@ -222,6 +224,7 @@ impl Daemon {
             host_ifname: e.record.host_ifname.clone(),
             aliases: e.record.aliases.clone(),
             published: e.record.published.iter().map(|m| m.to_string()).collect(),
+            port_security: e.record.port_security,
         }
     }
     /// Removes an endpoint's port, interface and static entries (no state save).
@@ -565,14 +568,18 @@ impl<'a> Rollback<'a> {
         &mut self,
         network: NetworkId,
         port: PortId,
-        ip: Ipv4Addr,
-        mac: MacAddr,
+        (ip, mac): (Ipv4Addr, MacAddr),
+        security: bool,
     ) -> std::result::Result<(), weft_switch::BridgeError> {
         // Recorded first: a seed that fails half-way may have set the neighbour entry.
         self.done.push(Step::Neighbor { network, ip });
+        let binding = PortBinding {
+            mac,
+            ip: Some(ip),
+            security,
+        };
         let dataplane = &self.daemon.dataplane;
-        let now = dataplane.now();
-        dataplane.with_bridge(|b| seed_endpoint(b, now, network, port, ip, mac))
+        dataplane.with_bridge(|b| seed_endpoint(b, network, port, binding))
     }
 
     /// Adds the endpoint to the control state (not saved).
@@ -651,18 +658,19 @@ fn open_netns_unchecked(netns: Option<&str>, pid: Option<u32>) -> Result<(Netns,
 }
 
 /// Tells the switch what IPAM knows about a new endpoint: its address for ARP suppression,
-/// and its MAC on its port (learned now, aging as usual), so the first unicast to it after
-/// an ARP request the switch answered itself is not flooded.
+/// and its port's binding: the MAC pinned to the port (so the first unicast to it after an
+/// ARP request the switch answered itself is not flooded, and no other port can take it),
+/// with port security unless the endpoint opted out.
 fn seed_endpoint(
     bridge: &mut weft_switch::Bridge,
-    now: weft_switch::Timestamp,
     network: NetworkId,
     port: PortId,
-    ip: Ipv4Addr,
-    mac: MacAddr,
+    binding: PortBinding,
 ) -> std::result::Result<(), weft_switch::BridgeError> {
-    bridge.set_neighbor(network, ip, mac)?;
-    bridge.learn_at(now, port, mac)?;
+    if let Some(ip) = binding.ip {
+        bridge.set_neighbor(network, ip, binding.mac)?;
+    }
+    bridge.bind_port(port, binding)?;
     Ok(())
 }
 

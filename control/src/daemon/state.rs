@@ -82,6 +82,10 @@ pub struct NetworkRecord {
     pub created_ms: Option<u64>,
 }
 
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
 fn default_true() -> bool {
     true
 }
@@ -121,6 +125,10 @@ pub struct EndpointRecord {
     /// Published ports (`-p`, `-P`, `weft publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub published: Vec<crate::gateway::publish::PortMapping>,
+    /// Port security (on unless the endpoint was connected with `--port-security=false`;
+    /// written only when off, so older state files read the same).
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub port_security: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

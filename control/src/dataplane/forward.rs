@@ -175,6 +175,7 @@ impl Dataplane {
                         network,
                         gateway,
                         task,
+                        endpoint: bridge.port_binding(in_port),
                     }),
                     None => Decision::Drop(DropReason::GatewayUnsupported),
                 };

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use weft_switch::{
-    Bridge, DropReason, GatewayConfig, GatewayTask, NetworkConfig, NetworkId, PortCounters, PortId,
-    Timestamp,
+    Bridge, DropReason, GatewayConfig, GatewayTask, NetworkConfig, NetworkId, PortBinding,
+    PortCounters, PortId, Timestamp,
 };
 
 mod counters;
@@ -142,6 +142,9 @@ pub struct HandOver {
     pub network: NetworkId,
     pub gateway: GatewayConfig,
     pub task: GatewayTask,
+    /// The endpoint registered on the port (its MAC and address), if any: where the
+    /// runtime's replies to this port go, never learned from frames.
+    pub endpoint: Option<PortBinding>,
 }
 
 /// Errors of data-plane bookkeeping.

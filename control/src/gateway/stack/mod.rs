@@ -397,7 +397,12 @@ impl StackThread {
             StackInput::ForgetNetwork(network) => {
                 self.forget(|f| f.network == network, Some(network))
             }
-            StackInput::ForgetPort(port) => self.forget(|f| f.port == port, None),
+            StackInput::ForgetPort(port) => {
+                self.forget(|f| f.port == port, None);
+                for net in self.nets.values_mut() {
+                    net.neighbors.retain(|_, (p, _)| *p != port);
+                }
+            }
             StackInput::Flows(reply) => {
                 let _ = reply.send(self.flow_rows());
             }
@@ -444,6 +449,7 @@ impl StackThread {
             network,
             gateway,
             task,
+            endpoint,
         } = work;
         let (src_ip, src_mac) = match &task {
             GatewayTask::Dns(d) => {
@@ -459,13 +465,18 @@ impl StackThread {
                 return self.record_drop(port, DropReason::GatewayUnsupported)
             }
         };
+        // The gateway answers only its endpoints: the sender must be the endpoint registered
+        // on the port, and replies go where the registry says, never where a frame claims.
+        let Some(endpoint) = endpoint.filter(|e| e.ip == Some(src_ip) && e.mac == src_mac) else {
+            return self.record_drop(port, DropReason::GatewayUnsupported);
+        };
         let Some(net) = self.net_for(network, gateway) else {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         };
         if !net.inside(src_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
-        net.neighbors.insert(src_ip, (port, src_mac));
+        net.neighbors.insert(src_ip, (port, endpoint.mac));
         match task {
             GatewayTask::EchoOut(e) => self.outbound_echo(network, port, gateway, &e, frame),
             GatewayTask::PublishedUdp(d) => {
