@@ -4,7 +4,7 @@
 //! client has been idle for the idle time, and a full range refuses a new client rather
 //! than hand out a live client's port.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -33,8 +33,9 @@ struct Entry {
 pub struct UdpClients {
     by_port: HashMap<u16, Entry>,
     by_client: HashMap<UdpClient, u16>,
-    range: (u16, u16),
-    next: u16,
+    /// The ports of the range no client holds, in the order they are handed out: taking
+    /// one is O(1) however full the range is (a flood of new clients costs no scan).
+    free: VecDeque<u16>,
     idle: Duration,
 }
 
@@ -44,8 +45,7 @@ impl UdpClients {
         UdpClients {
             by_port: HashMap::new(),
             by_client: HashMap::new(),
-            range: (first, last.max(first)),
-            next: first,
+            free: (first..=last.max(first)).collect(),
             idle,
         }
     }
@@ -61,15 +61,9 @@ impl UdpClients {
     /// The next port of the range no UDP client holds (also used as the gateway's port of
     /// inbound TCP connections); None when every port is held.
     pub fn free_port(&mut self) -> Option<u16> {
-        let (first, last) = self.range;
-        for _ in 0..=(u32::from(last) - u32::from(first)) {
-            let port = self.next;
-            self.next = if port >= last { first } else { port + 1 };
-            if !self.by_port.contains_key(&port) {
-                return Some(port);
-            }
-        }
-        None
+        let port = self.free.pop_front()?;
+        self.free.push_back(port);
+        Some(port)
     }
 
     /// The gateway port of a datagram from `client` to published port `published`: the
@@ -84,7 +78,7 @@ impl UdpClients {
         let port = match self.by_client.get(&key) {
             Some(&port) => port,
             None => {
-                let port = self.free_port()?;
+                let port = self.free.pop_front()?;
                 self.by_client.insert(key, port);
                 port
             }
@@ -118,7 +112,14 @@ impl UdpClients {
     }
 
     fn retain(&mut self, keep: impl Fn(&Entry) -> bool) {
-        self.by_port.retain(|_, e| keep(e));
+        let free = &mut self.free;
+        self.by_port.retain(|&port, e| {
+            let kept = keep(e);
+            if !kept {
+                free.push_back(port);
+            }
+            kept
+        });
         let by_port = &self.by_port;
         self.by_client.retain(|_, port| by_port.contains_key(port));
     }
@@ -181,5 +182,23 @@ mod tests {
         assert_eq!(third, b, "its port is reused");
         assert_eq!(c.client_for(third, at(119)).unwrap().client, client(3));
         assert_eq!(c.client_for(a, at(119)).unwrap().client, client(1));
+    }
+
+    #[test]
+    fn a_full_range_costs_no_scan_and_freed_ports_come_back() {
+        let mut c = UdpClients::new(EPHEMERAL_FIRST, u16::MAX, Duration::from_secs(60));
+        let range = usize::from(u16::MAX - EPHEMERAL_FIRST) + 1;
+        for n in 0..range {
+            assert!(c.port_for(n, client(1), at(0)).is_some(), "client {n}");
+        }
+        assert_eq!(c.len(), range);
+        // Full: a new client is refused at once (the free list is empty, nothing scanned).
+        assert_eq!(c.port_for(range, client(1), at(1)), None);
+        assert_eq!(c.free_port(), None);
+        c.forget_published(7);
+        assert_eq!(
+            c.port_for(range, client(1), at(1)).map(|_| c.len()),
+            Some(range)
+        );
     }
 }

@@ -279,3 +279,77 @@ fn port_security_can_be_turned_off_per_endpoint_and_trace_shows_what_it_refuses(
     assert!(text.contains("port security"), "{text}");
     assert!(text.contains("spoofed_ip"), "{text}");
 }
+
+/// Sends one datagram carrying `payload` to `dst:port` (argv: dst port payload).
+const UDP_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(sys.argv[3].encode(), (sys.argv[1], int(sys.argv[2])))
+"#;
+
+/// Receives on `ports` for `secs` seconds, printing "PORT PAYLOAD" per datagram.
+const UDP_MULTI_LISTENER: &str = r#"
+import select, socket, sys, time
+socks = []
+for p in sys.argv[2:]:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", int(p)))
+    socks.append((s, p))
+print("ready", flush=True)
+end = time.time() + float(sys.argv[1])
+while time.time() < end:
+    r, _, _ = select.select([s for s, _ in socks], [], [], 0.2)
+    for s in r:
+        data = s.recv(2048)
+        port = [p for q, p in socks if q is s][0]
+        print(port, data.decode(errors="replace"), flush=True)
+"#;
+
+/// (The gossip port is refused the same way when the daemon is in a cluster.)
+#[test]
+fn containers_cannot_reach_the_underlays_vxlan_port_through_the_nat() {
+    root_or_skip!();
+    require_tool("python3");
+    let lab = Lab::new();
+    let out_ns = lab.outside(221);
+    lab.create_network("n", "10.94.0.0/24", &[]);
+    let a = lab.connect("n", &lab.ns("a"), &["--name", "a"]);
+    let mut listener = lab.spawn_in(
+        &out_ns,
+        &[
+            "python3",
+            "-u",
+            "-c",
+            UDP_MULTI_LISTENER,
+            "3",
+            "4789",
+            "5000",
+        ],
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !listener.stdout().contains("ready") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "listener did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for (port, what) in [("4789", "vxlan"), ("5000", "ordinary")] {
+        let out = lab.exec(
+            &a.ns,
+            &["python3", "-c", UDP_SEND, "10.221.0.2", port, what],
+        );
+        assert!(out.status.success(), "{}", stderr_of(&out));
+    }
+    listener.wait(Duration::from_secs(10));
+    let got = listener.stdout();
+    assert!(
+        got.contains("5000 ordinary"),
+        "ordinary UDP goes out: {got}"
+    );
+    assert!(
+        !got.contains("vxlan"),
+        "a VXLAN datagram left through the NAT: {got}"
+    );
+    assert!(drops(&lab.port("a"), "gateway_unsupported") >= 1);
+}

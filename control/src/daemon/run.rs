@@ -46,13 +46,24 @@ pub async fn start(config: RunConfig) -> Result<Running> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
     }
+    match weft_sys::raise_nofile_limit() {
+        Ok(n) => log::debug!("open descriptors: up to {n}"),
+        Err(e) => log::warn!("cannot raise the open-descriptor limit (RLIMIT_NOFILE): {e}"),
+    }
     let state = StateDir::open(&config.state_dir)?;
     let dataplane = Dataplane::new(config.workers, config.busy_poll)?;
     let threads = dataplane
         .spawn()
         .context("cannot start the data-plane threads")?;
-    let gateway = crate::gateway::start(&dataplane, &config.dns_upstream, config.udp_idle)
-        .context("cannot start the gateway's TCP/IP stack")?;
+    // Containers may not reach the underlay's tunnel and gossip ports through the NAT: a
+    // datagram from this host's address would pass for this node's VXLAN or gossip traffic.
+    let underlay = crate::gateway::UnderlayPorts {
+        vxlan: config.vtep.port,
+        gossip: config.cluster.as_ref().map(|c| c.gossip_port),
+    };
+    let gateway =
+        crate::gateway::start(&dataplane, &config.dns_upstream, config.udp_idle, underlay)
+            .context("cannot start the gateway's TCP/IP stack")?;
     let gossip = match config.cluster {
         Some(c) => Some(Arc::new(Gossip::start(c).await?)),
         None => None,

@@ -36,6 +36,22 @@ impl GatewayLink for Link {
     }
 }
 
+/// The host's own UDP ports on the underlay: VXLAN (RFC 7348) and gossip. Containers may
+/// not send to them through the NAT, whatever the address: the datagram would leave from
+/// this host's underlay address and pass for this node's tunnel or cluster traffic.
+#[derive(Debug, Clone, Copy)]
+pub struct UnderlayPorts {
+    pub vxlan: u16,
+    pub gossip: Option<u16>,
+}
+
+impl UnderlayPorts {
+    /// Whether outbound UDP NAT refuses datagrams to `port`.
+    pub fn protects(&self, port: u16) -> bool {
+        port == self.vxlan || self.gossip == Some(port)
+    }
+}
+
 /// The running gateway, as the daemon holds it.
 pub struct Gateway {
     pub zones: Zones,
@@ -49,6 +65,7 @@ pub fn start(
     dataplane: &Arc<Dataplane>,
     dns_upstream: &[SocketAddr],
     udp_idle: Duration,
+    underlay: UnderlayPorts,
 ) -> Result<Gateway, stack::StackError> {
     let zones = Zones::default();
     let upstreams = Arc::new(upstreams(dns_upstream));
@@ -59,6 +76,7 @@ pub fn start(
         upstreams,
         tokio::runtime::Handle::current(),
         udp_idle,
+        underlay,
     )?;
     dataplane.connect_gateway(Arc::new(Link {
         stack: stack.clone(),

@@ -177,6 +177,7 @@ pub fn spawn(
     upstreams: Arc<Vec<SocketAddr>>,
     runtime: tokio::runtime::Handle,
     udp_idle: Duration,
+    underlay: gateway::UnderlayPorts,
 ) -> Result<StackHandle, StackError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(STACK_QUEUE);
     let wake = Arc::new(EventFd::new()?);
@@ -205,6 +206,7 @@ pub fn spawn(
         icmp,
         echo: EchoNat::default(),
         udp: UdpNat::new(udp_idle),
+        underlay,
         rotation: 0,
         last_expire: Instant::now(),
         frame: vec![0u8; 65_536 + 64],
@@ -239,6 +241,8 @@ struct StackThread {
     icmp: Option<socket2::Socket>,
     echo: EchoNat<EchoBack>,
     udp: UdpNat,
+    /// The host's VXLAN and gossip ports, which outbound UDP NAT refuses.
+    underlay: gateway::UnderlayPorts,
     rotation: usize,
     last_expire: Instant,
     /// Scratch for frames the stack writes by hand.

@@ -109,6 +109,16 @@ impl StackThread {
         if !gateway::nat_allowed(&self.zones, network, d.dst_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
+        if self.underlay.protects(d.dst_port) {
+            log::debug!(
+                "outbound UDP from {}:{} to {}:{} refused: the underlay's VXLAN/gossip port",
+                d.src_ip,
+                d.src_port,
+                d.dst_ip,
+                d.dst_port
+            );
+            return self.record_drop(port, DropReason::GatewayUnsupported);
+        }
         let key = UdpFlowKey {
             network,
             container: SocketAddrV4::new(d.src_ip, d.src_port),
