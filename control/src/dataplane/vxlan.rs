@@ -21,9 +21,11 @@ use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::ops::Range;
 use std::sync::Arc;
 
+use smoltcp::wire::{IpProtocol, Ipv4Packet};
 use weft_switch::{DropReason, PortId};
 use weft_sys::GsoUdpSocket;
 use weft_vtep::{source_port_for_inner, Vni, VxlanError, VxlanHeader, SOURCE_PORT_RANGE};
+use weft_wire::checksum::{fold, ones_sum};
 use weft_wire::gso::segment_tcp4;
 
 /// Receive and send buffer of the VXLAN sockets (the kernel doubles it).
@@ -323,42 +325,41 @@ impl TunnelTable {
 /// pseudo-header sum is verified in full.
 pub fn partial_l4_checksum(frame: &[u8]) -> Option<(u16, u16)> {
     const ETH: usize = 14;
-    if frame.len() < ETH + 20 || frame[12..14] != [0x08, 0x00] {
+    if frame.get(12..14)? != [0x08, 0x00] {
         return None;
     }
-    let ip = &frame[ETH..];
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    if ip[0] >> 4 != 4 || ihl < 20 || total < ihl || total > ip.len() {
-        return None;
-    }
+    // RFC 791 §3.1 through smoltcp's checked view (IHL and total length checked).
+    let ip = Ipv4Packet::new_checked(&frame[ETH..]).ok()?;
+    let header_len = usize::from(ip.header_len());
     // Fragments carry no (whole) L4 header.
-    if u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    if ip.version() != 4 || header_len < 20 || ip.more_frags() || ip.frag_offset() != 0 {
         return None;
     }
-    let field = match ip[9] {
-        6 => 16,
-        17 => 6,
+    // The checksum field's offset in the TCP (RFC 9293 §3.1) or UDP (RFC 768) header.
+    let (protocol, field) = match ip.next_header() {
+        IpProtocol::Tcp => (6u8, 16),
+        IpProtocol::Udp => (17u8, 6),
         _ => return None,
     };
-    let l4 = &ip[ihl..total];
+    let l4 = &frame[ETH + header_len..ETH + usize::from(ip.total_len())];
     if l4.len() < field + 2 {
         return None;
     }
     let mut pseudo = [0u8; 12];
-    pseudo[..8].copy_from_slice(&ip[12..20]);
-    pseudo[9] = ip[9];
+    pseudo[..4].copy_from_slice(&ip.src_addr().octets());
+    pseudo[4..8].copy_from_slice(&ip.dst_addr().octets());
+    pseudo[9] = protocol;
     pseudo[10..12].copy_from_slice(&(l4.len() as u16).to_be_bytes());
-    let pseudo_sum = !weft_wire::internet_checksum(&pseudo);
+    let pseudo_sum = ones_sum(&pseudo, 0);
     let stored = u16::from_be_bytes([l4[field], l4[field + 1]]);
-    if stored != pseudo_sum {
+    if stored != fold(pseudo_sum) {
         return None;
     }
-    let whole = [&pseudo[..], l4].concat();
-    if weft_wire::internet_checksum(&whole) == 0 {
+    // Complete after all? (A checksum that happens to equal the pseudo-header sum.)
+    if !fold(ones_sum(l4, pseudo_sum)) == 0 {
         return None;
     }
-    Some(((ETH + ihl) as u16, field as u16))
+    Some(((ETH + header_len) as u16, field as u16))
 }
 
 #[cfg(test)]
