@@ -11,6 +11,8 @@
 //! Every packet here is `headroom` octets (room for the virtio_net_hdr and Ethernet header)
 //! followed by an IPv4 packet.
 
+use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket};
+
 use crate::vnet::{VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4, VNET_HDR_LEN};
 
 const ETHERNET_HEADER_LEN: usize = 14;
@@ -35,36 +37,39 @@ struct Segment {
     payload: usize,
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
-}
-
+/// Reads one TCP segment's headers (RFC 791 §3.1, RFC 9293 §3.1) through smoltcp's checked
+/// views; None for anything that is not a whole, unfragmented IPv4/TCP packet.
 fn segment(ip: &[u8]) -> Option<Segment> {
-    let ihl = usize::from(ip.first()? & 0x0f) * 4;
-    if ip[0] >> 4 != 4 || ihl < 20 || ip.len() < ihl + 20 || ip[9] != 6 {
+    let packet = Ipv4Packet::new_checked(ip).ok()?;
+    let ihl = usize::from(packet.header_len());
+    if packet.version() != 4 || ihl < 20 || packet.next_header() != IpProtocol::Tcp {
         return None;
     }
-    let total = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
-    // Fragments never merge.
-    if total != ip.len() || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+    // Fragments never merge; nor does a packet with octets past its total length.
+    if usize::from(packet.total_len()) != ip.len()
+        || packet.more_frags()
+        || packet.frag_offset() != 0
+    {
         return None;
     }
-    let tcp = &ip[ihl..];
-    let thl = usize::from(tcp[12] >> 4) * 4;
-    if thl < 20 || tcp.len() < thl {
-        return None;
-    }
+    let tcp = TcpPacket::new_checked(&ip[ihl..]).ok()?;
+    let thl = usize::from(tcp.header_len());
     let mut flow = [0u8; 12];
-    flow[..8].copy_from_slice(&ip[12..20]);
-    flow[8..].copy_from_slice(&tcp[..4]);
+    flow[..4].copy_from_slice(&packet.src_addr().octets());
+    flow[4..8].copy_from_slice(&packet.dst_addr().octets());
+    flow[8..10].copy_from_slice(&tcp.src_port().to_be_bytes());
+    flow[10..].copy_from_slice(&tcp.dst_port().to_be_bytes());
+    // The flags octet (RFC 9293 §3.1), compared whole: CWR, ECE, URG, ACK, PSH, RST, SYN, FIN.
+    let flags = ip[ihl + 13];
     Some(Segment {
         ihl,
         thl,
         flow,
-        seq: be32(tcp, 4),
-        ack: be32(tcp, 8),
-        flags: tcp[13],
-        payload: tcp.len() - thl,
+        // Sequence numbers wrap (RFC 9293 §3.4): their bits, unsigned.
+        seq: tcp.seq_number().0 as u32,
+        ack: tcp.ack_number().0 as u32,
+        flags,
+        payload: ip.len() - ihl - thl,
     })
 }
 
@@ -83,19 +88,19 @@ enum Offer {
 /// kernel never checks the segments it was made of; whoever merges segments that came over a
 /// wire checks them first.
 pub fn tcp_checksum_ok(ip: &[u8]) -> bool {
-    let Some(ihl) = ip.first().map(|b| usize::from(b & 0x0f) * 4) else {
+    let Ok(packet) = Ipv4Packet::new_checked(ip) else {
         return false;
     };
-    let total = ip
-        .get(2..4)
-        .map_or(0, |b| usize::from(u16::from_be_bytes([b[0], b[1]])));
-    if ihl < 20 || total < ihl + 20 || ip.len() < total {
+    let ihl = usize::from(packet.header_len());
+    let total = usize::from(packet.total_len());
+    if ihl < 20 || total < ihl + 20 {
         return false;
     }
     // Ethernet pads short frames; the segment ends where IPv4 says.
     let tcp = &ip[ihl..total];
     let mut pseudo = [0u8; 12];
-    pseudo[..8].copy_from_slice(&ip[12..20]);
+    pseudo[..4].copy_from_slice(&packet.src_addr().octets());
+    pseudo[4..8].copy_from_slice(&packet.dst_addr().octets());
     pseudo[9] = 6;
     let Ok(len) = u16::try_from(tcp.len()) else {
         return false;

@@ -18,12 +18,11 @@ pub enum GsoError {
     ZeroMss,
 }
 
-const ETHERNET_HEADER_LEN: usize = 14;
-const TCP_FIN: u8 = 0x01;
-const TCP_PSH: u8 = 0x08;
-const TCP_CWR: u8 = 0x80;
+use smoltcp::wire::{IpProtocol, Ipv4Packet, TcpPacket};
 
 use crate::checksum::{fold, ones_sum};
+
+const ETHERNET_HEADER_LEN: usize = 14;
 
 /// Completes a partial checksum in place: the field at `csum_start + csum_offset` holds the
 /// pseudo-header sum, and the one's complement of the sum over `frame[csum_start..]` is
@@ -56,56 +55,62 @@ pub fn segment_tcp4(
     if mss == 0 {
         return Err(GsoError::ZeroMss);
     }
+    // RFC 791 §3.1 and RFC 9293 §3.1 headers through smoltcp's views; the lengths they
+    // read are checked here (the IPv4 total length of a superframe is not relied on).
     let ip = frame
         .get(ETHERNET_HEADER_LEN..)
+        .filter(|ip| frame[12..14] == [0x08, 0x00] && ip.len() >= 20)
+        .map(Ipv4Packet::new_unchecked)
         .ok_or(GsoError::Malformed)?;
-    if frame[12..14] != [0x08, 0x00] || ip.len() < 20 || ip[0] >> 4 != 4 || ip[9] != 6 {
+    if ip.version() != 4 || ip.next_header() != IpProtocol::Tcp {
         return Err(GsoError::Malformed);
     }
-    let ihl = usize::from(ip[0] & 0x0f) * 4;
-    let tcp = ip.get(ihl..).ok_or(GsoError::Malformed)?;
-    if ihl < 20 || tcp.len() < 20 {
-        return Err(GsoError::Malformed);
-    }
-    let thl = usize::from(tcp[12] >> 4) * 4;
-    if thl < 20 || tcp.len() < thl {
+    let ihl = usize::from(ip.header_len());
+    let tcp = frame[ETHERNET_HEADER_LEN..]
+        .get(ihl..)
+        .filter(|tcp| ihl >= 20 && tcp.len() >= 20)
+        .map(TcpPacket::new_unchecked)
+        .ok_or(GsoError::Malformed)?;
+    let thl = usize::from(tcp.header_len());
+    if thl < 20 || frame.len() < ETHERNET_HEADER_LEN + ihl + thl {
         return Err(GsoError::Malformed);
     }
     let header_len = ETHERNET_HEADER_LEN + ihl + thl;
     let payload = &frame[header_len..];
-    let seq = u32::from_be_bytes([tcp[4], tcp[5], tcp[6], tcp[7]]);
-    let id = u16::from_be_bytes([ip[4], ip[5]]);
-    let flags = tcp[13];
+    let seq = tcp.seq_number();
+    let (cwr, fin, psh) = (tcp.cwr(), tcp.fin(), tcp.psh());
+    let id = ip.ident();
     let count = payload.len().div_ceil(mss).max(1);
     for i in 0..count {
         let chunk = &payload[(i * mss).min(payload.len())..((i + 1) * mss).min(payload.len())];
         headers.clear();
         headers.extend_from_slice(&frame[..header_len]);
         let (eth_ip, tcph) = headers.split_at_mut(ETHERNET_HEADER_LEN + ihl);
-        let iph = &mut eth_ip[ETHERNET_HEADER_LEN..];
-        let ip_len = (ihl + thl + chunk.len()) as u16;
-        iph[2..4].copy_from_slice(&ip_len.to_be_bytes());
-        iph[4..6].copy_from_slice(&id.wrapping_add(i as u16).to_be_bytes());
-        iph[10..12].fill(0);
-        let ip_sum = !fold(ones_sum(&iph[..ihl], 0));
-        iph[10..12].copy_from_slice(&ip_sum.to_be_bytes());
-        tcph[4..8].copy_from_slice(&seq.wrapping_add((i * mss) as u32).to_be_bytes());
-        let mut f = flags;
-        if i > 0 {
-            f &= !TCP_CWR;
-        }
-        if i + 1 < count {
-            f &= !(TCP_FIN | TCP_PSH);
-        }
-        tcph[13] = f;
-        tcph[16..18].fill(0);
+        let mut iph = Ipv4Packet::new_unchecked(&mut eth_ip[ETHERNET_HEADER_LEN..]);
+        iph.set_total_len((ihl + thl + chunk.len()) as u16);
+        iph.set_ident(id.wrapping_add(i as u16));
+        iph.set_checksum(0);
+        let ip_sum = !fold(ones_sum(&iph.as_ref()[..ihl], 0));
+        iph.set_checksum(ip_sum);
+        let (src, dst) = (iph.src_addr(), iph.dst_addr());
+        let mut seg = TcpPacket::new_unchecked(&mut tcph[..]);
+        seg.set_seq_number(seq + i * mss);
+        // CWR on the first segment only, FIN and PSH on the last only.
+        seg.set_cwr(cwr && i == 0);
+        seg.set_fin(fin && i + 1 == count);
+        seg.set_psh(psh && i + 1 == count);
+        seg.set_checksum(0);
         // RFC 9293 §3.1: the checksum covers the pseudo-header, the TCP header and the data.
         let mut pseudo = [0u8; 12];
-        pseudo[..8].copy_from_slice(&iph[12..20]);
+        pseudo[..4].copy_from_slice(&src.octets());
+        pseudo[4..8].copy_from_slice(&dst.octets());
         pseudo[9] = 6;
         pseudo[10..12].copy_from_slice(&((thl + chunk.len()) as u16).to_be_bytes());
-        let sum = !fold(ones_sum(chunk, ones_sum(tcph, ones_sum(&pseudo, 0))));
-        tcph[16..18].copy_from_slice(&sum.to_be_bytes());
+        let sum = !fold(ones_sum(
+            chunk,
+            ones_sum(seg.as_ref(), ones_sum(&pseudo, 0)),
+        ));
+        seg.set_checksum(sum);
         emit(headers, chunk);
     }
     Ok(count)
@@ -114,6 +119,10 @@ pub fn segment_tcp4(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TCP_FIN: u8 = 0x01;
+    const TCP_PSH: u8 = 0x08;
+    const TCP_CWR: u8 = 0x80;
 
     fn checksum_ok(data: &[u8], init: u64) -> bool {
         fold(ones_sum(data, init)) == 0xffff
