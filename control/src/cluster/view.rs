@@ -22,33 +22,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 use weft_switch::MacAddr;
+
+pub use super::spec::{EndpointSpec, NetworkFlags, NetworkSpec};
 
 /// Addresses per IPAM block: a node allocates inside blocks it leased, so two nodes never
 /// hand out the same address, even at the same moment.
 pub const BLOCK_SIZE: u32 = 16;
-
-/// An overlay network as its creator published it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkSpec {
-    pub vni: u32,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
-    pub mtu: u32,
-    /// Creation time (milliseconds since the Unix epoch): tells incarnations of one name
-    /// apart, and the older of two concurrent creations wins.
-    pub created_ms: u64,
-}
-
-/// One endpoint of a node on an overlay network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointSpec {
-    pub ip: Ipv4Addr,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-}
 
 /// What one node's gossip says, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +41,8 @@ pub struct NodeInfo {
     pub removed: BTreeMap<String, u64>,
     pub endpoints: BTreeMap<(u32, MacAddr), EndpointSpec>,
     pub leases: BTreeSet<(u32, u32)>,
+    /// What of the node's gossip was refused and why, for the log.
+    pub issues: Vec<String>,
 }
 
 impl NodeInfo {
@@ -79,13 +61,19 @@ impl NodeInfo {
             removed: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             leases: BTreeSet::new(),
+            issues: Vec::new(),
         };
         for (key, value) in kvs {
             if key == "vtep" {
                 n.vtep = value.parse().ok();
             } else if let Some(net) = key.strip_prefix("net:") {
-                if let Ok(spec) = serde_json::from_str(value) {
-                    n.networks.insert(net.to_string(), spec);
+                if let Ok(spec) = serde_json::from_str::<NetworkSpec>(value) {
+                    match spec.check() {
+                        Ok(()) => {
+                            n.networks.insert(net.to_string(), spec);
+                        }
+                        Err(e) => n.issues.push(format!("network {net:?} refused: {e}")),
+                    }
                 }
             } else if let Some(net) = key.strip_prefix("netrm:") {
                 if let Ok(created) = value.parse() {
@@ -181,7 +169,10 @@ impl ClusterView {
     }
 
     /// The overlay networks of the cluster: for each name the oldest creation any live
-    /// node publishes, unless a live node removed that incarnation (or a newer one).
+    /// node publishes, unless a live node removed that incarnation (or a newer one). Its
+    /// isolation flags are the strictest any live node publishes for that incarnation: a
+    /// node that adopted it as open before the flags were gossiped (or one that lies) never
+    /// opens it elsewhere.
     pub fn networks(&self) -> BTreeMap<String, NetworkSpec> {
         let mut best: BTreeMap<String, (NetworkSpec, &str)> = BTreeMap::new();
         for node in self.live() {
@@ -194,6 +185,15 @@ impl ClusterView {
                 };
                 if better {
                     best.insert(name.clone(), (spec.clone(), node.name.as_str()));
+                }
+            }
+        }
+        for node in self.live() {
+            for (name, spec) in &node.networks {
+                if let Some((cur, _)) = best.get_mut(name) {
+                    if cur.created_ms == spec.created_ms {
+                        cur.set_flags(cur.flags().stricter(spec.flags()));
+                    }
                 }
             }
         }
@@ -326,6 +326,9 @@ mod tests {
             gateway: Ipv4Addr::new(10, 9, 0, 1),
             mtu: 1450,
             created_ms: created,
+            icc: true,
+            nat: true,
+            internal: false,
         }
     }
 
@@ -338,6 +341,7 @@ mod tests {
             removed: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             leases: BTreeSet::new(),
+            issues: Vec::new(),
         }
     }
 
@@ -434,6 +438,37 @@ mod tests {
         b.alive = false;
         let view = ClusterView::new("a", vec![a, b]);
         assert!(view.networks().contains_key("ov"));
+    }
+
+    #[test]
+    fn the_strictest_flags_of_an_incarnation_win() {
+        let mut a = node("a", 1, true);
+        let mut b = node("b", 2, true);
+        let mut closed = spec(10);
+        closed.icc = false;
+        closed.internal = true;
+        // "a" created it closed; "b" adopted it as open before the flags were gossiped.
+        a.networks.insert("ov".into(), closed);
+        b.networks.insert("ov".into(), spec(10));
+        let view = ClusterView::new("b", vec![b.clone(), a.clone()]);
+        let flags = view.networks()["ov"].flags();
+        assert_eq!(
+            flags,
+            NetworkFlags {
+                icc: false,
+                nat: true,
+                internal: true
+            }
+        );
+        // Another incarnation's flags do not count.
+        let mut newer = spec(20);
+        newer.nat = false;
+        let c = NodeInfo {
+            networks: BTreeMap::from([("ov".to_string(), newer)]),
+            ..node("c", 3, true)
+        };
+        let view = ClusterView::new("b", vec![a, b, c]);
+        assert!(view.networks()["ov"].nat);
     }
 
     #[test]
