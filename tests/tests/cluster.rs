@@ -1301,7 +1301,7 @@ fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
                 payload.len(),
                 i + 1
             );
-            if !payload.starts_with(b"WFG1") || payload.len() < 4 + 12 + 16 {
+            if !payload.starts_with(b"WFG2") || payload.len() < 4 + 12 + 16 {
                 unsealed.push(what.clone());
             }
             for w in &forbidden {
@@ -1319,7 +1319,7 @@ fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
     );
     assert!(
         unsealed.is_empty(),
-        "gossip datagrams that are not sealed (\"WFG1\", nonce, tag): {unsealed:#?}"
+        "gossip datagrams that are not sealed (\"WFG2\", nonce, tag): {unsealed:#?}"
     );
     assert!(
         leaks.is_empty(),

@@ -4,6 +4,8 @@
 //! - `overlay_flags_are_adopted_as_created`: an overlay network created with `--icc=false
 //!   --internal` (and one with `--nat none`) on one node is adopted with the same flags on
 //!   the other, and behaves so there: endpoints reach the gateway only, nothing leaves.
+//! - `replayed_gossip_is_dropped_and_counted`: gossip datagrams captured on the underlay and
+//!   sent again are refused (`weft metrics`: replayed), the cluster stays formed.
 //!
 //! Addresses: underlays 10.166-10.169.0.0/24, overlays 10.206-10.209.0.0/24, VNIs 96xx, one
 //! set per test.
@@ -58,15 +60,23 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
-/// Two cluster nodes in namespaces joined by a veth underlay (`PREFIX.1`, `PREFIX.2`),
-/// the second joining the first; waits until each lists the other alive.
-fn two_nodes(lab: &Lab, prefix: &str) -> (HostDaemon, HostDaemon) {
+/// Two host namespaces joined by a veth underlay: (h1, h2, PREFIX.1, PREFIX.2).
+fn underlay(lab: &Lab, prefix: &str) -> (String, String, String, String) {
     let (h1, h2) = (lab.ns("h1"), lab.ns("h2"));
     let (a1, a2) = (format!("{prefix}.1"), format!("{prefix}.2"));
     veth_underlay(&h1, &a1, &h2, &a2);
+    (h1, h2, a1, a2)
+}
+
+/// Cluster nodes in the namespaces of [`underlay`], the second joining the first; waits
+/// until each lists the other alive.
+fn two_nodes_on(
+    lab: &Lab,
+    (h1, h2, a1, a2): &(String, String, String, String),
+) -> (HostDaemon, HostDaemon) {
     let key = key_file(lab, "cluster.key");
-    let a = HostDaemon::start(lab, "a", &h1, &a1, &member_args(&key, None));
-    let b = HostDaemon::start(lab, "b", &h2, &a2, &member_args(&key, Some(&a1)));
+    let a = HostDaemon::start(lab, "a", h1, a1, &member_args(&key, None));
+    let b = HostDaemon::start(lab, "b", h2, a2, &member_args(&key, Some(a1)));
     let formed = wait_until(Duration::from_secs(15), || {
         a.peer_state(&b.node).as_deref() == Some("alive")
             && b.peer_state(&a.node).as_deref() == Some("alive")
@@ -77,6 +87,11 @@ fn two_nodes(lab: &Lab, prefix: &str) -> (HostDaemon, HostDaemon) {
         diag(&[&a, &b])
     );
     (a, b)
+}
+
+/// Two cluster nodes on a veth underlay `PREFIX.0/24`.
+fn two_nodes(lab: &Lab, prefix: &str) -> (HostDaemon, HostDaemon) {
+    two_nodes_on(lab, &underlay(lab, prefix))
 }
 
 /// `weft network inspect NET` on `d` once the network is there (<= 10 s).
@@ -229,5 +244,87 @@ fn overlay_flags_are_adopted_as_created() {
         !ping_ok(&lab, &e1.ns, &e2.ip, 2, &[]),
         "after the flags were applied, endpoints of `closed` on b reach each other\n{}",
         diag(&[&a, &b])
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. replayed gossip
+// ---------------------------------------------------------------------------
+
+/// weft's default `--gossip-port`.
+const GOSSIP_PORT: u16 = 7946;
+
+/// Sends every hex datagram of argv[3:] three times to argv[1]:argv[2].
+const REPLAYER: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for d in sys.argv[3:]:
+    for _ in range(3):
+        s.sendto(bytes.fromhex(d), (sys.argv[1], int(sys.argv[2])))
+print("sent")
+"#;
+
+/// The value of the series `line_start` in `weft metrics` of `d` (0 if absent).
+fn metric(d: &HostDaemon, line_start: &str) -> u64 {
+    d.weft_ok(&["metrics"])
+        .lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn replayed_gossip_is_dropped_and_counted() {
+    root_or_skip!();
+    require_tools(&["tcpdump", "python3"]);
+    let lab = Lab::without_daemon();
+    let (a, b) = two_nodes(&lab, "10.167.0");
+    // Datagrams of the formed cluster: each was delivered (and accepted) once already.
+    let sniffer = Sniffer::start(
+        &lab,
+        &a.ns,
+        "ul0",
+        &format!("udp dst port {GOSSIP_PORT}"),
+        "gossip.pcap",
+    );
+    thread::sleep(Duration::from_millis(1500));
+    let captured: Vec<String> = sniffer
+        .finish()
+        .iter()
+        .filter_map(|f| {
+            let ip = ipv4(f)?;
+            let from_b = ip_string(ip.src) == b.addr;
+            (from_b && ip.proto == 17 && ip.payload.len() > 8).then(|| to_hex(&ip.payload[8..]))
+        })
+        .take(5)
+        .collect();
+    assert!(
+        !captured.is_empty(),
+        "no gossip datagram from {} to {} captured",
+        b.addr,
+        a.addr
+    );
+    let series = "weft_gossip_dropped_total{reason=\"replayed\"}";
+    let before = metric(&a, series);
+    let mut args = vec!["python3", "-c", REPLAYER, &a.addr, "7946"];
+    args.extend(captured.iter().map(String::as_str));
+    let out = lab.exec_ok(&b.ns, &args);
+    assert!(out.contains("sent"), "{out}");
+    let n = captured.len() as u64;
+    let mut now = before;
+    let counted = wait_until(Duration::from_secs(5), || {
+        now = metric(&a, series);
+        now >= before + 3 * n
+    });
+    assert!(
+        counted,
+        "{n} captured gossip datagrams sent 3 times each: replayed went from {before} to {now} \
+         (expected +{})\n{}",
+        3 * n,
+        a.weft_ok(&["metrics"])
+    );
+    assert_eq!(
+        a.peer_state(&b.node).as_deref(),
+        Some("alive"),
+        "the cluster is still formed after the replays"
     );
 }

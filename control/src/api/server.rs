@@ -216,12 +216,15 @@ async fn nat(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
 }
 
 async fn metrics(State(d): Shared) -> Response {
+    let gossip = d.gossip_counters();
     match blocking(move || d.metrics_data()).await {
-        Ok(data) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            super::metrics::render(&data),
-        )
-            .into_response(),
+        Ok(data) => {
+            let mut text = super::metrics::render(&data);
+            if let Some(c) = gossip {
+                super::metrics::render_gossip(&mut text, &c);
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -14,7 +14,7 @@ use ipnet::Ipv4Net;
 use weft_switch::{MacAddr, NetworkId, PortId};
 
 use super::{invalid, parse_mac, Control, Daemon, DaemonError, Result};
-use crate::cluster::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
+use crate::cluster::gossip::{Gossip, GossipCounters, NodeState, NodeStatus, GOSSIP_INTERVAL};
 use crate::cluster::sync;
 use crate::cluster::view::{self as cluster, ClusterView, EndpointSpec, NetworkFlags, NetworkSpec};
 use crate::daemon::state::NetworkRecord;
@@ -661,6 +661,11 @@ impl Daemon {
         self.link()
             .map(|l| l.local().names.get(network).cloned().unwrap_or_default())
             .unwrap_or_default()
+    }
+
+    /// The gossip socket's counters, if this daemon is in a cluster.
+    pub fn gossip_counters(&self) -> Option<Arc<GossipCounters>> {
+        self.link().map(|l| Arc::clone(&l.gossip.counters))
     }
 
     /// `weft cluster`: this node and its gossip counters.
