@@ -6,6 +6,8 @@
 //!   the other, and behaves so there: endpoints reach the gateway only, nothing leaves.
 //! - `replayed_gossip_is_dropped_and_counted`: gossip datagrams captured on the underlay and
 //!   sent again are refused (`weft metrics`: replayed), the cluster stays formed.
+//! - `key_files_are_private`: `weft keygen --out FILE` writes mode 0600 and does not
+//!   overwrite without `--force`; the daemon refuses a key file others can read.
 //!
 //! Addresses: underlays 10.166-10.169.0.0/24, overlays 10.206-10.209.0.0/24, VNIs 96xx, one
 //! set per test.
@@ -24,13 +26,17 @@ use weft_tests::*;
 // set-up
 // ---------------------------------------------------------------------------
 
-/// A new cluster key (`weft keygen`) in `lab.dir/name`, mode 0600.
+/// A new cluster key (`weft keygen --out`) in `lab.dir/name`.
 fn key_file(lab: &Lab, name: &str) -> PathBuf {
-    let o = run_timeout(Command::new(weft_bin()).arg("keygen"), CLI_TIMEOUT);
-    assert!(o.status.success(), "weft keygen failed: {}", stderr_of(&o));
     let path = lab.dir.join(name);
-    fs::write(&path, stdout_of(&o)).expect("write the cluster key file");
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600 the key");
+    let o = run_timeout(
+        Command::new(weft_bin())
+            .arg("keygen")
+            .arg("--out")
+            .arg(&path),
+        CLI_TIMEOUT,
+    );
+    assert!(o.status.success(), "weft keygen failed: {}", stderr_of(&o));
     path
 }
 
@@ -327,4 +333,103 @@ fn replayed_gossip_is_dropped_and_counted() {
         Some("alive"),
         "the cluster is still formed after the replays"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 3. key file permissions
+// ---------------------------------------------------------------------------
+
+/// `weft args...` without a daemon.
+fn weft_plain(args: &[&str]) -> std::process::Output {
+    run_timeout(Command::new(weft_bin()).args(args), CLI_TIMEOUT)
+}
+
+/// The permission bits of `path`.
+fn mode_of(path: &Path) -> u32 {
+    fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+/// The single line of 64 hex digits in the key file `path`.
+fn key_line(path: &Path) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let line = text.trim().to_string();
+    assert!(
+        text.lines().count() == 1
+            && line.len() == 64
+            && line.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{} should hold one line of 64 hex digits: {text:?}",
+        path.display()
+    );
+    line
+}
+
+#[test]
+fn key_files_are_private() {
+    root_or_skip!();
+    let lab = Lab::without_daemon();
+    let path = lab.dir.join("k").join("cluster.key");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let p = path.to_str().unwrap();
+
+    // keygen --out: mode 0600 whatever the umask, nothing on stdout.
+    let o = run_timeout(
+        Command::new("sh").args([
+            "-c",
+            &format!("umask 000; exec {} keygen --out {p}", weft_bin().display()),
+        ]),
+        CLI_TIMEOUT,
+    );
+    assert!(o.status.success(), "keygen --out failed: {}", stderr_of(&o));
+    assert!(
+        stdout_of(&o).trim().is_empty(),
+        "the key went to stdout too"
+    );
+    assert_eq!(mode_of(&path), 0o600, "keygen --out under umask 000");
+    let first = key_line(&path);
+
+    // No overwrite without --force: the file is kept as it was.
+    let o = weft_plain(&["keygen", "--out", p]);
+    check_error(&o, "keygen --out on an existing file", &[p, "--force"]);
+    assert_eq!(key_line(&path), first, "the key was overwritten");
+
+    // --force replaces it, still 0600 even if the old file was open to others.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+    let o = weft_plain(&["keygen", "--out", p, "--force"]);
+    assert!(o.status.success(), "keygen --force: {}", stderr_of(&o));
+    assert_ne!(key_line(&path), first, "--force kept the old key");
+    assert_eq!(mode_of(&path), 0o600, "after --force");
+
+    // The daemon refuses a key file group or others can read, naming the fix.
+    let (h1, _h2, a1, _a2) = underlay(&lab, "10.168.0");
+    for mode in [0o644, 0o640] {
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).unwrap();
+        let dir = lab.dir.join(format!("refused-{mode:o}"));
+        fs::create_dir_all(&dir).unwrap();
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &h1])
+            .arg(weft_bin())
+            .arg("--socket")
+            .arg(dir.join("weft.sock"))
+            .arg("daemon")
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .args(["--advertise", &a1, "--cluster-key-file", p]);
+        let mut bg = Bg::spawn(c);
+        let st = bg.wait(Duration::from_secs(10));
+        let err = bg.stderr();
+        assert_eq!(
+            st.code(),
+            Some(1),
+            "daemon with a key file of mode {mode:04o}: {st}, stderr {err:?}"
+        );
+        let fix = format!("chmod 600 {p}");
+        assert!(
+            err.trim_start().starts_with("error: ") && err.contains(&fix),
+            "the refusal of mode {mode:04o} should name the file and `{fix}`: {err:?}"
+        );
+    }
+    // The control: mode 0600 starts.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    let d = HostDaemon::start(&lab, "ok", &h1, &a1, &member_args(&path, None));
+    assert_eq!(d.cluster()["nodes_alive"], 1);
 }

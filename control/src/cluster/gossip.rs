@@ -27,12 +27,14 @@ const CLUSTER_ID: &str = "weft";
 /// Errors of the cluster key and the gossip.
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
-    #[error("cannot read the cluster key file {path}: {source}; create one with `weft keygen > {path}` (the same file on every node)")]
+    #[error("cannot read the cluster key file {path}: {source}; create one with `weft keygen --out {path}` (the same file on every node)")]
     KeyFile {
         path: String,
         source: std::io::Error,
     },
-    #[error("the cluster key file {path} is malformed: {why}; it must hold one line of 64 hex digits as `weft keygen` prints it")]
+    #[error("the cluster key file {path} is open to group or others (mode {mode:04o}): whoever reads it can join the cluster and read its gossip; restrict it with `chmod 600 {path}`")]
+    KeyPermissions { path: String, mode: u32 },
+    #[error("the cluster key file {path} is malformed: {why}; it must hold one line of 64 hex digits as `weft keygen --out FILE` writes it")]
     KeyMalformed { path: String, why: String },
     #[error("cannot get random bytes from the kernel: {0}")]
     Random(String),
@@ -93,13 +95,29 @@ impl ClusterKey {
         Ok(ClusterKey(key))
     }
 
-    /// Reads and parses a key file.
+    /// Reads and parses a key file, which group and others must have no access to.
     pub fn load(path: &Path) -> Result<ClusterKey, GossipError> {
+        use std::io::Read;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| GossipError::KeyFile {
+        let file_error = |source| GossipError::KeyFile {
             path: shown.clone(),
             source,
-        })?;
+        };
+        // The mode of the file that is read, not of whatever the path names a moment later.
+        // Non-blocking: a FIFO in its place fails to parse instead of hanging the start.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(file_error)?;
+        let meta = file.metadata().map_err(file_error)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(GossipError::KeyPermissions { path: shown, mode });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(file_error)?;
         ClusterKey::parse(&text, &shown)
     }
 }
@@ -410,6 +428,44 @@ mod tests {
             healed.is_some(),
             "tables did not converge after the partition healed"
         );
+    }
+
+    #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        /// Removes the test's directory, also when the test fails.
+        struct TempDir(std::path::PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            TempDir(std::env::temp_dir().join(format!("weft-key-test-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("cluster.key");
+        std::fs::write(&path, ClusterKey::generate_line().unwrap()).unwrap();
+        let shown = path.display().to_string();
+        let mut refused = Vec::new();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o606, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match ClusterKey::load(&path) {
+                Ok(_) => refused.push(format!("{mode:04o} accepted")),
+                Err(e) => {
+                    let e = e.to_string();
+                    if !e.contains(&shown) || !e.contains(&format!("chmod 600 {shown}")) {
+                        refused.push(format!("{mode:04o}: {e}"));
+                    }
+                }
+            }
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            if let Err(e) = ClusterKey::load(&path) {
+                refused.push(format!("{mode:04o} refused: {e}"));
+            }
+        }
+        assert!(refused.is_empty(), "{refused:#?}");
     }
 
     #[test]
