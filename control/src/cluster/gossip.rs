@@ -277,6 +277,8 @@ impl Gossip {
                 newest.insert(id.node_id.to_string(), id);
             }
         }
+        // Forget the nodes chitchat forgot: the map never outgrows the cluster.
+        heard.retain(|name, _| newest.contains_key(name));
         for (name, id) in newest {
             let Some(state) = chitchat.node_state(id) else {
                 continue;

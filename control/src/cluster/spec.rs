@@ -69,7 +69,18 @@ pub enum SpecError {
     Subnet(Ipv4Net, &'static str),
     #[error("field gateway: {0} is not a host address of {1}")]
     Gateway(Ipv4Addr, Ipv4Net),
+    #[error("field name: {0} characters, more than a DNS name's {MAX_DNS_NAME}")]
+    NameLength(usize),
+    #[error("field aliases: {0} of them, more than {MAX_ALIASES}")]
+    Aliases(usize),
+    #[error("field aliases: one has {0} characters, more than a DNS name's {MAX_DNS_NAME}")]
+    AliasLength(usize),
 }
+
+/// Longest endpoint name or alias a gossiped endpoint may have (a DNS name, RFC 1035 §2.3.4).
+pub const MAX_DNS_NAME: usize = 253;
+/// Most aliases a gossiped endpoint may have.
+pub const MAX_ALIASES: usize = 64;
 
 impl NetworkSpec {
     pub fn flags(&self) -> NetworkFlags {
@@ -124,6 +135,23 @@ pub struct EndpointSpec {
     pub name: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
+}
+
+impl EndpointSpec {
+    /// Bounds what one endpoint adds to every other node's DNS: a name and at most
+    /// [`MAX_ALIASES`] aliases, each at most [`MAX_DNS_NAME`] characters.
+    pub fn check(&self) -> Result<(), SpecError> {
+        if self.name.len() > MAX_DNS_NAME {
+            return Err(SpecError::NameLength(self.name.len()));
+        }
+        if self.aliases.len() > MAX_ALIASES {
+            return Err(SpecError::Aliases(self.aliases.len()));
+        }
+        match self.aliases.iter().find(|a| a.len() > MAX_DNS_NAME) {
+            Some(a) => Err(SpecError::AliasLength(a.len())),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
