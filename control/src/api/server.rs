@@ -329,8 +329,9 @@ async fn trace(
     }
 }
 
-/// Serves the API on `socket` until `shutdown` resolves. The socket is created with mode 0600
-/// (root-only) and removed on exit.
+/// Serves the API on `socket` until `shutdown` resolves, to root and the daemon's own user
+/// only ([`super::peer`]: checked on every connection, whatever the socket's mode). The
+/// socket is created with mode 0600 (root-only) and removed on exit.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: tokio::net::UnixListener,
@@ -338,6 +339,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(daemon);
+    let listener = super::peer::CheckedListener::new(listener, weft_sys::effective_uid());
     // Not a graceful shutdown: a live capture stream would hold it open forever.
     let result = tokio::select! {
         r = axum::serve(listener, app).into_future() => r,
