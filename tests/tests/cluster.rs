@@ -28,6 +28,7 @@
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -46,23 +47,30 @@ const OVERLAY_MTU: u64 = 1450;
 // cluster set-up
 // ---------------------------------------------------------------------------
 
-/// `weft keygen`, checked (one line of 64 hex digits), saved to `lab.dir/name`.
+/// `weft keygen --out lab.dir/name`, checked (one line of 64 hex digits, mode 0600).
 fn keygen(lab: &Lab, name: &str) -> PathBuf {
-    let o = run_timeout(Command::new(weft_bin()).arg("keygen"), CLI_TIMEOUT);
-    let out = stdout_of(&o);
+    let path = lab.dir.join(name);
+    let o = run_timeout(
+        Command::new(weft_bin())
+            .arg("keygen")
+            .arg("--out")
+            .arg(&path),
+        CLI_TIMEOUT,
+    );
     assert!(
         o.status.success(),
-        "weft keygen failed ({}): {}",
+        "weft keygen --out failed ({}): {}",
         o.status,
         stderr_of(&o)
     );
+    let out = fs::read_to_string(&path).expect("read the cluster key file");
     let lines: Vec<&str> = out.lines().collect();
     assert!(
         lines.len() == 1 && lines[0].len() == 64 && lines[0].bytes().all(|b| b.is_ascii_hexdigit()),
-        "weft keygen should print one line of 64 hex digits, printed {out:?}"
+        "weft keygen should write one line of 64 hex digits, wrote {out:?}"
     );
-    let path = lab.dir.join(name);
-    fs::write(&path, &out).expect("write the cluster key file");
+    let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "weft keygen --out wrote mode {mode:o}");
     path
 }
 
@@ -1301,7 +1309,7 @@ fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
                 payload.len(),
                 i + 1
             );
-            if !payload.starts_with(b"WFG1") || payload.len() < 4 + 12 + 16 {
+            if !payload.starts_with(b"WFG2") || payload.len() < 4 + 12 + 16 {
                 unsealed.push(what.clone());
             }
             for w in &forbidden {
@@ -1319,7 +1327,7 @@ fn gossip_is_sealed_and_foreign_keys_are_shut_out() {
     );
     assert!(
         unsealed.is_empty(),
-        "gossip datagrams that are not sealed (\"WFG1\", nonce, tag): {unsealed:#?}"
+        "gossip datagrams that are not sealed (\"WFG2\", nonce, tag): {unsealed:#?}"
     );
     assert!(
         leaks.is_empty(),
@@ -1490,6 +1498,8 @@ fn bad_cluster_key_files_refuse_the_start() {
         let path = lab.dir.join(format!("{case}.key"));
         if let Some(c) = content {
             fs::write(&path, c).unwrap();
+            // Private, as a key file must be: what is refused is the content.
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
         }
         let p = path.to_str().unwrap();
         failures.extend(expect_refusal(

@@ -2,6 +2,9 @@
 
 use std::fmt::Write;
 
+use std::sync::atomic::Ordering;
+
+use crate::cluster::gossip::GossipCounters;
 use crate::daemon::MetricsData;
 use crate::types::{NetworkStatsRow, PortRow};
 
@@ -14,6 +17,46 @@ pub fn render(data: &MetricsData) -> String {
     write_ports(&mut out, &data.ports);
     write_networks(&mut out, &data.networks);
     out
+}
+
+/// The gossip socket's counters (a cluster node only): datagrams received and sent, and
+/// those dropped by reason.
+pub fn render_gossip(out: &mut String, c: &GossipCounters) {
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    for (name, help, value) in [
+        (
+            "weft_gossip_rx_datagrams_total",
+            "Gossip datagrams received.",
+            load(&c.rx),
+        ),
+        (
+            "weft_gossip_tx_datagrams_total",
+            "Gossip datagrams sent.",
+            load(&c.tx),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP weft_gossip_dropped_total Gossip datagrams dropped, by reason (old_format is part of auth_failed).\n# TYPE weft_gossip_dropped_total counter"
+    );
+    for (reason, a) in [
+        ("auth_failed", &c.auth_failed),
+        ("old_format", &c.old_format),
+        ("malformed", &c.malformed),
+        ("replayed", &c.replayed),
+        ("stale", &c.stale),
+    ] {
+        let _ = writeln!(
+            out,
+            "weft_gossip_dropped_total{{reason=\"{reason}\"}} {}",
+            load(a)
+        );
+    }
 }
 
 /// A label value with `\` and `"` escaped.
@@ -211,5 +254,30 @@ weft_gateway_arp_replies_total{network="front"} 12
 weft_gateway_echo_replies_total{network="front"} 13
 "#;
         assert_eq!(render(&data), expected);
+    }
+
+    #[test]
+    fn renders_the_gossip_counters() {
+        let c = GossipCounters::default();
+        c.rx.store(10, Ordering::Relaxed);
+        c.tx.store(11, Ordering::Relaxed);
+        c.replayed.store(2, Ordering::Relaxed);
+        c.stale.store(3, Ordering::Relaxed);
+        let mut out = String::new();
+        render_gossip(&mut out, &c);
+        for line in [
+            "# TYPE weft_gossip_rx_datagrams_total counter",
+            "weft_gossip_rx_datagrams_total 10",
+            "weft_gossip_tx_datagrams_total 11",
+            "# TYPE weft_gossip_dropped_total counter",
+            "weft_gossip_dropped_total{reason=\"auth_failed\"} 0",
+            "weft_gossip_dropped_total{reason=\"replayed\"} 2",
+            "weft_gossip_dropped_total{reason=\"stale\"} 3",
+        ] {
+            assert!(
+                out.lines().any(|l| l == line),
+                "{line:?} missing in:\n{out}"
+            );
+        }
     }
 }

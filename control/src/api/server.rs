@@ -216,12 +216,15 @@ async fn nat(State(d): Shared, Query(q): Query<FdbQuery>) -> Response {
 }
 
 async fn metrics(State(d): Shared) -> Response {
+    let gossip = d.gossip_counters();
     match blocking(move || d.metrics_data()).await {
-        Ok(data) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            super::metrics::render(&data),
-        )
-            .into_response(),
+        Ok(data) => {
+            let mut text = super::metrics::render(&data);
+            if let Some(c) = gossip {
+                super::metrics::render_gossip(&mut text, &c);
+            }
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -326,8 +329,9 @@ async fn trace(
     }
 }
 
-/// Serves the API on `socket` until `shutdown` resolves. The socket is created with mode 0600
-/// (root-only) and removed on exit.
+/// Serves the API on `socket` until `shutdown` resolves, to root and the daemon's own user
+/// only ([`super::peer`]: checked on every connection, whatever the socket's mode). The
+/// socket is created with mode 0600 (root-only) and removed on exit.
 pub async fn serve(
     daemon: Arc<Daemon>,
     listener: tokio::net::UnixListener,
@@ -335,6 +339,7 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(daemon);
+    let listener = super::peer::CheckedListener::new(listener, weft_sys::effective_uid());
     // Not a graceful shutdown: a live capture stream would hold it open forever.
     let result = tokio::select! {
         r = axum::serve(listener, app).into_future() => r,

@@ -76,8 +76,8 @@ pub enum Command {
     Peers,
     /// Run a self-contained lab: namespaces, a network, pings, the learned tables
     Demo,
-    /// Print a new random cluster key (one line; save it to the --cluster-key-file of every node)
-    Keygen,
+    /// A new random cluster key: one line, written to FILE with mode 0600 (--out), else printed
+    Keygen(KeygenArgs),
     /// This node in the gossip cluster: name, addresses, gossip counters
     Cluster,
 }
@@ -195,6 +195,17 @@ pub enum NetworkCommand {
         #[arg(long)]
         force: bool,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct KeygenArgs {
+    /// Write the key to FILE, readable by its owner only (mode 0600), instead of printing it;
+    /// copy that file to the --cluster-key-file of every node
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Replace FILE if it exists
+    #[arg(long, requires = "out")]
+    pub force: bool,
 }
 
 #[derive(Args, Debug)]

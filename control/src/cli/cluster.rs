@@ -1,19 +1,77 @@
 //! VXLAN peers and the gossip cluster: `peers`, `peer add/rm/ls`, `cluster`, `keygen`.
 
-use anyhow::Result;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
 use hyper::Method;
 use serde_json::Value;
 
-use super::args::PeerCommand;
+use super::args::{KeygenArgs, PeerCommand};
 use super::render::{fmt_age, print_json, print_table};
 use crate::api::client::{seg, Client};
 use crate::types::{ClusterInfo, PeerAdd, PeerRow};
 
 const NONE: Option<&Value> = None;
 
-/// `weft keygen`: a new cluster key, one line.
-pub fn keygen() -> Result<()> {
-    println!("{}", crate::cluster::gossip::ClusterKey::generate_line()?);
+/// `weft keygen [--out FILE [--force]]`: a new cluster key, one line, printed or written to
+/// FILE with mode 0600.
+pub fn keygen(args: &KeygenArgs) -> Result<()> {
+    let line = crate::cluster::gossip::ClusterKey::generate_line()?;
+    let Some(path) = &args.out else {
+        println!("{line}");
+        return Ok(());
+    };
+    write_private(path, &format!("{line}\n"), args.force)?;
+    eprintln!(
+        "cluster key written to {} (mode 0600); copy it to the --cluster-key-file of every node",
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes `text` to `path` with mode 0600 from its creation on (the umask can only narrow
+/// it). Without `force` an existing file is refused; with it the file is replaced
+/// atomically by a new one (temporary file in the same directory, fsync, rename), so the
+/// old file's mode does not carry over.
+fn write_private(path: &Path, text: &str, force: bool) -> Result<()> {
+    let shown = path.display();
+    let create = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+    };
+    if !force {
+        let mut f = create(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                anyhow!("{shown} exists; pass --force to replace it (every node needs the same key: replacing it means copying the new one everywhere)")
+            } else {
+                anyhow!("cannot create {shown}: {e}")
+            }
+        })?;
+        return f
+            .write_all(text.as_bytes())
+            .and_then(|()| f.sync_all())
+            .with_context(|| format!("cannot write {shown}"));
+    }
+    let name = path
+        .file_name()
+        .ok_or_else(|| anyhow!("{shown} is not a file name"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let written = create(&tmp).and_then(|mut f| {
+        f.write_all(text.as_bytes())?;
+        f.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("cannot write {shown}: {e}");
+    }
     Ok(())
 }
 

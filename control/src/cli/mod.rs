@@ -28,7 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
     let rt = runtime()?;
     match cli.command {
         Command::Daemon(args) => rt.block_on(daemon::run_daemon(&cli.socket, &args)),
-        Command::Keygen => cluster::keygen(),
+        Command::Keygen(args) => cluster::keygen(&args),
         Command::Demo => rt.block_on(demo::run()),
         command => {
             let client = Client::new(&cli.socket);
@@ -40,7 +40,7 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The commands that talk to a running daemon through its API.
 async fn run_client(client: &Client, json: bool, command: Command) -> Result<()> {
     match command {
-        Command::Daemon(_) | Command::Demo | Command::Keygen => unreachable!("handled by run"),
+        Command::Daemon(_) | Command::Demo | Command::Keygen(_) => unreachable!("handled by run"),
         Command::Network(command) => network::network(client, json, command).await,
         Command::Connect(a) => network::connect(client, json, a).await,
         Command::Disconnect { network, endpoint } => {

@@ -1,38 +1,22 @@
 //! Cluster membership by gossip: chitchat (scuttlebutt anti-entropy over per-node versioned
-//! key-values, phi-accrual failure detection) over a UDP transport that weft seals with
-//! ChaCha20-Poly1305 (RFC 8439) under the cluster key. A datagram that does not open under the
-//! key (a node with another key, a forger, garbage) is dropped and counted; nothing readable
-//! crosses the wire.
-//!
-//! Wire format of one gossip datagram: `"WFG1"` (4 octets, also the AEAD's associated data),
-//! a 12-octet random nonce, then the sealed chitchat message with its 16-octet tag.
+//! key-values, phi-accrual failure detection) over the sealed, replay-protected UDP transport
+//! of [`crate::cluster::transport`], under the cluster key.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 // chitchat keeps time with tokio's clock; so does "last heard", so that tests can drive it.
 use tokio::time::Instant;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
-use chitchat::transport::{Socket, Transport};
-use chitchat::{
-    spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, ChitchatMessage, Deserializable,
-    FailureDetectorConfig, Serializable,
-};
+use chitchat::transport::Transport;
+use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 
+pub use super::transport::GossipCounters;
+use super::transport::{random_bytes, SealedTransport};
 use crate::cluster::view::NodeInfo;
-
-const MAGIC: &[u8; 4] = b"WFG1";
-const NONCE_LEN: usize = 12;
-const TAG_LEN: usize = 16;
-/// Largest gossip datagram weft sends or reads.
-const MAX_DATAGRAM: usize = 65_507;
 /// How often a node gossips with a few others.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
 /// Default UDP port of the gossip.
@@ -43,15 +27,17 @@ const CLUSTER_ID: &str = "weft";
 /// Errors of the cluster key and the gossip.
 #[derive(Debug, thiserror::Error)]
 pub enum GossipError {
-    #[error("cannot read the cluster key file {path}: {source}; create one with `weft keygen > {path}` (the same file on every node)")]
+    #[error("cannot read the cluster key file {path}: {source}; create one with `weft keygen --out {path}` (the same file on every node)")]
     KeyFile {
         path: String,
         source: std::io::Error,
     },
-    #[error("the cluster key file {path} is malformed: {why}; it must hold one line of 64 hex digits as `weft keygen` prints it")]
+    #[error("the cluster key file {path} is open to group or others (mode {mode:04o}): whoever reads it can join the cluster and read its gossip; restrict it with `chmod 600 {path}`")]
+    KeyPermissions { path: String, mode: u32 },
+    #[error("the cluster key file {path} is malformed: {why}; it must hold one line of 64 hex digits as `weft keygen --out FILE` writes it")]
     KeyMalformed { path: String, why: String },
-    #[error("cannot read random bytes from /dev/urandom: {0}")]
-    Random(std::io::Error),
+    #[error("cannot get random bytes from the kernel: {0}")]
+    Random(String),
     #[error("cannot start the gossip on {addr}: {why}; is another daemon using the port? pass --gossip-port")]
     Start { addr: SocketAddr, why: String },
 }
@@ -66,13 +52,12 @@ impl std::fmt::Debug for ClusterKey {
     }
 }
 
-fn random_bytes(buf: &mut [u8]) -> Result<(), GossipError> {
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .map_err(GossipError::Random)
-}
-
 impl ClusterKey {
+    /// The key's octets.
+    pub(super) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// A new random key, as the line `weft keygen` prints.
     pub fn generate_line() -> Result<String, GossipError> {
         let mut k = [0u8; 32];
@@ -110,142 +95,30 @@ impl ClusterKey {
         Ok(ClusterKey(key))
     }
 
-    /// Reads and parses a key file.
+    /// Reads and parses a key file, which group and others must have no access to.
     pub fn load(path: &Path) -> Result<ClusterKey, GossipError> {
+        use std::io::Read;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| GossipError::KeyFile {
+        let file_error = |source| GossipError::KeyFile {
             path: shown.clone(),
             source,
-        })?;
+        };
+        // The mode of the file that is read, not of whatever the path names a moment later.
+        // Non-blocking: a FIFO in its place fails to parse instead of hanging the start.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(file_error)?;
+        let meta = file.metadata().map_err(file_error)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            return Err(GossipError::KeyPermissions { path: shown, mode });
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text).map_err(file_error)?;
         ClusterKey::parse(&text, &shown)
-    }
-}
-
-/// Counters of the gossip socket.
-#[derive(Debug, Default)]
-pub struct GossipCounters {
-    pub rx: AtomicU64,
-    pub tx: AtomicU64,
-    /// Datagrams that did not open under the cluster key (wrong key, forged, garbage).
-    pub auth_failed: AtomicU64,
-    /// Datagrams that opened but held no valid chitchat message.
-    pub malformed: AtomicU64,
-}
-
-/// Seals and opens gossip datagrams.
-struct Sealer {
-    cipher: ChaCha20Poly1305,
-}
-
-impl Sealer {
-    fn new(key: &ClusterKey) -> Sealer {
-        Sealer {
-            cipher: ChaCha20Poly1305::new(Key::from_slice(&key.0)),
-        }
-    }
-
-    fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, GossipError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        random_bytes(&mut nonce)?;
-        let sealed = self
-            .cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plain,
-                    aad: MAGIC,
-                },
-            )
-            .map_err(|_| GossipError::Random(std::io::ErrorKind::InvalidData.into()))?;
-        let mut out = Vec::with_capacity(MAGIC.len() + NONCE_LEN + sealed.len());
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    fn open(&self, datagram: &[u8]) -> Option<Vec<u8>> {
-        if datagram.len() < MAGIC.len() + NONCE_LEN + TAG_LEN || &datagram[..4] != MAGIC {
-            return None;
-        }
-        let (nonce, sealed) = datagram[4..].split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: MAGIC,
-                },
-            )
-            .ok()
-    }
-}
-
-/// chitchat's transport, sealed under the cluster key.
-struct SealedTransport {
-    key: ClusterKey,
-    counters: Arc<GossipCounters>,
-}
-
-struct SealedSocket {
-    socket: tokio::net::UdpSocket,
-    sealer: Sealer,
-    counters: Arc<GossipCounters>,
-    buf: Vec<u8>,
-}
-
-#[async_trait::async_trait]
-impl Transport for SealedTransport {
-    async fn open(&self, listen_addr: SocketAddr) -> anyhow::Result<Box<dyn Socket>> {
-        let socket = tokio::net::UdpSocket::bind(listen_addr).await?;
-        Ok(Box::new(SealedSocket {
-            socket,
-            sealer: Sealer::new(&self.key),
-            counters: Arc::clone(&self.counters),
-            buf: vec![0u8; MAX_DATAGRAM],
-        }))
-    }
-}
-
-#[async_trait::async_trait]
-impl Socket for SealedSocket {
-    async fn send(&mut self, to: SocketAddr, msg: ChitchatMessage) -> anyhow::Result<()> {
-        let plain = msg.serialize_to_vec();
-        let datagram = self.sealer.seal(&plain)?;
-        // A peer that is down (ECONNREFUSED from an earlier datagram) is not an error of
-        // the transport; chitchat's failure detector deals with it.
-        if self.socket.send_to(&datagram, to).await.is_ok() {
-            self.counters.tx.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
-    }
-
-    async fn recv(&mut self) -> anyhow::Result<(SocketAddr, ChitchatMessage)> {
-        loop {
-            let (n, from) = match self.socket.recv_from(&mut self.buf).await {
-                Ok(r) => r,
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
-                    ) =>
-                {
-                    continue
-                }
-                Err(e) => return Err(e.into()),
-            };
-            self.counters.rx.fetch_add(1, Ordering::Relaxed);
-            let Some(plain) = self.sealer.open(&self.buf[..n]) else {
-                self.counters.auth_failed.fetch_add(1, Ordering::Relaxed);
-                continue;
-            };
-            match ChitchatMessage::deserialize(&mut plain.as_slice()) {
-                Ok(msg) => return Ok((from, msg)),
-                Err(_) => {
-                    self.counters.malformed.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
     }
 }
 
@@ -301,23 +174,28 @@ pub struct Gossip {
 impl Gossip {
     pub async fn start(config: GossipConfig) -> Result<Gossip, GossipError> {
         let counters = Arc::new(GossipCounters::default());
-        let transport = SealedTransport {
-            key: config.key.clone(),
-            counters: Arc::clone(&counters),
-        };
-        Gossip::start_with(config, &transport, counters).await
+        // The incarnation: a restarted node is a new chitchat generation, and its datagrams
+        // start a new replay window at the others.
+        let generation = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let transport = SealedTransport::new(
+            config.key.clone(),
+            &config.node_name,
+            generation,
+            Arc::clone(&counters),
+        );
+        Gossip::start_with(config, generation, &transport, counters).await
     }
 
     /// Starts over any chitchat transport (tests use an in-memory one).
     async fn start_with(
         config: GossipConfig,
+        generation: u64,
         transport: &dyn Transport,
         counters: Arc<GossipCounters>,
     ) -> Result<Gossip, GossipError> {
         let gossip_addr = SocketAddr::V4(SocketAddrV4::new(config.advertise, config.gossip_port));
-        let generation = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
         let chitchat_config = ChitchatConfig {
             chitchat_id: ChitchatId::new(config.node_name.clone(), generation, gossip_addr),
             cluster_id: CLUSTER_ID.to_string(),
@@ -399,6 +277,8 @@ impl Gossip {
                 newest.insert(id.node_id.to_string(), id);
             }
         }
+        // Forget the nodes chitchat forgot: the map never outgrows the cluster.
+        heard.retain(|name, _| newest.contains_key(name));
         for (name, id) in newest {
             let Some(state) = chitchat.node_state(id) else {
                 continue;
@@ -433,6 +313,7 @@ impl Gossip {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::transport::MAX_DATAGRAM;
     use crate::cluster::view::ClusterView;
     use chitchat::transport::ChannelTransport;
 
@@ -448,7 +329,7 @@ mod tests {
             seeds: if i == 1 { vec![] } else { vec![addr(1)] },
             key: ClusterKey([7; 32]),
         };
-        let g = Gossip::start_with(config, transport, Default::default())
+        let g = Gossip::start_with(config, u64::from(i), transport, Default::default())
             .await
             .unwrap();
         let mut kv = BTreeMap::new();
@@ -552,6 +433,44 @@ mod tests {
     }
 
     #[test]
+    fn a_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        /// Removes the test's directory, also when the test fails.
+        struct TempDir(std::path::PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+        let dir =
+            TempDir(std::env::temp_dir().join(format!("weft-key-test-{}", std::process::id())));
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let path = dir.0.join("cluster.key");
+        std::fs::write(&path, ClusterKey::generate_line().unwrap()).unwrap();
+        let shown = path.display().to_string();
+        let mut refused = Vec::new();
+        for mode in [0o644, 0o640, 0o604, 0o660, 0o606, 0o620] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            match ClusterKey::load(&path) {
+                Ok(_) => refused.push(format!("{mode:04o} accepted")),
+                Err(e) => {
+                    let e = e.to_string();
+                    if !e.contains(&shown) || !e.contains(&format!("chmod 600 {shown}")) {
+                        refused.push(format!("{mode:04o}: {e}"));
+                    }
+                }
+            }
+        }
+        for mode in [0o600, 0o400] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            if let Err(e) = ClusterKey::load(&path) {
+                refused.push(format!("{mode:04o} refused: {e}"));
+            }
+        }
+        assert!(refused.is_empty(), "{refused:#?}");
+    }
+
+    #[test]
     fn keys_parse_from_one_hex_line_and_bad_files_say_why() {
         let line = ClusterKey::generate_line().unwrap();
         assert_eq!(line.len(), 64);
@@ -575,27 +494,5 @@ mod tests {
             e.contains("cannot read") && e.contains("weft keygen"),
             "{e}"
         );
-    }
-
-    #[test]
-    fn sealed_datagrams_open_only_under_the_same_key_and_hide_the_content() {
-        let k1 = ClusterKey::parse(&ClusterKey::generate_line().unwrap(), "k").unwrap();
-        let k2 = ClusterKey::parse(&ClusterKey::generate_line().unwrap(), "k").unwrap();
-        let plain = b"node-a 10.0.0.1:4789 endpoints web db";
-        let sealed = Sealer::new(&k1).seal(plain).unwrap();
-        assert!(
-            !sealed.windows(6).any(|w| w == b"node-a"),
-            "the name is readable on the wire"
-        );
-        assert_eq!(Sealer::new(&k1).open(&sealed).as_deref(), Some(&plain[..]));
-        assert_eq!(Sealer::new(&k2).open(&sealed), None, "another key opens it");
-        let mut tampered = sealed.clone();
-        let last = tampered.len() - 1;
-        tampered[last] ^= 1;
-        assert_eq!(Sealer::new(&k1).open(&tampered), None);
-        assert_eq!(Sealer::new(&k1).open(&sealed[..20]), None);
-        assert_eq!(Sealer::new(&k1).open(b"garbage"), None);
-        // Two seals of one message differ (fresh nonces).
-        assert_ne!(Sealer::new(&k1).seal(plain).unwrap(), sealed);
     }
 }

@@ -1,6 +1,12 @@
-//! The gossip cluster: the sealed chitchat transport (`gossip`) and the pure view derived from
-//! the live nodes' state (`view`). The daemon applies the view (`daemon::cluster_sync`).
+//! The gossip cluster: membership (`gossip`) over the sealed, replay-protected chitchat
+//! transport (`transport`, `replay`), what a node publishes and the checks it must pass
+//! (`spec`), the pure view derived from the live nodes' state (`view`) and the plan that
+//! brings a node's tables in step with it (`sync`). The daemon applies the plan
+//! (`daemon::cluster_sync`).
 
 pub mod gossip;
+pub mod replay;
+pub mod spec;
 pub mod sync;
+pub mod transport;
 pub mod view;

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use weft_switch::MacAddr;
 
-use super::view::{ClusterView, NetworkSpec};
+use super::view::{ClusterView, NetworkFlags, NetworkSpec};
 
 /// The name of the tunnel port to a VTEP for one VNI (`weft ports`, `fdb`, `capture`).
 pub fn tunnel_name(vni: u32, addr: Ipv4Addr) -> String {
@@ -25,6 +25,8 @@ pub struct LocalNetwork {
     pub created_ms: Option<u64>,
     /// Whether an endpoint of this node is attached.
     pub in_use: bool,
+    /// Its isolation flags.
+    pub flags: NetworkFlags,
 }
 
 /// Networks to create from the cluster's specs and to remove because the cluster removed
@@ -33,11 +35,14 @@ pub struct LocalNetwork {
 pub struct NetworkPlan {
     pub adopt: Vec<(String, NetworkSpec)>,
     pub remove: Vec<String>,
+    /// Networks here whose incarnation the cluster has with other (stricter) flags.
+    pub flags: Vec<(String, NetworkFlags)>,
 }
 
 /// Adopt every cluster network this node lacks (unless this node removed that incarnation
 /// or a newer one); remove every network whose incarnation a live node removed, once no
-/// endpoint here uses it.
+/// endpoint here uses it; give a network here the flags the cluster has for the same
+/// incarnation (the strictest published, see [`ClusterView::networks`]).
 pub fn plan_networks(
     view: &ClusterView,
     local: &[LocalNetwork],
@@ -60,7 +65,20 @@ pub fn plan_networks(
         .filter(|n| n.created_ms.is_some_and(|t| view.is_removed(&n.name, t)))
         .map(|n| n.name.clone())
         .collect();
-    NetworkPlan { adopt, remove }
+    let cluster = view.networks();
+    let flags = local
+        .iter()
+        .filter_map(|n| {
+            let spec = cluster.get(&n.name)?;
+            let same = n.created_ms == Some(spec.created_ms) && n.vni == Some(spec.vni);
+            (same && spec.flags() != n.flags).then(|| (n.name.clone(), spec.flags()))
+        })
+        .collect();
+    NetworkPlan {
+        adopt,
+        remove,
+        flags,
+    }
 }
 
 /// A tunnel port the gossip asks for: to `node`'s VTEP, for `network`'s VNI.
@@ -212,6 +230,9 @@ mod tests {
             gateway: Ipv4Addr::new(10, 9, 0, 1),
             mtu: 1450,
             created_ms,
+            icc: true,
+            nat: true,
+            internal: false,
         }
     }
 
@@ -224,6 +245,7 @@ mod tests {
             removed: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             leases: BTreeSet::new(),
+            issues: Vec::new(),
         }
     }
 
@@ -239,12 +261,19 @@ mod tests {
         n
     }
 
+    const OPEN: NetworkFlags = NetworkFlags {
+        icc: true,
+        nat: true,
+        internal: false,
+    };
+
     fn overlay(name: &str, vni: u32, created_ms: u64, in_use: bool) -> LocalNetwork {
         LocalNetwork {
             name: name.into(),
             vni: Some(vni),
             created_ms: Some(created_ms),
             in_use,
+            flags: OPEN,
         }
     }
 
@@ -266,6 +295,36 @@ mod tests {
         let local = vec![overlay("ov", 42, 100, false), overlay("busy", 45, 40, true)];
         assert_eq!(
             plan_networks(&view, &local, &removed_here),
+            NetworkPlan::default()
+        );
+    }
+
+    #[test]
+    fn a_network_adopted_open_takes_the_flags_its_creator_publishes() {
+        let mut closed = spec(42, 100);
+        closed.icc = false;
+        closed.internal = true;
+        let mut a = node("a", 1);
+        a.networks.insert("ov".into(), closed.clone());
+        let view = ClusterView::new("me", vec![a]);
+        // Adopted with the flags.
+        let plan = plan_networks(&view, &[], &BTreeMap::new());
+        assert_eq!(plan.adopt, vec![("ov".to_string(), closed.clone())]);
+        // Adopted open earlier (an older weft): the flags are applied.
+        let local = vec![overlay("ov", 42, 100, true)];
+        let plan = plan_networks(&view, &local, &BTreeMap::new());
+        assert_eq!(plan.flags, vec![("ov".to_string(), closed.flags())]);
+        // Another incarnation of the name is not touched.
+        let other = vec![overlay("ov", 42, 99, true)];
+        assert_eq!(
+            plan_networks(&view, &other, &BTreeMap::new()),
+            NetworkPlan::default()
+        );
+        // Nothing to do once applied.
+        let mut done = overlay("ov", 42, 100, true);
+        done.flags = closed.flags();
+        assert_eq!(
+            plan_networks(&view, &[done], &BTreeMap::new()),
             NetworkPlan::default()
         );
     }

@@ -12,6 +12,11 @@
 //! | `ep:VNI:MAC` | one of its endpoints: [`EndpointSpec`] as JSON |
 //! | `lease:VNI:BLOCK` | it allocates addresses of VNI's subnet in block BLOCK |
 //!
+//! What one node publishes is bounded ([`MAX_NETWORKS_PER_NODE`], [`MAX_REMOVED_PER_NODE`],
+//! [`MAX_ENDPOINTS_PER_NODE`], [`MAX_LEASES_PER_NODE`]; endpoint names and aliases by
+//! [`EndpointSpec::check`]) and every spec is checked ([`NetworkSpec::check`]): the rest is
+//! ignored and said in [`NodeInfo::issues`], which the daemon logs once.
+//!
 //! From the live nodes' keys every node derives the same tables: the overlay networks
 //! ([`ClusterView::networks`]), remote endpoints (MAC -> VTEP for the FDB, IP -> MAC for ARP
 //! suppression, names for DNS), the flood list per VNI (nodes with endpoints in it), and the
@@ -22,33 +27,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv4Addr, SocketAddrV4};
 
 use ipnet::Ipv4Net;
-use serde::{Deserialize, Serialize};
 use weft_switch::MacAddr;
+
+pub use super::spec::{EndpointSpec, NetworkFlags, NetworkSpec};
 
 /// Addresses per IPAM block: a node allocates inside blocks it leased, so two nodes never
 /// hand out the same address, even at the same moment.
 pub const BLOCK_SIZE: u32 = 16;
-
-/// An overlay network as its creator published it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct NetworkSpec {
-    pub vni: u32,
-    pub subnet: Ipv4Net,
-    pub gateway: Ipv4Addr,
-    pub mtu: u32,
-    /// Creation time (milliseconds since the Unix epoch): tells incarnations of one name
-    /// apart, and the older of two concurrent creations wins.
-    pub created_ms: u64,
-}
-
-/// One endpoint of a node on an overlay network.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EndpointSpec {
-    pub ip: Ipv4Addr,
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-}
 
 /// What one node's gossip says, already parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,11 +46,71 @@ pub struct NodeInfo {
     pub removed: BTreeMap<String, u64>,
     pub endpoints: BTreeMap<(u32, MacAddr), EndpointSpec>,
     pub leases: BTreeSet<(u32, u32)>,
+    /// What of the node's gossip was refused and why, for the log.
+    pub issues: Vec<String>,
+}
+
+/// Most overlay networks one node's gossip may name (`net:`); beyond that its networks are
+/// ignored, and logged. A node has as many networks as `weft network create` made; 1024 is
+/// far more than any host runs.
+pub const MAX_NETWORKS_PER_NODE: usize = 1024;
+/// Most removal markers (`netrm:`) of one node.
+pub const MAX_REMOVED_PER_NODE: usize = 1024;
+/// Most endpoints (`ep:`, each one MAC on one VNI) of one node: ten times the containers a
+/// busy host runs. Each becomes an FDB, ARP and DNS entry on every other node.
+pub const MAX_ENDPOINTS_PER_NODE: usize = 4096;
+/// Most address blocks (`lease:`) one node may lease: one per endpoint at worst.
+pub const MAX_LEASES_PER_NODE: usize = 4096;
+/// Most refusals kept per node for the log; the rest are summed up in one line.
+pub const MAX_ISSUES_PER_NODE: usize = 32;
+
+/// One key-value of a node's gossip, parsed.
+enum Entry {
+    Vtep(SocketAddrV4),
+    Network(String, NetworkSpec),
+    Removed(String, u64),
+    Endpoint((u32, MacAddr), EndpointSpec),
+    Lease((u32, u32)),
+}
+
+impl Entry {
+    /// None for a key or value this node does not understand (a newer node may publish
+    /// more); Err for one it understands and refuses.
+    fn parse(key: &str, value: &str) -> Option<Result<Entry, String>> {
+        if key == "vtep" {
+            return value.parse().ok().map(|v| Ok(Entry::Vtep(v)));
+        }
+        if let Some(net) = key.strip_prefix("net:") {
+            let spec: NetworkSpec = serde_json::from_str(value).ok()?;
+            return Some(match spec.check() {
+                Ok(()) => Ok(Entry::Network(net.to_string(), spec)),
+                Err(e) => Err(format!("network {net:?} refused: {e}")),
+            });
+        }
+        if let Some(net) = key.strip_prefix("netrm:") {
+            return value
+                .parse()
+                .ok()
+                .map(|c| Ok(Entry::Removed(net.to_string(), c)));
+        }
+        if let Some(rest) = key.strip_prefix("ep:") {
+            let (vni, mac) = rest.split_once(':')?;
+            let (vni, mac) = (vni.parse().ok()?, mac.parse::<MacAddr>().ok()?);
+            let spec: EndpointSpec = serde_json::from_str(value).ok()?;
+            return Some(match spec.check() {
+                Ok(()) => Ok(Entry::Endpoint((vni, mac), spec)),
+                Err(e) => Err(format!("endpoint {mac} of VNI {vni} refused: {e}")),
+            });
+        }
+        let (vni, block) = key.strip_prefix("lease:")?.split_once(':')?;
+        Some(Ok(Entry::Lease((vni.parse().ok()?, block.parse().ok()?))))
+    }
 }
 
 impl NodeInfo {
     /// Parses a node's key-values; keys or values it does not understand are skipped (a
-    /// newer node may publish more).
+    /// newer node may publish more). What it refuses (specs out of range, more than the
+    /// `MAX_*_PER_NODE` entries of a kind) is left out and said in `issues`.
     pub fn from_key_values<'a>(
         name: &str,
         alive: bool,
@@ -79,38 +124,93 @@ impl NodeInfo {
             removed: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             leases: BTreeSet::new(),
+            issues: Vec::new(),
         };
+        let mut over: BTreeSet<Full> = BTreeSet::new();
+        let mut refused = 0usize;
         for (key, value) in kvs {
-            if key == "vtep" {
-                n.vtep = value.parse().ok();
-            } else if let Some(net) = key.strip_prefix("net:") {
-                if let Ok(spec) = serde_json::from_str(value) {
-                    n.networks.insert(net.to_string(), spec);
-                }
-            } else if let Some(net) = key.strip_prefix("netrm:") {
-                if let Ok(created) = value.parse() {
-                    n.removed.insert(net.to_string(), created);
-                }
-            } else if let Some(rest) = key.strip_prefix("ep:") {
-                let Some((vni, mac)) = rest.split_once(':') else {
-                    continue;
-                };
-                if let (Ok(vni), Ok(mac), Ok(spec)) = (
-                    vni.parse(),
-                    mac.parse::<MacAddr>(),
-                    serde_json::from_str(value),
-                ) {
-                    n.endpoints.insert((vni, mac), spec);
-                }
-            } else if let Some(rest) = key.strip_prefix("lease:") {
-                if let Some((vni, block)) = rest.split_once(':') {
-                    if let (Ok(vni), Ok(block)) = (vni.parse(), block.parse()) {
-                        n.leases.insert((vni, block));
+            let entry = match Entry::parse(key, value) {
+                None => continue,
+                Some(Err(issue)) => {
+                    refused += 1;
+                    if n.issues.len() < MAX_ISSUES_PER_NODE {
+                        n.issues.push(issue);
                     }
+                    continue;
                 }
+                Some(Ok(entry)) => entry,
+            };
+            if let Some(limit) = n.insert(entry) {
+                over.insert(limit);
             }
         }
+        if refused > n.issues.len() {
+            n.issues
+                .push(format!("{} more entries refused", refused - n.issues.len()));
+        }
+        n.issues.extend(over.into_iter().map(Full::describe));
         n
+    }
+
+    /// Adds a parsed entry unless its kind is full: then says which.
+    fn insert(&mut self, entry: Entry) -> Option<Full> {
+        match entry {
+            Entry::Vtep(v) => self.vtep = Some(v),
+            Entry::Network(name, spec) => {
+                if self.networks.len() >= MAX_NETWORKS_PER_NODE {
+                    return Some(Full::Networks);
+                }
+                self.networks.insert(name, spec);
+            }
+            Entry::Removed(name, created) => {
+                if self.removed.len() >= MAX_REMOVED_PER_NODE {
+                    return Some(Full::Removed);
+                }
+                self.removed.insert(name, created);
+            }
+            Entry::Endpoint(key, spec) => {
+                if self.endpoints.len() >= MAX_ENDPOINTS_PER_NODE {
+                    return Some(Full::Endpoints);
+                }
+                self.endpoints.insert(key, spec);
+            }
+            Entry::Lease(lease) => {
+                if self.leases.len() >= MAX_LEASES_PER_NODE {
+                    return Some(Full::Leases);
+                }
+                self.leases.insert(lease);
+            }
+        }
+        None
+    }
+}
+
+/// A kind of entry a node published more of than the limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Full {
+    Networks,
+    Removed,
+    Endpoints,
+    Leases,
+}
+
+impl Full {
+    fn describe(self) -> String {
+        let (limit, what, name) = match self {
+            Full::Networks => (MAX_NETWORKS_PER_NODE, "networks", "MAX_NETWORKS_PER_NODE"),
+            Full::Removed => (
+                MAX_REMOVED_PER_NODE,
+                "network removals",
+                "MAX_REMOVED_PER_NODE",
+            ),
+            Full::Endpoints => (
+                MAX_ENDPOINTS_PER_NODE,
+                "endpoints",
+                "MAX_ENDPOINTS_PER_NODE",
+            ),
+            Full::Leases => (MAX_LEASES_PER_NODE, "address blocks", "MAX_LEASES_PER_NODE"),
+        };
+        format!("publishes more than {limit} {what} ({name}); the rest are ignored")
     }
 }
 
@@ -181,7 +281,10 @@ impl ClusterView {
     }
 
     /// The overlay networks of the cluster: for each name the oldest creation any live
-    /// node publishes, unless a live node removed that incarnation (or a newer one).
+    /// node publishes, unless a live node removed that incarnation (or a newer one). Its
+    /// isolation flags are the strictest any live node publishes for that incarnation: a
+    /// node that adopted it as open before the flags were gossiped (or one that lies) never
+    /// opens it elsewhere.
     pub fn networks(&self) -> BTreeMap<String, NetworkSpec> {
         let mut best: BTreeMap<String, (NetworkSpec, &str)> = BTreeMap::new();
         for node in self.live() {
@@ -194,6 +297,15 @@ impl ClusterView {
                 };
                 if better {
                     best.insert(name.clone(), (spec.clone(), node.name.as_str()));
+                }
+            }
+        }
+        for node in self.live() {
+            for (name, spec) in &node.networks {
+                if let Some((cur, _)) = best.get_mut(name) {
+                    if cur.created_ms == spec.created_ms {
+                        cur.set_flags(cur.flags().stricter(spec.flags()));
+                    }
                 }
             }
         }
@@ -326,6 +438,9 @@ mod tests {
             gateway: Ipv4Addr::new(10, 9, 0, 1),
             mtu: 1450,
             created_ms: created,
+            icc: true,
+            nat: true,
+            internal: false,
         }
     }
 
@@ -338,6 +453,7 @@ mod tests {
             removed: BTreeMap::new(),
             endpoints: BTreeMap::new(),
             leases: BTreeSet::new(),
+            issues: Vec::new(),
         }
     }
 
@@ -369,6 +485,98 @@ mod tests {
         assert_eq!(n.removed, removed);
         assert_eq!(n.endpoints, endpoints);
         assert_eq!(n.leases, leases);
+    }
+
+    #[test]
+    fn what_one_node_publishes_is_bounded() {
+        let mut kv: Vec<(String, String)> = Vec::new();
+        for i in 0..5000u32 {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            kv.push((
+                format!("ep:42:02:42:0a:09:{hi:02x}:{lo:02x}"),
+                format!(r#"{{"ip":"10.9.{hi}.{lo}","name":"e{i}"}}"#),
+            ));
+            kv.push((format!("lease:42:{i}"), String::new()));
+        }
+        for i in 0..1100u32 {
+            let [_, _, hi, lo] = i.to_be_bytes();
+            kv.push((
+                format!("net:n{i}"),
+                format!(
+                    r#"{{"vni":{},"subnet":"10.{hi}.{lo}.0/24","gateway":"10.{hi}.{lo}.1","mtu":1450,"created_ms":5}}"#,
+                    i + 1
+                ),
+            ));
+            kv.push((format!("netrm:r{i}"), "5".into()));
+        }
+        let n = NodeInfo::from_key_values(
+            "big",
+            true,
+            kv.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        assert_eq!(
+            n.endpoints.len(),
+            MAX_ENDPOINTS_PER_NODE,
+            "endpoints (MACs)"
+        );
+        assert_eq!(n.leases.len(), MAX_LEASES_PER_NODE, "leases");
+        assert_eq!(n.networks.len(), MAX_NETWORKS_PER_NODE, "networks");
+        assert_eq!(n.removed.len(), MAX_REMOVED_PER_NODE, "removal markers");
+        for name in [
+            "MAX_ENDPOINTS_PER_NODE",
+            "MAX_LEASES_PER_NODE",
+            "MAX_NETWORKS_PER_NODE",
+            "MAX_REMOVED_PER_NODE",
+        ] {
+            assert!(
+                n.issues.iter().any(|i| i.contains(name)),
+                "no issue names {name}: {:#?}",
+                n.issues
+            );
+        }
+        assert_eq!(n.issues.len(), 4, "{:#?}", n.issues);
+    }
+
+    #[test]
+    fn endpoints_with_too_many_or_too_long_names_are_refused() {
+        let aliases: Vec<String> = (0..65).map(|i| format!("a{i}")).collect();
+        let kv = [
+            (
+                "ep:43:02:42:0a:0a:00:01",
+                serde_json::json!({"ip": "10.10.0.1", "name": "many", "aliases": aliases}),
+            ),
+            (
+                "ep:43:02:42:0a:0a:00:02",
+                serde_json::json!({"ip": "10.10.0.2", "name": "x".repeat(254)}),
+            ),
+            (
+                "ep:43:02:42:0a:0a:00:03",
+                serde_json::json!({"ip": "10.10.0.3", "name": "y", "aliases": ["z".repeat(254)]}),
+            ),
+            (
+                "ep:43:02:42:0a:0a:00:04",
+                serde_json::json!({"ip": "10.10.0.4", "name": "x".repeat(253), "aliases": vec!["a"; 64]}),
+            ),
+        ];
+        let kv: Vec<(&str, String)> = kv.iter().map(|(k, v)| (*k, v.to_string())).collect();
+        let n = NodeInfo::from_key_values("a", true, kv.iter().map(|(k, v)| (*k, v.as_str())));
+        assert_eq!(n.endpoints.len(), 1, "only the last one is within bounds");
+        let issues = n.issues.join("\n");
+        for field in [
+            "field aliases: 65",
+            "field name: 254",
+            "field aliases: one has 254",
+        ] {
+            assert!(issues.contains(field), "{field:?} not in {issues}");
+        }
+        // Refusals beyond the per-node bound are summed up, not kept one by one.
+        let bad: Vec<(String, String)> = (0..100)
+            .map(|i| (format!("net:bad{i}"), r#"{"vni":0,"subnet":"10.9.0.0/24","gateway":"10.9.0.1","mtu":1450,"created_ms":5}"#.to_string()))
+            .collect();
+        let n =
+            NodeInfo::from_key_values("b", true, bad.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        assert_eq!(n.issues.len(), MAX_ISSUES_PER_NODE + 1);
+        assert_eq!(n.issues.last().unwrap(), "68 more entries refused");
     }
 
     #[test]
@@ -434,6 +642,37 @@ mod tests {
         b.alive = false;
         let view = ClusterView::new("a", vec![a, b]);
         assert!(view.networks().contains_key("ov"));
+    }
+
+    #[test]
+    fn the_strictest_flags_of_an_incarnation_win() {
+        let mut a = node("a", 1, true);
+        let mut b = node("b", 2, true);
+        let mut closed = spec(10);
+        closed.icc = false;
+        closed.internal = true;
+        // "a" created it closed; "b" adopted it as open before the flags were gossiped.
+        a.networks.insert("ov".into(), closed);
+        b.networks.insert("ov".into(), spec(10));
+        let view = ClusterView::new("b", vec![b.clone(), a.clone()]);
+        let flags = view.networks()["ov"].flags();
+        assert_eq!(
+            flags,
+            NetworkFlags {
+                icc: false,
+                nat: true,
+                internal: true
+            }
+        );
+        // Another incarnation's flags do not count.
+        let mut newer = spec(20);
+        newer.nat = false;
+        let c = NodeInfo {
+            networks: BTreeMap::from([("ov".to_string(), newer)]),
+            ..node("c", 3, true)
+        };
+        let view = ClusterView::new("b", vec![a, b, c]);
+        assert!(view.networks()["ov"].nat);
     }
 
     #[test]

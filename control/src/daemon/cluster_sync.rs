@@ -14,9 +14,9 @@ use ipnet::Ipv4Net;
 use weft_switch::{MacAddr, NetworkId, PortId};
 
 use super::{invalid, parse_mac, Control, Daemon, DaemonError, Result};
-use crate::cluster::gossip::{Gossip, NodeState, NodeStatus, GOSSIP_INTERVAL};
+use crate::cluster::gossip::{Gossip, GossipCounters, NodeState, NodeStatus, GOSSIP_INTERVAL};
 use crate::cluster::sync;
-use crate::cluster::view::{self as cluster, ClusterView, EndpointSpec, NetworkSpec};
+use crate::cluster::view::{self as cluster, ClusterView, EndpointSpec, NetworkFlags, NetworkSpec};
 use crate::daemon::state::NetworkRecord;
 use crate::types::{ClusterInfo, PeerRow};
 
@@ -45,6 +45,36 @@ pub(super) struct ClusterLocal {
     /// Remote endpoints by network: (node, name, address), for `weft arp`.
     remote: BTreeMap<String, Vec<(String, String, Ipv4Addr)>>,
     leases: BTreeSet<(u32, u32)>,
+    /// What of the gossip was refused, as logged (each line once; at most
+    /// [`MAX_REPORTED`] remembered).
+    reported: BTreeSet<String>,
+}
+
+/// How many refusals `ClusterLocal::reported` remembers before it forgets them all (and a
+/// refusal that persists is logged again).
+const MAX_REPORTED: usize = 4096;
+
+impl ClusterLocal {
+    /// Logs, once each, what the nodes' gossip held that was refused.
+    fn report_issues(&mut self, nodes: &[NodeStatus]) {
+        for n in nodes {
+            for issue in &n.info.issues {
+                self.report_once(format!("gossip from node {}: {issue}", n.info.name));
+            }
+        }
+    }
+
+    /// Logs a warning unless the same line was logged before: what the gossip asks for
+    /// and this node refuses would be logged every round otherwise.
+    fn report_once(&mut self, line: String) {
+        if self.reported.len() >= MAX_REPORTED {
+            self.reported.clear();
+        }
+        if !self.reported.contains(&line) {
+            log::warn!("{line}");
+            self.reported.insert(line);
+        }
+    }
 }
 
 /// The daemon's link to the gossip.
@@ -114,6 +144,9 @@ impl Daemon {
                         gateway: n.record.gateway,
                         mtu: n.record.mtu,
                         created_ms,
+                        icc: n.record.icc,
+                        nat: n.record.nat,
+                        internal: n.record.internal,
                     },
                 );
             }
@@ -148,7 +181,11 @@ impl Daemon {
         let mut c = self.lock();
         let me = link.gossip.node_name.clone();
         let view = ClusterView::new(&me, nodes.iter().map(|n| n.info.clone()).collect());
-        link.local().nodes = nodes;
+        {
+            let mut local = link.local();
+            local.report_issues(&nodes);
+            local.nodes = nodes;
+        }
         // `local` is not held across calls that rebuild DNS zones (they read it).
         let plan = sync::plan_networks(&view, &local_networks(&c), &c.removed_networks);
         self.apply_networks(&mut c, plan);
@@ -190,7 +227,11 @@ impl Daemon {
     fn apply_networks(&self, c: &mut Control, plan: sync::NetworkPlan) {
         for (name, spec) in &plan.adopt {
             if let Err(e) = self.adopt_network(c, name, spec) {
-                log::warn!("overlay network {name} from the cluster not created here: {e}");
+                if let Some(link) = self.link() {
+                    link.local().report_once(format!(
+                        "overlay network {name} from the cluster not created here: {e}"
+                    ));
+                }
             }
         }
         for name in plan.remove {
@@ -199,6 +240,54 @@ impl Daemon {
                 log::warn!("cannot remove network {name}: {e}");
             }
         }
+        for (name, flags) in plan.flags {
+            if let Err(e) = self.apply_flags(c, &name, flags) {
+                log::warn!("cannot apply the cluster's flags to network {name}: {e}");
+            }
+        }
+    }
+
+    /// Gives a network the isolation flags the cluster has for it: the bridge's ICC, the
+    /// gateway's NAT (its zone) and the record.
+    fn apply_flags(&self, c: &mut Control, name: &str, flags: NetworkFlags) -> Result<()> {
+        let net = c
+            .networks
+            .get_mut(name)
+            .ok_or_else(|| DaemonError::NotFound(format!("no network {name}")))?;
+        let before = net.record.clone();
+        net.record.icc = flags.icc;
+        net.record.nat = flags.nat;
+        net.record.internal = flags.internal;
+        let (id, config) = (net.id, super::network_config(&net.record));
+        if let Err(e) = self
+            .dataplane
+            .with_bridge(|b| b.set_network_config(id, config))
+        {
+            if let Some(n) = c.networks.get_mut(name) {
+                n.record = before;
+            }
+            return Err(DaemonError::Internal(e.to_string()));
+        }
+        log::info!(
+            "overlay network {name}: flags from the cluster applied (icc {}, nat {}, internal {})",
+            flags.icc,
+            flags.nat,
+            flags.internal
+        );
+        let published: Vec<&str> = c
+            .endpoints
+            .values()
+            .filter(|e| e.record.network == name && !e.record.published.is_empty())
+            .map(|e| e.record.name.as_str())
+            .collect();
+        if flags.internal && !published.is_empty() {
+            log::warn!(
+                "overlay network {name} is --internal in the cluster; endpoints {} keep their published ports until `weft unpublish`",
+                published.join(", ")
+            );
+        }
+        self.rebuild_zone(c, name);
+        self.save(c)
     }
 
     fn apply_tunnels(&self, c: &mut Control, local: &mut ClusterLocal, plan: sync::TunnelPlan) {
@@ -329,16 +418,19 @@ impl Daemon {
             gateway: spec.gateway,
             mtu: spec.mtu,
             aging_seconds: super::DEFAULT_AGING_SECONDS,
-            icc: true,
-            nat: true,
-            internal: false,
+            icc: spec.icc,
+            nat: spec.nat,
+            internal: spec.internal,
             vni: Some(spec.vni),
             created_ms: Some(spec.created_ms),
         };
         self.install_network(c, record)?;
         log::info!(
-            "overlay network {name} (VNI {}) joined from the cluster",
-            spec.vni
+            "overlay network {name} (VNI {}, icc {}, nat {}, internal {}) joined from the cluster",
+            spec.vni,
+            spec.icc,
+            spec.nat,
+            spec.internal
         );
         self.rebuild_zone(c, name);
         self.save(c)
@@ -571,6 +663,11 @@ impl Daemon {
             .unwrap_or_default()
     }
 
+    /// The gossip socket's counters, if this daemon is in a cluster.
+    pub fn gossip_counters(&self) -> Option<Arc<GossipCounters>> {
+        self.link().map(|l| Arc::clone(&l.gossip.counters))
+    }
+
     /// `weft cluster`: this node and its gossip counters.
     pub fn cluster_info(&self) -> Result<ClusterInfo> {
         let link = self.link().ok_or_else(|| {
@@ -620,6 +717,11 @@ fn local_networks(c: &Control) -> Vec<sync::LocalNetwork> {
                 .endpoints
                 .values()
                 .any(|e| e.record.network == n.record.name),
+            flags: NetworkFlags {
+                icc: n.record.icc,
+                nat: n.record.nat,
+                internal: n.record.internal,
+            },
         })
         .collect()
 }
