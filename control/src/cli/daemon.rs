@@ -38,7 +38,7 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
 fn cluster_config(args: &DaemonArgs) -> Result<Option<crate::cluster::gossip::GossipConfig>> {
     let Some(key_file) = &args.cluster_key_file else {
         if !args.join.is_empty() {
-            bail!("--join needs --cluster-key-file FILE (the cluster key: create it once with `weft keygen > FILE` and copy it to every node)");
+            bail!("--join needs --cluster-key-file FILE (the cluster key: create it once with `weft keygen --out FILE` and copy it to every node)");
         }
         return Ok(None);
     };

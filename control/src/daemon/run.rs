@@ -86,12 +86,7 @@ pub async fn start(config: RunConfig) -> Result<Running> {
         );
         tokio::spawn(super::run_cluster_sync(Arc::clone(&daemon)));
     }
-    let listener = tokio::net::UnixListener::bind(socket)
-        .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    }
+    let listener = bind_private(socket)?;
     log::info!(
         "weft daemon listening on {} (state in {})",
         socket.display(),
@@ -105,6 +100,28 @@ pub async fn start(config: RunConfig) -> Result<Running> {
 }
 
 /// A started daemon: serve the API on `listener`, then [`Stopper::stop`].
+/// Binds the API socket with mode 0600 from its first moment: bound under a temporary name
+/// in the same directory, made private, then renamed into place, so no other user can
+/// connect in between (each connection's credentials are checked too, `api::peer`).
+fn bind_private(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
+    use std::os::unix::fs::PermissionsExt;
+    let name = socket
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "weft.sock".into());
+    let tmp = socket.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let listener = tokio::net::UnixListener::bind(&tmp)
+        .with_context(|| format!("cannot listen on {}", socket.display()))?;
+    let private = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+        .and_then(|()| std::fs::rename(&tmp, socket));
+    if let Err(e) = private {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot set up {}", socket.display()));
+    }
+    Ok(listener)
+}
+
 pub struct Running {
     pub daemon: Arc<Daemon>,
     pub listener: tokio::net::UnixListener,
