@@ -140,9 +140,11 @@ while time.time() < end:
         pass
 "#;
 
-/// Starts the UDP listener in `ns` and waits until it is bound.
-fn listen_udp(lab: &Lab, ns: &str, secs: &str) -> Bg {
-    let l = lab.spawn_in(ns, &["python3", "-u", "-c", UDP_LISTENER, secs]);
+/// Starts a Python listener (`script` with `args`) in `ns` and waits until it prints "ready".
+fn spawn_ready(lab: &Lab, ns: &str, script: &str, args: &[&str]) -> Bg {
+    let mut cmd = vec!["python3", "-u", "-c", script];
+    cmd.extend_from_slice(args);
+    let l = lab.spawn_in(ns, &cmd);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !l.stdout().contains("ready") {
         assert!(
@@ -152,6 +154,11 @@ fn listen_udp(lab: &Lab, ns: &str, secs: &str) -> Bg {
         std::thread::sleep(Duration::from_millis(20));
     }
     l
+}
+
+/// Starts the UDP listener in `ns` and waits until it is bound.
+fn listen_udp(lab: &Lab, ns: &str, secs: &str) -> Bg {
+    spawn_ready(lab, ns, UDP_LISTENER, &[secs])
 }
 
 /// The MAC `ns` has for `ip` in its neighbour table, if any.
@@ -314,26 +321,7 @@ fn containers_cannot_reach_the_underlays_vxlan_port_through_the_nat() {
     let out_ns = lab.outside(221);
     lab.create_network("n", "10.94.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &["--name", "a"]);
-    let mut listener = lab.spawn_in(
-        &out_ns,
-        &[
-            "python3",
-            "-u",
-            "-c",
-            UDP_MULTI_LISTENER,
-            "3",
-            "4789",
-            "5000",
-        ],
-    );
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !listener.stdout().contains("ready") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "listener did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut listener = spawn_ready(&lab, &out_ns, UDP_MULTI_LISTENER, &["3", "4789", "5000"]);
     for (port, what) in [("4789", "vxlan"), ("5000", "ordinary")] {
         let out = lab.exec(
             &a.ns,
