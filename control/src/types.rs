@@ -197,6 +197,10 @@ pub struct EndpointInfo {
     /// Port security: the port sends only with the endpoint's MAC and address.
     #[serde(default = "crate::types::yes")]
     pub port_security: bool,
+    /// Set when the endpoint could not be re-attached after a restart (its namespace is
+    /// gone): why. It is kept, its address and host ports held, until disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
 }
 
 /// `true`, for fields that default to on.
@@ -252,6 +256,9 @@ pub struct PortRow {
     /// Published ports of the endpoint, as `HOST_IP:HOST_PORT->CONTAINER_PORT/PROTO`.
     #[serde(default)]
     pub published: Vec<String>,
+    /// Set for a detached endpoint (see [`EndpointInfo::detached`]): why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detached: Option<String>,
 }
 
 /// One row of `GET /v1/arp`: the neighbour table the switch answers ARP from.

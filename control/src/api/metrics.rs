@@ -200,6 +200,7 @@ mod tests {
                 tx_bytes: 4,
                 drops: [("no_route".to_string(), 5)].into_iter().collect(),
                 published: Vec::new(),
+                detached: None,
             }],
             networks: vec![NetworkStatsRow {
                 network: "front".into(),

@@ -182,6 +182,16 @@ pub async fn ports(client: &Client, json: bool) -> Result<()> {
     if json {
         return print_json(&ports);
     }
+    let detached: Vec<String> = ports
+        .iter()
+        .filter_map(|p| {
+            let why = p.detached.as_ref()?;
+            Some(format!(
+                "{} is detached: {why}; `weft disconnect {} {}` releases its address and ports",
+                p.name, p.network, p.name
+            ))
+        })
+        .collect();
     let rows: Vec<Vec<String>> = ports
         .into_iter()
         .map(|p| {
@@ -221,5 +231,8 @@ pub async fn ports(client: &Client, json: bool) -> Result<()> {
         ],
         &rows,
     );
+    for line in detached {
+        println!("{line}");
+    }
     Ok(())
 }

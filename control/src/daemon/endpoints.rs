@@ -6,7 +6,7 @@ use std::os::fd::OwnedFd;
 
 use weft_switch::{MacAddr, NetworkId, PortBinding, PortId};
 
-use super::state::{EndpointKind, EndpointRecord};
+use super::state::{EndpointKind, EndpointRecord, PendingEndpoint};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
 use super::{
     gateway, invalid, ipam, mac_for_ip, parse_mac, random_u64, Control, Daemon, DaemonError,
@@ -106,6 +106,18 @@ impl Daemon {
             bound,
         } = plan;
         let (name, network, ip) = (record.name.clone(), record.network.clone(), record.ip);
+        // Recorded before the interface exists: a crash from here until the endpoint is
+        // saved leaves an interface the next start removes.
+        self.save_pending(
+            c,
+            PendingEndpoint {
+                netns: record.netns.clone(),
+                netns_id: netns.id(),
+                ifname: record.ifname.clone(),
+                kind: record.kind,
+                host_ifname: record.host_ifname.clone(),
+            },
+        )?;
         let mut undo = Rollback::new(self, c);
         let port = undo.add_port(&netns, &record, cfg, net_id)?;
         let security = record.port_security;
@@ -150,7 +162,7 @@ impl Daemon {
                     subnet,
                     gateway,
                     ip,
-                    on_network(c, net).map(|e| (e.record.ip, e.record.name.as_str())),
+                    on_network(c, net).map(|r| (r.ip, r.name.as_str())),
                 )?;
                 if let Some(vni) = overlay_vni {
                     self.cluster_check_explicit(vni, ip)?;
@@ -158,7 +170,7 @@ impl Daemon {
                 Ok(ip)
             }
             None => {
-                let taken: BTreeSet<Ipv4Addr> = on_network(c, net).map(|e| e.record.ip).collect();
+                let taken: BTreeSet<Ipv4Addr> = on_network(c, net).map(|r| r.ip).collect();
                 match overlay_vni {
                     // Cluster-wide IPAM: an address from a block this node leased.
                     Some(vni) => self.cluster_allocate(c, vni, subnet, gateway, &taken),
@@ -211,22 +223,29 @@ impl Daemon {
             .get(&e.record.network)
             .map(|n| n.record.subnet.prefix_len())
             .unwrap_or(0);
+        Self::record_info(&e.record, prefix_len)
+    }
+
+    /// An endpoint as the API shows it (attached).
+    pub(super) fn record_info(record: &EndpointRecord, prefix_len: u8) -> EndpointInfo {
         EndpointInfo {
-            name: e.record.name.clone(),
-            network: e.record.network.clone(),
-            netns: e.record.netns.clone(),
-            ifname: e.record.ifname.clone(),
-            kind: e.record.kind.into(),
-            ip: e.record.ip.to_string(),
+            name: record.name.clone(),
+            network: record.network.clone(),
+            netns: record.netns.clone(),
+            ifname: record.ifname.clone(),
+            kind: record.kind.into(),
+            ip: record.ip.to_string(),
             prefix_len,
-            mac: e.record.mac.to_string(),
-            port: e.record.name.clone(),
-            host_ifname: e.record.host_ifname.clone(),
-            aliases: e.record.aliases.clone(),
-            published: e.record.published.iter().map(|m| m.to_string()).collect(),
-            port_security: e.record.port_security,
+            mac: record.mac.to_string(),
+            port: record.name.clone(),
+            host_ifname: record.host_ifname.clone(),
+            aliases: record.aliases.clone(),
+            published: record.published.iter().map(|m| m.to_string()).collect(),
+            port_security: record.port_security,
+            detached: None,
         }
     }
+
     /// Removes an endpoint's port, interface and static entries (no state save).
     pub(super) fn detach(&self, c: &mut Control, name: &str) {
         let Some(ep) = c.endpoints.remove(name) else {
@@ -280,6 +299,9 @@ impl Daemon {
     pub fn disconnect(&self, network: &str, endpoint: &str) -> Result<()> {
         let mut c = self.lock();
         Self::network(&c, network)?;
+        if self.disconnect_detached(&mut c, network, endpoint)? {
+            return Ok(());
+        }
         match c.endpoints.get(endpoint) {
             Some(e) if e.record.network == network => {}
             Some(e) => {
@@ -452,11 +474,14 @@ fn endpoint_name(c: &Control, req: &Connect, ifname: &str) -> Result<String> {
     Ok(name)
 }
 
-/// The endpoints on network `net`.
-fn on_network<'c>(c: &'c Control, net: &'c Network) -> impl Iterator<Item = &'c Endpoint> {
+/// The endpoints on network `net`, attached or detached (a detached one keeps its address
+/// and MAC).
+fn on_network<'c>(c: &'c Control, net: &'c Network) -> impl Iterator<Item = &'c EndpointRecord> {
     c.endpoints
         .values()
-        .filter(move |e| e.record.network == net.record.name)
+        .map(|e| &e.record)
+        .chain(c.detached.values().map(|d| &d.record))
+        .filter(move |r| r.network == net.record.name)
 }
 
 /// The new endpoint's MAC: the requested one, or one generated from the address; neither
@@ -474,7 +499,7 @@ fn endpoint_mac(
             "MAC address {mac} belongs to the gateway of network {network:?}; pass another --mac or omit it"
         )));
     }
-    if let Some(e) = on_network(c, net).find(|e| e.record.mac == mac) {
+    if let Some(e) = on_network(c, net).find(|r| r.mac == mac) {
         let fix = if requested.is_some() {
             "pass another --mac or omit it"
         } else {
@@ -482,7 +507,7 @@ fn endpoint_mac(
         };
         return Err(DaemonError::Conflict(format!(
             "MAC address {mac} is already used by endpoint {:?} on network {network:?}; {fix}",
-            e.record.name
+            e.name
         )));
     }
     Ok(mac)

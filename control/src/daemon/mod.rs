@@ -23,6 +23,7 @@ use weft_sys::SysError;
 
 mod cluster_sync;
 mod endpoints;
+mod leftovers;
 mod networks;
 mod peers;
 mod published;
@@ -34,6 +35,7 @@ pub mod ipam;
 pub mod state;
 pub use cluster_sync::run_cluster_sync;
 use cluster_sync::ClusterLink;
+use leftovers::Detached;
 pub use tables::MetricsData;
 pub use validate::parse_subnet;
 use validate::{parse_mac, validate_name};
@@ -118,6 +120,9 @@ struct Control {
     /// Endpoint records of the state file this daemon cannot read: not attached, but saved
     /// back with every change so they are not lost (see `UnreadableEndpoint`).
     unreadable_endpoints: Vec<UnreadableEndpoint>,
+    /// Endpoints of the state that could not be re-attached on start (their namespace is
+    /// gone): kept, with their address and published host ports held, until disconnected.
+    detached: BTreeMap<String, Detached>,
     /// Static VXLAN peers by tunnel port name.
     peers: BTreeMap<String, Peer>,
     /// Overlay networks removed here, for the cluster (see `PersistedState`).
@@ -205,6 +210,7 @@ impl Daemon {
                 networks: BTreeMap::new(),
                 endpoints: BTreeMap::new(),
                 unreadable_endpoints: Vec::new(),
+                detached: BTreeMap::new(),
                 peers: BTreeMap::new(),
                 removed_networks: BTreeMap::new(),
                 static_fdb: Vec::new(),
@@ -240,20 +246,15 @@ impl Daemon {
             c.networks
                 .insert(record.name.clone(), Network { record, id });
         }
+        self.remove_leftovers(&persisted.pending_endpoints, &persisted.endpoints);
         for record in persisted.endpoints {
             let name = record.name.clone();
-            let netns_label = record.netns.clone();
-            match self.attach_existing(&mut c, record) {
+            match self.attach_existing(&mut c, record.clone()) {
                 Ok(()) => {
                     log::info!("re-attached endpoint {name}");
                     self.restore_published(&mut c, &name);
                 }
-                Err(e) => {
-                    log::warn!("endpoint {name} could not be re-attached and is forgotten: {e}");
-                    if !netns_label.contains('/') {
-                        gateway::remove_netns_resolv_conf(&netns_label);
-                    }
-                }
+                Err(e) => Self::keep_detached(&mut c, record, e),
             }
         }
         let names: Vec<String> = c.networks.keys().cloned().collect();
@@ -279,7 +280,11 @@ impl Daemon {
                 ),
             }
         }
-        self.save(&c)?;
+        // A state that cannot be written (a full disk) must not keep the daemon from
+        // starting: what is attached keeps working, and each change reports the error.
+        if let Err(e) = self.save(&c) {
+            log::error!("{e}; the daemon runs on with the state it read, but every change will fail until the state file can be written");
+        }
         Ok(())
     }
 
@@ -314,11 +319,18 @@ impl Daemon {
         PersistedState {
             version: 0,
             networks: c.networks.values().map(|n| n.record.clone()).collect(),
-            endpoints: c.endpoints.values().map(|e| e.record.clone()).collect(),
+            endpoints: c
+                .endpoints
+                .values()
+                .map(|e| &e.record)
+                .chain(c.detached.values().map(|d| &d.record))
+                .cloned()
+                .collect(),
             unreadable_endpoints: c.unreadable_endpoints.clone(),
             static_fdb: c.static_fdb.clone(),
             peers: c.peers.values().map(|p| p.record).collect(),
             removed_networks: c.removed_networks.clone(),
+            pending_endpoints: Vec::new(),
         }
     }
 
@@ -342,9 +354,10 @@ impl Daemon {
         }
     }
 
-    /// Whether an endpoint of the state (attached, or kept unread) is named `name`.
+    /// Whether an endpoint of the state (attached, detached, or kept unread) is named `name`.
     fn endpoint_name_taken(c: &Control, name: &str) -> bool {
         c.endpoints.contains_key(name)
+            || c.detached.contains_key(name)
             || c.unreadable_endpoints
                 .iter()
                 .any(|u| u.name() == Some(name))

@@ -125,6 +125,12 @@ impl Daemon {
                 .values()
                 .filter(|e| e.record.network == name)
                 .map(|e| Self::endpoint_info(&c, e))
+                .chain(
+                    c.detached
+                        .values()
+                        .filter(|d| d.record.network == name)
+                        .map(|d| Self::detached_info(&c, d)),
+                )
                 .collect(),
         })
     }
@@ -147,11 +153,18 @@ impl Daemon {
             .filter(|e| e.record.network == name)
             .map(|e| e.record.name.clone())
             .collect();
-        if !attached.is_empty() && !force {
+        let detached: Vec<String> = c
+            .detached
+            .values()
+            .filter(|d| d.record.network == name)
+            .map(|d| d.record.name.clone())
+            .collect();
+        if !force && (!attached.is_empty() || !detached.is_empty()) {
+            let all = [attached.as_slice(), detached.as_slice()].concat();
             return Err(DaemonError::Conflict(format!(
                 "network {name:?} still has {} endpoint(s) attached ({}); disconnect them first or use --force",
-                attached.len(),
-                attached.join(", ")
+                all.len(),
+                all.join(", ")
             )));
         }
         // An overlay network removed here is removed in the whole cluster.
@@ -172,6 +185,9 @@ impl Daemon {
         self.state_dir.save(&after)?;
         for ep in attached {
             self.detach(c, &ep);
+        }
+        for ep in detached {
+            c.detached.remove(&ep);
         }
         let peers: Vec<String> = c
             .peers

@@ -38,14 +38,16 @@ impl Daemon {
                     m.protocol.as_str()
                 )));
             }
-            for e in c.endpoints.values() {
-                if let Some(o) = e.record.published.iter().find(|o| o.clashes(m)) {
+            // A detached endpoint's host ports stay held for it.
+            let records = c.endpoints.values().map(|e| &e.record);
+            for r in records.chain(c.detached.values().map(|d| &d.record)) {
+                if let Some(o) = r.published.iter().find(|o| o.clashes(m)) {
                     return Err(DaemonError::Conflict(format!(
                         "host port {}/{} is already in use: endpoint {:?} publishes {o}; pick another host port or `weft unpublish {} {}/{}` first",
                         m.host_port,
                         m.protocol.as_str(),
-                        e.record.name,
-                        e.record.name,
+                        r.name,
+                        r.name,
                         o.host_port,
                         o.protocol.as_str()
                     )));

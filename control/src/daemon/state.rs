@@ -131,6 +131,23 @@ pub struct EndpointRecord {
     pub port_security: bool,
 }
 
+/// An interface a connect is about to create, recorded before it is created: if the daemon
+/// dies before the endpoint is saved, the next start finds the interface through this
+/// record and removes it (see `daemon/leftovers.rs`), so a retried connect does not fail on
+/// an `eth0` nobody owns.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PendingEndpoint {
+    /// The namespace as the user gave it (name or path).
+    pub netns: String,
+    /// Identity (device, inode) of the namespace: nothing is removed from another one.
+    pub netns_id: (u64, u64),
+    pub ifname: String,
+    pub kind: EndpointKind,
+    /// The host end of a veth pair (its name is weft's own, `wv` and ten hex digits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_ifname: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StaticFdbRecord {
     pub network: String,
@@ -178,6 +195,8 @@ pub struct PersistedState {
     /// Overlay networks removed here (name -> `created_ms` of the removed incarnation): the
     /// cluster removes them everywhere.
     pub removed_networks: BTreeMap<String, u64>,
+    /// Interfaces of connects under way when the file was written (see [`PendingEndpoint`]).
+    pub pending_endpoints: Vec<PendingEndpoint>,
 }
 
 /// An endpoint record of the state file that this binary cannot read (a bad MAC, a kind it
@@ -216,6 +235,8 @@ struct Document<E> {
     peers: Vec<PeerRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     removed_networks: BTreeMap<String, u64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pending_endpoints: Vec<PendingEndpoint>,
 }
 
 /// An endpoint record as it is written: one the daemon read, or one it keeps verbatim.
@@ -374,6 +395,7 @@ fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
         static_fdb: doc.static_fdb,
         peers: doc.peers,
         removed_networks: doc.removed_networks,
+        pending_endpoints: doc.pending_endpoints,
     })
 }
 
@@ -392,6 +414,7 @@ fn document(state: &PersistedState) -> Document<StoredEndpoint<'_>> {
         static_fdb: state.static_fdb.clone(),
         peers: state.peers.clone(),
         removed_networks: state.removed_networks.clone(),
+        pending_endpoints: state.pending_endpoints.clone(),
     }
 }
 
@@ -423,6 +446,13 @@ mod tests {
             static_fdb: vec![],
             peers: vec![],
             removed_networks: Default::default(),
+            pending_endpoints: vec![PendingEndpoint {
+                netns: "web".into(),
+                netns_id: (4, 4026532000),
+                ifname: "eth0".into(),
+                kind: EndpointKind::Veth,
+                host_ifname: Some("wv0000000002".into()),
+            }],
         };
         sd.save(&state).unwrap();
         assert_eq!(sd.load().unwrap(), state);

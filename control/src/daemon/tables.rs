@@ -39,6 +39,7 @@ pub(super) fn port_row(
             .map(|(r, n)| (r.as_str().to_string(), n))
             .collect(),
         published: Vec::new(),
+        detached: None,
     }
 }
 
@@ -210,6 +211,17 @@ impl Daemon {
                 }
             })
             .collect();
+        rows.extend(c.detached.values().map(|d| PortRow {
+            endpoint: d.record.name.clone(),
+            published: d.record.published.iter().map(|m| m.to_string()).collect(),
+            detached: Some(d.reason.clone()),
+            ..port_row(
+                &d.record.name,
+                d.record.kind.into(),
+                &d.record.network,
+                &Default::default(),
+            )
+        }));
         for (name, p) in &c.peers {
             let counters = self.dataplane.port_counters(p.port).unwrap_or_default();
             rows.push(port_row(name, PortKind::Vxlan, &p.network, &counters));
