@@ -5,7 +5,7 @@ import os, re, sys
 from collections import defaultdict
 
 root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "control", "src")
-mods = sorted(n[:-3] if n.endswith(".rs") else n for n in os.listdir(root) if n != "main.rs")
+mods = sorted(n[:-3] if n.endswith(".rs") else n for n in os.listdir(root) if n not in ("main.rs", "lib.rs"))
 edges = defaultdict(set)
 for m in mods:
     path = os.path.join(root, m)

@@ -2,7 +2,8 @@
 # The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
 # tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq), checks formatting, lints
 # (clippy, warnings denied) and the binary's module graph (no circle), builds, and runs every
-# test.
+# test; then runs every fuzz target briefly (WEFT_FUZZ_SECONDS each, default 10; 0 skips),
+# installing cargo-fuzz if it is missing (it needs the nightly toolchain).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,4 +40,14 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --release --workspace --no-fail-fast "$@"
 else
   cargo test --release --workspace --no-fail-fast "$@"
+fi
+
+fuzz_seconds=${WEFT_FUZZ_SECONDS:-10}
+if [ "$fuzz_seconds" != 0 ]; then
+  if ! rustup run nightly rustc --version >/dev/null 2>&1; then
+    echo "error: the fuzz targets need the nightly toolchain: rustup toolchain install nightly (or WEFT_FUZZ_SECONDS=0 to skip them)" >&2
+    exit 1
+  fi
+  command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+  ./scripts/fuzz.sh "$fuzz_seconds"
 fi

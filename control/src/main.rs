@@ -1,15 +1,8 @@
 //! `weft`: the daemon and its command-line client.
 #![forbid(unsafe_code)]
 
-mod api;
-mod cli;
-mod cluster;
-mod daemon;
-mod dataplane;
-mod gateway;
-mod types;
-
 use clap::Parser;
+use weft_control::cli;
 
 fn main() {
     let args = cli::Cli::parse();

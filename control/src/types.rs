@@ -60,6 +60,15 @@ pub struct ClusterInfo {
     pub gossip_auth_failed: u64,
     /// Gossip datagrams that opened but held no valid message: dropped.
     pub gossip_malformed: u64,
+    /// Sealed datagrams seen before (a replay): dropped.
+    #[serde(default)]
+    pub gossip_replayed: u64,
+    /// Sealed datagrams behind the sender's replay window or from its earlier boot: dropped.
+    #[serde(default)]
+    pub gossip_stale: u64,
+    /// Datagrams in the sealed format of an older weft (no replay counter): dropped.
+    #[serde(default)]
+    pub gossip_old_format: u64,
     /// Address blocks this node leased, as `VNI:BLOCK`.
     pub leases: Vec<String>,
     pub gossip_interval_ms: u64,

@@ -103,3 +103,45 @@ for i in range(3):
 write("gso_coalesce", "three_segments", bytes([0x06, 0, 100]) + segs)
 write("gso_coalesce", "superframe", bytes([0, 0, 100]) + b"\0" * 10 + eth(GW_MAC, BOUND, 0x0800,
       ipv4(BOUND_IP, GW_IP, 6, tcp(5000, 80, 1, 0x18, bytes(range(256)) * 2))))
+
+# state_file: a state document with each kind of record, one endpoint record unreadable.
+import json
+state = {
+    "version": 1,
+    "networks": [
+        {"name": "n", "subnet": "10.7.0.0/24", "gateway": "10.7.0.1", "mtu": 1500,
+         "aging_seconds": 300, "icc": False, "nat": True, "internal": False},
+        {"name": "o", "subnet": "10.8.0.0/24", "gateway": "10.8.0.1", "mtu": 1450,
+         "aging_seconds": 300, "vni": 4096, "created_ms": 1700000000000},
+    ],
+    "endpoints": [
+        {"name": "web", "network": "n", "netns": "web", "ifname": "eth0", "kind": "veth",
+         "ip": "10.7.0.2", "mac": "02:42:0a:07:00:02", "host_ifname": "wv0000000001",
+         "netns_id": [4, 4026532000], "aliases": ["www"], "port_security": False,
+         "published": [{"host_ip": "0.0.0.0", "host_port": 8080, "container_port": 80,
+                        "protocol": "tcp"}]},
+        {"name": "bad", "network": "n", "netns": "b", "ifname": "eth0", "kind": "tap",
+         "ip": "10.7.0.3", "mac": "02:42:0a:07:00:zz"},
+    ],
+    "static_fdb": [{"network": "n", "mac": "02:00:00:00:00:01", "endpoint": "web"}],
+    "peers": [{"addr": "192.0.2.2", "vni": 4096, "port": 4789}],
+    "removed_networks": {"old": 1600000000000},
+    "pending_endpoints": [{"netns": "c", "netns_id": [4, 4026532001], "ifname": "eth0",
+                           "kind": "tap"}],
+}
+write("state_file", "full", json.dumps(state, indent=1).encode())
+
+# api_bodies: [request, body]; requests in the order of Body::ALL.
+bodies = [
+    {"name": "n", "subnet": "10.1.0.0/24", "gateway": "10.1.0.1", "mtu": 1400, "icc": False,
+     "nat": "none", "driver": "overlay", "vni": 42, "aging_seconds": 60},
+    {"netns": "web", "name": "web", "ip": "10.1.0.5", "mac": "02:42:0a:01:00:05",
+     "ifname": "eth1", "kind": "veth", "aliases": ["www"], "publish": ["8080:80"],
+     "publish_all": ["53/udp"], "port_security": False},
+    {"specs": ["127.0.0.1:8080-8081:80-81/tcp"], "publish_all": ["443"]},
+    {"spec": "127.0.0.1:8080/tcp"},
+    {"mac": "02:00:00:00:00:01", "endpoint": "web"},
+    {"addr": "192.0.2.2", "vni": 42, "port": 4789},
+]
+for i, b in enumerate(bodies):
+    write("api_bodies", "body%d" % i, bytes([i]) + json.dumps(b).encode())

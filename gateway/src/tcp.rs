@@ -22,20 +22,40 @@ pub const MAX_TCP_FLOWS_PER_NETWORK: usize = 1024;
 /// Outbound connects one network may have under way at once: a SYN flood to a black-holed
 /// address fills this, not the host's descriptors.
 pub const MAX_CONNECTING_PER_NETWORK: usize = 128;
+/// Outbound connections one endpoint may hold: its neighbours on the network keep the rest
+/// of the network's share.
+pub const MAX_TCP_FLOWS_PER_ENDPOINT: usize = 256;
+/// Outbound connects one endpoint may have under way: a flooding container sees its own
+/// SYNs dropped, its neighbours still connect.
+pub const MAX_CONNECTING_PER_ENDPOINT: usize = 32;
 /// How long a failed outbound connect is remembered.
 pub const FAILED_CONNECT_MEMORY: Duration = Duration::from_secs(3);
 /// A host `connect()` still pending after this is given up and the container told the
-/// host is unreachable (rather than waiting out Linux's ~127 s of SYN retries).
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// host is unreachable (rather than waiting out Linux's ~127 s of SYN retries); 10 s, like
+/// Docker's userland proxy.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// An open connection with no byte either way for this long is dropped: 2 hours 4 minutes,
 /// the least RFC 5382 §5 (REQ-5) allows a NAT's established idle timeout to be.
 pub const TCP_IDLE: Duration = Duration::from_secs(2 * 3600 + 4 * 60);
 
-/// Outbound flows of one network, to bound them.
+/// Outbound flows of one network or one endpoint, to bound them.
 #[derive(Debug, Clone, Copy, Default)]
-struct NetworkLoad {
+struct Load {
     outbound: usize,
     connecting: usize,
+}
+
+impl Load {
+    fn within(&self, outbound: usize, connecting: usize) -> bool {
+        self.outbound < outbound && self.connecting < connecting
+    }
+}
+
+/// Who an outbound flow is charged to: its network, and its endpoint's port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Share {
+    Network(NetworkId),
+    Endpoint(PortId),
 }
 
 /// An outbound connection: (network, container address:port, outside address:port).
@@ -157,7 +177,7 @@ pub struct TcpTable {
     flows: HashMap<FlowId, TcpFlow>,
     by_key: HashMap<TcpKey, FlowId>,
     failed: HashMap<TcpKey, (Refusal, Timestamp)>,
-    load: HashMap<NetworkId, NetworkLoad>,
+    load: HashMap<Share, Load>,
     next_id: u32,
     max: usize,
     idle: Duration,
@@ -231,17 +251,25 @@ impl TcpTable {
             };
         }
         // Outbound connects have their own bound: inbound (published) connections do not
-        // take it from the containers; and each network its own share of it.
-        let load = self.load.get(&key.network).copied().unwrap_or_default();
+        // take it from the containers; each network its own share of it, and each
+        // endpoint its own share of its network's.
+        let load = |share| self.load.get(&share).copied().unwrap_or_default();
+        let network = load(Share::Network(key.network));
+        let endpoint = load(Share::Endpoint(port));
         if self.by_key.len() >= self.max
-            || load.outbound >= MAX_TCP_FLOWS_PER_NETWORK.min(self.max)
-            || load.connecting >= MAX_CONNECTING_PER_NETWORK
+            || !network.within(
+                MAX_TCP_FLOWS_PER_NETWORK.min(self.max),
+                MAX_CONNECTING_PER_NETWORK,
+            )
+            || !endpoint.within(MAX_TCP_FLOWS_PER_ENDPOINT, MAX_CONNECTING_PER_ENDPOINT)
         {
             return SynAction::Busy;
         }
-        let entry = self.load.entry(key.network).or_default();
-        entry.outbound += 1;
-        entry.connecting += 1;
+        for share in [Share::Network(key.network), Share::Endpoint(port)] {
+            let entry = self.load.entry(share).or_default();
+            entry.outbound += 1;
+            entry.connecting += 1;
+        }
         let id = self.new_id();
         self.flows.insert(
             id,
@@ -280,9 +308,8 @@ impl TcpTable {
             ConnectResult::Connected => {
                 flow.state = FlowState::Open;
                 flow.last_active = now;
-                if let Some(load) = self.load.get_mut(&flow.network) {
-                    load.connecting = load.connecting.saturating_sub(1);
-                }
+                let (network, port) = (flow.network, flow.port);
+                self.release(network, port, false);
                 return ConnectAction::Accept(syn);
             }
             ConnectResult::Refused => Refusal::Reset,
@@ -343,14 +370,31 @@ impl TcpTable {
             if self.by_key.get(&key) == Some(&id) {
                 self.by_key.remove(&key);
             }
-            if let Some(load) = self.load.get_mut(&flow.network) {
-                load.outbound = load.outbound.saturating_sub(1);
-                if matches!(flow.state, FlowState::Connecting { .. }) {
-                    load.connecting = load.connecting.saturating_sub(1);
+            let connecting = matches!(flow.state, FlowState::Connecting { .. });
+            if connecting {
+                self.release(flow.network, flow.port, false);
+            }
+            self.release(flow.network, flow.port, true);
+        }
+        Some(flow)
+    }
+
+    /// Gives back one connect under way (`open` false) or one outbound flow (`open` true)
+    /// to the network's and the endpoint's shares; an empty share is forgotten.
+    fn release(&mut self, network: NetworkId, port: PortId, open: bool) {
+        for share in [Share::Network(network), Share::Endpoint(port)] {
+            if let Some(load) = self.load.get_mut(&share) {
+                let n = if open {
+                    &mut load.outbound
+                } else {
+                    &mut load.connecting
+                };
+                *n = n.saturating_sub(1);
+                if load.outbound == 0 && load.connecting == 0 {
+                    self.load.remove(&share);
                 }
             }
         }
-        Some(flow)
     }
 
     /// The flows matching `pred` (a removed network's, a disconnected port's).
@@ -364,7 +408,7 @@ impl TcpTable {
     /// Forgets the failed connects of a removed network.
     pub fn forget_network(&mut self, network: NetworkId) {
         self.failed.retain(|k, _| k.network != network);
-        self.load.remove(&network);
+        self.load.remove(&Share::Network(network));
     }
 
     /// Drops expired failed-connect memories, and removes connects pending for longer than
@@ -601,14 +645,17 @@ mod tests {
             network: NetworkId(network),
             ..key(cport)
         };
-        // A SYN flood from network 1 to a black-holed address: its connects under way are
-        // bounded; network 2 still connects.
+        // Flows spread over endpoints as their shares allow.
+        let port_of = |n: usize, per: usize| PortId(100 + (n / per) as u32);
+        // A SYN flood from network 1's endpoints to a black-holed address: its connects
+        // under way are bounded; network 2 still connects.
         for cport in 0..MAX_CONNECTING_PER_NETWORK as u16 {
-            let action = t.on_syn(key_in(1, cport), PORT, syn(1), ms(0));
+            let port = port_of(cport.into(), MAX_CONNECTING_PER_ENDPOINT);
+            let action = t.on_syn(key_in(1, cport), port, syn(1), ms(0));
             assert!(matches!(action, SynAction::Connect(_)), "{cport}");
         }
         let flood = key_in(1, 60_000);
-        assert_eq!(t.on_syn(flood, PORT, syn(1), ms(0)), SynAction::Busy);
+        assert_eq!(t.on_syn(flood, PortId(99), syn(1), ms(0)), SynAction::Busy);
         assert!(matches!(
             t.on_syn(key_in(2, 1), PORT, syn(1), ms(0)),
             SynAction::Connect(_)
@@ -629,7 +676,8 @@ mod tests {
         let now = ms(CONNECT_TIMEOUT.as_millis() as u64 + 5_000);
         let mut opened = 0;
         for cport in 1.. {
-            match t.on_syn(key_in(3, cport), PORT, syn(1), now) {
+            let port = port_of(cport.into(), MAX_TCP_FLOWS_PER_ENDPOINT);
+            match t.on_syn(key_in(3, cport), port, syn(1), now) {
                 SynAction::Connect(id) => {
                     t.connect_result(id, ConnectResult::Connected, now);
                     opened += 1;
@@ -639,6 +687,58 @@ mod tests {
             }
         }
         assert_eq!(opened, MAX_TCP_FLOWS_PER_NETWORK);
+    }
+
+    #[test]
+    fn one_endpoint_cannot_take_its_networks_share_from_its_neighbours() {
+        let mut t = TcpTable::default();
+        let (flooder, neighbour) = (PortId(1), PortId(2));
+        for cport in 0..MAX_CONNECTING_PER_ENDPOINT as u16 {
+            let action = t.on_syn(key(cport), flooder, syn(1), ms(0));
+            assert!(matches!(action, SynAction::Connect(_)), "{cport}");
+        }
+        // The flooder's next SYN is refused; its neighbour on the same network connects.
+        assert_eq!(t.on_syn(key(999), flooder, syn(1), ms(0)), SynAction::Busy);
+        let other = TcpKey {
+            container: SocketAddrV4::new([10, 0, 0, 3].into(), 999),
+            ..key(999)
+        };
+        let id = match t.on_syn(other, neighbour, syn(1), ms(0)) {
+            SynAction::Connect(id) => id,
+            a => panic!("{a:?}"),
+        };
+        // Open flows count against the endpoint's share of open flows, not its connects.
+        t.connect_result(id, ConnectResult::Connected, ms(1));
+        let mut opened = 1;
+        for cport in 1000.. {
+            let k = TcpKey {
+                container: SocketAddrV4::new([10, 0, 0, 3].into(), cport),
+                ..key(0)
+            };
+            match t.on_syn(k, neighbour, syn(1), ms(1)) {
+                SynAction::Connect(id) => {
+                    t.connect_result(id, ConnectResult::Connected, ms(1));
+                    opened += 1;
+                }
+                SynAction::Busy => break,
+                a => panic!("{a:?}"),
+            }
+        }
+        assert_eq!(opened, MAX_TCP_FLOWS_PER_ENDPOINT);
+        // The flooder's connects time out: its share is free again, and nothing is left
+        // of it once its flows are gone.
+        let timed_out = t.expire(ms(CONNECT_TIMEOUT.as_millis() as u64));
+        assert_eq!(timed_out.len(), MAX_CONNECTING_PER_ENDPOINT);
+        assert!(!t.load.contains_key(&Share::Endpoint(flooder)));
+        assert!(matches!(
+            t.on_syn(
+                key(999),
+                flooder,
+                syn(1),
+                ms(CONNECT_TIMEOUT.as_millis() as u64 + 4_000)
+            ),
+            SynAction::Connect(_)
+        ));
     }
 
     #[test]

@@ -333,6 +333,14 @@ fn replayed_gossip_is_dropped_and_counted() {
         Some("alive"),
         "the cluster is still formed after the replays"
     );
+    // `weft cluster` shows the same count.
+    let shown = a.cluster()["gossip_replayed"].as_u64().unwrap_or(0);
+    assert!(
+        shown >= before + 3 * n,
+        "weft cluster: gossip_replayed {shown}"
+    );
+    let text = a.weft_ok(&["cluster"]);
+    assert!(text.contains(" replayed,"), "{text}");
 }
 
 // ---------------------------------------------------------------------------

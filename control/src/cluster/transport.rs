@@ -162,7 +162,7 @@ impl Header<'_> {
 }
 
 /// The sending side: this node's name, incarnation and counter.
-struct Outbound {
+pub struct Outbound {
     sealer: Sealer,
     sender: String,
     incarnation: u64,
@@ -171,7 +171,28 @@ struct Outbound {
 }
 
 impl Outbound {
-    fn seal(&self, message: &[u8]) -> Result<Vec<u8>, GossipError> {
+    /// Node `sender` in its boot `incarnation`, counting from 1.
+    pub fn new(key: &ClusterKey, sender: &str, incarnation: u64) -> Outbound {
+        Outbound::sharing(key, sender, incarnation, Arc::default())
+    }
+
+    /// Like [`Outbound::new`], with a counter shared by every socket of the transport.
+    fn sharing(
+        key: &ClusterKey,
+        sender: &str,
+        incarnation: u64,
+        counter: Arc<AtomicU64>,
+    ) -> Outbound {
+        Outbound {
+            sealer: Sealer::new(key),
+            sender: sender.to_string(),
+            incarnation,
+            counter,
+        }
+    }
+
+    /// One datagram carrying `message` (chitchat's bytes), sealed.
+    pub fn seal(&self, message: &[u8]) -> Result<Vec<u8>, GossipError> {
         let counter = self
             .counter
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_add(1))
@@ -190,7 +211,7 @@ impl Outbound {
 }
 
 /// The receiving side: opens, then checks the sender's window.
-struct Inbound {
+pub struct Inbound {
     sealer: Sealer,
     /// This node's name: a datagram that claims it is one of its own, reflected back.
     me: String,
@@ -198,6 +219,21 @@ struct Inbound {
 }
 
 impl Inbound {
+    /// The receiving side of node `me`.
+    pub fn new(key: &ClusterKey, me: &str) -> Inbound {
+        Inbound {
+            sealer: Sealer::new(key),
+            me: me.to_string(),
+            guard: ReplayGuard::default(),
+        }
+    }
+
+    /// The chitchat message of an authentic, fresh datagram: what `recv` hands chitchat.
+    pub fn message(&mut self, datagram: &[u8]) -> Result<ChitchatMessage, Dropped> {
+        let message = self.accept(datagram)?;
+        ChitchatMessage::deserialize(&mut message.as_slice()).map_err(|_| Dropped::Malformed)
+    }
+
     /// The chitchat message bytes of an authentic, fresh datagram.
     fn accept(&mut self, datagram: &[u8]) -> Result<Vec<u8>, Dropped> {
         let plain = self.sealer.open(datagram)?;
@@ -263,17 +299,13 @@ impl Transport for SealedTransport {
         let socket = tokio::net::UdpSocket::bind(listen_addr).await?;
         Ok(Box::new(SealedSocket {
             socket,
-            outbound: Outbound {
-                sealer: Sealer::new(&self.key),
-                sender: self.node_name.clone(),
-                incarnation: self.incarnation,
-                counter: Arc::clone(&self.counter),
-            },
-            inbound: Inbound {
-                sealer: Sealer::new(&self.key),
-                me: self.node_name.clone(),
-                guard: ReplayGuard::default(),
-            },
+            outbound: Outbound::sharing(
+                &self.key,
+                &self.node_name,
+                self.incarnation,
+                Arc::clone(&self.counter),
+            ),
+            inbound: Inbound::new(&self.key, &self.node_name),
             counters: Arc::clone(&self.counters),
             old_format_from: BTreeSet::new(),
             buf: vec![0u8; MAX_DATAGRAM],
@@ -351,21 +383,10 @@ impl Socket for SealedSocket {
                 Err(e) => return Err(e.into()),
             };
             self.counters.rx.fetch_add(1, Ordering::Relaxed);
-            let accepted = self.buf.get(..n).map(|d| self.inbound.accept(d));
-            let message = match accepted {
-                Some(Ok(m)) => m,
-                Some(Err(why)) => {
-                    self.dropped(why, from);
-                    continue;
-                }
-                None => {
-                    self.dropped(Dropped::Malformed, from);
-                    continue;
-                }
-            };
-            match ChitchatMessage::deserialize(&mut message.as_slice()) {
+            let read = self.buf.get(..n).map(|d| self.inbound.message(d));
+            match read.unwrap_or(Err(Dropped::Malformed)) {
                 Ok(msg) => return Ok((from, msg)),
-                Err(_) => self.dropped(Dropped::Malformed, from),
+                Err(why) => self.dropped(why, from),
             }
         }
     }

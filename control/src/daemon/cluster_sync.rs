@@ -695,6 +695,9 @@ impl Daemon {
             gossip_tx: load(&g.counters.tx),
             gossip_auth_failed: load(&g.counters.auth_failed),
             gossip_malformed: load(&g.counters.malformed),
+            gossip_replayed: load(&g.counters.replayed),
+            gossip_stale: load(&g.counters.stale),
+            gossip_old_format: load(&g.counters.old_format),
             leases: local
                 .leases
                 .iter()

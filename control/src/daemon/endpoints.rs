@@ -12,6 +12,7 @@ use super::{
     gateway, invalid, ipam, mac_for_ip, parse_mac, random_u64, Control, Daemon, DaemonError,
     DataplaneError, Endpoint, Network, Result,
 };
+use crate::cluster::spec::MAX_ALIASES;
 use crate::gateway::publish::{self, PortMapping, PublishedSocket};
 use crate::gateway::stack::StackInput;
 use crate::types::{Connect, EndpointInfo, PortKind};
@@ -354,6 +355,23 @@ struct ConnectPlan {
 
 /// Checks what a connect request says on its own, in the order the user sees the errors.
 fn check_connect(req: &Connect) -> Result<CheckedConnect> {
+    let (ifname, kind, mac, ip) = check_connect_fields(req)?;
+    let (netns, netns_label) = open_netns(req.netns.as_deref(), req.pid)?;
+    Ok(CheckedConnect {
+        ifname,
+        kind,
+        mac,
+        ip,
+        netns,
+        netns_label,
+    })
+}
+
+/// What a connect request says on its own, checked without the system (the namespace is
+/// opened after): interface name, kind, MAC, address, endpoint name and aliases.
+pub(super) fn check_connect_fields(
+    req: &Connect,
+) -> Result<(String, EndpointKind, Option<MacAddr>, Option<Ipv4Addr>)> {
     let ifname = req.ifname.clone().unwrap_or_else(|| "eth0".into());
     validate_ifname(&ifname)?;
     let kind = endpoint_kind(req.kind.unwrap_or_default())?;
@@ -372,18 +390,17 @@ fn check_connect(req: &Connect) -> Result<CheckedConnect> {
     if let Some(n) = &req.name {
         validate_name("endpoint", n)?;
     }
+    // As many as the cluster's peers take (they refuse a gossiped endpoint with more).
+    if req.aliases.len() > MAX_ALIASES {
+        return Err(invalid(format!(
+            "{} aliases given; an endpoint has at most {MAX_ALIASES}: pass fewer --alias",
+            req.aliases.len()
+        )));
+    }
     for alias in &req.aliases {
         validate_dns_name(alias)?;
     }
-    let (netns, netns_label) = open_netns(req.netns.as_deref(), req.pid)?;
-    Ok(CheckedConnect {
-        ifname,
-        kind,
-        mac,
-        ip,
-        netns,
-        netns_label,
-    })
+    Ok((ifname, kind, mac, ip))
 }
 
 /// The kind of port an endpoint asks for, as the state records it: a TAP or a veth pair.

@@ -21,6 +21,7 @@ use crate::gateway::{self, NetworkZone, Zones};
 use ipam::IpamError;
 use weft_sys::SysError;
 
+pub mod bodies;
 mod cluster_sync;
 mod endpoints;
 mod leftovers;

@@ -220,13 +220,13 @@ impl Daemon {
 
 /// A `weft network create` request with every field checked; what depends on the other
 /// networks (name, subnet and VNI taken) is checked under the lock.
-struct NewNetwork {
+pub(super) struct NewNetwork {
     /// The network to create (no VNI yet).
     record: NetworkRecord,
     overlay: bool,
 }
 
-fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
+pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
     validate_name("network", &req.name)?;
     let subnet = parse_subnet(&req.subnet)?;
     let gateway = match &req.gateway {

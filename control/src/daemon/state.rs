@@ -357,7 +357,7 @@ impl StateDir {
             path: path.clone(),
             source,
         };
-        let text = serde_json::to_vec_pretty(&document(state)).expect("state serializes");
+        let text = render_state(state).map_err(|e| err(std::io::Error::other(e)))?;
         let mut f = File::create(&tmp).map_err(err)?;
         f.write_all(&text).map_err(err)?;
         f.sync_all().map_err(err)?;
@@ -373,7 +373,7 @@ impl StateDir {
 /// Reads a state document: malformed JSON or networks, peers and static entries that do not
 /// read are an error; each endpoint record is read on its own, and one that does not read
 /// is kept as an [`UnreadableEndpoint`].
-fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
+pub fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
     let doc: Document<serde_json::Value> = serde_json::from_str(text)?;
     let mut endpoints = Vec::with_capacity(doc.endpoints.len());
     let mut unreadable_endpoints = Vec::new();
@@ -397,6 +397,11 @@ fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
         removed_networks: doc.removed_networks,
         pending_endpoints: doc.pending_endpoints,
     })
+}
+
+/// The state file's text for `state`.
+pub fn render_state(state: &PersistedState) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec_pretty(&document(state))
 }
 
 /// The document `state` is saved as: the endpoints read, then the unreadable ones as

@@ -7,20 +7,11 @@ fn key(byte: u8) -> ClusterKey {
 }
 
 fn outbound(key: &ClusterKey, name: &str, incarnation: u64) -> Outbound {
-    Outbound {
-        sealer: Sealer::new(key),
-        sender: name.to_string(),
-        incarnation,
-        counter: Arc::default(),
-    }
+    Outbound::new(key, name, incarnation)
 }
 
 fn inbound(key: &ClusterKey) -> Inbound {
-    Inbound {
-        sealer: Sealer::new(key),
-        me: "me".into(),
-        guard: ReplayGuard::default(),
-    }
+    Inbound::new(key, "me")
 }
 
 #[test]
