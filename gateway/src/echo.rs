@@ -13,6 +13,8 @@ use weft_switch::{NetworkId, Timestamp};
 
 /// ICMP echo flows kept at once.
 pub const MAX_ECHO_FLOWS: usize = 1024;
+/// ICMP echo flows one container (network, address) may hold: its neighbours keep the rest.
+pub const MAX_ECHO_FLOWS_PER_ENDPOINT: usize = 128;
 /// Idle ICMP echo flows are forgotten after this.
 pub const ECHO_IDLE: Duration = Duration::from_secs(30);
 
@@ -43,6 +45,8 @@ pub enum EchoError {
     NotEchoRequest,
     #[error("the echo flow table is full ({MAX_ECHO_FLOWS} flows)")]
     Busy,
+    #[error("the container holds its share of echo flows ({MAX_ECHO_FLOWS_PER_ENDPOINT})")]
+    EndpointBusy,
 }
 
 /// The echo flows by wire identifier.
@@ -50,6 +54,8 @@ pub enum EchoError {
 pub struct EchoNat<V> {
     flows: HashMap<u16, EchoFlow<V>>,
     by_key: HashMap<EchoKey, u16>,
+    /// Flows per container (network, address).
+    per_endpoint: HashMap<(NetworkId, Ipv4Addr), usize>,
     next_ident: u16,
     idle: Duration,
     max: usize,
@@ -66,6 +72,7 @@ impl<V> EchoNat<V> {
         EchoNat {
             flows: HashMap::new(),
             by_key: HashMap::new(),
+            per_endpoint: HashMap::new(),
             next_ident: 1,
             idle,
             max,
@@ -130,6 +137,12 @@ impl<V> EchoNat<V> {
         if self.flows.len() >= self.max.min(usize::from(u16::MAX)) {
             return Err(EchoError::Busy);
         }
+        let holder = (key.network, key.container);
+        let held = self.per_endpoint.entry(holder).or_default();
+        if *held >= MAX_ECHO_FLOWS_PER_ENDPOINT {
+            return Err(EchoError::EndpointBusy);
+        }
+        *held += 1;
         let mut id = self.next_ident;
         while self.flows.contains_key(&id) {
             id = id.wrapping_add(1);
@@ -199,6 +212,13 @@ impl<V> EchoNat<V> {
         self.flows.retain(|_, f| !pred(f));
         let flows = &self.flows;
         self.by_key.retain(|_, id| flows.contains_key(id));
+        self.per_endpoint.clear();
+        for f in self.flows.values() {
+            *self
+                .per_endpoint
+                .entry((f.key.network, f.key.container))
+                .or_default() += 1;
+        }
         before - self.flows.len()
     }
 }
@@ -390,5 +410,35 @@ mod tests {
             let _ = nat.outbound(NET, (c, OUTSIDE), &mut copy, || (), at(0));
             let _ = nat.inbound(&mut bytes, at(0));
         }
+    }
+
+    #[test]
+    fn one_container_cannot_take_the_echo_table_from_its_neighbours() {
+        let mut nat: EchoNat<()> = EchoNat::default();
+        let flooder = Ipv4Addr::new(10, 0, 0, 2);
+        let mut request = |container, ident: u16| {
+            let mut icmp = [8u8, 0, 0, 0, (ident >> 8) as u8, ident as u8, 0, 1];
+            nat.outbound(NET, (container, OUTSIDE), &mut icmp, || (), at(0))
+        };
+        for ident in 0..MAX_ECHO_FLOWS_PER_ENDPOINT as u16 {
+            assert!(request(flooder, ident).is_ok(), "{ident}");
+        }
+        assert_eq!(request(flooder, 9999), Err(EchoError::EndpointBusy));
+        assert!(request(Ipv4Addr::new(10, 0, 0, 3), 1).is_ok());
+        // Once its flows expire, its share is free again.
+        assert_eq!(
+            nat.expire(at(ECHO_IDLE.as_secs())),
+            MAX_ECHO_FLOWS_PER_ENDPOINT + 1
+        );
+        let mut icmp = [8u8, 0, 0, 0, 0x27, 0x0f, 0, 1];
+        assert!(nat
+            .outbound(
+                NET,
+                (flooder, OUTSIDE),
+                &mut icmp,
+                || (),
+                at(ECHO_IDLE.as_secs())
+            )
+            .is_ok());
     }
 }

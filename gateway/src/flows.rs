@@ -3,9 +3,23 @@
 
 use std::collections::HashMap;
 use std::hash::Hash;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use weft_switch::Timestamp;
+use weft_switch::{NetworkId, Timestamp};
+
+/// Who a flow is charged to: its container (network, address), so that one container
+/// cannot take the whole table from its neighbours.
+pub type Holder = (NetworkId, Ipv4Addr);
+
+/// Why a new flow is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// The table holds its bound.
+    Table,
+    /// The flow's holder holds its share.
+    Holder,
+}
 
 /// One flow's bookkeeping.
 #[derive(Debug, Clone)]
@@ -24,14 +38,57 @@ pub struct FlowTable<K, V> {
     flows: HashMap<K, Flow<V>>,
     idle: Duration,
     max: usize,
+    /// Most flows one holder may have.
+    per_holder: usize,
+    holder_of: fn(&K) -> Holder,
+    held: HashMap<Holder, usize>,
 }
 
 impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
+    /// A table of at most `max` flows, all charged to one holder.
     pub fn new(idle: Duration, max: usize) -> Self {
         FlowTable {
             flows: HashMap::new(),
             idle,
             max,
+            per_holder: max,
+            holder_of: |_| (NetworkId(0), Ipv4Addr::UNSPECIFIED),
+            held: HashMap::new(),
+        }
+    }
+
+    /// The same table with each flow charged to `holder_of(key)`, at most `per_holder`
+    /// flows each.
+    pub fn with_shares(self, per_holder: usize, holder_of: fn(&K) -> Holder) -> Self {
+        FlowTable {
+            per_holder,
+            holder_of,
+            ..self
+        }
+    }
+
+    /// Whether a flow of `key` could be added now.
+    pub fn room_for(&self, key: &K) -> Result<(), Full> {
+        if self.flows.contains_key(key) {
+            return Ok(());
+        }
+        if self.flows.len() >= self.max {
+            return Err(Full::Table);
+        }
+        let held = self.held.get(&(self.holder_of)(key)).copied().unwrap_or(0);
+        if held >= self.per_holder {
+            return Err(Full::Holder);
+        }
+        Ok(())
+    }
+
+    fn release(&mut self, key: &K) {
+        let holder = (self.holder_of)(key);
+        if let Some(n) = self.held.get_mut(&holder) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.held.remove(&holder);
+            }
         }
     }
 
@@ -47,10 +104,13 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         self.flows.get(key)
     }
 
-    /// Adds a flow; refused (`Err(value)`) when the table is full.
+    /// Adds a flow; refused (`Err(value)`) when the table or its holder's share is full.
     pub fn insert(&mut self, key: K, value: V, now: Timestamp) -> Result<(), V> {
-        if self.flows.len() >= self.max && !self.flows.contains_key(&key) {
+        if self.room_for(&key).is_err() {
             return Err(value);
+        }
+        if !self.flows.contains_key(&key) {
+            *self.held.entry((self.holder_of)(&key)).or_default() += 1;
         }
         self.flows.insert(
             key,
@@ -91,7 +151,11 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
             .map(|(k, _)| k.clone())
             .collect();
         dead.into_iter()
-            .filter_map(|k| self.flows.remove(&k).map(|f| (k, f.value)))
+            .filter_map(|k| {
+                let flow = self.flows.remove(&k)?;
+                self.release(&k);
+                Some((k, flow.value))
+            })
             .collect()
     }
 
@@ -99,7 +163,11 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
     pub fn remove_where(&mut self, mut pred: impl FnMut(&K) -> bool) -> Vec<V> {
         let keys: Vec<K> = self.flows.keys().filter(|k| pred(k)).cloned().collect();
         keys.into_iter()
-            .filter_map(|k| self.flows.remove(&k).map(|f| f.value))
+            .filter_map(|k| {
+                let flow = self.flows.remove(&k)?;
+                self.release(&k);
+                Some(flow.value)
+            })
             .collect()
     }
 
@@ -139,5 +207,26 @@ mod tests {
         assert!(t.is_empty());
         t.insert(3, "c", at(0)).unwrap();
         assert_eq!(t.remove_where(|k| *k == 3), vec!["c"]);
+    }
+
+    #[test]
+    fn one_holder_cannot_take_the_table_from_the_others() {
+        let holder_of: fn(&u32) -> Holder = |k| (NetworkId(1), Ipv4Addr::from(*k / 100));
+        let mut t: FlowTable<u32, ()> =
+            FlowTable::new(Duration::from_secs(60), 10).with_shares(3, holder_of);
+        for k in 0..3 {
+            t.insert(k, (), at(0)).unwrap();
+        }
+        assert_eq!(t.room_for(&3), Err(Full::Holder));
+        assert_eq!(t.insert(3, (), at(0)), Err(()));
+        assert_eq!(t.room_for(&1), Ok(()), "an existing flow always has room");
+        t.insert(100, (), at(0)).unwrap();
+        // The holder's flows go (expired, or its endpoint gone): its share is free again.
+        t.sent(&0, 1, at(30));
+        assert_eq!(t.expire(at(60)).len(), 3, "flows 1, 2 and 100");
+        t.insert(3, (), at(60)).unwrap();
+        assert_eq!(t.remove_where(|k| *k < 100).len(), 2);
+        assert_eq!(t.room_for(&4), Ok(()));
+        assert!(t.held.values().all(|&n| n > 0));
     }
 }

@@ -634,6 +634,11 @@ impl Lab {
         }
     }
 
+    /// The daemon's process ID, while it runs.
+    pub fn daemon_pid(&self) -> Option<u32> {
+        lock(&self.shared).daemon.as_ref().map(|d| d.id())
+    }
+
     /// True while the daemon process is running.
     pub fn daemon_alive(&self) -> bool {
         let mut s = lock(&self.shared);

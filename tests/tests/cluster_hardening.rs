@@ -214,7 +214,8 @@ fn overlay_flags_are_adopted_as_created() {
     );
 
     // A node that adopted the network as open (as an older weft did) takes the flags the
-    // cluster publishes for it: b's state is edited to the open flags, b restarts.
+    // cluster publishes for it: b's state is edited to the open flags (and e1 given a
+    // published port, as it could have while the network was open), b restarts.
     b.stop();
     let state = b.state_dir.join("state.json");
     let mut doc: Value = serde_json::from_str(&fs::read_to_string(&state).unwrap()).unwrap();
@@ -225,6 +226,14 @@ fn overlay_flags_are_adopted_as_created() {
         if n["name"] == "closed" {
             n["icc"] = Value::from(true);
             n["internal"] = Value::from(false);
+        }
+    }
+    for e in doc["endpoints"].as_array_mut().expect("endpoints") {
+        if e["name"] == e1.name.as_str() {
+            e["published"] = serde_json::json!([{
+                "host_ip": "127.0.0.1", "host_port": 18_433, "container_port": 80,
+                "protocol": "tcp"
+            }]);
         }
     }
     fs::write(&state, serde_json::to_string(&doc).unwrap()).unwrap();
@@ -244,6 +253,19 @@ fn overlay_flags_are_adopted_as_created() {
     assert!(
         b.log().contains("closed: flags from the cluster applied"),
         "b's log does not say it applied the flags of `closed`:\n{}",
+        b.log()
+    );
+    // An --internal network publishes nothing: e1's port was withdrawn, and said so.
+    let e1_now = last["endpoints"]
+        .as_array()
+        .and_then(|eps| eps.iter().find(|e| e["name"] == e1.name.as_str()))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(e1_now["published"], serde_json::json!([]), "{last:#}");
+    assert!(
+        b.log()
+            .contains("no longer publishes 127.0.0.1:18433->80/tcp"),
+        "b's log does not say the published port was withdrawn:\n{}",
         b.log()
     );
     assert!(

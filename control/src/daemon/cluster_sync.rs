@@ -274,17 +274,9 @@ impl Daemon {
             flags.nat,
             flags.internal
         );
-        let published: Vec<&str> = c
-            .endpoints
-            .values()
-            .filter(|e| e.record.network == name && !e.record.published.is_empty())
-            .map(|e| e.record.name.as_str())
-            .collect();
-        if flags.internal && !published.is_empty() {
-            log::warn!(
-                "overlay network {name} is --internal in the cluster; endpoints {} keep their published ports until `weft unpublish`",
-                published.join(", ")
-            );
+        if flags.internal && !before.internal {
+            // An --internal network has no published ports: withdrawn here too.
+            self.withdraw_published(c, name);
         }
         self.rebuild_zone(c, name);
         self.save(c)

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::os::fd::OwnedFd;
 
 use weft_switch::{MacAddr, NetworkId, PortBinding, PortId};
 
+use super::plumb::{plumb, CreatedPort};
 use super::state::{EndpointKind, EndpointRecord, PendingEndpoint};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
 use super::{
@@ -714,93 +714,4 @@ fn seed_endpoint(
     }
     bridge.bind_port(port, binding)?;
     Ok(())
-}
-
-/// What a created port leaves behind, so it can be undone.
-struct CreatedPort {
-    fd: OwnedFd,
-    kind: EndpointKind,
-    host_ifname: Option<String>,
-}
-
-impl CreatedPort {
-    /// Removes the interface(s) again (connect failed after creating them, or disconnect).
-    fn destroy(self) {
-        match self.kind {
-            // The data plane held the TAP as a plain fd: type it again to clear its
-            // persistence, so that closing it removes the interface.
-            EndpointKind::Tap => match sys::Tap::from_owned(self.fd) {
-                Ok(tap) => {
-                    let _ = tap.clear_persist();
-                }
-                Err(e) => log::warn!("cannot remove a TAP: {e}"),
-            },
-            EndpointKind::Veth => {
-                drop(self.fd);
-                if let Some(host) = &self.host_ifname {
-                    let _ = sys::delete_link(host);
-                }
-            }
-        }
-    }
-}
-
-/// Creates (or re-attaches) the endpoint's interface and returns its port fd.
-fn plumb(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
-    let ifname = rec.ifname.clone();
-    match rec.kind {
-        EndpointKind::Tap => {
-            let tap = netns.run(move || {
-                let tap = sys::Tap::open(&ifname, true)?;
-                if let Err(e) = sys::configure_interface(&ifname, &cfg) {
-                    let _ = tap.clear_persist();
-                    return Err(e);
-                }
-                Ok(tap)
-            })?;
-            Ok(CreatedPort {
-                fd: tap.into_owned(),
-                kind: EndpointKind::Tap,
-                host_ifname: None,
-            })
-        }
-        EndpointKind::Veth => plumb_veth(netns, rec, cfg, mtu),
-    }
-}
-
-/// Creates (or takes over) the endpoint's veth pair and opens the packet socket on its host
-/// end. The host end is a switch port only: before it goes up it is made inert for the
-/// host's own stack ([`sys::make_inert`]: no IPv6, so no link-local address a container
-/// could reach host services on, no router advertisements; strict reverse-path filtering
-/// for IPv4), and it never gets an address. A step that fails removes a pair created here.
-fn plumb_veth(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> Result<CreatedPort> {
-    let ifname = rec.ifname.clone();
-    let host = rec.host_ifname.clone().ok_or_else(|| {
-        DaemonError::Internal(format!(
-            "veth endpoint {} has no host interface name in the state file",
-            rec.name
-        ))
-    })?;
-    let created_now = !sys::interface_exists(&host);
-    if created_now {
-        sys::create_veth(&host, &ifname, netns)?;
-    }
-    let undo = |e: DaemonError| {
-        if created_now {
-            let _ = sys::delete_link(&host);
-        }
-        e
-    };
-    sys::make_inert(&host).map_err(|e| undo(e.into()))?;
-    netns
-        .run(move || sys::configure_interface(&ifname, &cfg))
-        .map_err(|e| undo(e.into()))?;
-    sys::set_mtu(&host, mtu).map_err(|e| undo(e.into()))?;
-    sys::set_link_up(&host).map_err(|e| undo(e.into()))?;
-    let socket = sys::PacketSocket::open(&host).map_err(|e| undo(e.into()))?;
-    Ok(CreatedPort {
-        fd: socket.into_owned(),
-        kind: EndpointKind::Veth,
-        host_ifname: Some(host),
-    })
 }

@@ -27,6 +27,7 @@ mod endpoints;
 mod leftovers;
 mod networks;
 mod peers;
+mod plumb;
 mod published;
 mod run;
 mod tables;

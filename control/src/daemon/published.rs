@@ -116,6 +116,26 @@ impl Daemon {
         self.serve_published(c, name, bound);
     }
 
+    /// Withdraws every published port of the endpoints on `network`, which became
+    /// `--internal` through the cluster (an internal network publishes nothing); each is
+    /// logged. The caller saves the state.
+    pub(super) fn withdraw_published(&self, c: &mut Control, network: &str) {
+        let attached = c.endpoints.values_mut().map(|e| &mut e.record);
+        let records = attached.chain(c.detached.values_mut().map(|d| &mut d.record));
+        for record in records.filter(|r| r.network == network) {
+            for m in record.published.drain(..) {
+                log::warn!(
+                    "network {network} is --internal in the cluster: endpoint {} no longer publishes {m}",
+                    record.name
+                );
+                self.stack.send(StackInput::Unpublish {
+                    local: m.host_addr(),
+                    tcp: m.protocol == publish::Protocol::Tcp,
+                });
+            }
+        }
+    }
+
     /// `weft publish ENDPOINT SPEC... [-P PORT...]`: the new mappings.
     pub fn publish(&self, endpoint: &str, req: Publish) -> Result<Vec<PortMapping>> {
         if req.specs.is_empty() && req.publish_all.is_empty() {

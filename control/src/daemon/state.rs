@@ -124,7 +124,7 @@ pub struct EndpointRecord {
     pub aliases: Vec<String>,
     /// Published ports (`-p`, `-P`, `weft publish`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub published: Vec<crate::gateway::publish::PortMapping>,
+    pub published: Vec<weft_gateway::publish::PortMapping>,
     /// Port security (on unless the endpoint was connected with `--port-security=false`;
     /// written only when off, so older state files read the same).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
@@ -148,10 +148,14 @@ pub struct PendingEndpoint {
     pub host_ifname: Option<String>,
 }
 
+/// A static FDB entry (`weft fdb add`): the MAC is reached through the endpoint's or
+/// tunnel's port named `endpoint`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct StaticFdbRecord {
     pub network: String,
-    pub mac: String,
+    /// A unicast MAC, stored as text like `02:00:00:00:00:01`.
+    #[serde(with = "mac_text")]
+    pub mac: MacAddr,
     pub endpoint: String,
 }
 
@@ -224,13 +228,14 @@ impl UnreadableEndpoint {
 
 /// The state file as it is on disk. Endpoint records are `E`: raw JSON values when
 /// loading (each is read on its own, see [`StateDir::load`]), [`StoredEndpoint`]s when
-/// saving.
+/// saving; static entries `S`: raw values when loading (one that does not read is dropped
+/// with a warning, as the daemon always did with a static entry it could not apply).
 #[derive(Debug, Serialize, Deserialize)]
-struct Document<E> {
+struct Document<E, S> {
     version: u32,
     networks: Vec<NetworkRecord>,
     endpoints: Vec<E>,
-    static_fdb: Vec<StaticFdbRecord>,
+    static_fdb: Vec<S>,
     #[serde(default)]
     peers: Vec<PeerRecord>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -374,7 +379,14 @@ impl StateDir {
 /// read are an error; each endpoint record is read on its own, and one that does not read
 /// is kept as an [`UnreadableEndpoint`].
 pub fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
-    let doc: Document<serde_json::Value> = serde_json::from_str(text)?;
+    let doc: Document<serde_json::Value, serde_json::Value> = serde_json::from_str(text)?;
+    let mut static_fdb = Vec::with_capacity(doc.static_fdb.len());
+    for (i, raw) in doc.static_fdb.into_iter().enumerate() {
+        match StaticFdbRecord::deserialize(&raw) {
+            Ok(record) => static_fdb.push(record),
+            Err(e) => log::warn!("static FDB entry {} of the state file dropped: {e}", i + 1),
+        }
+    }
     let mut endpoints = Vec::with_capacity(doc.endpoints.len());
     let mut unreadable_endpoints = Vec::new();
     for (i, raw) in doc.endpoints.into_iter().enumerate() {
@@ -392,7 +404,7 @@ pub fn parse_state(text: &str) -> Result<PersistedState, serde_json::Error> {
         networks: doc.networks,
         endpoints,
         unreadable_endpoints,
-        static_fdb: doc.static_fdb,
+        static_fdb,
         peers: doc.peers,
         removed_networks: doc.removed_networks,
         pending_endpoints: doc.pending_endpoints,
@@ -406,7 +418,7 @@ pub fn render_state(state: &PersistedState) -> Result<Vec<u8>, serde_json::Error
 
 /// The document `state` is saved as: the endpoints read, then the unreadable ones as
 /// they were.
-fn document(state: &PersistedState) -> Document<StoredEndpoint<'_>> {
+fn document(state: &PersistedState) -> Document<StoredEndpoint<'_>, StaticFdbRecord> {
     let read = state.endpoints.iter().map(StoredEndpoint::Read);
     let kept = state
         .unreadable_endpoints
@@ -486,6 +498,22 @@ mod tests {
   ],
   "static_fdb": [{"network": "n", "mac": "02:00:00:00:00:01", "endpoint": "good"}]
 }"#;
+
+    #[test]
+    fn static_entries_hold_checked_macs_and_one_that_does_not_read_is_dropped() {
+        let text = ONE_GOOD_ONE_BAD.replace(
+            r#""static_fdb": [{"#,
+            r#""static_fdb": [{"network": "n", "mac": "01:00:5e:00:00:01", "endpoint": "good"}, {"#,
+        );
+        let state = parse_state(&text).unwrap();
+        let [entry] = &state.static_fdb[..] else {
+            panic!("the multicast entry should be dropped: {state:?}")
+        };
+        assert_eq!(entry.mac, MacAddr([2, 0, 0, 0, 0, 1]));
+        let doc: serde_json::Value =
+            serde_json::from_slice(&render_state(&state).unwrap()).unwrap();
+        assert_eq!(doc["static_fdb"][0]["mac"], "02:00:00:00:00:01");
+    }
 
     #[test]
     fn an_endpoint_record_that_does_not_read_is_reported_skipped_and_kept() {

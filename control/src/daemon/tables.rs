@@ -126,10 +126,7 @@ impl Daemon {
 
     pub(super) fn apply_static(&self, c: &Control, entry: &StaticFdbRecord) -> Result<()> {
         let net = Self::network(c, &entry.network)?;
-        let mac: MacAddr = entry
-            .mac
-            .parse()
-            .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
+        let mac = entry.mac;
         let endpoint_port = c
             .endpoints
             .get(&entry.endpoint)
@@ -156,7 +153,7 @@ impl Daemon {
         let mut c = self.lock();
         let entry = StaticFdbRecord {
             network: network.to_string(),
-            mac: mac.to_string(),
+            mac,
             endpoint: endpoint.to_string(),
         };
         self.apply_static(&c, &entry)?;
@@ -173,11 +170,10 @@ impl Daemon {
             .map_err(|e: weft_switch::MacParseError| invalid(e.to_string()))?;
         let mut c = self.lock();
         let id = Self::network(&c, network)?.id;
-        let key = mac.to_string();
         if !c
             .static_fdb
             .iter()
-            .any(|s| s.network == network && s.mac == key)
+            .any(|s| s.network == network && s.mac == mac)
         {
             return Err(DaemonError::NotFound(format!(
                 "no static FDB entry for {mac} on network {network:?}; list entries with `weft fdb {network}`"
@@ -187,7 +183,7 @@ impl Daemon {
             .with_bridge(|b| b.remove_static(id, mac))
             .map_err(|e| invalid(e.to_string()))?;
         c.static_fdb
-            .retain(|s| !(s.network == network && s.mac == key));
+            .retain(|s| !(s.network == network && s.mac == mac));
         self.save(&c)?;
         Ok(())
     }

@@ -11,7 +11,7 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
-use weft_gateway::flows::FlowTable;
+use weft_gateway::flows::{FlowTable, Full};
 use weft_switch::{
     quoted_udp_datagram, write_icmp_unreachable, write_udp, DropReason, GatewayConfig, MacAddr,
     NetworkId, PortId, UdpToGateway, ICMP_PORT_UNREACHABLE,
@@ -25,6 +25,9 @@ use crate::types::NatRow;
 pub const DEFAULT_UDP_IDLE: Duration = Duration::from_secs(60);
 /// Flows kept at once; a new flow beyond this is refused (counted as `gateway_busy`).
 pub const MAX_UDP_FLOWS: usize = 4096;
+/// Flows one container may hold: a container opening flows to every port of the outside
+/// is refused before its neighbours are.
+pub const MAX_UDP_FLOWS_PER_ENDPOINT: usize = 512;
 
 /// A UDP flow: one container socket talking to one outside socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -56,7 +59,10 @@ pub(super) struct UdpNat {
 impl UdpNat {
     pub(super) fn new(idle: Duration) -> UdpNat {
         UdpNat {
-            table: FlowTable::new(idle, MAX_UDP_FLOWS),
+            table: FlowTable::new(idle, MAX_UDP_FLOWS)
+                .with_shares(MAX_UDP_FLOWS_PER_ENDPOINT, |k| {
+                    (k.network, *k.container.ip())
+                }),
             slots: Vec::new(),
         }
     }
@@ -77,6 +83,8 @@ impl UdpNat {
 enum NatError {
     #[error("the UDP flow table is full ({MAX_UDP_FLOWS} flows)")]
     TableFull,
+    #[error("the container holds its share of UDP flows ({MAX_UDP_FLOWS_PER_ENDPOINT})")]
+    ShareFull,
     #[error("cannot open a host socket for {outside}: {source}")]
     Socket {
         outside: SocketAddrV4,
@@ -146,8 +154,10 @@ impl StackThread {
         gateway_mac: MacAddr,
         container_mac: MacAddr,
     ) -> Result<(), NatError> {
-        if self.udp.table.len() >= MAX_UDP_FLOWS {
-            return Err(NatError::TableFull);
+        match self.udp.table.room_for(&key) {
+            Ok(()) => {}
+            Err(Full::Table) => return Err(NatError::TableFull),
+            Err(Full::Holder) => return Err(NatError::ShareFull),
         }
         let (socket, local) = connected_socket(key.outside)?;
         let slot = self.udp.free_slot();
