@@ -219,16 +219,15 @@ impl Daemon {
     }
 
     pub(super) fn endpoint_info(c: &Control, e: &Endpoint) -> EndpointInfo {
-        let prefix_len = c
-            .networks
-            .get(&e.record.network)
-            .map(|n| n.record.subnet.prefix_len())
-            .unwrap_or(0);
-        Self::record_info(&e.record, prefix_len)
+        Self::record_info(c, &e.record)
     }
 
     /// An endpoint as the API shows it (attached).
-    pub(super) fn record_info(record: &EndpointRecord, prefix_len: u8) -> EndpointInfo {
+    pub(super) fn record_info(c: &Control, record: &EndpointRecord) -> EndpointInfo {
+        let prefix_len = c
+            .networks
+            .get(&record.network)
+            .map_or(0, |n| n.record.subnet.prefix_len());
         EndpointInfo {
             name: record.name.clone(),
             network: record.network.clone(),

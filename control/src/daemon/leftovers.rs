@@ -101,14 +101,9 @@ impl Daemon {
     }
 
     pub(super) fn detached_info(c: &Control, d: &Detached) -> EndpointInfo {
-        let prefix_len = c
-            .networks
-            .get(&d.record.network)
-            .map(|n| n.record.subnet.prefix_len())
-            .unwrap_or(0);
         EndpointInfo {
             detached: Some(d.reason.clone()),
-            ..Self::record_info(&d.record, prefix_len)
+            ..Self::record_info(c, &d.record)
         }
     }
 }
