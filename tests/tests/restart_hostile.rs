@@ -151,6 +151,13 @@ fn interfaces_left_by_an_unfinished_connect_are_removed_on_start() {
     ip(&[
         "link", "add", &host_end, "type", "veth", "peer", "name", "eth1", "netns", &ns,
     ]);
+    // A host interface whose name weft never makes, named by a (corrupt) pending record:
+    // it must survive.
+    let not_ours = format!("{}keep", lab.prefix);
+    let peer = format!("{}kp", lab.prefix);
+    ip(&[
+        "link", "add", &not_ours, "type", "veth", "peer", "name", &peer,
+    ]);
     let meta = std::fs::metadata(format!("/run/netns/{ns}")).unwrap();
     let id = [meta.dev(), meta.ino()];
     let state = serde_json::json!({
@@ -164,7 +171,9 @@ fn interfaces_left_by_an_unfinished_connect_are_removed_on_start() {
         "pending_endpoints": [
             {"netns": ns, "netns_id": id, "ifname": "eth0", "kind": "tap"},
             {"netns": ns, "netns_id": id, "ifname": "eth1", "kind": "veth",
-             "host_ifname": host_end}
+             "host_ifname": host_end},
+            {"netns": ns, "netns_id": id, "ifname": "eth2", "kind": "veth",
+             "host_ifname": not_ours}
         ]
     });
     let path = lab.state_dir.join("state.json");
@@ -177,7 +186,13 @@ fn interfaces_left_by_an_unfinished_connect_are_removed_on_start() {
         "leftovers still in the namespace: {links:?}\n{}",
         lab.daemon_log()
     );
-    assert!(!link_names_in(None).contains(&host_end));
+    let host_links = link_names_in(None);
+    assert!(!host_links.contains(&host_end));
+    assert!(
+        host_links.contains(&not_ours),
+        "a host interface weft did not name was removed"
+    );
+    ip(&["link", "del", &not_ours]);
     assert!(lab.daemon_log().contains("did not finish"));
 
     // The retried connects work, and a finished connect leaves no pending record.

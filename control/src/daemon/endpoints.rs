@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use weft_switch::{MacAddr, NetworkId, PortBinding, PortId};
 
-use super::plumb::{plumb, CreatedPort};
+use super::plumb::{host_end_name, plumb, CreatedPort};
 use super::state::{EndpointKind, EndpointRecord, PendingEndpoint};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
 use super::{
@@ -67,8 +67,7 @@ impl Daemon {
             kind,
             ip,
             mac,
-            host_ifname: (kind == EndpointKind::Veth)
-                .then(|| format!("wv{:010x}", random_u64() & 0xff_ffff_ffff)),
+            host_ifname: (kind == EndpointKind::Veth).then(|| host_end_name(random_u64())),
             aliases: req.aliases.clone(),
             netns_id: Some(netns.id()),
             published: bound.iter().map(|(m, _)| *m).collect(),

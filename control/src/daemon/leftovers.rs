@@ -2,6 +2,7 @@
 //! detached until disconnected) and interfaces left by a connect the daemon did not finish
 //! (removed).
 
+use super::plumb::is_host_end_name;
 use super::state::{EndpointKind, EndpointRecord, PendingEndpoint};
 use super::{gateway, Control, Daemon, DaemonError, Result};
 use crate::types::EndpointInfo;
@@ -111,8 +112,9 @@ impl Daemon {
 /// Removes one leftover interface; true if there was one.
 fn remove_leftover(p: &PendingEndpoint) -> Result<bool> {
     match p.kind {
+        // Only a name weft makes: a state file naming another host interface removes nothing.
         EndpointKind::Veth => match &p.host_ifname {
-            Some(host) if sys::interface_exists(host) => {
+            Some(host) if is_host_end_name(host) && sys::interface_exists(host) => {
                 sys::delete_link(host)?;
                 Ok(true)
             }

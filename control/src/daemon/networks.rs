@@ -153,14 +153,11 @@ impl Daemon {
             .filter(|e| e.record.network == name)
             .map(|e| e.record.name.clone())
             .collect();
-        let detached: Vec<String> = c
-            .detached
-            .values()
-            .filter(|d| d.record.network == name)
-            .map(|d| d.record.name.clone())
+        let detached = c.detached.values().filter(|d| d.record.network == name);
+        let all: Vec<String> = (attached.iter().cloned())
+            .chain(detached.map(|d| d.record.name.clone()))
             .collect();
-        if !force && (!attached.is_empty() || !detached.is_empty()) {
-            let all = [attached.as_slice(), detached.as_slice()].concat();
+        if !force && !all.is_empty() {
             return Err(DaemonError::Conflict(format!(
                 "network {name:?} still has {} endpoint(s) attached ({}); disconnect them first or use --force",
                 all.len(),
@@ -186,9 +183,7 @@ impl Daemon {
         for ep in attached {
             self.detach(c, &ep);
         }
-        for ep in detached {
-            c.detached.remove(&ep);
-        }
+        c.detached.retain(|_, d| d.record.network != name);
         let peers: Vec<String> = c
             .peers
             .iter()

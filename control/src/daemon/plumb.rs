@@ -7,6 +7,22 @@ use super::state::{EndpointKind, EndpointRecord};
 use super::{DaemonError, Result};
 use weft_sys::{self as sys, IfConfig, Netns};
 
+/// The host end of a new veth pair: `wv` and ten hex digits of `random`, a name only weft
+/// makes (15 octets at most, IFNAMSIZ).
+pub(super) fn host_end_name(random: u64) -> String {
+    format!("wv{:010x}", random & 0xff_ffff_ffff)
+}
+
+/// Whether `name` is one [`host_end_name`] makes: the only host interfaces weft removes on
+/// the word of its state file.
+pub(super) fn is_host_end_name(name: &str) -> bool {
+    name.len() == 12
+        && name.starts_with("wv")
+        && name[2..]
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// What a created port leaves behind, so it can be undone.
 pub(super) struct CreatedPort {
     pub fd: OwnedFd,
@@ -99,4 +115,26 @@ fn plumb_veth(netns: &Netns, rec: &EndpointRecord, cfg: IfConfig, mtu: u32) -> R
         kind: EndpointKind::Veth,
         host_ifname: Some(host),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_names_weft_makes_are_host_ends() {
+        for r in [0, 1, u64::MAX, 0x1234_5678_9abc] {
+            assert!(is_host_end_name(&host_end_name(r)), "{}", host_end_name(r));
+        }
+        for other in [
+            "eth0",
+            "wv",
+            "wv00000000001",
+            "wv000000000g",
+            "wv00000000AB",
+            "xv0000000001",
+        ] {
+            assert!(!is_host_end_name(other), "{other}");
+        }
+    }
 }
