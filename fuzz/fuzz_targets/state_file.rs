@@ -2,9 +2,12 @@
 //! document must never panic; a document that reads renders to text that reads back to the
 //! same records (networks, endpoints, static entries, peers, removed networks, pending
 //! interfaces), and the endpoint records it could not read are kept, by name, in order.
+//! The restore checks (`weft_control::daemon::restore_check`) take any document that reads:
+//! they refuse it or keep every endpoint record, attached or not.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use weft_control::daemon::restore_check::check_restored;
 use weft_control::daemon::state::{parse_state, render_state, PersistedState};
 
 fn unreadable_names(s: &PersistedState) -> Vec<Option<String>> {
@@ -31,4 +34,9 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(again.removed_networks, state.removed_networks);
     assert_eq!(again.pending_endpoints, state.pending_endpoints);
     assert_eq!(unreadable_names(&again), unreadable_names(&state));
+    let records = state.endpoints.len() + state.unreadable_endpoints.len();
+    if let Ok(checked) = check_restored(std::path::Path::new("state.json"), state) {
+        let kept = checked.endpoints.len() + checked.unreadable_endpoints.len();
+        assert_eq!(kept, records, "the restore checks lost an endpoint record");
+    }
 });

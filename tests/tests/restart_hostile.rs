@@ -202,3 +202,116 @@ fn interfaces_left_by_an_unfinished_connect_are_removed_on_start() {
     assert!(saved.get("pending_endpoints").is_none(), "{saved}");
     assert_eq!(saved["endpoints"].as_array().unwrap().len(), 2);
 }
+
+/// Runs `weft daemon` on the lab's state directory and returns its exit status and stderr,
+/// killing it if it is still up after 10 s (a daemon that accepted the state).
+fn daemon_exit(lab: &Lab) -> (Option<i32>, String) {
+    let mut child = Command::new(weft_bin())
+        .arg("daemon")
+        .arg("--socket")
+        .arg(&lab.socket)
+        .arg("--state-dir")
+        .arg(&lab.state_dir)
+        .args(["--dns-upstream", "127.0.0.1:9"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_child(&mut child, std::time::Duration::from_secs(10));
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    (status.map(|s| s.code().unwrap_or(-1)), err)
+}
+
+/// A state file is checked before anything in it is restored. A network record with hostile
+/// values (MTU 0, a gateway outside its subnet) keeps the daemon from starting, with an
+/// error naming the file, the record and the fix; an endpoint record that names a host
+/// interface weft did not make as its veth host end is not attached (kept, unattached), so
+/// the daemon neither takes that interface over as a switch port nor deletes it at
+/// `weft disconnect`. Failed on the build before: the daemon ran with MTU 0, and the
+/// victim interface was taken over and then deleted.
+#[test]
+fn hostile_state_records_are_refused_before_restore() {
+    root_or_skip!();
+    let lab = Lab::without_daemon();
+    let path = lab.state_dir.join("state.json");
+    let network = serde_json::json!({
+        "name": "n", "subnet": "10.74.0.0/24", "gateway": "10.74.0.1", "mtu": 1500,
+        "aging_seconds": 300
+    });
+    let write = |network: &Value, endpoints: Value| {
+        let state = serde_json::json!({
+            "version": 1, "networks": [network], "endpoints": endpoints, "static_fdb": []
+        });
+        std::fs::write(&path, state.to_string()).unwrap();
+    };
+    for (field, value, says) in [
+        ("mtu", serde_json::json!(0), "invalid --mtu 0"),
+        (
+            "gateway",
+            serde_json::json!("10.99.0.1"),
+            "gateway 10.99.0.1 is not usable",
+        ),
+    ] {
+        let mut bad = network.clone();
+        bad[field] = value;
+        write(&bad, serde_json::json!([]));
+        let (code, err) = daemon_exit(&lab);
+        assert_eq!(
+            code,
+            Some(1),
+            "the daemon accepted {field} {}: {err}",
+            bad[field]
+        );
+        assert!(
+            err.contains(says) && err.contains("network record 1"),
+            "{err}"
+        );
+        assert!(
+            err.contains("state.json") && err.contains("correct or remove"),
+            "{err}"
+        );
+    }
+
+    // A victim: a host interface (a veth whose peer is eth0 in the namespace).
+    let ns = lab.ns("s");
+    let victim = format!("{}vic", lab.prefix);
+    let o = Command::new("ip")
+        .args([
+            "link", "add", &victim, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let endpoint = serde_json::json!({
+        "name": "a", "network": "n", "netns": ns, "ifname": "eth0", "kind": "veth",
+        "ip": "10.74.0.2", "mac": "02:42:0a:4a:00:02", "host_ifname": victim
+    });
+    write(&network, serde_json::json!([endpoint]));
+    lab.start_daemon();
+    assert!(
+        lab.daemon_log()
+            .contains("endpoint record 1 (\"a\") is invalid"),
+        "{}",
+        lab.daemon_log()
+    );
+    assert!(lab.ports().iter().all(|p| p["name"] != "a"));
+    lab.weft_err(&["disconnect", "n", "a"], &["no endpoint named \"a\""]);
+    assert!(
+        link_names_in(None).contains(&victim),
+        "the victim was deleted"
+    );
+    let ipv6 = std::fs::read_to_string(format!("/proc/sys/net/ipv6/conf/{victim}/disable_ipv6"));
+    assert_eq!(
+        ipv6.unwrap().trim(),
+        "0",
+        "the victim was taken over (made inert)"
+    );
+    assert!(lab.stop_daemon().success());
+    let saved = std::fs::read_to_string(&path).unwrap();
+    assert!(saved.contains(&victim), "the record was not kept: {saved}");
+}

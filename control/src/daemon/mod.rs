@@ -29,6 +29,7 @@ mod networks;
 mod peers;
 mod plumb;
 mod published;
+pub mod restore_check;
 mod run;
 mod tables;
 mod validate;
@@ -206,7 +207,7 @@ impl Daemon {
         vtep: VtepConfig,
         cluster: Option<(Arc<crate::cluster::gossip::Gossip>, tokio::runtime::Handle)>,
     ) -> Result<Daemon> {
-        let persisted = state_dir.load()?;
+        let persisted = restore_check::check_restored(&state_dir.path(), state_dir.load()?)?;
         let daemon = Daemon {
             control: Mutex::new(Control {
                 networks: BTreeMap::new(),

@@ -47,6 +47,8 @@ pub enum StateError {
         "state file {path} has format version {found}, this weft understands {FORMAT_VERSION}"
     )]
     Version { path: PathBuf, found: u32 },
+    #[error("state file {path}: {what}; correct or remove that record (weft wrote it valid: an edit or a corruption changed it), or move the file away to start empty")]
+    Invalid { path: PathBuf, what: String },
     #[error("state directory {path} is in use by another weft daemon; stop it, or give this one its own --state-dir")]
     Locked { path: PathBuf },
     #[error("cannot lock state directory {path}: {source}")]
