@@ -128,3 +128,123 @@ fn a_syn_flood_fills_the_flooders_share_only() {
     assert!(busy("flooder") > 2_000, "{}", lab.port("flooder"));
     assert_eq!(busy("neighbour"), 0, "{}", lab.port("neighbour"));
 }
+
+/// A resolver on loopback for the daemon's `--dns-upstream`: answers a query for a name
+/// under `ok.test` (NOERROR, no records) and never answers any other (a black hole).
+/// Stops when dropped.
+struct Upstream {
+    addr: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Upstream {
+    fn start() -> Upstream {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let addr = socket.local_addr().unwrap();
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let done = stop.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !done.load(Ordering::Relaxed) {
+                let Ok((n, from)) = socket.recv_from(&mut buf) else {
+                    continue;
+                };
+                // "ok.test" as labels: \x02ok\x04test\x00.
+                if n > 12 && buf[12..n].windows(9).any(|w| w == b"\x02ok\x04test\x00") {
+                    let mut answer = buf[..n].to_vec();
+                    answer[2] |= 0x80; // QR
+                    answer[3] = 0x80; // RA, NOERROR
+                    let _ = socket.send_to(&answer, from);
+                }
+            }
+        });
+        Upstream { addr, stop }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Sends argv[2] DNS queries (distinct IDs, names under slow.test) to argv[1]:53 over UDP
+/// without waiting for answers, then opens argv[3] TCP connections to argv[1]:53 and holds
+/// them open for argv[4] seconds; prints "sent" once the connections are tried.
+const DNS_FLOODER: &str = r#"
+import socket, struct, sys, time
+gw, n, conns, hold = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    name = b"".join(bytes([len(l)]) + l for l in [b"n%d" % i, b"slow", b"test"]) + b"\0"
+    u.sendto(struct.pack("!HHHHHH", i, 0x0100, 1, 0, 0, 0) + name + struct.pack("!HH", 1, 1), (gw, 53))
+held = []
+for i in range(conns):
+    try:
+        held.append(socket.create_connection((gw, 53), timeout=1))
+    except OSError:
+        pass
+print("sent", flush=True)
+time.sleep(hold)
+"#;
+
+/// A DNS flood from one container (issue 10): queries for names the upstream never answers
+/// fill the flooder's share of forwards waiting on upstreams, not the gateway's, and idle
+/// DNS-over-TCP connections fill its share of connections: a neighbour on the same network
+/// still gets its names resolved, over UDP and over TCP. Failed on the build before (one
+/// daemon-wide bound of 256 forwards, 64 connections per network): the neighbour heard
+/// SERVFAIL, and its TCP query found no listener.
+#[test]
+fn a_dns_flood_fills_the_flooders_share_only() {
+    root_or_skip!();
+    require_tool("dig");
+    let upstream = Upstream::start();
+    let lab = Lab::with_daemon_args(&["--dns-upstream", &upstream.addr.to_string()]);
+    lab.create_network("n", "10.78.0.0/24", &[]);
+    let flooder = lab.connect("n", &lab.ns("flooder"), &["--name", "flooder"]);
+    let neighbour = lab.connect("n", &lab.ns("neighbour"), &["--name", "neighbour"]);
+    let gw = "10.78.0.1";
+    let dig = |tcp: bool| {
+        let mut args = vec!["dig", "+time=1", "+tries=1"];
+        if tcp {
+            args.push("+tcp");
+        }
+        let at = format!("@{gw}");
+        args.extend([at.as_str(), "www.ok.test", "A"]);
+        let out = stdout_of(&lab.exec(&neighbour.ns, &args));
+        out.lines()
+            .find_map(|l| l.split("status: ").nth(1))
+            .map(|s| s.split(',').next().unwrap_or_default().to_string())
+            .unwrap_or_else(|| format!("no answer: {out}"))
+    };
+    // The control: the upstream answers the neighbour's name.
+    assert_eq!(dig(false), "NOERROR");
+
+    let mut flood = lab.spawn_in(
+        &flooder.ns,
+        &["python3", "-c", DNS_FLOODER, gw, "400", "80", "20"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !flood.stdout().contains("sent") {
+        assert!(flood.running(), "the flooder exited: {}", flood.stderr());
+        assert!(
+            Instant::now() < deadline,
+            "the flooder did not finish sending"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The flooder's queries wait 2 s on the silent upstream; the neighbour asks now.
+    for tcp in [false, true] {
+        assert_eq!(
+            dig(tcp),
+            "NOERROR",
+            "the neighbour's query (tcp: {tcp}) during the flood\n{}\n{}",
+            lab.weft_ok(&["ports"]),
+            lab.daemon_log()
+        );
+    }
+}

@@ -2,9 +2,13 @@
 //! resolvers, over UDP or TCP (tokio). The zones and answers are `weft_gateway::dns`'s
 //! (re-exported here).
 
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Mutex;
 use std::time::Duration;
+
+use weft_switch::NetworkId;
 
 use tokio::net::UdpSocket;
 
@@ -22,24 +26,109 @@ pub enum Transport {
 /// Queries waiting on upstreams at once, over UDP and TCP together; past that a client
 /// hears SERVFAIL at once instead of the daemon piling up sockets and tasks.
 pub const MAX_FORWARDS_IN_FLIGHT: usize = 256;
-static IN_FLIGHT: tokio::sync::Semaphore =
-    tokio::sync::Semaphore::const_new(MAX_FORWARDS_IN_FLIGHT);
+/// Of those, what one network's clients may have waiting.
+pub const MAX_FORWARDS_PER_NETWORK: usize = 128;
+/// Of those, what one client may have waiting: a container asking for names no upstream
+/// answers fills its own share, not its neighbours'.
+pub const MAX_FORWARDS_PER_CLIENT: usize = 32;
+
+/// Who a forwarded query is charged to: the network and the client's address (the port's
+/// own address: port security lets an endpoint send from no other).
+pub type DnsClient = (NetworkId, Ipv4Addr);
+
+/// The forwards waiting on upstreams: in all, per network, per client.
+#[derive(Debug, Default)]
+struct InFlight {
+    total: usize,
+    per_network: BTreeMap<NetworkId, usize>,
+    per_client: BTreeMap<DnsClient, usize>,
+}
+
+impl InFlight {
+    const fn new() -> InFlight {
+        InFlight {
+            total: 0,
+            per_network: BTreeMap::new(),
+            per_client: BTreeMap::new(),
+        }
+    }
+
+    /// Takes a place for `client`'s forward, if every share has room.
+    fn take(&mut self, client: DnsClient) -> bool {
+        let network = self.per_network.get(&client.0).copied().unwrap_or(0);
+        let own = self.per_client.get(&client).copied().unwrap_or(0);
+        if self.total >= MAX_FORWARDS_IN_FLIGHT
+            || network >= MAX_FORWARDS_PER_NETWORK
+            || own >= MAX_FORWARDS_PER_CLIENT
+        {
+            return false;
+        }
+        self.total += 1;
+        *self.per_network.entry(client.0).or_default() += 1;
+        *self.per_client.entry(client).or_default() += 1;
+        true
+    }
+
+    /// Gives back a place [`InFlight::take`] gave; an empty share is forgotten.
+    fn give(&mut self, client: DnsClient) {
+        fn release<K: Ord>(map: &mut BTreeMap<K, usize>, key: &K) {
+            if let Some(n) = map.get_mut(key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    map.remove(key);
+                }
+            }
+        }
+        if !self.per_client.contains_key(&client) {
+            return;
+        }
+        self.total = self.total.saturating_sub(1);
+        release(&mut self.per_network, &client.0);
+        release(&mut self.per_client, &client);
+    }
+}
+
+static IN_FLIGHT: Mutex<InFlight> = Mutex::new(InFlight::new());
+
+/// A place among the forwards in flight, given back when dropped (the forward finished,
+/// however it ended).
+struct Permit(DnsClient);
+
+impl Permit {
+    fn take(client: DnsClient) -> Option<Permit> {
+        let mut flights = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        // `then`, not `then_some`: a Permit built and dropped here would lock again.
+        flights.take(client).then(|| Permit(client))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut flights = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        flights.give(self.0);
+    }
+}
 
 /// Forwards `query` to the upstreams in order (over `transport`: UDP from an ephemeral socket
 /// bound to an unspecified address of the matching family, or a TCP connection per query,
 /// falling back to UDP for an upstream that does not take TCP; `timeout` per upstream and
 /// transport, accepting only a response whose ID matches, over UDP only from that upstream's
 /// address) and returns the upstream's response bytes unchanged. If every upstream fails or
-/// times out, or [`MAX_FORWARDS_IN_FLIGHT`] queries are already out, returns [`servfail`]
-/// of the query (or None if even that is impossible). Never panics.
+/// times out, or the forwards in flight fill `client`'s share (its own, its network's or
+/// [`MAX_FORWARDS_IN_FLIGHT`]), returns [`servfail`] of the query (or None if even that is
+/// impossible). Never panics.
 pub async fn forward(
     query: &[u8],
     upstreams: &[SocketAddr],
-    timeout: Duration,
-    transport: Transport,
+    (timeout, transport): (Duration, Transport),
+    client: DnsClient,
 ) -> Option<Vec<u8>> {
-    let Ok(_permit) = IN_FLIGHT.try_acquire() else {
-        log::debug!("dns: {MAX_FORWARDS_IN_FLIGHT} queries already wait on upstreams");
+    let Some(_permit) = Permit::take(client) else {
+        log::debug!(
+            "dns: {} on network {} holds its share of queries waiting on upstreams",
+            client.1,
+            client.0
+        );
         return servfail(query);
     };
     if query.len() >= HEADER_LEN {
@@ -116,6 +205,8 @@ async fn exchange(query: &[u8], upstream: SocketAddr) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CLIENT: DnsClient = (NetworkId(1), Ipv4Addr::new(10, 0, 0, 2));
     use simple_dns::rdata::{RData, A};
     use simple_dns::{Name, Packet, PacketFlag, Question, ResourceRecord, CLASS, RCODE, TYPE};
     use std::net::Ipv4Addr;
@@ -170,7 +261,9 @@ mod tests {
     async fn forward_returns_upstream_bytes() {
         let up = fake_upstream(|q| vec![upstream_answer(q)]).await;
         let q = query_bytes(0x7777, "example.com", TYPE::A);
-        let r = forward(&q, &[up], T, Transport::Udp).await.unwrap();
+        let r = forward(&q, &[up], (T, Transport::Udp), CLIENT)
+            .await
+            .unwrap();
         assert_eq!(r, upstream_answer(&q));
     }
 
@@ -179,7 +272,13 @@ mod tests {
         let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let q = query_bytes(0x7778, "example.com", TYPE::A);
         let start = std::time::Instant::now();
-        let r = forward(&q, &[silent.local_addr().unwrap()], T, Transport::Udp).await;
+        let r = forward(
+            &q,
+            &[silent.local_addr().unwrap()],
+            (T, Transport::Udp),
+            CLIENT,
+        )
+        .await;
         assert!(start.elapsed() < Duration::from_millis(600));
         assert_eq!(r, servfail(&q));
         assert_eq!(
@@ -187,9 +286,15 @@ mod tests {
             RCODE::ServerFailure
         );
         // No upstreams at all.
-        assert_eq!(forward(&q, &[], T, Transport::Udp).await, servfail(&q));
+        assert_eq!(
+            forward(&q, &[], (T, Transport::Udp), CLIENT).await,
+            servfail(&q)
+        );
         // A query we cannot even SERVFAIL.
-        assert_eq!(forward(&[1, 2, 3], &[], T, Transport::Udp).await, None);
+        assert_eq!(
+            forward(&[1, 2, 3], &[], (T, Transport::Udp), CLIENT).await,
+            None
+        );
     }
 
     #[tokio::test]
@@ -205,7 +310,9 @@ mod tests {
         .await;
         let q = query_bytes(0x7779, "example.com", TYPE::A);
         assert_eq!(
-            forward(&q, &[up], T, Transport::Udp).await.unwrap(),
+            forward(&q, &[up], (T, Transport::Udp), CLIENT)
+                .await
+                .unwrap(),
             upstream_answer(&q)
         );
     }
@@ -224,8 +331,8 @@ mod tests {
         let r = forward(
             &q,
             &[closed, silent.local_addr().unwrap(), up],
-            T,
-            Transport::Udp,
+            (T, Transport::Udp),
+            CLIENT,
         )
         .await
         .unwrap();
@@ -279,11 +386,15 @@ mod tests {
     async fn tcp_queries_go_upstream_over_tcp_whole() {
         let up = fake_tcp_upstream(large_answer).await;
         let q = query_bytes(0x777B, "many.example.com", TYPE::A);
-        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        let r = forward(&q, &[up], (T, Transport::Tcp), CLIENT)
+            .await
+            .unwrap();
         assert!(r.len() > 4096, "the whole answer: {} bytes", r.len());
         assert_eq!(r, large_answer(&q));
         // Over UDP the same address has no listener: the answer is SERVFAIL.
-        let r = forward(&q, &[up], T, Transport::Udp).await.unwrap();
+        let r = forward(&q, &[up], (T, Transport::Udp), CLIENT)
+            .await
+            .unwrap();
         assert_eq!(r, servfail(&q).unwrap());
     }
 
@@ -292,7 +403,9 @@ mod tests {
         // A UDP-only upstream: the TCP connection is refused, the UDP answer comes back.
         let up = fake_upstream(|q| vec![upstream_answer(q)]).await;
         let q = query_bytes(0x777D, "example.com", TYPE::A);
-        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        let r = forward(&q, &[up], (T, Transport::Tcp), CLIENT)
+            .await
+            .unwrap();
         assert_eq!(r, upstream_answer(&q));
     }
 
@@ -305,7 +418,52 @@ mod tests {
         })
         .await;
         let q = query_bytes(0x777C, "example.com", TYPE::A);
-        let r = forward(&q, &[up], T, Transport::Tcp).await.unwrap();
+        let r = forward(&q, &[up], (T, Transport::Tcp), CLIENT)
+            .await
+            .unwrap();
         assert_eq!(r, servfail(&q).unwrap());
+    }
+
+    #[test]
+    fn one_client_fills_its_own_share_of_forwards_and_its_neighbours_still_forward() {
+        let mut f = InFlight::new();
+        let client = |net, last| (NetworkId(net), Ipv4Addr::new(10, 0, 0, last));
+        for _ in 0..MAX_FORWARDS_PER_CLIENT {
+            assert!(f.take(client(1, 2)));
+        }
+        assert!(!f.take(client(1, 2)), "a client past its share");
+        assert!(f.take(client(1, 3)), "its neighbour");
+        // Every client of network 1 together: the network's share.
+        let mut last = 4;
+        while f.take(client(1, last)) {
+            last += 1;
+        }
+        assert_eq!(f.per_network[&NetworkId(1)], MAX_FORWARDS_PER_NETWORK);
+        assert!(f.take(client(2, 2)), "a client of another network");
+        f.give(client(1, 2));
+        assert!(f.take(client(1, 2)), "a place given back is taken again");
+        for _ in 0..MAX_FORWARDS_PER_CLIENT {
+            f.give(client(1, 2));
+        }
+        assert!(
+            !f.per_client.contains_key(&client(1, 2)),
+            "an empty share is forgotten"
+        );
+        f.give(client(9, 9)); // a place never taken: nothing changes
+        assert_eq!(
+            f.total,
+            MAX_FORWARDS_PER_NETWORK + 1 - MAX_FORWARDS_PER_CLIENT
+        );
+    }
+
+    #[test]
+    fn permits_past_a_share_are_refused_and_given_back_when_dropped() {
+        let client = (NetworkId(77), Ipv4Addr::new(10, 0, 0, 2));
+        let held: Vec<Permit> = (0..MAX_FORWARDS_PER_CLIENT)
+            .map(|_| Permit::take(client).expect("within the share"))
+            .collect();
+        assert!(Permit::take(client).is_none());
+        drop(held);
+        assert!(Permit::take(client).is_some());
     }
 }

@@ -3,10 +3,12 @@
 //! this file moves bytes between it and the smoltcp sockets and asks the zones or the
 //! upstreams.
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use smoltcp::iface::SocketHandle;
 use smoltcp::socket::tcp;
+use smoltcp::wire::IpAddress;
 use weft_gateway::dns_tcp::{AnswerError, DnsStream};
 use weft_gateway::Timestamp;
 use weft_switch::NetworkId;
@@ -18,12 +20,20 @@ use crate::gateway::dns::{self, Outcome};
 
 /// DNS-over-TCP connections one network's gateway keeps open at once.
 const MAX_DNS_CONNS: usize = 64;
+/// Of those, what one client may hold: a container opening connections and leaving them
+/// idle has its further ones reset, and its neighbours still connect.
+const MAX_DNS_CONNS_PER_CLIENT: usize = 8;
 
 pub(in crate::gateway::stack) struct DnsConn {
     handle: SocketHandle,
     /// Unique per network, so that a late answer never reaches a later connection that
     /// got the same handle.
     id: u64,
+    /// The client's address, which forwarded queries are charged to.
+    client: Ipv4Addr,
+    /// Reset at accept (the client holds its share): removed at the pass after, once
+    /// smoltcp has sent the reset.
+    refused: bool,
     stream: DnsStream,
 }
 
@@ -34,8 +44,14 @@ impl DnsConn {
     }
 }
 
-/// A query read from a connection: (connection, its number, the query).
-type Query = (SocketHandle, u64, Vec<u8>);
+/// A query read from a connection.
+struct Query {
+    conn: SocketHandle,
+    /// The connection's number.
+    id: u64,
+    client: Ipv4Addr,
+    query: Vec<u8>,
+}
 
 /// Listeners that took a connection become connections.
 fn accept_conns(net: &mut NetworkIface, now: Timestamp) {
@@ -48,10 +64,22 @@ fn accept_conns(net: &mut NetworkIface, now: Timestamp) {
         !active
     });
     for handle in taken {
+        let socket = net.sockets.get_mut::<tcp::Socket>(handle);
+        let client = match socket.remote_endpoint().map(|e| e.addr) {
+            Some(IpAddress::Ipv4(a)) => a,
+            _ => Ipv4Addr::UNSPECIFIED,
+        };
+        let held = net.dns_conns.iter().filter(|c| c.client == client).count();
+        let refused = held >= MAX_DNS_CONNS_PER_CLIENT;
+        if refused {
+            socket.abort();
+        }
         net.next_dns_conn += 1;
         net.dns_conns.push(DnsConn {
             handle,
             id: net.next_dns_conn,
+            client,
+            refused,
             stream: DnsStream::new(now),
         });
     }
@@ -73,6 +101,9 @@ fn service_conn(
     now: Timestamp,
     queries: &mut Vec<Query>,
 ) -> bool {
+    if std::mem::take(&mut conn.refused) {
+        return true;
+    }
     let socket = net.get_mut::<tcp::Socket>(conn.handle);
     let state = socket.state();
     if matches!(state, tcp::State::Closed | tcp::State::TimeWait) {
@@ -87,7 +118,12 @@ fn service_conn(
         let _ = socket.recv(|b| (stream.receive(b, now), ()));
     }
     if let Some(query) = conn.stream.next_query() {
-        queries.push((conn.handle, conn.id, query));
+        queries.push(Query {
+            conn: conn.handle,
+            id: conn.id,
+            client: conn.client,
+            query,
+        });
     }
     if state == tcp::State::CloseWait && !conn.stream.is_waiting() {
         socket.close();
@@ -128,7 +164,13 @@ impl StackThread {
     }
 
     /// Answers a query from the zone, or forwards it upstream (over TCP).
-    fn dns_query(&mut self, network: NetworkId, (handle, id, query): Query) {
+    fn dns_query(&mut self, network: NetworkId, q: Query) {
+        let Query {
+            conn: handle,
+            id,
+            client,
+            query,
+        } = q;
         self.rotation = self.rotation.wrapping_add(1);
         match gateway::answer_query(&self.zones, Some(network), &query, self.rotation) {
             Outcome::Reply(answer) => self.dns_answer(network, handle, id, &answer),
@@ -136,15 +178,11 @@ impl StackThread {
                 let upstreams = Arc::clone(&self.upstreams);
                 let stack = self.handle.clone();
                 self.runtime.spawn(async move {
-                    let answer = dns::forward(
-                        &query,
-                        &upstreams,
-                        gateway::UPSTREAM_TIMEOUT,
-                        dns::Transport::Tcp,
-                    )
-                    .await
-                    .or_else(|| dns::servfail(&query))
-                    .unwrap_or_default();
+                    let how = (gateway::UPSTREAM_TIMEOUT, dns::Transport::Tcp);
+                    let answer = dns::forward(&query, &upstreams, how, (network, client))
+                        .await
+                        .or_else(|| dns::servfail(&query))
+                        .unwrap_or_default();
                     stack.try_send(StackInput::DnsAnswer {
                         network,
                         conn: handle,

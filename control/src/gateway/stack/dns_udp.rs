@@ -52,10 +52,9 @@ impl StackThread {
                 let stack = self.handle.clone();
                 let query = query.to_vec();
                 self.runtime.spawn(async move {
-                    let timeout = gateway::UPSTREAM_TIMEOUT;
-                    let transport = dns::Transport::Udp;
-                    if let Some(answer) = dns::forward(&query, &upstreams, timeout, transport).await
-                    {
+                    let how = (gateway::UPSTREAM_TIMEOUT, dns::Transport::Udp);
+                    let charged = (network, client.ip);
+                    if let Some(answer) = dns::forward(&query, &upstreams, how, charged).await {
                         stack.try_send(StackInput::DnsUdpAnswer {
                             client,
                             query,
