@@ -116,6 +116,19 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
+/// Sets the limits on open descriptors (`RLIMIT_NOFILE`) of this process and of the
+/// children it starts afterwards (lowering the hard limit cannot be undone without
+/// CAP_SYS_RESOURCE).
+pub fn set_nofile_limit(soft: u64, hard: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads one rlimit from a struct we own.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) })?;
+    Ok(())
+}
+
 /// Raises the soft limit on open descriptors (`RLIMIT_NOFILE`) to the hard limit, so that
 /// proxied flows (one host socket each) do not run the daemon out of descriptors at the
 /// default 1024. Returns the limit now in force.

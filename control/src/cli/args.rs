@@ -103,6 +103,10 @@ pub struct DaemonArgs {
     /// Seconds an outbound UDP flow may stay idle before its host socket is closed
     #[arg(long, default_value_t = crate::gateway::stack::udp_nat::DEFAULT_UDP_IDLE.as_secs(), value_name = "SECONDS")]
     pub udp_idle_timeout: u64,
+    /// Seconds an established proxied TCP connection (outbound or to a published port) may
+    /// stay idle before it is closed (default 2 h 4 min, RFC 5382 REQ-5)
+    #[arg(long, default_value_t = weft_gateway::tcp::TCP_IDLE.as_secs(), value_name = "SECONDS")]
+    pub tcp_idle_timeout: u64,
     /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
     /// (default: any address, the outer source chosen by routing)
     #[arg(long, value_name = "ADDR")]

@@ -16,6 +16,7 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         busy_poll: std::time::Duration::from_micros(args.busy_poll_us),
         dns_upstream: args.dns_upstream.clone(),
         udp_idle: std::time::Duration::from_secs(args.udp_idle_timeout.max(1)),
+        tcp_idle: std::time::Duration::from_secs(args.tcp_idle_timeout.max(1)),
         vtep: crate::daemon::VtepConfig {
             advertise: args.advertise,
             port: args.vxlan_port,

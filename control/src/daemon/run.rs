@@ -22,6 +22,7 @@ pub struct RunConfig {
     pub busy_poll: Duration,
     pub dns_upstream: Vec<SocketAddr>,
     pub udp_idle: Duration,
+    pub tcp_idle: Duration,
     pub vtep: VtepConfig,
     /// The gossip cluster to join, if a key file was given.
     pub cluster: Option<GossipConfig>,
@@ -46,9 +47,19 @@ pub async fn start(config: RunConfig) -> Result<Running> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
     }
-    match weft_sys::raise_nofile_limit() {
-        Ok(n) => log::debug!("open descriptors: up to {n}"),
-        Err(e) => log::warn!("cannot raise the open-descriptor limit (RLIMIT_NOFILE): {e}"),
+    let descriptors = weft_sys::raise_nofile_limit().unwrap_or_else(|e| {
+        log::warn!("cannot raise the open-descriptor limit (RLIMIT_NOFILE): {e}; assuming 1024");
+        1024
+    });
+    let limits = crate::gateway::FlowLimits::for_descriptors(descriptors);
+    log::info!(
+        "open descriptors: up to {descriptors}; proxied flows: up to {} TCP and {} UDP ({} kept for the API, gossip, ports and DNS)",
+        limits.tcp,
+        limits.udp,
+        crate::gateway::RESERVED_DESCRIPTORS
+    );
+    if limits.tcp < 256 {
+        log::warn!("the descriptor limit {descriptors} leaves room for few proxied flows: raise the hard limit (LimitNOFILE= in the service unit, or ulimit -Hn)");
     }
     let state = StateDir::open(&config.state_dir)?;
     let dataplane = Dataplane::new(config.workers, config.busy_poll)?;
@@ -61,9 +72,17 @@ pub async fn start(config: RunConfig) -> Result<Running> {
         vxlan: config.vtep.port,
         gossip: config.cluster.as_ref().map(|c| c.gossip_port),
     };
-    let gateway =
-        crate::gateway::start(&dataplane, &config.dns_upstream, config.udp_idle, underlay)
-            .context("cannot start the gateway's TCP/IP stack")?;
+    let gateway = crate::gateway::start(
+        &dataplane,
+        &config.dns_upstream,
+        crate::gateway::FlowOptions {
+            udp_idle: config.udp_idle,
+            tcp_idle: config.tcp_idle,
+            limits,
+        },
+        underlay,
+    )
+    .context("cannot start the gateway's TCP/IP stack")?;
     let gossip = match config.cluster {
         Some(c) => Some(Arc::new(Gossip::start(c).await?)),
         None => None,

@@ -52,6 +52,42 @@ impl UnderlayPorts {
     }
 }
 
+/// Descriptors kept for everything but proxied flows: API connections, gossip, the state
+/// file, endpoint ports, published listeners and the DNS forwards in flight
+/// ([`dns::MAX_FORWARDS_IN_FLIGHT`]).
+pub const RESERVED_DESCRIPTORS: u64 = 512;
+
+/// How many proxied flows the gateway keeps at once (each holds one host socket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowLimits {
+    pub tcp: usize,
+    pub udp: usize,
+}
+
+impl FlowLimits {
+    /// The limits under a descriptor limit of `limit`: what is left after
+    /// [`RESERVED_DESCRIPTORS`], half for TCP and half for UDP, at most the tables' own
+    /// bounds. Flows then never take the descriptors the API and gossip need.
+    pub fn for_descriptors(limit: u64) -> FlowLimits {
+        let half =
+            usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS) / 2).unwrap_or(usize::MAX);
+        FlowLimits {
+            tcp: half.min(weft_gateway::tcp::MAX_TCP_FLOWS),
+            udp: half.min(stack::udp_nat::MAX_UDP_FLOWS),
+        }
+    }
+}
+
+/// What the daemon's flags and descriptor limit set for the gateway's flows.
+#[derive(Debug, Clone, Copy)]
+pub struct FlowOptions {
+    /// `--udp-idle-timeout`.
+    pub udp_idle: Duration,
+    /// `--tcp-idle-timeout`: an established proxied connection idle this long is closed.
+    pub tcp_idle: Duration,
+    pub limits: FlowLimits,
+}
+
 /// The running gateway, as the daemon holds it.
 pub struct Gateway {
     pub zones: Zones,
@@ -64,7 +100,7 @@ pub struct Gateway {
 pub fn start(
     dataplane: &Arc<Dataplane>,
     dns_upstream: &[SocketAddr],
-    udp_idle: Duration,
+    flows: FlowOptions,
     underlay: UnderlayPorts,
 ) -> Result<Gateway, stack::StackError> {
     let zones = Zones::default();
@@ -75,7 +111,7 @@ pub fn start(
         Arc::clone(&zones),
         upstreams,
         tokio::runtime::Handle::current(),
-        udp_idle,
+        flows,
         underlay,
     )?;
     dataplane.connect_gateway(Arc::new(Link {
@@ -170,5 +206,29 @@ pub fn remove_netns_resolv_conf(netns_name: &str) {
     if std::fs::read_to_string(&path).is_ok_and(|t| t.starts_with(RESOLV_CONF_MARKER)) {
         let _ = std::fs::remove_file(&path);
         let _ = std::fs::remove_dir(&dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flows_leave_the_reserved_descriptors_free() {
+        let tables = FlowLimits {
+            tcp: weft_gateway::tcp::MAX_TCP_FLOWS,
+            udp: stack::udp_nat::MAX_UDP_FLOWS,
+        };
+        assert_eq!(FlowLimits::for_descriptors(1 << 20), tables);
+        for limit in [0, 100, 512, 1024, 4096, 9000] {
+            let l = FlowLimits::for_descriptors(limit);
+            assert!(
+                (l.tcp + l.udp) as u64 + RESERVED_DESCRIPTORS <= limit.max(RESERVED_DESCRIPTORS)
+            );
+        }
+        assert_eq!(
+            FlowLimits::for_descriptors(1024),
+            FlowLimits { tcp: 256, udp: 256 }
+        );
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use smoltcp::iface::SocketHandle;
 use weft_gateway::echo::EchoNat;
-use weft_gateway::tcp::TcpTable;
+use weft_gateway::tcp::{TcpTable, CONNECT_TIMEOUT};
 use weft_gateway::Timestamp;
 use weft_switch::{
     write_icmp_unreachable, DropReason, GatewayConfig, GatewayTask, MacAddr, NetworkId, PortId,
@@ -176,7 +176,7 @@ pub fn spawn(
     zones: Zones,
     upstreams: Arc<Vec<SocketAddr>>,
     runtime: tokio::runtime::Handle,
-    udp_idle: Duration,
+    flows: gateway::FlowOptions,
     underlay: gateway::UnderlayPorts,
 ) -> Result<StackHandle, StackError> {
     let (tx, rx) = std::sync::mpsc::sync_channel(STACK_QUEUE);
@@ -199,13 +199,13 @@ pub fn spawn(
         rx,
         origin: Instant::now(),
         nets: HashMap::new(),
-        tcp: TcpTable::default(),
+        tcp: TcpTable::new(flows.limits.tcp, flows.tcp_idle, CONNECT_TIMEOUT),
         flow_io: HashMap::new(),
         published: Vec::new(),
-        udp_idle,
+        udp_idle: flows.udp_idle,
         icmp,
         echo: EchoNat::default(),
-        udp: UdpNat::new(udp_idle),
+        udp: UdpNat::new(flows.udp_idle, flows.limits.udp),
         underlay,
         rotation: 0,
         last_expire: Instant::now(),

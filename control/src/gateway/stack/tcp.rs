@@ -336,8 +336,14 @@ impl StackThread {
                     }
                 }
                 Expired::Idle => {
+                    // Both sides are reset: the outside by drop_io, the container by its
+                    // smoltcp socket, aborted and polled once to send the RST.
                     if let Some(io) = self.flow_io.get_mut(&id) {
                         io.failed = true;
+                        if let (Some(h), Some(net)) = (io.handle, self.nets.get_mut(&network)) {
+                            net.sockets.get_mut::<tcp::Socket>(h).abort();
+                            poll_net(net, self.origin, &self.dataplane);
+                        }
                     }
                     self.drop_io(id);
                 }

@@ -57,12 +57,11 @@ pub(super) struct UdpNat {
 }
 
 impl UdpNat {
-    pub(super) fn new(idle: Duration) -> UdpNat {
+    pub(super) fn new(idle: Duration, max: usize) -> UdpNat {
         UdpNat {
-            table: FlowTable::new(idle, MAX_UDP_FLOWS)
-                .with_shares(MAX_UDP_FLOWS_PER_ENDPOINT, |k| {
-                    (k.network, *k.container.ip())
-                }),
+            table: FlowTable::new(idle, max).with_shares(MAX_UDP_FLOWS_PER_ENDPOINT, |k| {
+                (k.network, *k.container.ip())
+            }),
             slots: Vec::new(),
         }
     }
@@ -81,7 +80,7 @@ impl UdpNat {
 /// Why a datagram could not be sent through NAT.
 #[derive(Debug, thiserror::Error)]
 enum NatError {
-    #[error("the UDP flow table is full ({MAX_UDP_FLOWS} flows)")]
+    #[error("the UDP flow table is full (its bound under the descriptor limit, at most {MAX_UDP_FLOWS} flows)")]
     TableFull,
     #[error("the container holds its share of UDP flows ({MAX_UDP_FLOWS_PER_ENDPOINT})")]
     ShareFull,
