@@ -18,6 +18,7 @@
 // The daemon does not use every helper; keep the layer complete without dead-code noise.
 #![allow(dead_code)]
 
+mod creds;
 mod error;
 mod ifconf;
 mod netlink;
@@ -32,6 +33,7 @@ mod udp;
 mod tests;
 
 // Re-exports are the module's API; the daemon does not necessarily use all of them.
+pub use creds::{group_id, peer_groups};
 pub use error::{Result, SysError};
 #[allow(unused_imports)]
 pub use ifconf::{

@@ -756,3 +756,21 @@ fn errors_are_specific_and_readable() {
         Err(SysError::InvalidConfig { .. })
     ));
 }
+
+#[test]
+fn group_names_resolve_and_peers_report_their_groups() {
+    assert_eq!(crate::group_id("root").unwrap(), Some(0));
+    assert_eq!(crate::group_id("no-such-group-weft").unwrap(), None);
+    assert!(crate::group_id("a\0b").is_err());
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    use std::os::fd::AsFd;
+    // The peer is this process: its supplementary groups.
+    let groups = crate::peer_groups(a.as_fd()).unwrap();
+    let ours = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = ours.lines().find(|l| l.starts_with("Groups:")).unwrap();
+    let want: Vec<u32> = line[7..]
+        .split_whitespace()
+        .map(|g| g.parse().unwrap())
+        .collect();
+    assert_eq!(groups, want);
+}

@@ -240,7 +240,8 @@ pub fn stderr_of(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn describe(o: &Output) -> String {
+/// A command's exit status, stdout and stderr, for assertion messages.
+pub fn describe(o: &Output) -> String {
     format!(
         "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
         o.status,

@@ -1,8 +1,9 @@
-//! Who may talk to the API: the socket's mode (0600) keeps other users out only as long as
-//! nobody changes it, so every accepted connection is also checked by the credentials the
-//! kernel recorded when the peer connected (`SO_PEERCRED`, unix(7)). Root and the daemon's
-//! own effective user are served; anyone else gets `403 Forbidden` with a message and is
-//! logged (the log boundedly: 1, 2, 4, 8, ... refusals).
+//! Who may talk to the API: the socket's mode (0600, or 0660 with `--api-group`) keeps other
+//! users out only as long as nobody changes it, so every accepted connection is also checked
+//! by the credentials the kernel recorded when the peer connected (`SO_PEERCRED` and
+//! `SO_PEERGROUPS`, unix(7), socket(7)). Root, the daemon's own effective user and, with
+//! `--api-group NAME`, members of that group are served; anyone else gets `403 Forbidden`
+//! with a message and is logged (the log boundedly: 1, 2, 4, 8, ... refusals).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,25 +24,53 @@ const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Most octets of a refused peer's request read before it is answered.
 const MAX_HEAD: usize = 16 * 1024;
 
-/// Whether a peer with these credentials may use the API of a daemon running as `owner`.
-pub fn allowed(peer_uid: u32, owner: u32) -> bool {
-    peer_uid == 0 || peer_uid == owner
+/// Who the API serves besides root: the daemon's own user, and the members of one group.
+#[derive(Debug, Clone)]
+pub struct Access {
+    /// The daemon's effective uid.
+    pub owner: u32,
+    /// `--api-group`: its name and ID.
+    pub group: Option<(String, u32)>,
+}
+
+impl Access {
+    /// Whether a peer with this uid, primary gid and supplementary groups may use the API.
+    pub fn allows(&self, uid: u32, gid: u32, groups: impl FnOnce() -> Vec<u32>) -> bool {
+        uid == 0
+            || uid == self.owner
+            || self
+                .group
+                .as_ref()
+                .is_some_and(|&(_, g)| gid == g || groups().contains(&g))
+    }
+
+    /// Who is served, for messages: "root", "root and uid 1000", "root and group weft".
+    fn served(&self) -> String {
+        let mut who = vec!["root".to_string()];
+        if self.owner != 0 {
+            who.push(format!("uid {}", self.owner));
+        }
+        if let Some((name, _)) = &self.group {
+            who.push(format!("members of group {name}"));
+        }
+        who.join(" and ")
+    }
 }
 
 /// The API's listener: [`UnixListener`] that hands axum only connections of allowed peers.
 pub struct CheckedListener {
     inner: UnixListener,
-    owner: u32,
+    access: Access,
     refusing: Arc<Semaphore>,
     refused: Arc<AtomicU64>,
 }
 
 impl CheckedListener {
-    /// Serves peers with uid 0 or `owner` (the daemon's effective uid).
-    pub fn new(inner: UnixListener, owner: u32) -> CheckedListener {
+    /// Serves the peers `access` allows.
+    pub fn new(inner: UnixListener, access: Access) -> CheckedListener {
         CheckedListener {
             inner,
-            owner,
+            access,
             refusing: Arc::new(Semaphore::new(MAX_REFUSING)),
             refused: Arc::default(),
         }
@@ -58,11 +87,7 @@ impl CheckedListener {
             ),
             None => "a peer whose credentials could not be read".into(),
         };
-        let served = if self.owner == 0 {
-            "root".to_string()
-        } else {
-            format!("root and uid {}", self.owner)
-        };
+        let served = self.access.served();
         if n.is_power_of_two() {
             log::warn!(
                 "API connection refused from {who}: only {served} may use the API ({n} refused so far)"
@@ -73,7 +98,12 @@ impl CheckedListener {
         };
         let body = serde_json::to_string(&ApiError {
             message: format!(
-                "permission denied: this weft daemon serves only {served}, not {who}; run the command as root (sudo)"
+                "permission denied: this weft daemon serves only {served}, not {who}; run the command as root (sudo){}",
+                if self.access.group.is_none() {
+                    ", or start the daemon with --api-group GROUP for a group of users"
+                } else {
+                    ""
+                }
             ),
         })
         .unwrap_or_default();
@@ -125,8 +155,14 @@ impl Listener for CheckedListener {
         loop {
             // axum's accept retries on errors (and waits a second on EMFILE and the like).
             let (stream, addr) = Listener::accept(&mut self.inner).await;
+            let groups = || {
+                use std::os::fd::AsFd;
+                weft_sys::peer_groups(stream.as_fd()).unwrap_or_default()
+            };
             match stream.peer_cred() {
-                Ok(cred) if allowed(cred.uid(), self.owner) => return (stream, addr),
+                Ok(cred) if self.access.allows(cred.uid(), cred.gid(), groups) => {
+                    return (stream, addr)
+                }
                 Ok(cred) => self.refuse(stream, Some(cred)),
                 Err(_) => self.refuse(stream, None),
             }
@@ -142,14 +178,30 @@ impl Listener for CheckedListener {
 mod tests {
     use super::*;
 
+    fn access(owner: u32, group: Option<u32>) -> Access {
+        Access {
+            owner,
+            group: group.map(|g| ("weft".to_string(), g)),
+        }
+    }
+
     #[test]
-    fn root_and_the_owner_are_allowed_others_not() {
-        assert!(allowed(0, 0));
-        assert!(allowed(0, 1000));
-        assert!(allowed(1000, 1000));
-        assert!(!allowed(65534, 0));
-        assert!(!allowed(1000, 0));
-        assert!(!allowed(1001, 1000));
+    fn root_the_owner_and_the_api_group_are_allowed_others_not() {
+        let none = Vec::new;
+        assert!(access(0, None).allows(0, 0, none));
+        assert!(access(1000, None).allows(0, 0, none));
+        assert!(access(1000, None).allows(1000, 1000, none));
+        assert!(!access(0, None).allows(65534, 65534, none));
+        assert!(!access(0, None).allows(1000, 1000, || vec![0, 1000]));
+        assert!(!access(1000, None).allows(1001, 1000, none));
+        // With --api-group 900: its members by primary or supplementary group.
+        assert!(access(0, Some(900)).allows(1000, 900, none));
+        assert!(access(0, Some(900)).allows(1000, 1000, || vec![27, 900]));
+        assert!(!access(0, Some(900)).allows(1000, 1000, || vec![27, 901]));
+        assert_eq!(
+            access(1000, Some(900)).served(),
+            "root and uid 1000 and members of group weft"
+        );
     }
 
     /// A connection of this process (root or not, it is the owner) is served; with the
@@ -171,7 +223,8 @@ mod tests {
         for (owner, served) in [(me, true), (me.wrapping_add(4242).max(1), me == 0)] {
             let path = dir.join(format!("s{owner}"));
             let _ = std::fs::remove_file(&path);
-            let mut l = CheckedListener::new(UnixListener::bind(&path).unwrap(), owner);
+            let mut l =
+                CheckedListener::new(UnixListener::bind(&path).unwrap(), access(owner, None));
             let client = tokio::spawn({
                 let path = path.clone();
                 async move {

@@ -329,17 +329,17 @@ async fn trace(
     }
 }
 
-/// Serves the API on `socket` until `shutdown` resolves, to root and the daemon's own user
-/// only ([`super::peer`]: checked on every connection, whatever the socket's mode). The
-/// socket is created with mode 0600 (root-only) and removed on exit.
+/// Serves the API on `socket` until `shutdown` resolves, to root, the daemon's own user and
+/// the `--api-group` only ([`super::peer`]: checked on every connection, whatever the
+/// socket's mode). The socket was bound with its final mode; it is removed on exit.
 pub async fn serve(
     daemon: Arc<Daemon>,
-    listener: tokio::net::UnixListener,
+    (listener, access): (tokio::net::UnixListener, super::peer::Access),
     socket: &Path,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(daemon);
-    let listener = super::peer::CheckedListener::new(listener, weft_sys::effective_uid());
+    let listener = super::peer::CheckedListener::new(listener, access);
     // Not a graceful shutdown: a live capture stream would hold it open forever.
     let result = tokio::select! {
         r = axum::serve(listener, app).into_future() => r,

@@ -107,6 +107,10 @@ pub struct DaemonArgs {
     /// stay idle before it is closed (default 2 h 4 min, RFC 5382 REQ-5)
     #[arg(long, default_value_t = weft_gateway::tcp::TCP_IDLE.as_secs(), value_name = "SECONDS")]
     pub tcp_idle_timeout: u64,
+    /// Serve the API to members of this group too: the socket is made 0660 and owned by the
+    /// group (default: root and the daemon's own user only, socket 0600)
+    #[arg(long, value_name = "GROUP")]
+    pub api_group: Option<String>,
     /// Underlay address of this host's VTEP: VXLAN is sent from and received on it
     /// (default: any address, the outer source chosen by routing)
     #[arg(long, value_name = "ADDR")]

@@ -17,6 +17,7 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         dns_upstream: args.dns_upstream.clone(),
         udp_idle: std::time::Duration::from_secs(args.udp_idle_timeout.max(1)),
         tcp_idle: std::time::Duration::from_secs(args.tcp_idle_timeout.max(1)),
+        api_group: args.api_group.clone(),
         vtep: crate::daemon::VtepConfig {
             advertise: args.advertise,
             port: args.vxlan_port,
@@ -28,9 +29,15 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     let crate::daemon::Running {
         daemon,
         listener,
+        api_group,
         stopper,
     } = running;
-    crate::api::server::serve(daemon, listener, socket, crate::daemon::shutdown_signal()).await?;
+    let access = crate::api::peer::Access {
+        owner: weft_sys::effective_uid(),
+        group: api_group,
+    };
+    let shutdown = crate::daemon::shutdown_signal();
+    crate::api::server::serve(daemon, (listener, access), socket, shutdown).await?;
     stopper.stop();
     Ok(())
 }

@@ -23,6 +23,8 @@ pub struct RunConfig {
     pub dns_upstream: Vec<SocketAddr>,
     pub udp_idle: Duration,
     pub tcp_idle: Duration,
+    /// `--api-group`: a group whose members may use the API too.
+    pub api_group: Option<String>,
     pub vtep: VtepConfig,
     /// The gossip cluster to join, if a key file was given.
     pub cluster: Option<GossipConfig>,
@@ -42,10 +44,11 @@ pub async fn start(config: RunConfig) -> Result<Running> {
             socket.display()
         );
     }
+    let api_group = api_group(config.api_group.as_deref())?;
+    let gid = api_group.as_ref().map(|g| g.1);
     let _ = std::fs::remove_file(socket);
     if let Some(dir) = socket.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create socket directory {}", dir.display()))?;
+        socket_dir(dir, gid)?;
     }
     let descriptors = weft_sys::raise_nofile_limit().unwrap_or_else(|e| {
         log::warn!("cannot raise the open-descriptor limit (RLIMIT_NOFILE): {e}; assuming 1024");
@@ -105,7 +108,7 @@ pub async fn start(config: RunConfig) -> Result<Running> {
         );
         tokio::spawn(super::run_cluster_sync(Arc::clone(&daemon)));
     }
-    let listener = bind_private(socket)?;
+    let listener = bind_private(socket, gid)?;
     log::info!(
         "weft daemon listening on {} (state in {})",
         socket.display(),
@@ -114,15 +117,49 @@ pub async fn start(config: RunConfig) -> Result<Running> {
     Ok(Running {
         daemon,
         listener,
+        api_group,
         stopper: Stopper { dataplane, threads },
     })
 }
 
 /// A started daemon: serve the API on `listener`, then [`Stopper::stop`].
-/// Binds the API socket with mode 0600 from its first moment: bound under a temporary name
-/// in the same directory, made private, then renamed into place, so no other user can
-/// connect in between (each connection's credentials are checked too, `api::peer`).
-fn bind_private(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
+/// The `--api-group` by name and ID; an unknown group is an error that says what to do.
+fn api_group(name: Option<&str>) -> Result<Option<(String, u32)>> {
+    let Some(name) = name else {
+        return Ok(None);
+    };
+    match weft_sys::group_id(name) {
+        Ok(Some(gid)) => Ok(Some((name.to_string(), gid))),
+        Ok(None) => bail!("--api-group {name}: no such group; create it (groupadd {name}) or leave out --api-group"),
+        Err(e) => bail!("--api-group {name:?}: cannot look the group up: {e}"),
+    }
+}
+
+/// Creates the socket's directory if it is missing: 0700, or 0750 owned by the API group
+/// (a directory that exists is left as it is: it may be /run).
+fn socket_dir(dir: &std::path::Path, group: Option<u32>) -> Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if dir.as_os_str().is_empty() || dir.exists() {
+        return Ok(());
+    }
+    let err = || format!("cannot create socket directory {}", dir.display());
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(err)?;
+    if let Some(gid) = group {
+        std::os::unix::fs::chown(dir, None, Some(gid)).with_context(err)?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).with_context(err)?;
+    }
+    Ok(())
+}
+
+/// Binds the API socket with its final mode from its first moment (0600, or 0660 owned by
+/// the API group): bound under a temporary name in the same directory, given its mode and
+/// group, then renamed into place, so no other user can connect in between (each
+/// connection's credentials are checked too, `api::peer`).
+fn bind_private(socket: &std::path::Path, group: Option<u32>) -> Result<tokio::net::UnixListener> {
     use std::os::unix::fs::PermissionsExt;
     let name = socket
         .file_name()
@@ -132,7 +169,9 @@ fn bind_private(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
     let _ = std::fs::remove_file(&tmp);
     let listener = tokio::net::UnixListener::bind(&tmp)
         .with_context(|| format!("cannot listen on {}", socket.display()))?;
-    let private = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
+    let mode = if group.is_some() { 0o660 } else { 0o600 };
+    let private = std::os::unix::fs::chown(&tmp, None, group)
+        .and_then(|()| std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)))
         .and_then(|()| std::fs::rename(&tmp, socket));
     if let Err(e) = private {
         let _ = std::fs::remove_file(&tmp);
@@ -144,6 +183,8 @@ fn bind_private(socket: &std::path::Path) -> Result<tokio::net::UnixListener> {
 pub struct Running {
     pub daemon: Arc<Daemon>,
     pub listener: tokio::net::UnixListener,
+    /// `--api-group`: its name and ID.
+    pub api_group: Option<(String, u32)>,
     pub stopper: Stopper,
 }
 
