@@ -69,6 +69,9 @@ pub struct ClusterInfo {
     /// Datagrams in the sealed format of an older weft (no replay counter): dropped.
     #[serde(default)]
     pub gossip_old_format: u64,
+    /// Datagrams of nodes cut off for publishing more than a node may: dropped.
+    #[serde(default)]
+    pub gossip_cut_off: u64,
     /// Address blocks this node leased, as `VNI:BLOCK`.
     pub leases: Vec<String>,
     pub gossip_interval_ms: u64,

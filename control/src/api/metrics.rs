@@ -50,6 +50,7 @@ pub fn render_gossip(out: &mut String, c: &GossipCounters) {
         ("malformed", &c.malformed),
         ("replayed", &c.replayed),
         ("stale", &c.stale),
+        ("cut_off", &c.cut_off),
     ] {
         let _ = writeln!(
             out,

@@ -86,14 +86,15 @@ pub async fn cluster(client: &Client, json: bool) -> Result<()> {
     println!("vtep            {}", info.vtep);
     println!("nodes alive     {}", info.nodes_alive);
     println!(
-        "gossip rx/tx    {}/{} (dropped: {} failed authentication, {} malformed, {} replayed, {} stale, {} old format)",
+        "gossip rx/tx    {}/{} (dropped: {} failed authentication, {} malformed, {} replayed, {} stale, {} old format, {} from nodes cut off)",
         info.gossip_rx,
         info.gossip_tx,
         info.gossip_auth_failed,
         info.gossip_malformed,
         info.gossip_replayed,
         info.gossip_stale,
-        info.gossip_old_format
+        info.gossip_old_format,
+        info.gossip_cut_off
     );
     println!("address blocks  {}", info.leases.join(" "));
     Ok(())

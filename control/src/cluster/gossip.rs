@@ -15,8 +15,25 @@ use chitchat::transport::Transport;
 use chitchat::{spawn_chitchat, ChitchatConfig, ChitchatHandle, ChitchatId, FailureDetectorConfig};
 
 pub use super::transport::GossipCounters;
-use super::transport::{random_bytes, SealedTransport};
+use super::transport::{random_bytes, CutOff, SealedTransport};
 use crate::cluster::view::NodeInfo;
+
+/// Most keys one node may publish: the bounds of every kind (`cluster::view`: networks,
+/// removal markers, endpoints, address blocks, about 10 000 together) with room for kinds a
+/// newer weft adds. A node publishing more is cut off ([`CutOff`]).
+pub const MAX_KEYS_PER_NODE: usize = 16_384;
+/// Most octets of keys and values one node may publish (its 4 096 endpoints at 2 KiB each).
+pub const MAX_BYTES_PER_NODE: usize = 8 << 20;
+
+/// Whether a node's key-values are over what a node may publish; returns (keys, octets).
+fn over_bounds<'a>(kvs: impl Iterator<Item = (&'a str, &'a str)>) -> Option<(usize, usize)> {
+    let (mut keys, mut bytes) = (0usize, 0usize);
+    for (k, v) in kvs {
+        keys += 1;
+        bytes += k.len() + v.len();
+    }
+    (keys > MAX_KEYS_PER_NODE || bytes > MAX_BYTES_PER_NODE).then_some((keys, bytes))
+}
 /// How often a node gossips with a few others.
 pub const GOSSIP_INTERVAL: Duration = Duration::from_millis(500);
 /// Default UDP port of the gossip.
@@ -169,6 +186,8 @@ pub struct Gossip {
     /// Node -> (last heartbeat seen, when it changed): "last heard".
     heard: std::sync::Mutex<HashMap<String, (u64, Instant)>>,
     published: tokio::sync::Mutex<BTreeMap<String, String>>,
+    /// Nodes cut off for publishing more than a node may (shared with the transport).
+    cut_off: Arc<CutOff>,
 }
 
 impl Gossip {
@@ -179,13 +198,15 @@ impl Gossip {
         let generation = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
+        let cut_off = Arc::new(CutOff::default());
         let transport = SealedTransport::new(
             config.key.clone(),
             &config.node_name,
             generation,
             Arc::clone(&counters),
-        );
-        Gossip::start_with(config, generation, &transport, counters).await
+        )
+        .cutting_off(Arc::clone(&cut_off));
+        Gossip::start_with(config, generation, &transport, (counters, cut_off)).await
     }
 
     /// Starts over any chitchat transport (tests use an in-memory one).
@@ -193,7 +214,7 @@ impl Gossip {
         config: GossipConfig,
         generation: u64,
         transport: &dyn Transport,
-        counters: Arc<GossipCounters>,
+        (counters, cut_off): (Arc<GossipCounters>, Arc<CutOff>),
     ) -> Result<Gossip, GossipError> {
         let gossip_addr = SocketAddr::V4(SocketAddrV4::new(config.advertise, config.gossip_port));
         let chitchat_config = ChitchatConfig {
@@ -226,6 +247,7 @@ impl Gossip {
             gossip_addr,
             heard: Default::default(),
             published: Default::default(),
+            cut_off,
         })
     }
 
@@ -277,8 +299,10 @@ impl Gossip {
                 newest.insert(id.node_id.to_string(), id);
             }
         }
-        // Forget the nodes chitchat forgot: the map never outgrows the cluster.
+        // Forget the nodes chitchat forgot: the map never outgrows the cluster, and a node
+        // cut off may join anew once forgotten.
         heard.retain(|name, _| newest.contains_key(name));
+        self.cut_off.retain(|name| newest.contains_key(name));
         for (name, id) in newest {
             let Some(state) = chitchat.node_state(id) else {
                 continue;
@@ -290,7 +314,8 @@ impl Gossip {
                 *entry = (beat, now);
             }
             let since = now.saturating_duration_since(entry.1);
-            let alive = is_self || live.contains(id);
+            let cut_off = !is_self && self.cut_off(&name, state);
+            let alive = is_self || (live.contains(id) && !cut_off);
             let node_state = if !alive {
                 NodeState::Dead
             } else if !is_self && since > GOSSIP_INTERVAL * 6 {
@@ -298,7 +323,11 @@ impl Gossip {
             } else {
                 NodeState::Alive
             };
-            let info = NodeInfo::from_key_values(&name, alive, state.key_values());
+            let info = if cut_off {
+                NodeInfo::from_key_values(&name, false, std::iter::empty())
+            } else {
+                NodeInfo::from_key_values(&name, alive, state.key_values())
+            };
             out.push(NodeStatus {
                 info,
                 state: node_state,
@@ -307,6 +336,22 @@ impl Gossip {
             });
         }
         out
+    }
+
+    /// Whether node `name` is cut off: it was, or its key-values are over the bounds now
+    /// (then it is cut off from here on, and that is logged).
+    fn cut_off(&self, name: &str, state: &chitchat::NodeState) -> bool {
+        if self.cut_off.contains(name) {
+            return true;
+        }
+        let Some((keys, bytes)) = over_bounds(state.key_values()) else {
+            return false;
+        };
+        self.cut_off.insert(name);
+        log::error!(
+            "node {name} publishes {keys} keys of {bytes} octets, more than a node may ({MAX_KEYS_PER_NODE} keys, {MAX_BYTES_PER_NODE} octets): it is cut off (its gossip dropped, its entries out of every table) until the cluster forgets it"
+        );
+        true
     }
 }
 
@@ -359,6 +404,44 @@ mod tests {
             tokio::time::sleep(GOSSIP_INTERVAL).await;
         }
         None
+    }
+
+    #[test]
+    fn a_node_over_the_bounds_is_named() {
+        let key = |i: usize| format!("other:{i:05}");
+        let keys: Vec<String> = (0..=MAX_KEYS_PER_NODE).map(key).collect();
+        let many = keys.iter().map(|k| (k.as_str(), "v"));
+        assert_eq!(over_bounds(many.clone().skip(1)), None);
+        assert_eq!(over_bounds(many).map(|b| b.0), Some(MAX_KEYS_PER_NODE + 1));
+        let big = "x".repeat(MAX_BYTES_PER_NODE);
+        assert!(over_bounds([("ep:1", big.as_str())].into_iter()).is_some());
+    }
+
+    /// A node publishing more keys than a node may is cut off by the others: it is dead to
+    /// them and its entries leave their tables, while it stays alive to itself.
+    #[tokio::test(start_paused = true)]
+    async fn a_node_publishing_too_much_is_cut_off() {
+        let transport = ChannelTransport::with_mtu(MAX_DATAGRAM);
+        let n1 = member(1, &transport).await;
+        let n2 = member(2, &transport).await;
+        let both = wait_until(Duration::from_secs(30), async || {
+            view(&n1).await.1.remote_endpoints().len() == 1
+        })
+        .await;
+        assert!(both.is_some(), "the nodes never saw each other");
+        let mut kv = n2.published.lock().await.clone();
+        kv.extend((0..=MAX_KEYS_PER_NODE).map(|i| (format!("junk:{i}"), "x".to_string())));
+        n2.publish(kv).await;
+        let cut = wait_until(Duration::from_secs(120), async || {
+            let (nodes, view) = view(&n1).await;
+            nodes
+                .iter()
+                .any(|n| n.info.name == "node2" && n.state == NodeState::Dead)
+                && view.remote_endpoints().is_empty()
+        })
+        .await;
+        assert!(cut.is_some(), "node2 was not cut off");
+        assert!(n1.cut_off.contains("node2"));
     }
 
     /// Membership, table derivation and node death with chitchat on an in-memory transport

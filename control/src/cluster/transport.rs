@@ -60,6 +60,8 @@ pub struct GossipCounters {
     pub replayed: AtomicU64,
     /// Datagrams behind their sender's window or of an older incarnation of it.
     pub stale: AtomicU64,
+    /// Datagrams of nodes cut off for publishing more than a node may ([`CutOff`]).
+    pub cut_off: AtomicU64,
 }
 
 /// Why a datagram was dropped.
@@ -70,6 +72,34 @@ pub enum Dropped {
     Malformed,
     Replayed,
     Stale,
+    /// From a node cut off for publishing more than a node may.
+    CutOff,
+}
+
+/// The nodes cut off for publishing more than a node may (`cluster::gossip` decides): their
+/// datagrams are dropped unread, so their heartbeat stops here and the failure detector
+/// declares them dead; every node applies the same bounds, so every node cuts them off.
+#[derive(Debug, Default)]
+pub struct CutOff(std::sync::Mutex<BTreeSet<String>>);
+
+impl CutOff {
+    fn nodes(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        self.nodes().contains(node)
+    }
+
+    /// Cuts `node` off; true if it was not already.
+    pub fn insert(&self, node: &str) -> bool {
+        self.nodes().insert(node.to_string())
+    }
+
+    /// Keeps only the nodes `keep` says (the cluster forgot the others: they may join anew).
+    pub fn retain(&self, keep: impl Fn(&str) -> bool) {
+        self.nodes().retain(|n| keep(n));
+    }
 }
 
 /// Seals and opens datagrams under the cluster key.
@@ -216,6 +246,7 @@ pub struct Inbound {
     /// This node's name: a datagram that claims it is one of its own, reflected back.
     me: String,
     guard: ReplayGuard,
+    cut_off: Arc<CutOff>,
 }
 
 impl Inbound {
@@ -225,7 +256,13 @@ impl Inbound {
             sealer: Sealer::new(key),
             me: me.to_string(),
             guard: ReplayGuard::default(),
+            cut_off: Arc::default(),
         }
+    }
+
+    /// The same, dropping the datagrams of the nodes in `cut_off`.
+    pub fn cutting_off(self, cut_off: Arc<CutOff>) -> Inbound {
+        Inbound { cut_off, ..self }
     }
 
     /// The chitchat message of an authentic, fresh datagram: what `recv` hands chitchat.
@@ -240,6 +277,9 @@ impl Inbound {
         let (header, message) = Header::read(&plain).ok_or(Dropped::Malformed)?;
         if header.sender == self.me {
             return Err(Dropped::Replayed);
+        }
+        if self.cut_off.contains(header.sender) {
+            return Err(Dropped::CutOff);
         }
         match self
             .guard
@@ -259,6 +299,7 @@ pub struct SealedTransport {
     incarnation: u64,
     counter: Arc<AtomicU64>,
     counters: Arc<GossipCounters>,
+    cut_off: Arc<CutOff>,
 }
 
 impl SealedTransport {
@@ -280,7 +321,13 @@ impl SealedTransport {
             incarnation,
             counter: Arc::default(),
             counters,
+            cut_off: Arc::default(),
         }
+    }
+
+    /// The same, dropping the datagrams of the nodes in `cut_off`.
+    pub fn cutting_off(self, cut_off: Arc<CutOff>) -> SealedTransport {
+        SealedTransport { cut_off, ..self }
     }
 }
 
@@ -305,7 +352,8 @@ impl Transport for SealedTransport {
                 self.incarnation,
                 Arc::clone(&self.counter),
             ),
-            inbound: Inbound::new(&self.key, &self.node_name),
+            inbound: Inbound::new(&self.key, &self.node_name)
+                .cutting_off(Arc::clone(&self.cut_off)),
             counters: Arc::clone(&self.counters),
             old_format_from: BTreeSet::new(),
             buf: vec![0u8; MAX_DATAGRAM],
@@ -333,6 +381,9 @@ impl SealedSocket {
             }
             Dropped::Malformed => {
                 count(&c.malformed);
+            }
+            Dropped::CutOff => {
+                count(&c.cut_off);
             }
             Dropped::Replayed | Dropped::Stale => {
                 let n = count(if why == Dropped::Replayed {

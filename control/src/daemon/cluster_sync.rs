@@ -690,6 +690,7 @@ impl Daemon {
             gossip_replayed: load(&g.counters.replayed),
             gossip_stale: load(&g.counters.stale),
             gossip_old_format: load(&g.counters.old_format),
+            gossip_cut_off: load(&g.counters.cut_off),
             leases: local
                 .leases
                 .iter()

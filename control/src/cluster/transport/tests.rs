@@ -243,3 +243,18 @@ async fn a_datagram_older_than_the_window_is_refused() {
     );
     assert_eq!(counters.stale.load(Ordering::Relaxed), 1);
 }
+
+#[test]
+fn a_cut_off_node_is_dropped_unread_and_others_are_not() {
+    let k = key(5);
+    let cut = Arc::new(CutOff::default());
+    let mut rx = Inbound::new(&k, "me").cutting_off(Arc::clone(&cut));
+    let (a, b) = (outbound(&k, "a", 1), outbound(&k, "b", 1));
+    assert!(rx.accept(&a.seal(b"1").unwrap()).is_ok());
+    assert!(cut.insert("a") && !cut.insert("a"));
+    assert_eq!(rx.accept(&a.seal(b"2").unwrap()), Err(Dropped::CutOff));
+    assert!(rx.accept(&b.seal(b"1").unwrap()).is_ok());
+    // Forgotten by the cluster: it may join anew.
+    cut.retain(|n| n != "a");
+    assert!(rx.accept(&a.seal(b"3").unwrap()).is_ok());
+}
