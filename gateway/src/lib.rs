@@ -15,6 +15,7 @@
 //!   (RFC 1035), or the decision to forward it.
 //! - [`dns_tcp`]: DNS over TCP framing (RFC 1035 §4.2.2, RFC 7766).
 //! - [`publish`]: Docker's `-p` specs and the mappings they expand to.
+//! - [`reach`]: the destinations the proxy NAT never connects a container to.
 
 #![forbid(unsafe_code)]
 
@@ -24,6 +25,7 @@ pub mod echo;
 pub mod flows;
 pub mod publish;
 pub mod published_udp;
+pub mod reach;
 pub mod tcp;
 
 pub use weft_switch::Timestamp;

@@ -85,11 +85,15 @@ pub enum DropReason {
     /// Adapter (the gateway's runtime): handling the frame or its flow hit a bug; the flow
     /// was dropped, the runtime kept serving.
     GatewayFault,
+    /// Adapter (the gateway's runtime): a destination the proxy NAT never reaches (link-local,
+    /// `0.0.0.0/8`, reserved, or the underlay's VXLAN or gossip port); the container is
+    /// told with ICMP "administratively prohibited".
+    NatRefused,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 21;
+    pub const COUNT: usize = 22;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -114,6 +118,7 @@ impl DropReason {
         DropReason::SpoofedIp,
         DropReason::SpoofedArp,
         DropReason::GatewayFault,
+        DropReason::NatRefused,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -140,6 +145,7 @@ impl DropReason {
             DropReason::SpoofedIp => "spoofed_ip",
             DropReason::SpoofedArp => "spoofed_arp",
             DropReason::GatewayFault => "gateway_fault",
+            DropReason::NatRefused => "nat_refused",
         }
     }
 
@@ -168,6 +174,7 @@ impl DropReason {
             DropReason::SpoofedIp => 18,
             DropReason::SpoofedArp => 19,
             DropReason::GatewayFault => 20,
+            DropReason::NatRefused => 21,
         }
     }
 }

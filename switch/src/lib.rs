@@ -93,7 +93,8 @@ pub use gateway::{
     icmp_echo_ident, ipv4_task, quoted_udp_datagram, set_icmp_echo_ident, write_icmp_from,
     write_icmp_unreachable, write_udp, write_udp_from_gateway, ArpReply, EchoToGateway,
     EchoViaGateway, GatewayConfig, GatewayTask, Neighbor, Offload, TcpToGateway, UdpToGateway,
-    DNS_PORT, ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE, ICMP_PORT_UNREACHABLE,
+    DNS_PORT, ICMP_ADMIN_PROHIBITED, ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
+    ICMP_PORT_UNREACHABLE,
 };
 pub use mac::{MacAddr, MacParseError};
 pub use time::Timestamp;

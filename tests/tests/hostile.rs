@@ -339,5 +339,5 @@ fn containers_cannot_reach_the_underlays_vxlan_port_through_the_nat() {
         !got.contains("vxlan"),
         "a VXLAN datagram left through the NAT: {got}"
     );
-    assert!(drops(&lab.port("a"), "gateway_unsupported") >= 1);
+    assert!(drops(&lab.port("a"), "nat_refused") >= 1);
 }

@@ -157,6 +157,9 @@ pub fn quoted_udp_datagram(
 pub const ICMP_NET_UNREACHABLE: u8 = 0;
 /// ICMP destination unreachable code 1 (RFC 792): the host does not answer.
 pub const ICMP_HOST_UNREACHABLE: u8 = 1;
+/// ICMP destination unreachable code 13 (RFC 1812 §5.2.7.1): communication
+/// administratively prohibited (a destination the NAT refuses).
+pub const ICMP_ADMIN_PROHIBITED: u8 = 13;
 
 /// An ICMP echo request (RFC 792) a container sends through the gateway to an address
 /// outside its network: what the echo NAT needs to send it on and match the reply.

@@ -6,6 +6,7 @@ use std::io::Read;
 use std::net::{SocketAddr, SocketAddrV4};
 use std::os::fd::AsFd;
 
+use weft_gateway::reach::nat_may_reach;
 use weft_gateway::Timestamp;
 use weft_switch::{
     write_icmp_from, DropReason, EchoViaGateway, GatewayConfig, MacAddr, NetworkId, PortId,
@@ -65,6 +66,9 @@ impl StackThread {
                 &frame[ETHERNET_HEADER_LEN..],
                 ICMP_NET_UNREACHABLE,
             );
+        }
+        if !nat_may_reach(echo.dst_ip) {
+            return self.nat_refused(network, port, &frame[ETHERNET_HEADER_LEN..]);
         }
         let Some(socket) = self.icmp.as_ref() else {
             return self.record_drop(port, DropReason::GatewayUnsupported);

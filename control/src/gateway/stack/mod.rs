@@ -25,11 +25,12 @@ use std::time::{Duration, Instant};
 
 use smoltcp::iface::SocketHandle;
 use weft_gateway::echo::EchoNat;
+use weft_gateway::reach::nat_may_reach;
 use weft_gateway::tcp::{TcpTable, CONNECT_TIMEOUT};
 use weft_gateway::Timestamp;
 use weft_switch::{
     write_icmp_unreachable, DropReason, GatewayConfig, GatewayTask, MacAddr, NetworkId, PortId,
-    ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
+    ICMP_ADMIN_PROHIBITED, ICMP_HOST_UNREACHABLE, ICMP_NET_UNREACHABLE,
 };
 
 use crate::dataplane::{Dataplane, HandOver};
@@ -459,9 +460,7 @@ impl StackThread {
             GatewayTask::Dns(d) => {
                 return self.dns_udp(network, port, gateway, d, &frame[d.payload.clone()])
             }
-            GatewayTask::UdpOut(d) => {
-                return self.outbound_udp(network, port, gateway, d, &frame[d.payload.clone()])
-            }
+            GatewayTask::UdpOut(d) => return self.outbound_udp(network, port, gateway, d, frame),
             GatewayTask::PublishedUdp(d) => (d.src_ip, d.src_mac),
             GatewayTask::Tcp(t) => (t.src.0, t.src_mac),
             GatewayTask::EchoOut(e) => (e.src_ip, e.src_mac),
@@ -494,11 +493,19 @@ impl StackThread {
                     dst: std::net::SocketAddrV4::new(t.dst.0, t.dst.1),
                     syn: t.syn,
                     nat_allowed: gateway::nat_allowed(&self.zones, network, t.dst.0),
+                    nat_refused: !nat_may_reach(t.dst.0),
                 };
                 self.on_tcp(segment, gateway, frame[t.ip].to_vec());
             }
             _ => {}
         }
+    }
+
+    /// Refuses a container's packet to a destination the NAT never reaches: counted, and
+    /// the container told "administratively prohibited" (RFC 1812 §5.2.7.1).
+    fn nat_refused(&mut self, network: NetworkId, port: PortId, packet: &[u8]) {
+        self.record_drop(port, DropReason::NatRefused);
+        self.unreachable(network, port, packet, ICMP_ADMIN_PROHIBITED);
     }
 
     /// Sends an ICMP destination unreachable for `packet` (an IP packet) back to the

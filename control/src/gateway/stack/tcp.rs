@@ -32,8 +32,10 @@ pub(super) struct Segment {
     pub(super) dst: SocketAddrV4,
     /// SYN without ACK.
     pub(super) syn: bool,
-    /// The destination may be reached through the proxy NAT.
+    /// The destination may be reached through the proxy NAT (the network has NAT).
     pub(super) nat_allowed: bool,
+    /// The destination is one the NAT never reaches (`weft_gateway::reach`).
+    pub(super) nat_refused: bool,
 }
 
 /// A flow's sockets and readiness.
@@ -100,6 +102,12 @@ impl StackThread {
             container: seg.src,
             outside: seg.dst,
         };
+        if seg.nat_refused && seg.nat_allowed {
+            if seg.syn {
+                return self.nat_refused(seg.network, seg.port, &packet);
+            }
+            return self.record_drop(seg.port, DropReason::NatRefused);
+        }
         if seg.syn {
             self.outbound_syn(key, seg.port, packet, seg.nat_allowed);
         } else if self.tcp.outbound(&key).is_some() || seg.nat_allowed {

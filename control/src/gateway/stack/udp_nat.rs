@@ -12,9 +12,10 @@ use std::os::fd::AsFd;
 use std::time::Duration;
 
 use weft_gateway::flows::{FlowTable, Full};
+use weft_gateway::reach::nat_may_reach;
 use weft_switch::{
     quoted_udp_datagram, write_icmp_unreachable, write_udp, DropReason, GatewayConfig, MacAddr,
-    NetworkId, PortId, UdpToGateway, ICMP_PORT_UNREACHABLE,
+    NetworkId, PortId, UdpToGateway, ETHERNET_HEADER_LEN, ICMP_PORT_UNREACHABLE,
 };
 
 use super::{token, StackThread, TAG_UDP};
@@ -111,20 +112,21 @@ impl StackThread {
         port: PortId,
         gateway: GatewayConfig,
         d: &UdpToGateway,
-        payload: &[u8],
+        frame: &[u8],
     ) {
+        let payload = &frame[d.payload.clone()];
         if !gateway::nat_allowed(&self.zones, network, d.dst_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
-        if self.underlay.protects(d.dst_port) {
+        if !nat_may_reach(d.dst_ip) || self.underlay.protects(d.dst_port) {
             log::debug!(
-                "outbound UDP from {}:{} to {}:{} refused: the underlay's VXLAN/gossip port",
+                "outbound UDP from {}:{} to {}:{} refused: a destination the NAT never reaches",
                 d.src_ip,
                 d.src_port,
                 d.dst_ip,
                 d.dst_port
             );
-            return self.record_drop(port, DropReason::GatewayUnsupported);
+            return self.nat_refused(network, port, &frame[ETHERNET_HEADER_LEN..]);
         }
         let key = UdpFlowKey {
             network,
