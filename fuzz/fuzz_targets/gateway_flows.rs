@@ -1,7 +1,8 @@
 //! The gateway's flow state machines driven the way hostile containers and outside hosts can
 //! drive them: `TcpTable` (SYNs, connect results, published connections, expiry), `EchoNat`
 //! (echo requests written by the container, replies read from the outside as raw IPv4),
-//! `UdpClients` (published UDP clients) and `FlowTable` with shares (the UDP NAT's). Each is
+//! `UdpClients` (published UDP clients) and `FlowTable` with shares per holder and per
+//! network (the UDP NAT's). Each is
 //! checked against a plain model of what it holds.
 //!
 //! Input: `[tcp_max, echo_max, udp_range, flow_max, ops...]`; each op is one byte whose low
@@ -19,7 +20,9 @@ use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use weft_gateway::echo::{EchoError, EchoNat, MAX_ECHO_FLOWS_PER_ENDPOINT};
+use weft_gateway::echo::{
+    EchoError, EchoNat, MAX_ECHO_FLOWS_PER_ENDPOINT, MAX_ECHO_FLOWS_PER_NETWORK,
+};
 use weft_gateway::flows::{FlowTable, Full, Holder};
 use weft_gateway::published_udp::UdpClients;
 use weft_gateway::tcp::{
@@ -35,6 +38,7 @@ const IDLE: Duration = Duration::from_millis(1000);
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
 const UDP_FIRST: u16 = 60000;
 const FLOW_SHARE: usize = 6;
+const FLOW_NETWORK_SHARE: usize = 10;
 
 /// The input, read a byte at a time; 0 once it ends.
 struct Input<'a>(&'a [u8]);
@@ -135,7 +139,11 @@ impl Tcp {
 
     /// Whether the model says a new outbound flow of `key` on `port` is refused.
     fn full(&self, key: &TcpKey, port: PortId) -> bool {
-        let net = self.per_network.get(&key.network).copied().unwrap_or_default();
+        let net = self
+            .per_network
+            .get(&key.network)
+            .copied()
+            .unwrap_or_default();
         let ep = self.per_endpoint.get(&port).copied().unwrap_or_default();
         self.outbound >= self.max
             || net.0 >= MAX_TCP_FLOWS_PER_NETWORK.min(self.max)
@@ -222,7 +230,11 @@ impl Tcp {
 
     /// A flow id: mostly a live one, sometimes one that never was.
     fn pick(&self, b: u8) -> FlowId {
-        match self.flows.keys().nth(usize::from(b) % (self.flows.len() + 1)) {
+        match self
+            .flows
+            .keys()
+            .nth(usize::from(b) % (self.flows.len() + 1))
+        {
             Some(&id) => id,
             None => FlowId(u32::from(b) << 20),
         }
@@ -435,6 +447,11 @@ fn echo_op(echo: &mut Echo, op: u8, input: &mut Input, now: u64) {
                 .iter()
                 .filter(|(w, &(c, ..))| echo.networks[w] == network && c == ip)
                 .count();
+            let network_held = echo
+                .flows
+                .keys()
+                .filter(|w| echo.networks[*w] == network)
+                .count();
             match echo.nat.outbound(network, (ip, to), &mut icmp, || 7, at) {
                 Err(EchoError::NotEchoRequest) => assert!(!valid),
                 Err(EchoError::Busy) => {
@@ -442,6 +459,9 @@ fn echo_op(echo: &mut Echo, op: u8, input: &mut Input, now: u64) {
                 }
                 Err(EchoError::EndpointBusy) => {
                     assert!(valid && known.is_none() && held >= MAX_ECHO_FLOWS_PER_ENDPOINT)
+                }
+                Err(EchoError::NetworkBusy) => {
+                    assert!(valid && known.is_none() && network_held >= MAX_ECHO_FLOWS_PER_NETWORK)
                 }
                 Ok(wire) => {
                     assert!(valid);
@@ -454,6 +474,7 @@ fn echo_op(echo: &mut Echo, op: u8, input: &mut Input, now: u64) {
                             assert!(
                                 held < MAX_ECHO_FLOWS_PER_ENDPOINT && echo.flows.len() < echo.max
                             );
+                            assert!(network_held < MAX_ECHO_FLOWS_PER_NETWORK);
                             echo.flows.insert(wire, (ip, ident.expect("valid"), to));
                             echo.networks.insert(wire, network);
                         }
@@ -581,15 +602,21 @@ fn flow_op(table: &mut FlowTable<FlowKey, u8>, max: usize, op: u8, input: &mut I
         .iter()
         .filter(|(k, _)| holder_of(k) == (network, ip))
         .count();
+    let network_held = table.iter().filter(|(k, _)| k.0 == network).count();
     let exists = table.get(&key).is_some();
     let len = table.len();
     match op % 4 {
         0 | 1 => {
             let room = table.room_for(&key);
             match (&room, table.insert(key, 1, at)) {
-                (Ok(()), Ok(())) => assert!(exists || (len < max && held < FLOW_SHARE)),
+                (Ok(()), Ok(())) => assert!(
+                    exists || (len < max && held < FLOW_SHARE && network_held < FLOW_NETWORK_SHARE)
+                ),
                 (Err(Full::Table), Err(_)) => assert!(!exists && len >= max),
                 (Err(Full::Holder), Err(_)) => assert!(!exists && held >= FLOW_SHARE),
+                (Err(Full::Network), Err(_)) => {
+                    assert!(!exists && network_held >= FLOW_NETWORK_SHARE)
+                }
                 (room, insert) => panic!("room_for {room:?} but insert {:?}", insert.is_ok()),
             }
         }
@@ -599,10 +626,13 @@ fn flow_op(table: &mut FlowTable<FlowKey, u8>, max: usize, op: u8, input: &mut I
         }
     }
     let mut per: HashMap<Holder, usize> = HashMap::new();
+    let mut per_network: HashMap<NetworkId, usize> = HashMap::new();
     for (k, _) in table.iter() {
         *per.entry(holder_of(k)).or_default() += 1;
+        *per_network.entry(k.0).or_default() += 1;
     }
     assert!(table.len() <= max && per.values().all(|&n| n <= FLOW_SHARE));
+    assert!(per_network.values().all(|&n| n <= FLOW_NETWORK_SHARE));
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -629,7 +659,9 @@ fuzz_target!(|data: &[u8]| {
         by_port: HashMap::new(),
     };
     let flow_max = 1 + usize::from(input.byte() % 24);
-    let mut flows = FlowTable::new(IDLE, flow_max).with_shares(FLOW_SHARE, holder_of);
+    let mut flows = FlowTable::new(IDLE, flow_max)
+        .with_shares(FLOW_SHARE, holder_of)
+        .with_network_share(FLOW_NETWORK_SHARE);
     let mut now = 0u64;
     while !input.0.is_empty() {
         let op = input.byte();

@@ -15,6 +15,8 @@ use weft_switch::{NetworkId, Timestamp};
 pub const MAX_ECHO_FLOWS: usize = 1024;
 /// ICMP echo flows one container (network, address) may hold: its neighbours keep the rest.
 pub const MAX_ECHO_FLOWS_PER_ENDPOINT: usize = 128;
+/// Most echo flows of one network's containers together (a quarter of the table).
+pub const MAX_ECHO_FLOWS_PER_NETWORK: usize = 256;
 /// Idle ICMP echo flows are forgotten after this.
 pub const ECHO_IDLE: Duration = Duration::from_secs(30);
 
@@ -47,6 +49,10 @@ pub enum EchoError {
     Busy,
     #[error("the container holds its share of echo flows ({MAX_ECHO_FLOWS_PER_ENDPOINT})")]
     EndpointBusy,
+    #[error(
+        "the container's network holds its share of echo flows ({MAX_ECHO_FLOWS_PER_NETWORK})"
+    )]
+    NetworkBusy,
 }
 
 /// The echo flows by wire identifier.
@@ -56,6 +62,8 @@ pub struct EchoNat<V> {
     by_key: HashMap<EchoKey, u16>,
     /// Flows per container (network, address).
     per_endpoint: HashMap<(NetworkId, Ipv4Addr), usize>,
+    /// Flows per network.
+    per_network: HashMap<NetworkId, usize>,
     next_ident: u16,
     idle: Duration,
     max: usize,
@@ -73,6 +81,7 @@ impl<V> EchoNat<V> {
             flows: HashMap::new(),
             by_key: HashMap::new(),
             per_endpoint: HashMap::new(),
+            per_network: HashMap::new(),
             next_ident: 1,
             idle,
             max,
@@ -138,11 +147,14 @@ impl<V> EchoNat<V> {
             return Err(EchoError::Busy);
         }
         let holder = (key.network, key.container);
-        let held = self.per_endpoint.entry(holder).or_default();
-        if *held >= MAX_ECHO_FLOWS_PER_ENDPOINT {
+        if self.per_endpoint.get(&holder).copied().unwrap_or(0) >= MAX_ECHO_FLOWS_PER_ENDPOINT {
             return Err(EchoError::EndpointBusy);
         }
-        *held += 1;
+        if self.per_network.get(&key.network).copied().unwrap_or(0) >= MAX_ECHO_FLOWS_PER_NETWORK {
+            return Err(EchoError::NetworkBusy);
+        }
+        *self.per_endpoint.entry(holder).or_default() += 1;
+        *self.per_network.entry(key.network).or_default() += 1;
         let mut id = self.next_ident;
         while self.flows.contains_key(&id) {
             id = id.wrapping_add(1);
@@ -213,11 +225,13 @@ impl<V> EchoNat<V> {
         let flows = &self.flows;
         self.by_key.retain(|_, id| flows.contains_key(id));
         self.per_endpoint.clear();
+        self.per_network.clear();
         for f in self.flows.values() {
             *self
                 .per_endpoint
                 .entry((f.key.network, f.key.container))
                 .or_default() += 1;
+            *self.per_network.entry(f.key.network).or_default() += 1;
         }
         before - self.flows.len()
     }
@@ -440,5 +454,30 @@ mod tests {
                 at(ECHO_IDLE.as_secs())
             )
             .is_ok());
+    }
+
+    #[test]
+    fn one_network_cannot_take_the_echo_table_from_the_others() {
+        let mut nat: EchoNat<()> = EchoNat::default();
+        let request = |nat: &mut EchoNat<()>, network, container: u8, ident: u16| {
+            let mut icmp = [8u8, 0, 0, 0, (ident >> 8) as u8, ident as u8, 0, 1];
+            let c = Ipv4Addr::new(10, 0, 0, container);
+            nat.outbound(network, (c, OUTSIDE), &mut icmp, || (), at(0))
+        };
+        let per = MAX_ECHO_FLOWS_PER_ENDPOINT as u16;
+        for n in 0..MAX_ECHO_FLOWS_PER_NETWORK as u16 {
+            let container = 2 + (n / per) as u8;
+            assert!(request(&mut nat, NET, container, n % per).is_ok(), "{n}");
+        }
+        assert_eq!(request(&mut nat, NET, 99, 1), Err(EchoError::NetworkBusy));
+        assert!(
+            request(&mut nat, NetworkId(2), 2, 1).is_ok(),
+            "another network"
+        );
+        nat.forget_network(NET);
+        assert!(
+            request(&mut nat, NET, 99, 1).is_ok(),
+            "a removed network's share is free again"
+        );
     }
 }

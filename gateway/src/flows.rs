@@ -19,6 +19,8 @@ pub enum Full {
     Table,
     /// The flow's holder holds its share.
     Holder,
+    /// The flow's network holds its share.
+    Network,
 }
 
 /// One flow's bookkeeping.
@@ -42,6 +44,9 @@ pub struct FlowTable<K, V> {
     per_holder: usize,
     holder_of: fn(&K) -> Holder,
     held: HashMap<Holder, usize>,
+    /// Most flows one network's holders may have together.
+    per_network: usize,
+    held_by_network: HashMap<NetworkId, usize>,
 }
 
 impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
@@ -54,6 +59,17 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
             per_holder: max,
             holder_of: |_| (NetworkId(0), Ipv4Addr::UNSPECIFIED),
             held: HashMap::new(),
+            per_network: max,
+            held_by_network: HashMap::new(),
+        }
+    }
+
+    /// The same table with at most `per_network` flows of one network's holders: the
+    /// containers of one network cannot take the table from the others'.
+    pub fn with_network_share(self, per_network: usize) -> Self {
+        FlowTable {
+            per_network,
+            ..self
         }
     }
 
@@ -75,21 +91,30 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
         if self.flows.len() >= self.max {
             return Err(Full::Table);
         }
-        let held = self.held.get(&(self.holder_of)(key)).copied().unwrap_or(0);
+        let holder = (self.holder_of)(key);
+        let held = self.held.get(&holder).copied().unwrap_or(0);
         if held >= self.per_holder {
             return Err(Full::Holder);
+        }
+        let network = self.held_by_network.get(&holder.0).copied().unwrap_or(0);
+        if network >= self.per_network {
+            return Err(Full::Network);
         }
         Ok(())
     }
 
     fn release(&mut self, key: &K) {
-        let holder = (self.holder_of)(key);
-        if let Some(n) = self.held.get_mut(&holder) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                self.held.remove(&holder);
+        fn give_back<S: Hash + Eq>(held: &mut HashMap<S, usize>, share: S) {
+            if let Some(n) = held.get_mut(&share) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    held.remove(&share);
+                }
             }
         }
+        let holder = (self.holder_of)(key);
+        give_back(&mut self.held, holder);
+        give_back(&mut self.held_by_network, holder.0);
     }
 
     pub fn len(&self) -> usize {
@@ -110,7 +135,9 @@ impl<K: Hash + Eq + Clone, V> FlowTable<K, V> {
             return Err(value);
         }
         if !self.flows.contains_key(&key) {
-            *self.held.entry((self.holder_of)(&key)).or_default() += 1;
+            let holder = (self.holder_of)(&key);
+            *self.held.entry(holder).or_default() += 1;
+            *self.held_by_network.entry(holder.0).or_default() += 1;
         }
         self.flows.insert(
             key,
@@ -228,5 +255,27 @@ mod tests {
         assert_eq!(t.remove_where(|k| *k < 100).len(), 2);
         assert_eq!(t.room_for(&4), Ok(()));
         assert!(t.held.values().all(|&n| n > 0));
+    }
+
+    #[test]
+    fn one_network_cannot_take_the_table_from_the_others() {
+        let holder_of: fn(&u32) -> Holder = |k| (NetworkId(k / 100), Ipv4Addr::from(*k % 100));
+        let mut t: FlowTable<u32, ()> = FlowTable::new(Duration::from_secs(60), 10)
+            .with_shares(2, holder_of)
+            .with_network_share(4);
+        for k in [100, 101, 102, 103] {
+            t.insert(k, (), at(0)).unwrap();
+        }
+        assert_eq!(
+            t.room_for(&104),
+            Err(Full::Network),
+            "network 1's fifth container"
+        );
+        assert_eq!(t.room_for(&200), Ok(()), "another network");
+        t.insert(200, (), at(0)).unwrap();
+        assert_eq!(t.remove_where(|k| *k == 100).len(), 1);
+        assert_eq!(t.room_for(&104), Ok(()), "a place given back");
+        assert_eq!(t.expire(at(60)).len(), 4);
+        assert!(t.held_by_network.is_empty() && t.held.is_empty());
     }
 }

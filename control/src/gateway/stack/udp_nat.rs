@@ -29,6 +29,8 @@ pub const MAX_UDP_FLOWS: usize = 4096;
 /// Flows one container may hold: a container opening flows to every port of the outside
 /// is refused before its neighbours are.
 pub const MAX_UDP_FLOWS_PER_ENDPOINT: usize = 512;
+/// Flows one network's containers may hold together (a quarter of the table, as for TCP).
+pub const MAX_UDP_FLOWS_PER_NETWORK: usize = 1024;
 
 /// A UDP flow: one container socket talking to one outside socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,9 +62,11 @@ pub(super) struct UdpNat {
 impl UdpNat {
     pub(super) fn new(idle: Duration, max: usize) -> UdpNat {
         UdpNat {
-            table: FlowTable::new(idle, max).with_shares(MAX_UDP_FLOWS_PER_ENDPOINT, |k| {
-                (k.network, *k.container.ip())
-            }),
+            table: FlowTable::new(idle, max)
+                .with_shares(MAX_UDP_FLOWS_PER_ENDPOINT, |k: &UdpFlowKey| {
+                    (k.network, *k.container.ip())
+                })
+                .with_network_share(MAX_UDP_FLOWS_PER_NETWORK.min(max)),
             slots: Vec::new(),
         }
     }
@@ -85,6 +89,8 @@ enum NatError {
     TableFull,
     #[error("the container holds its share of UDP flows ({MAX_UDP_FLOWS_PER_ENDPOINT})")]
     ShareFull,
+    #[error("the container's network holds its share of UDP flows")]
+    NetworkShareFull,
     #[error("cannot open a host socket for {outside}: {source}")]
     Socket {
         outside: SocketAddrV4,
@@ -159,6 +165,7 @@ impl StackThread {
             Ok(()) => {}
             Err(Full::Table) => return Err(NatError::TableFull),
             Err(Full::Holder) => return Err(NatError::ShareFull),
+            Err(Full::Network) => return Err(NatError::NetworkShareFull),
         }
         let (socket, local) = connected_socket(key.outside)?;
         let slot = self.udp.free_slot();
