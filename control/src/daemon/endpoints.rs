@@ -388,17 +388,23 @@ pub(super) fn check_connect_fields(
     if let Some(n) = &req.name {
         validate_name("endpoint", n)?;
     }
-    // As many as the cluster's peers take (they refuse a gossiped endpoint with more).
-    if req.aliases.len() > MAX_ALIASES {
+    check_aliases(&req.aliases)?;
+    Ok((ifname, kind, mac, ip))
+}
+
+/// An endpoint's aliases: DNS names, as many as the cluster's peers take (they refuse a
+/// gossiped endpoint with more).
+pub(super) fn check_aliases(aliases: &[String]) -> Result<()> {
+    if aliases.len() > MAX_ALIASES {
         return Err(invalid(format!(
             "{} aliases given; an endpoint has at most {MAX_ALIASES}: pass fewer --alias",
-            req.aliases.len()
+            aliases.len()
         )));
     }
-    for alias in &req.aliases {
+    for alias in aliases {
         validate_dns_name(alias)?;
     }
-    Ok((ifname, kind, mac, ip))
+    Ok(())
 }
 
 /// The kind of port an endpoint asks for, as the state records it: a TAP or a veth pair.

@@ -7,14 +7,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 
+use super::endpoints::check_aliases;
 use super::networks::check_create;
 use super::plumb::is_host_end_name;
 use super::state::{
     EndpointKind, EndpointRecord, NetworkRecord, PersistedState, StateError, UnreadableEndpoint,
 };
-use super::validate::{validate_dns_name, validate_ifname, validate_name};
+use super::validate::{validate_ifname, validate_name};
 use super::{invalid, ipam, Result};
-use crate::cluster::spec::MAX_ALIASES;
 use crate::types::CreateNetwork;
 
 /// Checks a state as read from `path`. A network record that `network create` would refuse,
@@ -112,15 +112,7 @@ fn check_network_record(n: &NetworkRecord, earlier: &[&NetworkRecord]) -> Result
 fn check_endpoint_record(r: &EndpointRecord, network: Option<&&NetworkRecord>) -> Result<()> {
     validate_name("endpoint", &r.name)?;
     validate_ifname(&r.ifname)?;
-    if r.aliases.len() > MAX_ALIASES {
-        return Err(invalid(format!(
-            "{} aliases, more than an endpoint's {MAX_ALIASES}",
-            r.aliases.len()
-        )));
-    }
-    for alias in &r.aliases {
-        validate_dns_name(alias)?;
-    }
+    check_aliases(&r.aliases)?;
     // The host end is removed at disconnect: only a name weft makes is trusted.
     let host_end_ok = match r.kind {
         EndpointKind::Veth => r.host_ifname.as_deref().is_some_and(is_host_end_name),
