@@ -87,7 +87,7 @@ fn flows_never_take_the_descriptors_the_api_needs() {
     assert!(busy > 500, "refusals not counted: {busy}");
     assert!(
         lab.daemon_log()
-            .contains("proxied flows: up to 94 TCP and 94 UDP"),
+            .contains("proxied flows: up to 62 TCP and 62 UDP"),
         "{}",
         lab.daemon_log()
     );

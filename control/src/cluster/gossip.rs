@@ -22,8 +22,10 @@ use crate::cluster::view::NodeInfo;
 /// removal markers, endpoints, address blocks, about 10 000 together) with room for kinds a
 /// newer weft adds. A node publishing more is cut off ([`CutOff`]).
 pub const MAX_KEYS_PER_NODE: usize = 16_384;
-/// Most octets of keys and values one node may publish (its 4 096 endpoints at 2 KiB each).
-pub const MAX_BYTES_PER_NODE: usize = 8 << 20;
+/// Most octets of keys and values one node may publish: its 4 096 endpoints with as many
+/// aliases as an endpoint may have (64 DNS names of up to 253 octets, about 17 KiB of JSON
+/// each) and room for the rest, so a node weft itself runs is never over it.
+pub const MAX_BYTES_PER_NODE: usize = 96 << 20;
 
 /// Whether a node's key-values are over what a node may publish; returns (keys, octets).
 fn over_bounds<'a>(kvs: impl Iterator<Item = (&'a str, &'a str)>) -> Option<(usize, usize)> {

@@ -66,14 +66,16 @@ pub struct FlowLimits {
 
 impl FlowLimits {
     /// The limits under a descriptor limit of `limit`: what is left after
-    /// [`RESERVED_DESCRIPTORS`], half for TCP and half for UDP, at most the tables' own
-    /// bounds. Flows then never take the descriptors the API and gossip need.
+    /// [`RESERVED_DESCRIPTORS`] in thirds, at most the tables' own bounds: two for TCP (the
+    /// TCP table's bound holds outbound flows and, besides, published connections up to the
+    /// same bound, so it may hold twice its bound) and one for UDP. Flows then never take the
+    /// descriptors the API and gossip need.
     pub fn for_descriptors(limit: u64) -> FlowLimits {
-        let half =
-            usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS) / 2).unwrap_or(usize::MAX);
+        let third =
+            usize::try_from(limit.saturating_sub(RESERVED_DESCRIPTORS) / 3).unwrap_or(usize::MAX);
         FlowLimits {
-            tcp: half.min(weft_gateway::tcp::MAX_TCP_FLOWS),
-            udp: half.min(stack::udp_nat::MAX_UDP_FLOWS),
+            tcp: third.min(weft_gateway::tcp::MAX_TCP_FLOWS),
+            udp: third.min(stack::udp_nat::MAX_UDP_FLOWS),
         }
     }
 }
@@ -222,13 +224,12 @@ mod tests {
         assert_eq!(FlowLimits::for_descriptors(1 << 20), tables);
         for limit in [0, 100, 512, 1024, 4096, 9000] {
             let l = FlowLimits::for_descriptors(limit);
-            assert!(
-                (l.tcp + l.udp) as u64 + RESERVED_DESCRIPTORS <= limit.max(RESERVED_DESCRIPTORS)
-            );
+            let worst = (2 * l.tcp + l.udp) as u64;
+            assert!(worst + RESERVED_DESCRIPTORS <= limit.max(RESERVED_DESCRIPTORS));
         }
         assert_eq!(
             FlowLimits::for_descriptors(1024),
-            FlowLimits { tcp: 256, udp: 256 }
+            FlowLimits { tcp: 170, udp: 170 }
         );
     }
 }
