@@ -1,7 +1,9 @@
 //! What the proxy NAT never reaches (issue 10): a container's connection to a link-local
-//! address (where clouds put their metadata service) is refused by the gateway, counted as
-//! `nat_refused` and answered with ICMP "administratively prohibited", so the host's service
-//! on that address never sees it; an ordinary outside address still works.
+//! address (where clouds put their metadata service), or to a service of the host itself on
+//! one of its addresses (the NAT's socket would arrive over `lo`, past the host's
+//! firewall), is refused by the gateway, counted as `nat_refused` and answered with ICMP
+//! "administratively prohibited", so the service never sees it; an ordinary outside address
+//! still works.
 
 use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
@@ -90,4 +92,18 @@ fn link_local_destinations_are_refused_with_icmp() {
         .stdout()
         .contains("got")));
     let _ = server.wait(Duration::from_secs(5));
+
+    // A host service on the host's own address (the outside link's host end, 10.238.0.1).
+    let host = TcpListener::bind("10.238.0.1:8082").unwrap();
+    host.set_nonblocking(true).unwrap();
+    let before = lab.port("c")["drops"]["nat_refused"].as_u64().unwrap_or(0);
+    let out = lab.exec_ok(&c.ns, &["python3", "-c", CLIENT, "10.238.0.1", "8082"]);
+    assert!(
+        host.accept().is_err(),
+        "a host service on the host's own address was reached through the NAT: {out}\n{}",
+        lab.port("c")
+    );
+    assert!(!out.contains("tcp ok") && !out.contains("Timeout"), "{out}");
+    let after = lab.port("c")["drops"]["nat_refused"].as_u64().unwrap_or(0);
+    assert!(after >= before + 2, "{}", lab.port("c"));
 }

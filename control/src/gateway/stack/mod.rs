@@ -18,7 +18,7 @@
 //! module is the loop and the dispatch.
 
 use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -493,7 +493,8 @@ impl StackThread {
                     dst: std::net::SocketAddrV4::new(t.dst.0, t.dst.1),
                     syn: t.syn,
                     nat_allowed: gateway::nat_allowed(&self.zones, network, t.dst.0),
-                    nat_refused: !nat_may_reach(t.dst.0),
+                    nat_refused: !nat_may_reach(t.dst.0)
+                        || (t.syn && self.host_service(SocketAddrV4::new(t.dst.0, t.dst.1), true)),
                 };
                 self.on_tcp(segment, gateway, frame[t.ip].to_vec());
             }

@@ -19,12 +19,45 @@ pub(super) struct PublishedEntry {
     published: Published,
 }
 
+/// Whether `dst` is one of this host's own addresses: a UDP socket connected to it (no
+/// packet is sent) takes it as its own source, as routing picks for a local destination.
+fn is_host_address(dst: SocketAddrV4) -> bool {
+    let Ok(probe) =
+        std::net::UdpSocket::bind(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
+    else {
+        return false;
+    };
+    probe.connect(dst).is_ok()
+        && probe
+            .local_addr()
+            .is_ok_and(|l| l.ip() == std::net::IpAddr::V4(*dst.ip()))
+}
+
 /// Closes a host connection with a reset.
 fn reset(stream: &TcpStream) {
     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
 }
 
 impl StackThread {
+    /// Whether a container's new flow to `dst` is refused for being one of this host's own
+    /// services: a host address at a port this daemon does not publish there. The NAT's
+    /// sockets are the host's, so such a connection would arrive over `lo`, past the
+    /// firewall rules that keep the service from the network; published ports stay
+    /// reachable (hairpin).
+    pub(super) fn host_service(&self, dst: SocketAddrV4, tcp: bool) -> bool {
+        if !is_host_address(dst) {
+            return false;
+        }
+        !self.published.iter().flatten().any(|e| {
+            let socket = &e.published.socket;
+            let at = |l: SocketAddr| {
+                l.port() == dst.port()
+                    && (l.ip().is_unspecified() || l.ip() == std::net::IpAddr::V4(*dst.ip()))
+            };
+            matches!(socket, PublishedSocket::Tcp(_)) == tcp && socket.local().is_some_and(at)
+        })
+    }
+
     /// The network of a published port's target, created on first use.
     fn target_net(&mut self, network: NetworkId, target: Target) -> &mut NetworkIface {
         let now = self.now();

@@ -124,7 +124,18 @@ impl StackThread {
         if !gateway::nat_allowed(&self.zones, network, d.dst_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
-        if !nat_may_reach(d.dst_ip) || self.underlay.protects(d.dst_port) {
+        let dst = SocketAddrV4::new(d.dst_ip, d.dst_port);
+        let key = UdpFlowKey {
+            network,
+            container: SocketAddrV4::new(d.src_ip, d.src_port),
+            outside: dst,
+        };
+        // A new flow is checked against this host's own services (an existing one was).
+        let new_flow = self.udp.table.get(&key).is_none();
+        if !nat_may_reach(d.dst_ip)
+            || self.underlay.protects(d.dst_port)
+            || (new_flow && self.host_service(dst, false))
+        {
             log::debug!(
                 "outbound UDP from {}:{} to {}:{} refused: a destination the NAT never reaches",
                 d.src_ip,
@@ -134,13 +145,8 @@ impl StackThread {
             );
             return self.nat_refused(network, port, &frame[ETHERNET_HEADER_LEN..]);
         }
-        let key = UdpFlowKey {
-            network,
-            container: SocketAddrV4::new(d.src_ip, d.src_port),
-            outside: SocketAddrV4::new(d.dst_ip, d.dst_port),
-        };
         let now = self.ts();
-        if self.udp.table.get(&key).is_none() {
+        if new_flow {
             if let Err(e) = self.open_udp_flow(key, port, gateway.mac, d.src_mac) {
                 log::debug!("outbound UDP from {} dropped: {e}", key.container);
                 return self.record_drop(port, DropReason::GatewayBusy);
