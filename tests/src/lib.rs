@@ -550,6 +550,17 @@ impl Lab {
         lab
     }
 
+    /// `weft daemon --socket S --state-dir D` of this lab, not started.
+    pub fn daemon_command(&self) -> Command {
+        let mut cmd = Command::new(weft_bin());
+        cmd.arg("daemon")
+            .arg("--socket")
+            .arg(&self.socket)
+            .arg("--state-dir")
+            .arg(&self.state_dir);
+        cmd
+    }
+
     /// Starts the daemon with extra arguments after the socket and state directory.
     pub fn start_daemon_with(&self, extra: &[&str]) {
         let log = OpenOptions::new()
@@ -558,13 +569,8 @@ impl Lab {
             .open(&self.log_path)
             .expect("open daemon log");
         let log2 = log.try_clone().unwrap();
-        let mut cmd = Command::new(weft_bin());
-        cmd.arg("daemon")
-            .arg("--socket")
-            .arg(&self.socket)
-            .arg("--state-dir")
-            .arg(&self.state_dir)
-            .args(extra);
+        let mut cmd = self.daemon_command();
+        cmd.args(extra);
         // Names the embedded DNS does not know must never reach the host's real resolvers
         // from a test: point the upstream at a loopback port nobody listens on.
         if !extra.contains(&"--dns-upstream") {

@@ -206,12 +206,8 @@ fn interfaces_left_by_an_unfinished_connect_are_removed_on_start() {
 /// Runs `weft daemon` on the lab's state directory and returns its exit status and stderr,
 /// killing it if it is still up after 10 s (a daemon that accepted the state).
 fn daemon_exit(lab: &Lab) -> (Option<i32>, String) {
-    let mut child = Command::new(weft_bin())
-        .arg("daemon")
-        .arg("--socket")
-        .arg(&lab.socket)
-        .arg("--state-dir")
-        .arg(&lab.state_dir)
+    let mut child = lab
+        .daemon_command()
         .args(["--dns-upstream", "127.0.0.1:9"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())

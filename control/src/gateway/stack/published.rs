@@ -21,11 +21,13 @@ pub(super) struct PublishedEntry {
 
 /// Whether `dst` is one of this host's own addresses: a UDP socket connected to it (no
 /// packet is sent) takes it as its own source, as routing picks for a local destination.
+/// Without a socket to ask with (descriptors exhausted) the answer is yes: the check fails
+/// closed, and the flow's own socket could not be opened either.
 fn is_host_address(dst: SocketAddrV4) -> bool {
     let Ok(probe) =
         std::net::UdpSocket::bind(SocketAddrV4::new(std::net::Ipv4Addr::UNSPECIFIED, 0))
     else {
-        return false;
+        return true;
     };
     probe.connect(dst).is_ok()
         && probe
