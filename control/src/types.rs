@@ -183,6 +183,10 @@ pub struct Connect {
     /// address. Off for a nested router or a lab that teaches spoofing.
     #[serde(default)]
     pub port_security: Option<bool>,
+    /// Who made the endpoint when it was not a user of the CLI: a container engine's
+    /// binding, `docker:ENDPOINT_ID` or `cni:CONTAINER_ID/IFNAME` (at most 200 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// One endpoint: a namespace's interface attached to a network through one switch port.
@@ -213,6 +217,9 @@ pub struct EndpointInfo {
     /// gone): why. It is kept, its address and host ports held, until disconnected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detached: Option<String>,
+    /// The container engine's binding, if an engine made the endpoint (see [`Connect`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// `true`, for fields that default to on.

@@ -211,6 +211,7 @@ async fn connect_endpoints(
                     publish: Vec::new(),
                     publish_all: Vec::new(),
                     port_security: None,
+                    owner: None,
                 }),
             )
             .await?;

@@ -120,6 +120,7 @@ pub async fn connect(client: &Client, json: bool, a: ConnectArgs) -> Result<()> 
         publish: a.publish,
         publish_all: a.publish_all,
         port_security: Some(a.port_security),
+        owner: None,
     };
     let path = format!("/v1/networks/{}/endpoints", seg(&a.network));
     let ep: EndpointInfo = client.call(Method::POST, &path, Some(&req)).await?;

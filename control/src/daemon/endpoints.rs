@@ -72,6 +72,7 @@ impl Daemon {
             netns_id: Some(netns.id()),
             published: bound.iter().map(|(m, _)| *m).collect(),
             port_security: req.port_security.unwrap_or(true),
+            owner: req.owner.clone(),
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -242,6 +243,7 @@ impl Daemon {
             published: record.published.iter().map(|m| m.to_string()).collect(),
             port_security: record.port_security,
             detached: None,
+            owner: record.owner.clone(),
         }
     }
 
@@ -389,6 +391,9 @@ pub(super) fn check_connect_fields(
         validate_name("endpoint", n)?;
     }
     check_aliases(&req.aliases)?;
+    if let Some(owner) = &req.owner {
+        check_owner(owner)?;
+    }
     Ok((ifname, kind, mac, ip))
 }
 
@@ -406,6 +411,22 @@ pub(super) fn check_aliases(aliases: &[String]) -> Result<()> {
     }
     Ok(())
 }
+
+/// An engine's binding: printable ASCII, at most [`MAX_OWNER_LEN`] characters.
+pub(super) fn check_owner(owner: &str) -> Result<()> {
+    if owner.is_empty()
+        || owner.len() > MAX_OWNER_LEN
+        || !owner.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(invalid(format!(
+            "invalid owner {owner:?}: use 1-{MAX_OWNER_LEN} printable characters without spaces, like docker:ENDPOINT_ID"
+        )));
+    }
+    Ok(())
+}
+
+/// The longest engine binding an endpoint records.
+pub(super) const MAX_OWNER_LEN: usize = 200;
 
 /// The kind of port an endpoint asks for, as the state records it: a TAP or a veth pair.
 fn endpoint_kind(kind: PortKind) -> Result<EndpointKind> {

@@ -131,6 +131,9 @@ pub struct EndpointRecord {
     /// written only when off, so older state files read the same).
     #[serde(default = "default_true", skip_serializing_if = "is_true")]
     pub port_security: bool,
+    /// The container engine's binding (`docker:…`, `cni:…`) of an endpoint an engine made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 /// An interface a connect is about to create, recorded before it is created: if the daemon
