@@ -8,5 +8,6 @@ pub mod cli;
 pub mod cluster;
 pub mod daemon;
 pub mod dataplane;
+pub mod docker;
 pub mod gateway;
 pub mod types;

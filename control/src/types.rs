@@ -112,6 +112,9 @@ pub struct NetworkSummary {
     pub driver: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// The Docker network ID, for a network made by `docker network create -d weft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
     pub endpoints: usize,
 }
 
@@ -133,6 +136,9 @@ pub struct NetworkDetail {
     pub driver: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vni: Option<u32>,
+    /// The Docker network ID, for a network made by `docker network create -d weft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
     pub endpoints: Vec<EndpointInfo>,
 }
 
@@ -160,7 +166,7 @@ impl PortKind {
 }
 
 /// `POST /v1/networks/{name}/endpoints`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Connect {
     /// A namespace name (in /run/netns) or a path to a namespace file.
     pub netns: Option<String>,

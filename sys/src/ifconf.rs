@@ -339,6 +339,52 @@ pub fn configure_interface(ifname: &str, cfg: &IfConfig) -> Result<()> {
     Ok(())
 }
 
+/// Readies a TAP that a container engine will move into a container: sets its MAC and MTU
+/// (both survive the move) and leaves it down, with no address (the engine configures it
+/// in the container). Idempotent.
+pub fn prepare_handover(ifname: &str, mac: [u8; 6], mtu: u32) -> Result<()> {
+    let sock = CtlSocket::new()?;
+    if sock.hwaddr(ifname)? != mac {
+        sock.set_hwaddr(ifname, mac)?;
+    }
+    sock.set_mtu(ifname, mtu)
+}
+
+/// The MAC address of `ifname` in the calling thread's network namespace.
+pub fn interface_mac(ifname: &str) -> Result<[u8; 6]> {
+    CtlSocket::new()?.hwaddr(ifname)
+}
+
+/// The names of the interfaces in the calling thread's network namespace
+/// (if_nameindex(3), which asks the kernel over a netlink socket opened in that namespace).
+pub fn interface_names() -> Result<Vec<String>> {
+    // SAFETY: if_nameindex takes no arguments; it returns NULL or an array it allocated.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        return Err(SysError::Io {
+            op: "if_nameindex".into(),
+            source: io::Error::last_os_error(),
+        });
+    }
+    let mut names = Vec::new();
+    let mut i = 0;
+    loop {
+        // SAFETY: the array ends with an entry whose if_index is 0 and if_name NULL; every
+        // entry before it is valid until if_freenameindex, and `i` stops at that end.
+        let entry = unsafe { &*list.add(i) };
+        if entry.if_index == 0 || entry.if_name.is_null() {
+            break;
+        }
+        // SAFETY: if_name of a valid entry is a NUL-terminated string owned by the array.
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.if_name) };
+        names.push(name.to_string_lossy().into_owned());
+        i += 1;
+    }
+    // SAFETY: `list` came from if_nameindex and is freed once; nothing refers to it after.
+    unsafe { libc::if_freenameindex(list) };
+    Ok(names)
+}
+
 /// Whether `ifname` exists in the calling thread's network namespace.
 pub fn interface_exists(ifname: &str) -> bool {
     interface_index(ifname).is_ok()

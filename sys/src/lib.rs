@@ -37,7 +37,8 @@ pub use creds::{group_id, peer_groups};
 pub use error::{Result, SysError};
 #[allow(unused_imports)]
 pub use ifconf::{
-    configure_interface, interface_exists, interface_index, set_link_up, set_mtu, IfConfig,
+    configure_interface, interface_exists, interface_index, interface_mac, interface_names,
+    prepare_handover, set_link_up, set_mtu, IfConfig,
 };
 #[allow(unused_imports)]
 pub use netlink::{create_veth, delete_link};

@@ -131,6 +131,16 @@ pub struct DaemonArgs {
     /// This node's name in the cluster (default: its --advertise address)
     #[arg(long)]
     pub node_name: Option<String>,
+    /// Serve Docker's remote network and IPAM driver (`docker network create -d weft
+    /// --ipam-driver weft ...`); start weft before dockerd
+    #[arg(long)]
+    pub docker: bool,
+    /// The plugin socket Docker finds the driver on (its file name is the driver's name)
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_PLUGIN_SOCKET)]
+    pub docker_socket: PathBuf,
+    /// Docker's API socket, asked for the names of networks and containers
+    #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_DOCKER_HOST)]
+    pub docker_host: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]

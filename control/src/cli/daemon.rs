@@ -36,8 +36,27 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
         owner: weft_sys::effective_uid(),
         group: api_group,
     };
+    let (stop_docker, docker_stopped) = tokio::sync::oneshot::channel::<()>();
+    let docker = if args.docker {
+        let config = crate::docker::DockerConfig {
+            plugin_socket: args.docker_socket.clone(),
+            docker_host: args.docker_host.clone(),
+        };
+        let listener = crate::docker::bind(&config.plugin_socket)?;
+        let stopped = async move {
+            let _ = docker_stopped.await;
+        };
+        let served = crate::docker::serve(daemon.clone(), (listener, config), stopped);
+        Some(tokio::spawn(served))
+    } else {
+        None
+    };
     let shutdown = crate::daemon::shutdown_signal();
     crate::api::server::serve(daemon, (listener, access), socket, shutdown).await?;
+    let _ = stop_docker.send(());
+    if let Some(task) = docker {
+        let _ = task.await;
+    }
     stopper.stop();
     Ok(())
 }

@@ -415,6 +415,7 @@ impl Daemon {
             internal: spec.internal,
             vni: Some(spec.vni),
             created_ms: Some(spec.created_ms),
+            docker_id: None,
         };
         self.install_network(c, record)?;
         log::info!(

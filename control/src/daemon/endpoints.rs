@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use weft_switch::{MacAddr, NetworkId, PortBinding, PortId};
 
-use super::plumb::{host_end_name, plumb, CreatedPort};
+use super::plumb::{host_end_name, plumb, CreatedPort, Placement};
 use super::state::{EndpointKind, EndpointRecord, PendingEndpoint};
 use super::validate::{validate_dns_name, validate_ifname, validate_name};
 use super::{
@@ -24,8 +24,40 @@ impl Daemon {
     /// applies the plan under a [`Rollback`] guard.
     pub fn connect(&self, network: &str, req: Connect) -> Result<EndpointInfo> {
         let checked = check_connect(&req)?;
+        self.connect_checked(network, &req, checked)
+    }
+
+    /// Connects an endpoint whose TAP a container engine moves into the container (Docker's
+    /// `Join`): the TAP `req.ifname` is made in the daemon's namespace with the endpoint's
+    /// MAC and MTU; `sandbox` (the container's namespace path, which may not exist yet) is
+    /// where it is found again after a restart.
+    pub(super) fn connect_handover(
+        &self,
+        network: &str,
+        req: &Connect,
+        sandbox: &str,
+    ) -> Result<EndpointInfo> {
+        let (ifname, kind, mac, ip) = check_connect_fields(req)?;
+        let checked = CheckedConnect {
+            ifname,
+            kind,
+            mac,
+            ip,
+            netns: Netns::current()?,
+            netns_label: sandbox.to_string(),
+            placement: Placement::HandOver,
+        };
+        self.connect_checked(network, req, checked)
+    }
+
+    fn connect_checked(
+        &self,
+        network: &str,
+        req: &Connect,
+        checked: CheckedConnect,
+    ) -> Result<EndpointInfo> {
         let mut c = self.lock();
-        let plan = self.plan_connect(&c, network, &req, checked)?;
+        let plan = self.plan_connect(&c, network, req, checked)?;
         let name = self.apply_connect(&mut c, plan)?;
         Ok(Self::endpoint_info(&c, &c.endpoints[&name]))
     }
@@ -50,13 +82,14 @@ impl Daemon {
         };
         check_ifname_free(c, &checked)?;
         let name = endpoint_name(c, req, &checked.ifname)?;
-        let ip = self.endpoint_ip(c, net, checked.ip)?;
+        let ip = self.endpoint_ip(c, net, checked.ip, &BTreeSet::new())?;
         let mac = endpoint_mac(c, net, checked.mac, ip)?;
         let CheckedConnect {
             ifname,
             kind,
             netns,
             netns_label,
+            placement,
             ..
         } = checked;
         let record = EndpointRecord {
@@ -69,7 +102,8 @@ impl Daemon {
             mac,
             host_ifname: (kind == EndpointKind::Veth).then(|| host_end_name(random_u64())),
             aliases: req.aliases.clone(),
-            netns_id: Some(netns.id()),
+            // A handed-over TAP's namespace is the container's, made later by the engine.
+            netns_id: (placement == Placement::Inside).then(|| netns.id()),
             published: bound.iter().map(|(m, _)| *m).collect(),
             port_security: req.port_security.unwrap_or(true),
             owner: req.owner.clone(),
@@ -89,6 +123,7 @@ impl Daemon {
             cfg,
             mac,
             bound,
+            placement,
         })
     }
 
@@ -105,6 +140,7 @@ impl Daemon {
             cfg,
             mac,
             bound,
+            placement,
         } = plan;
         let (name, network, ip) = (record.name.clone(), record.network.clone(), record.ip);
         // Recorded before the interface exists: a crash from here until the endpoint is
@@ -112,7 +148,11 @@ impl Daemon {
         self.save_pending(
             c,
             PendingEndpoint {
-                netns: record.netns.clone(),
+                // A TAP to hand over is made in the daemon's own namespace.
+                netns: match placement {
+                    Placement::Inside => record.netns.clone(),
+                    _ => "/proc/self/ns/net".into(),
+                },
                 netns_id: netns.id(),
                 ifname: record.ifname.clone(),
                 kind: record.kind,
@@ -120,7 +160,7 @@ impl Daemon {
             },
         )?;
         let mut undo = Rollback::new(self, c);
-        let port = undo.add_port(&netns, &record, cfg, net_id)?;
+        let port = undo.add_port(&netns, &record, cfg, net_id, placement)?;
         let security = record.port_security;
         undo.seed(net_id, port, (ip, mac), security).map_err(|e| {
             invalid(format!(
@@ -149,15 +189,19 @@ impl Daemon {
 
     /// The new endpoint's address: the requested one if it is usable and free (here and,
     /// on a cluster's overlay network, on the other nodes), else the next free one.
-    fn endpoint_ip(
+    pub(super) fn endpoint_ip(
         &self,
         c: &Control,
         net: &Network,
         requested: Option<Ipv4Addr>,
+        reserved: &BTreeSet<Ipv4Addr>,
     ) -> Result<Ipv4Addr> {
         let (subnet, gateway) = (net.record.subnet, net.record.gateway);
         let overlay_vni = net.record.vni.filter(|_| self.cluster.is_some());
         match requested {
+            Some(ip) if reserved.contains(&ip) => Err(DaemonError::Conflict(format!(
+                "address {ip} is reserved for an endpoint Docker is creating; pass another --ip or omit it"
+            ))),
             Some(ip) => {
                 ipam::check_explicit(
                     subnet,
@@ -171,7 +215,10 @@ impl Daemon {
                 Ok(ip)
             }
             None => {
-                let taken: BTreeSet<Ipv4Addr> = on_network(c, net).map(|r| r.ip).collect();
+                let taken: BTreeSet<Ipv4Addr> = on_network(c, net)
+                    .map(|r| r.ip)
+                    .chain(reserved.iter().copied())
+                    .collect();
                 match overlay_vni {
                     // Cluster-wide IPAM: an address from a block this node leased.
                     Some(vni) => self.cluster_allocate(c, vni, subnet, gateway, &taken),
@@ -188,7 +235,12 @@ impl Daemon {
             .networks
             .get(&record.network)
             .ok_or_else(|| DaemonError::NotFound(format!("network {} is gone", record.network)))?;
-        let (netns, _) = open_netns(Some(&record.netns), None)?;
+        let placement = Placement::of_record(&record);
+        // A handed-over TAP whose container is gone is still found in the daemon's namespace.
+        let netns = match open_netns(Some(&record.netns), None) {
+            Err(_) if placement == Placement::Handed => Netns::current()?,
+            other => other?.0,
+        };
         if record.netns_id.is_some_and(|id| id != netns.id()) {
             return Err(DaemonError::NotFound(format!(
                 "namespace {} is not the one the endpoint was connected to (its process is gone)",
@@ -206,7 +258,7 @@ impl Daemon {
         };
         let net_id = net.id;
         let mut undo = Rollback::new(self, c);
-        let port = undo.add_port(&netns, &record, cfg, net_id)?;
+        let port = undo.add_port(&netns, &record, cfg, net_id, placement)?;
         undo.seed(net_id, port, (record.ip, mac), record.port_security)
             .map_err(DataplaneError::from)?;
         undo.insert_endpoint(Endpoint {
@@ -336,6 +388,7 @@ struct CheckedConnect {
     ip: Option<Ipv4Addr>,
     netns: Netns,
     netns_label: String,
+    placement: Placement,
 }
 
 /// What `connect` will create, decided before anything changes.
@@ -351,6 +404,7 @@ struct ConnectPlan {
     mac: MacAddr,
     /// The published ports' host sockets, bound already (closed again if connect fails).
     bound: Vec<(PortMapping, PublishedSocket)>,
+    placement: Placement,
 }
 
 /// Checks what a connect request says on its own, in the order the user sees the errors.
@@ -364,6 +418,7 @@ fn check_connect(req: &Connect) -> Result<CheckedConnect> {
         ip,
         netns,
         netns_label,
+        placement: Placement::Inside,
     })
 }
 
@@ -604,13 +659,13 @@ impl<'a> Rollback<'a> {
         record: &EndpointRecord,
         cfg: IfConfig,
         net: NetworkId,
+        placement: Placement,
     ) -> Result<PortId> {
-        let mtu = cfg.mtu;
         let CreatedPort {
             fd,
             kind,
             host_ifname,
-        } = plumb(netns, record, cfg, mtu)?;
+        } = plumb(netns, record, cfg, placement)?;
         let port = PortId(self.c.next_port_id);
         if let Err((e, fd)) = self.daemon.dataplane.add_port(port, net, fd) {
             CreatedPort {

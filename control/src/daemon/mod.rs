@@ -24,6 +24,7 @@ use weft_sys::SysError;
 pub mod bodies;
 mod cluster_sync;
 mod endpoints;
+pub mod engine;
 mod leftovers;
 mod networks;
 mod peers;

@@ -42,7 +42,7 @@ impl Daemon {
             .insert(record.name.clone(), Network { record, id });
         Ok(id)
     }
-    fn summary(c: &Control, n: &Network) -> NetworkSummary {
+    pub(super) fn summary(c: &Control, n: &Network) -> NetworkSummary {
         NetworkSummary {
             name: n.record.name.clone(),
             subnet: n.record.subnet.to_string(),
@@ -54,6 +54,7 @@ impl Daemon {
             internal: n.record.internal,
             driver: driver_name(&n.record).into(),
             vni: n.record.vni,
+            docker_id: n.record.docker_id.clone(),
             endpoints: c
                 .endpoints
                 .values()
@@ -62,11 +63,35 @@ impl Daemon {
         }
     }
     pub fn create_network(&self, req: CreateNetwork) -> Result<NetworkSummary> {
+        self.create_network_as(req, None)
+    }
+
+    /// Creates a network; `docker_id` binds it to the Docker network that asked for it. An
+    /// overlay network of that name the cluster made already is adopted instead (same
+    /// subnet), as every host's `docker network create` of one overlay network does.
+    pub(super) fn create_network_as(
+        &self,
+        req: CreateNetwork,
+        docker_id: Option<String>,
+    ) -> Result<NetworkSummary> {
         let NewNetwork {
             mut record,
             overlay,
         } = check_create(&req)?;
         let mut c = self.lock();
+        if let (Some(id), Some(n)) = (&docker_id, c.networks.get_mut(&req.name)) {
+            if overlay && n.record.vni.is_some() && n.record.subnet == record.subnet {
+                if let Some(other) = &n.record.docker_id {
+                    return Err(DaemonError::Conflict(format!(
+                        "weft network {:?} is Docker network {other} already; remove that one first",
+                        req.name
+                    )));
+                }
+                n.record.docker_id = Some(id.clone());
+                self.save(&c)?;
+                return Ok(Self::summary(&c, &c.networks[&req.name]));
+            }
+        }
         if c.networks.contains_key(&req.name) {
             return Err(DaemonError::Conflict(format!(
                 "a network named {:?} already exists; choose another name or remove it with `weft network rm {}`",
@@ -79,6 +104,7 @@ impl Daemon {
                 record.subnet, other.record.subnet, other.record.name
             )));
         }
+        record.docker_id = docker_id;
         if overlay {
             record.vni = Some(pick_vni(&c, req.vni)?);
             record.created_ms = Some(unix_ms());
@@ -120,6 +146,7 @@ impl Daemon {
             internal: n.record.internal,
             driver: driver_name(&n.record).into(),
             vni: n.record.vni,
+            docker_id: n.record.docker_id.clone(),
             endpoints: c
                 .endpoints
                 .values()
@@ -137,6 +164,12 @@ impl Daemon {
 
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         let mut c = self.lock();
+        if let Some(id) = Self::network(&c, name)?.record.docker_id.as_deref() {
+            return Err(DaemonError::Conflict(format!(
+                "network {name:?} belongs to Docker (network ID {}): remove it with `docker network rm {name}`",
+                &id[..id.len().min(12)]
+            )));
+        }
         self.remove_network_locked(&mut c, name, force)
     }
 
@@ -217,8 +250,8 @@ impl Daemon {
 /// networks (name, subnet and VNI taken) is checked under the lock.
 pub(super) struct NewNetwork {
     /// The network to create (no VNI yet).
-    record: NetworkRecord,
-    overlay: bool,
+    pub(super) record: NetworkRecord,
+    pub(super) overlay: bool,
 }
 
 pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
@@ -298,6 +331,7 @@ pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
             internal: req.internal,
             vni: None,
             created_ms: None,
+            docker_id: None,
         },
         overlay,
     })

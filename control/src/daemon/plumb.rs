@@ -52,16 +52,60 @@ impl CreatedPort {
     }
 }
 
+/// Where an endpoint's TAP is, or goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// Created (or found) inside the endpoint's namespace and configured there.
+    Inside,
+    /// Created in the daemon's namespace with its MAC and MTU, down and without an address,
+    /// for a container engine to move into the container (Docker's `Join`).
+    HandOver,
+    /// A TAP handed over earlier, found again on start: inside the container's namespace
+    /// under the name the engine gave it (looked up by MAC), or back in the daemon's
+    /// namespace under its own name (the engine moved it back).
+    Handed,
+}
+
+impl Placement {
+    /// How a persisted endpoint's interface is found again.
+    pub(super) fn of_record(rec: &EndpointRecord) -> Placement {
+        match rec.owner.as_deref() {
+            Some(o) if o.starts_with("docker:") && rec.kind == EndpointKind::Tap => {
+                Placement::Handed
+            }
+            _ => Placement::Inside,
+        }
+    }
+}
+
 /// Creates (or re-attaches) the endpoint's interface and returns its port fd.
 pub(super) fn plumb(
     netns: &Netns,
     rec: &EndpointRecord,
     cfg: IfConfig,
-    mtu: u32,
+    placement: Placement,
 ) -> Result<CreatedPort> {
     let ifname = rec.ifname.clone();
-    match rec.kind {
-        EndpointKind::Tap => {
+    let mtu = cfg.mtu;
+    match (rec.kind, placement) {
+        (EndpointKind::Tap, Placement::HandOver) => {
+            let tap = sys::Tap::open(&ifname, true)?;
+            if let Err(e) = sys::prepare_handover(&ifname, cfg.mac, mtu) {
+                let _ = tap.clear_persist();
+                return Err(e.into());
+            }
+            Ok(CreatedPort {
+                fd: tap.into_owned(),
+                kind: EndpointKind::Tap,
+                host_ifname: None,
+            })
+        }
+        (EndpointKind::Tap, Placement::Handed) => Ok(CreatedPort {
+            fd: find_handed_tap(netns, &ifname, cfg.mac)?.into_owned(),
+            kind: EndpointKind::Tap,
+            host_ifname: None,
+        }),
+        (EndpointKind::Tap, _) => {
             let tap = netns.run(move || {
                 let tap = sys::Tap::open(&ifname, true)?;
                 if let Err(e) = sys::configure_interface(&ifname, &cfg) {
@@ -76,7 +120,30 @@ pub(super) fn plumb(
                 host_ifname: None,
             })
         }
-        EndpointKind::Veth => plumb_veth(netns, rec, cfg, mtu),
+        (EndpointKind::Veth, _) => plumb_veth(netns, rec, cfg, mtu),
+    }
+}
+
+/// Opens a TAP handed to an engine again: in the container's namespace, the interface with
+/// the endpoint's MAC (the engine renamed it, e.g. to eth0); else, in the daemon's
+/// namespace, the TAP under its own name (moved back when the container stopped).
+fn find_handed_tap(netns: &Netns, ifname: &str, mac: [u8; 6]) -> Result<sys::Tap> {
+    let inside = netns.run(move || {
+        for name in sys::interface_names()? {
+            if sys::interface_mac(&name).is_ok_and(|m| m == mac) {
+                return sys::Tap::open(&name, true).map(Some);
+            }
+        }
+        Ok(None)
+    });
+    match inside {
+        Ok(Some(tap)) => Ok(tap),
+        _ if sys::interface_exists(ifname) => Ok(sys::Tap::open(ifname, true)?),
+        Ok(None) => Err(DaemonError::NotFound(format!(
+            "the container's namespace has no interface with MAC {} and the TAP {ifname} is gone",
+            weft_switch::MacAddr(mac)
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 

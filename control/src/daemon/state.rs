@@ -82,6 +82,10 @@ pub struct NetworkRecord {
     /// one name apart in the cluster.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_ms: Option<u64>,
+    /// The Docker network ID of a network Docker made through weft's driver: only
+    /// `docker network rm` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_id: Option<String>,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -462,6 +466,7 @@ mod tests {
                 internal: false,
                 vni: None,
                 created_ms: None,
+                docker_id: None,
             }],
             endpoints: vec![],
             unreadable_endpoints: vec![],
