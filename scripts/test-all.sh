@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
-# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq), checks formatting, lints
+# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq, docker.io, busybox-static),
+# checks formatting, lints
 # (clippy, warnings denied) and the binary's module graph (no circle), builds, and runs every
 # test; then runs every fuzz target briefly (WEFT_FUZZ_SECONDS each, default 10; 0 skips),
 # installing cargo-fuzz if it is missing (it needs the nightly toolchain).
@@ -21,10 +22,21 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# Container engines for the engine tests: each test starts its own dockerd (own data root,
+# no iptables, no docker0) and stops it; an offline busybox image is made from busybox-static.
+command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v busybox >/dev/null || need_pkgs+=(busybox-static)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
+  # Packages must not start services (docker.io's dockerd would set up iptables and docker0).
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && made_policy=1
+  fi
   apt-get update -q
   apt-get install -y -q "${need_pkgs[@]}"
+  if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 # iperf3's package may start a system service; the tests run their own servers.
 pkill -x iperf3 2>/dev/null || true

@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub mod docker;
 pub mod hosts;
 
 /// Timeout for one `weft` CLI call.
@@ -323,6 +324,9 @@ struct Shared {
     log_path: PathBuf,
     daemon: Option<Child>,
     namespaces: Vec<String>,
+    /// Run first at cleanup, last registered first (e.g. stop a dockerd that calls the
+    /// daemon's driver while it shuts down).
+    before: Vec<Box<dyn FnOnce() + Send>>,
     cleaned: bool,
 }
 
@@ -344,6 +348,12 @@ fn cleanup(shared: &Mutex<Shared>, print_log: bool) {
         return;
     }
     s.cleaned = true;
+    let before = std::mem::take(&mut s.before);
+    drop(s);
+    for f in before.into_iter().rev() {
+        f();
+    }
+    let mut s = lock(shared);
     // Processes left running inside our namespaces (iperf3 servers, sleep, ...).
     for ns in &s.namespaces {
         if let Some(out) = run_quiet("ip", &["netns", "pids", ns]) {
@@ -499,6 +509,7 @@ impl Lab {
             log_path: log_path.clone(),
             daemon: None,
             namespaces: Vec::new(),
+            before: Vec::new(),
             cleaned: false,
         }));
         let done = Arc::new(AtomicBool::new(false));
@@ -614,6 +625,12 @@ impl Lab {
             }
             thread::sleep(Duration::from_millis(25));
         }
+    }
+
+    /// Runs `f` when the lab is cleaned up (dropped, or timed out by the watchdog), before
+    /// the daemon is stopped and the namespaces are removed.
+    pub fn on_cleanup(&self, f: impl FnOnce() + Send + 'static) {
+        lock(&self.shared).before.push(Box::new(f));
     }
 
     /// SIGTERM the daemon and wait (<= 10 s) for it to exit; returns its exit status.

@@ -1,0 +1,316 @@
+//! Docker on weft: a real dockerd (Debian's docker.io, its own data root, no iptables, no
+//! docker0) uses weft's remote network and IPAM driver. Containers of an offline busybox
+//! image ping each other, resolve the outside through weft's gateway, reach an outside
+//! HTTP server through the proxy NAT and serve a published port; `--internal` and
+//! `weft.icc=false` hold; a weft restart keeps containers talking; Docker prints weft's
+//! messages for bad options; `docker rm` and `docker network rm` leave nothing in weft.
+
+use std::process::Command;
+use std::thread;
+use std::time::Duration;
+
+use weft_tests::docker::Dockerd;
+use weft_tests::*;
+
+/// A lab whose weft daemon serves the driver of a fresh dockerd.
+fn docker_lab(extra: &[&str]) -> (Lab, Dockerd) {
+    let lab = Lab::without_daemon();
+    let dockerd = Dockerd::start(&lab);
+    let mut args = dockerd.daemon_args();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.start_daemon_with(&args);
+    (lab, dockerd)
+}
+
+/// An HTTP GET with busybox nc from inside a container: the response, or "" on failure.
+fn http_get(d: &Dockerd, container: &str, addr: &str, port: u16, path: &str) -> String {
+    let script = format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | nc -w 5 {addr} {port}");
+    let o = d.exec(container, &["sh", "-c", &script]);
+    stdout_of(&o)
+}
+
+fn ping(d: &Dockerd, container: &str, to: &str) -> bool {
+    d.exec(container, &["ping", "-c", "1", "-W", "2", to])
+        .status
+        .success()
+}
+
+fn wait_ping(d: &Dockerd, container: &str, to: &str) -> bool {
+    eventually(Duration::from_secs(10), || ping(d, container, to))
+}
+
+fn endpoint_names(lab: &Lab, net: &str) -> Vec<String> {
+    lab.endpoints(net)
+        .iter()
+        .filter_map(|e| e["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The host-side names of the TAPs weft handed to Docker for `net`'s endpoints.
+fn handed_taps(lab: &Lab, net: &str) -> Vec<String> {
+    lab.endpoints(net)
+        .iter()
+        .filter_map(|e| e["ifname"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Those of `taps` still in the host namespace.
+fn left(taps: &[String]) -> Vec<String> {
+    let links = link_names_in(None);
+    taps.iter().filter(|t| links.contains(t)).cloned().collect()
+}
+
+/// An upstream resolver for weft's gateway: dnsmasq on loopback answering
+/// `www.outside.test` with `answer`.
+fn upstream_dns(answer: &str) -> (Bg, String) {
+    require_tool("dnsmasq");
+    let port = {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.local_addr().unwrap().port()
+    };
+    let mut dnsmasq = Command::new("dnsmasq");
+    dnsmasq.args([
+        "--keep-in-foreground",
+        "--no-resolv",
+        "--no-hosts",
+        "--bind-interfaces",
+        "--listen-address=127.0.0.1",
+        "--except-interface=*",
+        &format!("--port={port}"),
+        &format!("--address=/outside.test/{answer}"),
+        "--pid-file=",
+    ]);
+    let bg = Bg::spawn(dnsmasq);
+    thread::sleep(Duration::from_millis(300));
+    (bg, format!("127.0.0.1:{port}"))
+}
+
+#[test]
+fn docker_containers_talk_resolve_reach_out_and_publish() {
+    root_or_skip!();
+    let (_dns, upstream) = upstream_dns("10.248.0.2");
+    let (lab, d) = docker_lab(&["--dns-upstream", &upstream]);
+    let out = lab.outside(248);
+    let www = lab.dir.join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    let token = format!("outside-{}", lab.prefix);
+    std::fs::write(www.join("t.html"), &token).unwrap();
+    let _server = lab.spawn_in(
+        &out,
+        &[
+            "python3",
+            "-m",
+            "http.server",
+            "80",
+            "--bind",
+            "10.248.0.2",
+            "--directory",
+            www.to_str().unwrap(),
+        ],
+    );
+
+    let id = d.network_create("dn", "10.83.0.0/24", &[]);
+    // The weft network has Docker's name (looked up after CreateNetwork) and its ID.
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .networks()
+            .iter()
+            .any(|n| n["name"] == "dn" && n["docker_id"] == id.as_str())),
+        "weft network dn with docker_id {id}: {:?}",
+        lab.networks()
+    );
+    let host_port = 18000 + (std::process::id() % 1000) as u16;
+    let publish = format!("{host_port}:80");
+    d.run(
+        "c1",
+        &["--network", "dn", "--dns", "10.83.0.1"],
+        &["sleep", "600"],
+    );
+    d.run(
+        "c2",
+        &["--network", "dn", "-p", &publish],
+        &["httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    let (ip1, ip2) = (d.ip("c1", "dn"), d.ip("c2", "dn"));
+    assert_eq!((ip1.as_str(), ip2.as_str()), ("10.83.0.2", "10.83.0.3"));
+    assert!(wait_ping(&d, "c1", &ip2), "c1 cannot ping c2 at {ip2}");
+    // Endpoints are named after the containers, in weft's tables too.
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            let mut names = endpoint_names(&lab, "dn");
+            names.sort();
+            names == ["c1", "c2"]
+        }),
+        "endpoints: {:?}",
+        endpoint_names(&lab, "dn")
+    );
+    let ports = lab.weft_ok(&["ports"]);
+    assert!(
+        ports.contains("c1") && ports.contains(&format!("0.0.0.0:{host_port}->80/tcp")),
+        "{ports}"
+    );
+
+    // The outside's name through Docker's resolver, forwarded to weft's gateway.
+    let ns = d.exec("c1", &["nslookup", "www.outside.test"]);
+    assert!(
+        stdout_of(&ns).contains("10.248.0.2"),
+        "nslookup: {}",
+        describe(&ns)
+    );
+    // An outside HTTP server through the proxy NAT.
+    let got = http_get(&d, "c1", "10.248.0.2", 80, "/t.html");
+    assert!(got.contains(&token), "outside server through NAT: {got:?}");
+    // The published port from the host, and by hairpin through a host address.
+    let url = format!("http://127.0.0.1:{host_port}/index.html");
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            let o = run_timeout(
+                Command::new("curl").args(["-s", "-m", "3", &url]),
+                Duration::from_secs(5),
+            );
+            stdout_of(&o).contains("weftbox")
+        }),
+        "curl {url} from the host"
+    );
+    let hairpin = http_get(&d, "c1", "10.248.0.1", host_port, "/index.html");
+    assert!(hairpin.contains("weftbox"), "hairpin: {hairpin:?}");
+
+    // weft trace and capture see the container's port by its name.
+    let pcap = lab.dir.join("c1.pcap");
+    let mut cap = lab.capture("c1", &pcap, Some(2));
+    cap.wait_active(Duration::from_secs(5));
+    assert!(ping(&d, "c1", &ip2));
+    cap.wait(Duration::from_secs(10));
+    let frames = read_pcap(&pcap).expect("pcap of c1").frames;
+    assert!(frames.len() >= 2, "capture on c1: {} frames", frames.len());
+
+    // Docker owns the network: weft refuses to remove it.
+    let err = lab.weft_err(&["network", "rm", "dn"], &["docker network rm"]);
+    assert!(err.contains("Docker"), "{err}");
+
+    // Bad options: Docker prints weft's message.
+    let e = d.docker_err(&[
+        "network",
+        "create",
+        "-d",
+        &d.driver,
+        "--ipam-driver",
+        &d.driver,
+        "--subnet",
+        "10.84.0.0/24",
+        "-o",
+        "weft.mtu=70000",
+        "bad1",
+    ]);
+    assert!(e.contains("576..9000"), "mtu 70000: {e}");
+    let e = d.docker_err(&[
+        "network",
+        "create",
+        "-d",
+        &d.driver,
+        "--ipam-driver",
+        &d.driver,
+        "--subnet",
+        "10.83.0.128/25",
+        "bad2",
+    ]);
+    assert!(e.contains("overlaps") && e.contains("dn"), "overlap: {e}");
+
+    // docker rm and docker network rm leave nothing in weft.
+    let taps = handed_taps(&lab, "dn");
+    assert_eq!(taps.len(), 2, "{taps:?}");
+    d.docker_ok(&["rm", "-f", "c1", "c2"]);
+    assert!(
+        eventually(Duration::from_secs(10), || lab.endpoints("dn").is_empty()),
+        "endpoints after docker rm: {:?}",
+        lab.endpoints("dn")
+    );
+    assert!(lab.weft_ok(&["ports"]).lines().count() <= 1);
+    d.docker_ok(&["network", "rm", "dn"]);
+    assert!(lab.networks().is_empty(), "{:?}", lab.networks());
+    assert!(left(&taps).is_empty(), "TAPs left: {:?}", left(&taps));
+}
+
+#[test]
+fn docker_internal_and_icc_false_are_enforced() {
+    root_or_skip!();
+    let (lab, d) = docker_lab(&[]);
+    let _out = lab.outside(249);
+    let _listener = lab.spawn_in(
+        &_out,
+        &["sh", "-c", "exec nc -l -k -p 80 -s 10.249.0.2 -e echo open"],
+    );
+    d.network_create("inner", "10.85.0.0/24", &["--internal"]);
+    d.network_create("noicc", "10.86.0.0/24", &["-o", "weft.icc=false"]);
+    d.run("i1", &["--network", "inner"], &["sleep", "600"]);
+    d.run("i2", &["--network", "inner"], &["sleep", "600"]);
+    d.run("n1", &["--network", "noicc"], &["sleep", "600"]);
+    d.run("n2", &["--network", "noicc"], &["sleep", "600"]);
+    let inner = lab.inspect("inner");
+    assert_eq!(inner["internal"], true, "{inner}");
+    assert_eq!(lab.inspect("noicc")["icc"], false);
+
+    // --internal: the containers reach each other, not the outside.
+    assert!(wait_ping(&d, "i1", &d.ip("i2", "inner")));
+    let o = d.exec("i1", &["sh", "-c", "nc -w 3 10.249.0.2 80 </dev/null"]);
+    assert!(
+        !o.status.success() || !stdout_of(&o).contains("open"),
+        "internal reached out: {}",
+        describe(&o)
+    );
+    let route = stdout_of(&d.exec("i1", &["ip", "route"]));
+    assert!(
+        !route.contains("default"),
+        "internal network got a default route: {route}"
+    );
+
+    // weft.icc=false: the gateway only.
+    let n2 = d.ip("n2", "noicc");
+    assert!(
+        wait_ping(&d, "n1", "10.86.0.1"),
+        "n1 cannot ping its gateway"
+    );
+    assert!(!ping(&d, "n1", &n2), "icc=false: n1 pinged n2");
+    let n1 = &lab.port("n1");
+    assert!(
+        drops(n1, "icc_denied") > 0,
+        "no icc drop counted on n1: {n1}"
+    );
+}
+
+#[test]
+fn a_weft_restart_keeps_docker_containers_talking() {
+    root_or_skip!();
+    let (lab, d) = docker_lab(&[]);
+    d.network_create("keep", "10.87.0.0/24", &[]);
+    d.run("k1", &["--network", "keep"], &["sleep", "600"]);
+    d.run("k2", &["--network", "keep"], &["sleep", "600"]);
+    let k2 = d.ip("k2", "keep");
+    assert!(wait_ping(&d, "k1", &k2));
+    lab.stop_daemon();
+    let args = d.daemon_args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    lab.start_daemon_with(&args);
+    assert!(
+        wait_ping(&d, "k1", &k2),
+        "k1 cannot ping k2 after weft restarted"
+    );
+    assert!(
+        lab.daemon_log().contains("re-attached endpoint"),
+        "{}",
+        lab.daemon_log()
+    );
+    // The restarted daemon still serves Docker: a new container joins, then all leave.
+    d.run("k3", &["--network", "keep"], &["sleep", "600"]);
+    assert!(wait_ping(&d, "k3", &k2));
+    let taps = handed_taps(&lab, "keep");
+    assert_eq!(taps.len(), 3, "{taps:?}");
+    d.docker_ok(&["rm", "-f", "k1", "k2", "k3"]);
+    assert!(eventually(Duration::from_secs(10), || lab
+        .endpoints("keep")
+        .is_empty()));
+    d.docker_ok(&["network", "rm", "keep"]);
+    assert!(lab.networks().is_empty());
+    assert!(left(&taps).is_empty(), "TAPs left: {:?}", left(&taps));
+}
