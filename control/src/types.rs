@@ -12,7 +12,7 @@ pub struct ApiError {
 }
 
 /// `POST /v1/networks`
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CreateNetwork {
     pub name: String,
     pub subnet: String,
@@ -34,6 +34,11 @@ pub struct CreateNetwork {
     /// VXLAN network identifier of an overlay network.
     #[serde(default)]
     pub vni: Option<u32>,
+    /// Where connections to published ports come from, as the container sees them:
+    /// "client" (the client's own address, the default) or "gateway" (the gateway's
+    /// address, for containers that route the clients' addresses elsewhere).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_source: Option<String>,
 }
 
 /// `POST /v1/peers`
@@ -139,6 +144,9 @@ pub struct NetworkDetail {
     /// The Docker network ID, for a network made by `docker network create -d weft`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_id: Option<String>,
+    /// "client" or "gateway": see [`CreateNetwork::published_source`].
+    #[serde(default)]
+    pub published_source: String,
     pub endpoints: Vec<EndpointInfo>,
 }
 

@@ -176,6 +176,9 @@ impl TcpFlow {
 pub struct TcpTable {
     flows: HashMap<FlowId, TcpFlow>,
     by_key: HashMap<TcpKey, FlowId>,
+    /// Inbound (published) flows whose container side speaks from the client's own address:
+    /// the container's segments to that address are theirs.
+    by_client: HashMap<TcpKey, FlowId>,
     failed: HashMap<TcpKey, (Refusal, Timestamp)>,
     load: HashMap<Share, Load>,
     next_id: u32,
@@ -195,6 +198,7 @@ impl TcpTable {
         TcpTable {
             flows: HashMap::new(),
             by_key: HashMap::new(),
+            by_client: HashMap::new(),
             failed: HashMap::new(),
             load: HashMap::new(),
             next_id: 0,
@@ -219,6 +223,35 @@ impl TcpTable {
     /// The outbound flow of `key`, if any.
     pub fn outbound(&self, key: &TcpKey) -> Option<FlowId> {
         self.by_key.get(key).copied()
+    }
+
+    /// The inbound flow whose container side is `key` (container, client address), if it
+    /// keeps the client's address ([`TcpTable::keep_client_address`]).
+    pub fn inbound(&self, key: &TcpKey) -> Option<FlowId> {
+        self.by_client.get(key).copied()
+    }
+
+    /// Lets inbound flow `id` reach the container from its client's own address and port
+    /// (the container's answers go to the gateway as its default route, and are this
+    /// flow's): true unless that address is IPv6 or another flow to the same container
+    /// address has it already (then the gateway's address is used instead).
+    pub fn keep_client_address(&mut self, id: FlowId) -> bool {
+        let Some(flow) = self.flows.get(&id) else {
+            return false;
+        };
+        let (Direction::In, SocketAddr::V4(client)) = (flow.direction, flow.outside) else {
+            return false;
+        };
+        let key = TcpKey {
+            network: flow.network,
+            container: flow.container,
+            outside: client,
+        };
+        if self.by_client.contains_key(&key) || self.by_key.contains_key(&key) {
+            return false;
+        }
+        self.by_client.insert(key, id);
+        true
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (FlowId, &TcpFlow)> {
@@ -366,6 +399,16 @@ impl TcpTable {
 
     pub fn remove(&mut self, id: FlowId) -> Option<TcpFlow> {
         let flow = self.flows.remove(&id)?;
+        if let (Direction::In, SocketAddr::V4(outside)) = (flow.direction, flow.outside) {
+            let key = TcpKey {
+                network: flow.network,
+                container: flow.container,
+                outside,
+            };
+            if self.by_client.get(&key) == Some(&id) {
+                self.by_client.remove(&key);
+            }
+        }
         if let Some(key) = flow.key() {
             if self.by_key.get(&key) == Some(&id) {
                 self.by_key.remove(&key);
@@ -636,6 +679,42 @@ mod tests {
                 .is_none(),
             "still two flows: the two outbound ones"
         );
+    }
+
+    #[test]
+    fn an_inbound_flow_keeps_its_clients_address_once() {
+        let mut t = TcpTable::default();
+        let client: SocketAddr = "198.51.100.1:5000".parse().unwrap();
+        let container = SocketAddrV4::new([10, 0, 0, 2].into(), 80);
+        let key = TcpKey {
+            network: NetworkId(1),
+            container,
+            outside: "198.51.100.1:5000".parse().unwrap(),
+        };
+        let a = t
+            .open_inbound(NetworkId(1), PORT, container, client, ms(0))
+            .unwrap();
+        assert_eq!(t.inbound(&key), None, "not until asked for");
+        assert!(t.keep_client_address(a));
+        assert_eq!(t.inbound(&key), Some(a));
+        // The same client through a second published port to the same container port: the
+        // container could not tell the two apart, so the second uses the gateway's address.
+        let b = t
+            .open_inbound(NetworkId(1), PORT, container, client, ms(0))
+            .unwrap();
+        assert!(!t.keep_client_address(b));
+        t.remove(b);
+        assert_eq!(t.inbound(&key), Some(a), "removing b leaves a's key");
+        t.remove(a);
+        assert_eq!(t.inbound(&key), None);
+        // IPv6 clients cannot be shown to an IPv4 container.
+        let v6: SocketAddr = "[2001:db8::1]:5000".parse().unwrap();
+        let c = t
+            .open_inbound(NetworkId(1), PORT, container, v6, ms(0))
+            .unwrap();
+        assert!(!t.keep_client_address(c));
+        // Outbound flows are never taken for inbound ones.
+        assert!(!t.keep_client_address(FlowId(9999)));
     }
 
     #[test]

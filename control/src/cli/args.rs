@@ -199,6 +199,10 @@ pub enum NetworkCommand {
         /// VXLAN network identifier of an overlay network (default: the first free from 4096)
         #[arg(long)]
         vni: Option<u32>,
+        /// Where connections to published ports come from in the containers: the client's
+        /// own address (default) or the gateway's (for containers that route clients elsewhere)
+        #[arg(long, value_name = "client|gateway")]
+        published_source: Option<String>,
     },
     /// List networks
     #[command(alias = "list")]

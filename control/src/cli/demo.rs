@@ -172,6 +172,7 @@ async fn create_network(client: &Client) -> Result<()> {
                 internal: false,
                 driver: None,
                 vni: None,
+                published_source: None,
             }),
         )
         .await?;

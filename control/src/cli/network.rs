@@ -29,6 +29,7 @@ pub async fn network(client: &Client, json: bool, command: NetworkCommand) -> Re
             internal,
             driver,
             vni,
+            published_source,
         } => {
             let req = CreateNetwork {
                 name,
@@ -41,6 +42,7 @@ pub async fn network(client: &Client, json: bool, command: NetworkCommand) -> Re
                 internal,
                 driver,
                 vni,
+                published_source,
             };
             create(client, json, &req).await
         }

@@ -416,6 +416,7 @@ impl Daemon {
             vni: Some(spec.vni),
             created_ms: Some(spec.created_ms),
             docker_id: None,
+            published_from_gateway: false,
         };
         self.install_network(c, record)?;
         log::info!(

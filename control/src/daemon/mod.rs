@@ -315,6 +315,7 @@ impl Daemon {
                 nat: net.record.nat && !net.record.internal,
                 zone,
                 subnet,
+                published_from_gateway: net.record.published_from_gateway,
             },
         );
     }

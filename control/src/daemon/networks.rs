@@ -147,6 +147,11 @@ impl Daemon {
             driver: driver_name(&n.record).into(),
             vni: n.record.vni,
             docker_id: n.record.docker_id.clone(),
+            published_source: if n.record.published_from_gateway {
+                "gateway".into()
+            } else {
+                "client".into()
+            },
             endpoints: c
                 .endpoints
                 .values()
@@ -319,6 +324,15 @@ pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
             )))
         }
     };
+    let published_from_gateway = match req.published_source.as_deref() {
+        None | Some("client") => false,
+        Some("gateway") => true,
+        Some(other) => {
+            return Err(invalid(format!(
+                "invalid --published-source {other:?}: use client (containers see the client's address) or gateway"
+            )))
+        }
+    };
     Ok(NewNetwork {
         record: NetworkRecord {
             name: req.name.clone(),
@@ -332,6 +346,7 @@ pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
             vni: None,
             created_ms: None,
             docker_id: None,
+            published_from_gateway,
         },
         overlay,
     })

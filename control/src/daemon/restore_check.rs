@@ -83,6 +83,7 @@ fn check_network_record(n: &NetworkRecord, earlier: &[&NetworkRecord]) -> Result
         internal: n.internal,
         driver: Some(if n.vni.is_some() { "overlay" } else { "bridge" }.into()),
         vni: n.vni,
+        published_source: None,
     };
     check_create(&req)?;
     for other in earlier {

@@ -86,6 +86,10 @@ pub struct NetworkRecord {
     /// `docker network rm` removes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker_id: Option<String>,
+    /// `--published-source gateway`: connections to published ports reach the containers
+    /// from the gateway's address instead of the client's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub published_from_gateway: bool,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -467,6 +471,7 @@ mod tests {
                 vni: None,
                 created_ms: None,
                 docker_id: None,
+                published_from_gateway: false,
             }],
             endpoints: vec![],
             unreadable_endpoints: vec![],

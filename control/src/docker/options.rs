@@ -15,7 +15,7 @@ use crate::types::CreateNetwork;
 pub struct Refusal(pub String);
 
 /// The `-o` options weft takes, for the message that lists them.
-const KNOWN: &str = "weft.icc, weft.nat, weft.mtu, weft.driver, weft.vni";
+const KNOWN: &str = "weft.icc, weft.nat, weft.mtu, weft.driver, weft.vni, weft.published_source";
 
 /// The weft network a Docker `CreateNetwork` asks for, named `name` (Docker does not send
 /// the network's name: it is looked up afterwards).
@@ -45,6 +45,7 @@ pub fn network_request(
         internal: req.options.get(protocol::INTERNAL) == Some(&Value::Bool(true)),
         driver: None,
         vni: None,
+        published_source: None,
     };
     let generic = match req.options.get(protocol::GENERIC) {
         Some(Value::Object(m)) => m.clone(),
@@ -78,6 +79,7 @@ fn apply_option(out: &mut CreateNetwork, key: &str, v: &str) -> Result<(), Refus
         "weft.mtu" | "com.docker.network.driver.mtu" => out.mtu = Some(number(key)?),
         "weft.driver" => out.driver = Some(v.to_string()),
         "weft.vni" => out.vni = Some(number(key)?),
+        "weft.published_source" => out.published_source = Some(v.to_string()),
         k if k.starts_with("weft.") => {
             return Err(Refusal(format!(
                 "unknown option -o {k}: weft takes {KNOWN}"

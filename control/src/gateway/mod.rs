@@ -133,6 +133,8 @@ pub struct NetworkZone {
     pub zone: Zone,
     /// Network address and prefix length: reverse lookups inside it are answered locally.
     pub subnet: (Ipv4Addr, u8),
+    /// Connections to published ports come from the gateway's address, not the client's.
+    pub published_from_gateway: bool,
 }
 
 /// The zones of all networks, rebuilt by the daemon when endpoints change.
@@ -161,6 +163,15 @@ pub fn nat_allowed(zones: &Zones, network: NetworkId, dst: Ipv4Addr) -> bool {
         let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
         nz.nat && u32::from(dst) & mask != u32::from(net) & mask
     })
+}
+
+/// Whether connections to `network`'s published ports reach the container from the
+/// client's own address.
+pub fn keeps_client_address(zones: &Zones, network: NetworkId) -> bool {
+    let zones = zones.read().unwrap_or_else(|p| p.into_inner());
+    zones
+        .get(&network)
+        .is_some_and(|nz| !nz.published_from_gateway)
 }
 
 /// The upstream resolvers: the ones given on the command line, else the host's

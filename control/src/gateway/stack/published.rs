@@ -118,14 +118,22 @@ impl StackThread {
         };
         let _ = stream.set_nonblocking(true);
         let _ = stream.set_nodelay(true);
+        let client = self.client_source(network, target, peer) && self.tcp.keep_client_address(id);
         let net = self.target_net(network, target);
-        let Some(local_port) = net.udp_clients.free_port() else {
-            self.tcp.remove(id);
-            return reset(&stream);
+        let local = match peer {
+            SocketAddr::V4(peer) if client => {
+                IpEndpoint::new(IpAddress::Ipv4(*peer.ip()), peer.port())
+            }
+            _ => {
+                let Some(local_port) = net.udp_clients.free_port() else {
+                    self.tcp.remove(id);
+                    return reset(&stream);
+                };
+                IpEndpoint::new(IpAddress::Ipv4(target.gateway.ip), local_port)
+            }
         };
         let mut socket = new_tcp_socket(TCP_BUFFER);
         let remote = IpEndpoint::new(IpAddress::Ipv4(target.ip), cport);
-        let local = IpEndpoint::new(IpAddress::Ipv4(target.gateway.ip), local_port);
         if socket.connect(net.iface.context(), remote, local).is_err() {
             self.tcp.remove(id);
             return reset(&stream);
@@ -135,6 +143,22 @@ impl StackThread {
         let mut io = FlowIo::new(network, stream, Some(handle));
         io.host_local = host_local;
         self.add_io(id, io);
+    }
+
+    /// Whether a connection from `peer` reaches the container from the client's own address
+    /// (the network keeps clients' addresses, the default): not for a client the container
+    /// could not answer through its gateway (a loopback address, which is the container's
+    /// own; an address inside the container's subnet, which it reaches directly).
+    fn client_source(&self, network: NetworkId, target: Target, peer: SocketAddr) -> bool {
+        let SocketAddr::V4(peer) = peer else {
+            return false;
+        };
+        let ip = *peer.ip();
+        let (net, prefix) = target.subnet;
+        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+        let inside = u32::from(ip) & mask == u32::from(net) & mask;
+        !(ip.is_loopback() || ip.is_unspecified() || inside)
+            && crate::gateway::keeps_client_address(&self.zones, network)
     }
 
     /// Datagrams to a published UDP port: each client gets its own gateway source port, so

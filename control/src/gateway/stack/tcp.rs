@@ -102,6 +102,11 @@ impl StackThread {
             container: seg.src,
             outside: seg.dst,
         };
+        if !seg.syn && self.tcp.inbound(&key).is_some() {
+            // The container answering a published connection that comes from its client's
+            // own address: that flow's socket takes it.
+            return self.hand_to_stack(seg.network, packet);
+        }
         if seg.nat_refused && seg.nat_allowed {
             if seg.syn {
                 return self.nat_refused(seg.network, seg.port, &packet);
