@@ -21,6 +21,8 @@ command -v python3 >/dev/null || need_pkgs+=(python3)
 command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
 command -v curl >/dev/null || need_pkgs+=(curl)
+command -v podman >/dev/null || need_pkgs+=(podman)
+command -v busybox >/dev/null || need_pkgs+=(busybox-static)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
