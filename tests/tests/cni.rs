@@ -400,16 +400,33 @@ fn plugin_del_succeeds_when_things_are_gone() {
     root_or_skip!();
     let lab = Lab::new();
     lab.create_network("d", "10.84.0.0/24", &[]);
+    // The namespace is deleted (no process in it) between ADD and DEL, for both port kinds.
+    for kind in ["veth", "tap"] {
+        let ns = lab.ns(&format!("gone-{kind}"));
+        let netns = format!("/run/netns/{ns}");
+        let id = format!("del{kind}");
+        let c = conf(&lab, "1.0.0", "d", json!({"kind": kind}));
+        plugin("ADD", &attachment_env(&id, &netns), &c).ok();
+        let eps = lab.endpoints("d");
+        assert_eq!((eps.len(), eps[0]["kind"].as_str()), (1, Some(kind)));
+        let o = run_timeout(Command::new("ip").args(["netns", "del", &ns]), EXEC_TIMEOUT);
+        assert!(o.status.success(), "{}", describe(&o));
+        plugin("DEL", &attachment_env(&id, &netns), &c).ok();
+        assert!(
+            lab.endpoints("d").is_empty(),
+            "DEL left the {kind} endpoint"
+        );
+        if let Some(host) = eps[0]["host_ifname"].as_str() {
+            assert!(
+                !link_names_in(None).contains(&host.to_string()),
+                "{host} left"
+            );
+        }
+    }
     let ns = lab.ns("gone");
     let netns = format!("/run/netns/{ns}");
     let env = attachment_env("delcontainer", &netns);
     let c = conf(&lab, "1.0.0", "d", json!({}));
-    plugin("ADD", &env, &c).ok();
-    assert_eq!(lab.endpoints("d").len(), 1);
-    let o = run_timeout(Command::new("ip").args(["netns", "del", &ns]), EXEC_TIMEOUT);
-    assert!(o.status.success(), "{}", describe(&o));
-    plugin("DEL", &env, &c).ok();
-    assert!(lab.endpoints("d").is_empty(), "DEL left the endpoint");
     // Again, without CNI_NETNS, and for a network weft does not have: still success.
     plugin("DEL", &env, &c).ok();
     plugin(
