@@ -241,7 +241,7 @@ fn podman_containers_reach_each_other_and_the_outside() {
     root_or_skip!();
     let lab = Lab::new();
     lab.outside(250);
-    let pm = Podman::new(&lab, "pods", "10.81.0.0/24");
+    let pm = Podman::new(&lab, "pods", "10.87.0.0/24");
     let conflist: Value =
         serde_json::from_str(&fs::read_to_string(pm.dir.join("net.d/pods.conflist")).unwrap())
             .unwrap();
@@ -263,7 +263,7 @@ fn podman_containers_reach_each_other_and_the_outside() {
     );
     let (ip1, ip2) = (e1["ip"].as_str().unwrap(), e2["ip"].as_str().unwrap());
     assert!(
-        ip1.starts_with("10.81.0.") && ip2.starts_with("10.81.0."),
+        ip1.starts_with("10.87.0.") && ip2.starts_with("10.87.0."),
         "{ip1} {ip2}"
     );
     for (from, to) in [("c1", ip2), ("c2", ip1), ("c1", "10.250.0.2")] {
