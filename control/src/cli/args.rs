@@ -338,18 +338,25 @@ pub struct CniInstallArgs {
     /// Subnet to create the network with if it does not exist (as `network create`)
     #[arg(long)]
     pub subnet: Option<String>,
+    /// Gateway address (as `network create`)
     #[arg(long)]
     pub gateway: Option<String>,
+    /// bridge or overlay (as `network create`)
     #[arg(long, value_name = "bridge|overlay")]
     pub driver: Option<String>,
+    /// Inter-container communication (as `network create`)
     #[arg(long, value_name = "BOOL")]
     pub icc: Option<bool>,
+    /// No outbound NAT and no published ports (as `network create`)
     #[arg(long)]
     pub internal: bool,
+    /// Outbound NAT: proxy or none (as `network create`)
     #[arg(long, value_name = "proxy|none")]
     pub nat: Option<String>,
+    /// MTU of the containers' interfaces (as `network create`)
     #[arg(long)]
     pub mtu: Option<u32>,
+    /// VNI of an overlay network (as `network create`)
     #[arg(long)]
     pub vni: Option<u32>,
     /// Port kind of the containers' interfaces
