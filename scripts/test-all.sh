@@ -23,8 +23,10 @@ command -v dig >/dev/null || need_pkgs+=(bind9-dnsutils)
 command -v dnsmasq >/dev/null || need_pkgs+=(dnsmasq-base)
 command -v curl >/dev/null || need_pkgs+=(curl)
 # Container engines for the engine tests: each test starts its own dockerd (own data root,
-# no iptables, no docker0) and stops it; an offline busybox image is made from busybox-static.
+# no iptables, no docker0) and stops it; podman runs with a private configuration and
+# storage; an offline busybox image is made from busybox-static.
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
+command -v podman >/dev/null || need_pkgs+=(podman)
 command -v busybox >/dev/null || need_pkgs+=(busybox-static)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive

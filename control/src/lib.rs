@@ -6,6 +6,7 @@
 pub mod api;
 pub mod cli;
 pub mod cluster;
+pub mod cni;
 pub mod daemon;
 pub mod dataplane;
 pub mod docker;

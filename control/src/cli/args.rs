@@ -80,6 +80,9 @@ pub enum Command {
     Keygen(KeygenArgs),
     /// This node in the gossip cluster: name, addresses, gossip counters
     Cluster,
+    /// weft as a CNI plugin (podman, containerd): `weft cni install`
+    #[command(subcommand)]
+    Cni(CniCommand),
 }
 
 #[derive(Args, Debug)]
@@ -326,4 +329,51 @@ pub struct TraceArgs {
     /// Stop after COUNT frames
     #[arg(short = 'c', long = "count")]
     pub count: Option<u64>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CniCommand {
+    /// Copy this binary to BIN_DIR/weft and write CONF_DIR/NETWORK.conflist (the network is
+    /// created at the first container's ADD when --subnet is given)
+    Install(CniInstallArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CniInstallArgs {
+    /// The runtime's CNI plugin directory
+    #[arg(long, default_value = "/opt/cni/bin")]
+    pub bin_dir: PathBuf,
+    /// The runtime's CNI configuration directory
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    pub conf_dir: PathBuf,
+    /// The weft network, also the CNI network's name (`podman run --network NAME`)
+    #[arg(long)]
+    pub network: String,
+    /// Subnet to create the network with if it does not exist (as `network create`)
+    #[arg(long)]
+    pub subnet: Option<String>,
+    /// Gateway address (as `network create`)
+    #[arg(long)]
+    pub gateway: Option<String>,
+    /// bridge or overlay (as `network create`)
+    #[arg(long, value_name = "bridge|overlay")]
+    pub driver: Option<String>,
+    /// Inter-container communication (as `network create`)
+    #[arg(long, value_name = "BOOL")]
+    pub icc: Option<bool>,
+    /// No outbound NAT and no published ports (as `network create`)
+    #[arg(long)]
+    pub internal: bool,
+    /// Outbound NAT: proxy or none (as `network create`)
+    #[arg(long, value_name = "proxy|none")]
+    pub nat: Option<String>,
+    /// MTU of the containers' interfaces (as `network create`)
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// VNI of an overlay network (as `network create`)
+    #[arg(long)]
+    pub vni: Option<u32>,
+    /// Port kind of the containers' interfaces
+    #[arg(long, value_enum)]
+    pub kind: Option<KindArg>,
 }

@@ -6,6 +6,7 @@ use crate::api::client::Client;
 
 mod args;
 mod cluster;
+mod cni;
 mod daemon;
 mod demo;
 mod network;
@@ -13,8 +14,8 @@ mod render;
 mod stream;
 mod tables;
 
-pub use args::Cli;
 use args::Command;
+pub use args::{Cli, DEFAULT_SOCKET};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Daemon(args) => rt.block_on(daemon::run_daemon(&cli.socket, &args)),
         Command::Keygen(args) => cluster::keygen(&args),
         Command::Demo => rt.block_on(demo::run()),
+        Command::Cni(command) => cni::cni(&cli.socket, command),
         command => {
             let client = Client::new(&cli.socket);
             rt.block_on(run_client(&client, cli.json, command))
@@ -40,7 +42,9 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The commands that talk to a running daemon through its API.
 async fn run_client(client: &Client, json: bool, command: Command) -> Result<()> {
     match command {
-        Command::Daemon(_) | Command::Demo | Command::Keygen(_) => unreachable!("handled by run"),
+        Command::Daemon(_) | Command::Demo | Command::Keygen(_) | Command::Cni(_) => {
+            unreachable!("handled by run")
+        }
         Command::Network(command) => network::network(client, json, command).await,
         Command::Connect(a) => network::connect(client, json, a).await,
         Command::Disconnect { network, endpoint } => {
