@@ -172,6 +172,16 @@ impl Dockerd {
             let _ = symlink("busybox", rootfs.join("bin").join(a));
         }
         fs::write(rootfs.join("www/index.html"), "weftbox\n").unwrap();
+        // busybox httpd runs it as CGI: the client's address as the server sees it.
+        fs::create_dir_all(rootfs.join("www/cgi-bin")).expect("cgi-bin");
+        let cgi = rootfs.join("www/cgi-bin/addr");
+        fs::write(
+            &cgi,
+            "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"client=$REMOTE_ADDR\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
         let archive = lab_tar(rootfs);
         let o = Command::new("docker")
             .arg("-H")

@@ -138,6 +138,16 @@ fn make_rootfs(root: &Path) {
         "served by a podman container on weft\n",
     )
     .unwrap();
+    // busybox httpd runs it as CGI: the client's address as the server sees it.
+    fs::create_dir_all(root.join("www/cgi-bin")).unwrap();
+    let cgi = root.join("www/cgi-bin/addr");
+    fs::write(
+        &cgi,
+        "#!/bin/sh\necho 'Content-Type: text/plain'\necho\necho \"client=$REMOTE_ADDR\"\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&cgi, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 /// The endpoint of `net` that container `id` (interface eth0) owns.
@@ -307,6 +317,23 @@ fn podman_publishes_a_port() {
         served,
         "curl through the published port: {}",
         describe(&curl())
+    );
+    // The server sees an outside client's own address, not the gateway's.
+    let out = lab.outside(252);
+    let o = lab.exec(
+        &out,
+        &[
+            "curl",
+            "-s",
+            "-m",
+            "3",
+            "http://10.252.0.1:18480/cgi-bin/addr",
+        ],
+    );
+    assert!(
+        stdout_of(&o).contains("client=") && stdout_of(&o).contains("10.252.0.2"),
+        "the server saw: {}",
+        describe(&o)
     );
     pm.ok(&["rm", "-f", "-t", "0", "web1"]);
     assert!(lab.endpoints("web").is_empty());

@@ -175,6 +175,15 @@ fn docker_containers_talk_resolve_reach_out_and_publish() {
     );
     let hairpin = http_get(&d, "c1", "10.248.0.1", host_port, "/index.html");
     assert!(hairpin.contains("weftbox"), "hairpin: {hairpin:?}");
+    // The container's server sees an outside client's own address (no userland proxy
+    // hiding it, moby#15086).
+    let cgi = format!("http://10.248.0.1:{host_port}/cgi-bin/addr");
+    let o = lab.exec(&out, &["curl", "-s", "-m", "3", &cgi]);
+    assert!(
+        stdout_of(&o).contains("client=") && stdout_of(&o).contains("10.248.0.2"),
+        "the container's server saw: {}",
+        describe(&o)
+    );
 
     // weft trace and capture see the container's port by its name.
     let pcap = lab.dir.join("c1.pcap");
