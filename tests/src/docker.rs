@@ -30,6 +30,33 @@ pub struct Dockerd {
     pub driver: String,
     /// The plugin socket weft serves.
     pub plugin_socket: PathBuf,
+    dir: PathBuf,
+    child: Arc<Mutex<Option<std::process::Child>>>,
+}
+
+/// dockerd on `dir`'s data and exec roots, serving `socket`, no iptables, no docker0.
+fn spawn_dockerd(dir: &Path, socket: &Path) -> std::process::Child {
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("dockerd.log"))
+        .expect("dockerd log");
+    Command::new("dockerd")
+        .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
+        .args(["--ip-forward=false", "--userland-proxy=false"])
+        .arg("--data-root")
+        .arg(dir.join("root"))
+        .arg("--exec-root")
+        .arg(dir.join("x"))
+        .arg("--pidfile")
+        .arg(dir.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", socket.display()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start dockerd: {e}"))
 }
 
 impl Dockerd {
@@ -40,45 +67,42 @@ impl Dockerd {
         let dir = lab.dir.join("d");
         fs::create_dir_all(&dir).expect("docker dir");
         let socket = dir.join("docker.sock");
-        let log = fs::File::create(dir.join("dockerd.log")).expect("dockerd log");
-        let child = Command::new("dockerd")
-            .args(["--iptables=false", "--ip-masq=false", "--bridge=none"])
-            .args(["--ip-forward=false", "--userland-proxy=false"])
-            .arg("--data-root")
-            .arg(dir.join("root"))
-            .arg("--exec-root")
-            .arg(dir.join("x"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", socket.display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start dockerd: {e}"));
-        let child = Arc::new(Mutex::new(Some(child)));
+        let child = Arc::new(Mutex::new(Some(spawn_dockerd(&dir, &socket))));
         let driver = lab.prefix.clone();
         let d = Dockerd {
             socket: socket.clone(),
             plugin_socket: PathBuf::from(format!("/run/docker/plugins/{driver}.sock")),
             driver,
+            dir,
+            child: Arc::clone(&child),
         };
         {
             let socket = socket.clone();
-            lab.on_cleanup(move || stop(&socket, &child));
+            lab.on_cleanup(move || stop(&socket, &child, true));
         }
+        d.wait_ready();
+        d.import_image(&lab.dir.join("rootfs"));
+        d
+    }
+
+    fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while !d.docker(&["version"]).status.success() {
+        while !self.docker(&["version"]).status.success() {
             assert!(
                 Instant::now() < deadline,
                 "dockerd did not answer within 30 s; log:\n{}",
-                fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
+                fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default()
             );
             thread::sleep(Duration::from_millis(200));
         }
-        d.import_image(&lab.dir.join("rootfs"));
-        d
+    }
+
+    /// Stops dockerd (its containers stop with it) and starts it again on the same data.
+    pub fn restart(&self) {
+        stop(&self.socket, &self.child, false);
+        *self.child.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(spawn_dockerd(&self.dir, &self.socket));
+        self.wait_ready();
     }
 
     /// The weft daemon's arguments that serve this dockerd's driver.
@@ -219,8 +243,9 @@ fn which(tool: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("{tool} is not installed"))
 }
 
-/// Removes every container and network of the dockerd, then stops it (SIGTERM, 20 s).
-fn stop(socket: &Path, child: &Mutex<Option<std::process::Child>>) {
+/// Stops the dockerd (SIGTERM, 20 s); with `clean`, removes its containers and networks
+/// first.
+fn stop(socket: &Path, child: &Mutex<Option<std::process::Child>>, clean: bool) {
     let Some(mut c) = child.lock().unwrap_or_else(|e| e.into_inner()).take() else {
         return;
     };
@@ -233,14 +258,16 @@ fn stop(socket: &Path, child: &Mutex<Option<std::process::Child>>) {
             Duration::from_secs(30),
         )
     };
-    let ids = stdout_of(&docker(&["ps", "-aq"]));
-    let ids: Vec<&str> = ids.split_whitespace().collect();
-    if !ids.is_empty() {
-        let mut args = vec!["rm", "-f"];
-        args.extend(ids);
-        let _ = docker(&args);
+    if clean {
+        let ids = stdout_of(&docker(&["ps", "-aq"]));
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(ids);
+            let _ = docker(&args);
+        }
+        let _ = docker(&["network", "prune", "-f"]);
     }
-    let _ = docker(&["network", "prune", "-f"]);
     send_signal(c.id(), libc::SIGTERM);
     if wait_child(&mut c, Duration::from_secs(20)).is_none() {
         let _ = c.kill();

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::thread;
 use std::time::Duration;
 
-use weft_tests::docker::Dockerd;
+use weft_tests::docker::{self, Dockerd};
 use weft_tests::*;
 
 /// A lab whose weft daemon serves the driver of a fresh dockerd.
@@ -194,6 +194,40 @@ fn docker_containers_talk_resolve_reach_out_and_publish() {
     let frames = read_pcap(&pcap).expect("pcap of c1").frames;
     assert!(frames.len() >= 2, "capture on c1: {} frames", frames.len());
 
+    // The API does not hand out Docker's bindings: a connect may not claim one, nor take
+    // another endpoint's.
+    let ns = lab.ns("claim");
+    let post = |owner: &str| {
+        let body = format!(r#"{{"netns":"{ns}","owner":"{owner}"}}"#);
+        let url = "http://weft/v1/networks/dn/endpoints";
+        let sock = lab.socket.display().to_string();
+        let args = ["-s", "--unix-socket", &sock, "-X", "POST", "-H"];
+        let o = run_timeout(
+            Command::new("curl").args(args).args([
+                "content-type: application/json",
+                "-d",
+                &body,
+                url,
+            ]),
+            Duration::from_secs(10),
+        );
+        stdout_of(&o)
+    };
+    let c1_owner = lab.endpoints("dn")[0]["owner"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let claimed = post(&c1_owner);
+    assert!(
+        claimed.contains("Docker driver"),
+        "claiming {c1_owner}: {claimed}"
+    );
+    let first = post("cni:abc/eth0");
+    assert!(first.contains("\"owner\":\"cni:abc/eth0\""), "{first}");
+    let again = post("cni:abc/eth0");
+    assert!(again.contains("already"), "a second cni:abc/eth0: {again}");
+    lab.weft_ok(&["disconnect", "dn", &ns]);
+
     // Docker owns the network: weft refuses to remove it.
     let err = lab.weft_err(&["network", "rm", "dn"], &["docker network rm"]);
     assert!(err.contains("Docker"), "{err}");
@@ -322,4 +356,80 @@ fn a_weft_restart_keeps_docker_containers_talking() {
     d.docker_ok(&["network", "rm", "keep"]);
     assert!(lab.networks().is_empty());
     assert!(left(&taps).is_empty(), "TAPs left: {:?}", left(&taps));
+}
+
+#[test]
+fn docker_ip_publish_all_and_a_dockerd_restart() {
+    root_or_skip!();
+    let (lab, d) = docker_lab(&[]);
+    let id = d.network_create("again", "10.93.0.0/24", &[]);
+    // --ip is honoured; -P publishes on a port weft picks.
+    d.run(
+        "r1",
+        &[
+            "--network",
+            "again",
+            "--ip",
+            "10.93.0.50",
+            "--expose",
+            "80",
+            "-P",
+        ],
+        &["httpd", "-f", "-p", "80", "-h", "/www"],
+    );
+    assert_eq!(d.ip("r1", "again"), "10.93.0.50");
+    let ep = lab
+        .endpoints("again")
+        .into_iter()
+        .find(|e| e["ip"] == "10.93.0.50")
+        .expect("r1's endpoint");
+    let published = ep["published"][0].as_str().unwrap_or_default().to_string();
+    let host_port: u16 = published
+        .split_once("->")
+        .and_then(|(h, _)| h.rsplit_once(':'))
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("-P published nothing: {ep}"));
+    let url = format!("http://127.0.0.1:{host_port}/index.html");
+    let curl = || {
+        run_timeout(
+            Command::new("curl").args(["-s", "-m", "3", &url]),
+            Duration::from_secs(5),
+        )
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || stdout_of(&curl())
+            .contains("weftbox")),
+        "-P port {host_port}: {}",
+        describe(&curl())
+    );
+    // An address taken is refused with weft's message.
+    let e = d.docker_err(&[
+        "run",
+        "-d",
+        "--name",
+        "r2",
+        "--network",
+        "again",
+        "--ip",
+        "10.93.0.50",
+        docker::IMAGE,
+        "sleep",
+        "60",
+    ]);
+    assert!(e.contains("10.93.0.50"), "taken --ip: {e}");
+
+    // dockerd restarts (its containers stop, leaving weft) and finds its network again.
+    d.restart();
+    assert!(
+        eventually(Duration::from_secs(10), || lab
+            .endpoints("again")
+            .is_empty()),
+        "endpoints after dockerd stopped: {:?}",
+        lab.endpoints("again")
+    );
+    assert!(stdout_of(&d.docker(&["network", "ls"])).contains("again"));
+    d.docker_ok(&["start", "r1"]);
+    d.run("r3", &["--network", "again"], &["sleep", "600"]);
+    assert!(wait_ping(&d, "r3", "10.93.0.50"), "after dockerd restarted");
+    assert_eq!(lab.inspect("again")["docker_id"], id.as_str());
 }

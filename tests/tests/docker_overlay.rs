@@ -128,4 +128,19 @@ fn a_docker_overlay_network_spans_the_cluster() {
     );
     // IPAM was the cluster's: the container's address is not B's endpoint's.
     assert_ne!(d.ip("c2", "shared"), on_b2.ip);
+    // Docker letting go of the network it joined leaves the cluster's network in place.
+    d.docker_ok(&["rm", "-f", "c2"]);
+    d.docker_ok(&["network", "rm", "shared"]);
+    let shared = lab.inspect("shared");
+    assert!(shared["docker_id"].is_null(), "{shared}");
+    assert!(
+        b.network("shared").is_some(),
+        "docker network rm on A removed B's network"
+    );
+    assert!(
+        b.weft_json(&["network", "inspect", "shared"])["endpoints"]
+            .as_array()
+            .is_some_and(|e| e.len() == 1),
+        "B's endpoint on shared is gone"
+    );
 }

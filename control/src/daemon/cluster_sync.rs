@@ -417,6 +417,7 @@ impl Daemon {
             created_ms: Some(spec.created_ms),
             docker_id: None,
             published_from_gateway: false,
+            docker_adopted: false,
         };
         self.install_network(c, record)?;
         log::info!(

@@ -23,6 +23,15 @@ impl Daemon {
     /// checked), plans the endpoint (name, address, MAC, interface, bound host ports), then
     /// applies the plan under a [`Rollback`] guard.
     pub fn connect(&self, network: &str, req: Connect) -> Result<EndpointInfo> {
+        if req
+            .owner
+            .as_deref()
+            .is_some_and(|o| o.starts_with("docker:"))
+        {
+            return Err(invalid(
+                "owner docker:… is for the endpoints weft's Docker driver makes; leave out owner",
+            ));
+        }
         let checked = check_connect(&req)?;
         self.connect_checked(network, &req, checked)
     }
@@ -57,6 +66,16 @@ impl Daemon {
         checked: CheckedConnect,
     ) -> Result<EndpointInfo> {
         let mut c = self.lock();
+        if let Some(owner) = &req.owner {
+            let owned = c.endpoints.values().map(|e| &e.record);
+            let owned = owned.chain(c.detached.values().map(|d| &d.record));
+            if let Some(e) = owned.into_iter().find(|r| r.owner.as_ref() == Some(owner)) {
+                return Err(DaemonError::Conflict(format!(
+                    "endpoint {:?} is {owner}'s already; disconnect it first",
+                    e.name
+                )));
+            }
+        }
         let plan = self.plan_connect(&c, network, req, checked)?;
         let name = self.apply_connect(&mut c, plan)?;
         Ok(Self::endpoint_info(&c, &c.endpoints[&name]))
@@ -107,6 +126,7 @@ impl Daemon {
             published: bound.iter().map(|(m, _)| *m).collect(),
             port_security: req.port_security.unwrap_or(true),
             owner: req.owner.clone(),
+            handed: placement == Placement::HandOver,
         };
         let cfg = IfConfig {
             mac: mac.0,

@@ -83,14 +83,28 @@ impl Daemon {
     /// nothing to do if there is none.
     pub fn remove_docker_network(&self, docker_id: &str) -> Result<()> {
         let mut c = self.lock();
-        let Some(name) = c
+        let Some((name, adopted)) = c
             .networks
             .values()
             .find(|n| n.record.docker_id.as_deref() == Some(docker_id))
-            .map(|n| n.record.name.clone())
+            .map(|n| (n.record.name.clone(), n.record.docker_adopted))
         else {
             return Ok(());
         };
+        if adopted {
+            // The cluster's network stays: only Docker's binding goes.
+            let mut after = Self::snapshot(&c);
+            for n in after.networks.iter_mut().filter(|n| n.name == name) {
+                n.docker_id = None;
+                n.docker_adopted = false;
+            }
+            self.state_dir.save(&after)?;
+            if let Some(n) = c.networks.get_mut(&name) {
+                n.record.docker_id = None;
+                n.record.docker_adopted = false;
+            }
+            return Ok(());
+        }
         self.remove_network_locked(&mut c, &name, true)
     }
 

@@ -88,7 +88,14 @@ impl Daemon {
                     )));
                 }
                 n.record.docker_id = Some(id.clone());
-                self.save(&c)?;
+                n.record.docker_adopted = true;
+                if let Err(e) = self.save(&c) {
+                    if let Some(n) = c.networks.get_mut(&req.name) {
+                        n.record.docker_id = None;
+                        n.record.docker_adopted = false;
+                    }
+                    return Err(e);
+                }
                 return Ok(Self::summary(&c, &c.networks[&req.name]));
             }
         }
@@ -170,10 +177,12 @@ impl Daemon {
     pub fn remove_network(&self, name: &str, force: bool) -> Result<()> {
         let mut c = self.lock();
         if let Some(id) = Self::network(&c, name)?.record.docker_id.as_deref() {
-            return Err(DaemonError::Conflict(format!(
-                "network {name:?} belongs to Docker (network ID {}): remove it with `docker network rm {name}`",
-                &id[..id.len().min(12)]
-            )));
+            if !force {
+                let short: String = id.chars().take(12).collect();
+                return Err(DaemonError::Conflict(format!(
+                    "network {name:?} belongs to Docker (network ID {short}): remove it with `docker network rm {name}` (or with --force if Docker has forgotten it)"
+                )));
+            }
         }
         self.remove_network_locked(&mut c, name, force)
     }
@@ -347,6 +356,7 @@ pub(super) fn check_create(req: &CreateNetwork) -> Result<NewNetwork> {
             created_ms: None,
             docker_id: None,
             published_from_gateway,
+            docker_adopted: false,
         },
         overlay,
     })

@@ -23,6 +23,12 @@ pub(super) fn is_host_end_name(name: &str) -> bool {
             .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
+/// Whether `name` is one the Docker driver gives a TAP it hands over: `wd` and 12 hex
+/// digits.
+pub(super) fn is_handed_tap_name(name: &str) -> bool {
+    name.len() == 14 && name.starts_with("wd") && name[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 /// What a created port leaves behind, so it can be undone.
 pub(super) struct CreatedPort {
     pub fd: OwnedFd,
@@ -69,11 +75,10 @@ pub(super) enum Placement {
 impl Placement {
     /// How a persisted endpoint's interface is found again.
     pub(super) fn of_record(rec: &EndpointRecord) -> Placement {
-        match rec.owner.as_deref() {
-            Some(o) if o.starts_with("docker:") && rec.kind == EndpointKind::Tap => {
-                Placement::Handed
-            }
-            _ => Placement::Inside,
+        if rec.handed && rec.kind == EndpointKind::Tap {
+            Placement::Handed
+        } else {
+            Placement::Inside
         }
     }
 }
@@ -126,19 +131,27 @@ pub(super) fn plumb(
 
 /// Opens a TAP handed to an engine again: in the container's namespace, the interface with
 /// the endpoint's MAC (the engine renamed it, e.g. to eth0); else, in the daemon's
-/// namespace, the TAP under its own name (moved back when the container stopped).
+/// namespace, the TAP under its own `wd…` name (moved back when the container stopped).
+/// The daemon's namespace is never searched by MAC, and no other name is opened there.
 fn find_handed_tap(netns: &Netns, ifname: &str, mac: [u8; 6]) -> Result<sys::Tap> {
-    let inside = netns.run(move || {
-        for name in sys::interface_names()? {
-            if sys::interface_mac(&name).is_ok_and(|m| m == mac) {
-                return sys::Tap::open(&name, true).map(Some);
-            }
-        }
+    let own = Netns::current().is_ok_and(|own| own.id() == netns.id());
+    let inside = if own {
         Ok(None)
-    });
+    } else {
+        netns.run(move || {
+            for name in sys::interface_names()? {
+                if sys::interface_mac(&name).is_ok_and(|m| m == mac) {
+                    return sys::Tap::open(&name, true).map(Some);
+                }
+            }
+            Ok(None)
+        })
+    };
     match inside {
         Ok(Some(tap)) => Ok(tap),
-        _ if sys::interface_exists(ifname) => Ok(sys::Tap::open(ifname, true)?),
+        _ if is_handed_tap_name(ifname) && sys::interface_exists(ifname) => {
+            Ok(sys::Tap::open(ifname, true)?)
+        }
         Ok(None) => Err(DaemonError::NotFound(format!(
             "the container's namespace has no interface with MAC {} and the TAP {ifname} is gone",
             weft_switch::MacAddr(mac)

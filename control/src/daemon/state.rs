@@ -90,6 +90,10 @@ pub struct NetworkRecord {
     /// from the gateway's address instead of the client's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub published_from_gateway: bool,
+    /// The cluster's overlay network, taken on by a Docker network of the same name:
+    /// `docker network rm` lets it go again rather than removing it from the cluster.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub docker_adopted: bool,
 }
 
 fn is_true(b: &bool) -> bool {
@@ -142,6 +146,10 @@ pub struct EndpointRecord {
     /// The container engine's binding (`docker:…`, `cni:…`) of an endpoint an engine made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// A TAP weft made in its own namespace and handed to Docker to move into the
+    /// container (`Join`): found again by MAC in the container's namespace on restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed: bool,
 }
 
 /// An interface a connect is about to create, recorded before it is created: if the daemon
@@ -472,6 +480,7 @@ mod tests {
                 created_ms: None,
                 docker_id: None,
                 published_from_gateway: false,
+                docker_adopted: false,
             }],
             endpoints: vec![],
             unreadable_endpoints: vec![],

@@ -197,17 +197,15 @@ impl Driver {
             }
         } else {
             let network = self.network_of_subnet(subnet)?;
-            let reserved = self
-                .state()
-                .reserved
-                .get(&subnet)
-                .cloned()
-                .unwrap_or_default();
+            // Allocated and reserved under one lock: two containers starting at once never
+            // get the same address.
+            let mut st = self.state();
+            let reserved = st.reserved.entry(subnet).or_default();
             let ip = self
                 .daemon
-                .allocate_address(&network, requested, &reserved)
+                .allocate_address(&network, requested, reserved)
                 .map_err(refuse)?;
-            self.state().reserved.entry(subnet).or_default().insert(ip);
+            reserved.insert(ip);
             ip
         };
         Ok(serde_json::to_value(p::AddressReply {
@@ -261,7 +259,7 @@ impl Driver {
                 return Err(Refusal(format!(
                     "subnet {} is Docker network {}'s already; choose another --subnet",
                     request.subnet,
-                    &other[..other.len().min(12)]
+                    short(other)
                 )));
             }
             st.unnamed.insert(id.clone(), request);
@@ -292,7 +290,7 @@ impl Driver {
         let Some(mut request) = self.state().unnamed.get(id).cloned() else {
             return Err(Refusal(format!(
                 "weft has no network for Docker network {}; remove it (docker network rm) and create it again",
-                &id[..id.len().min(12)]
+                short(id)
             )));
         };
         let name = self
@@ -319,7 +317,7 @@ impl Driver {
         let summary = created.map_err(refuse)?;
         log::info!(
             "Docker network {} is weft network {}",
-            &id[..id.len().min(12)],
+            short(id),
             summary.name
         );
         self.daemon
@@ -400,6 +398,7 @@ impl Driver {
     }
 
     fn join(self: &Arc<Self>, req: p::Join) -> Answer {
+        check_id(&req.endpoint_id)?;
         let planned = self.state().planned.get(&req.endpoint_id).cloned();
         let Some(plan) = planned else {
             return Err(Refusal(format!(
@@ -410,7 +409,7 @@ impl Driver {
         let net = self.name_network(&req.network_id)?;
         let tap = tap_name(&req.endpoint_id);
         let connect = Connect {
-            name: Some(short(&req.endpoint_id).to_string()),
+            name: Some(short(&req.endpoint_id)),
             ip: Some(plan.ip.to_string()),
             mac: Some(plan.mac.clone()),
             ifname: Some(tap.clone()),
@@ -516,8 +515,8 @@ fn overlaps(a: Ipv4Net, b: Ipv4Net) -> bool {
 }
 
 /// The first 12 digits of a Docker ID, as `docker ps` shows them.
-fn short(id: &str) -> &str {
-    &id[..id.len().min(12)]
+fn short(id: &str) -> String {
+    id.chars().take(12).collect()
 }
 
 /// The name a Docker network has in weft until Docker says its name.
