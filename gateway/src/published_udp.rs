@@ -100,6 +100,11 @@ impl UdpClients {
         Some(entry.client)
     }
 
+    /// The client holding gateway port `port`, without counting it as activity.
+    pub fn holder(&self, port: u16) -> Option<UdpClient> {
+        self.by_port.get(&port).map(|e| e.client)
+    }
+
     /// Forgets the clients idle for the idle time; their ports are free again.
     pub fn expire(&mut self, now: Timestamp) {
         let idle = self.idle;

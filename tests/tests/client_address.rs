@@ -14,6 +14,19 @@ s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
 s.bind(('0.0.0.0', 7000)); s.listen(16); print('ready', flush=True)\n\
 while True:\n    c, a = s.accept(); c.sendall(('peer=%s:%d\\n' % a).encode()); c.close()\n";
 
+/// A UDP server in `ns` on port 7001 that answers every datagram with `peer=IP:PORT`.
+const UDP_PEER_SERVER: &str = "import socket\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7001))\n\
+print('ready', flush=True)\n\
+while True:\n    d, a = s.recvfrom(100); s.sendto(('peer=%s:%d' % a).encode(), a)\n";
+
+/// Sends a datagram to argv[1]:argv[2] from a connected socket (an answer from any other
+/// address or port is not taken) and prints the answer.
+const UDP_CLIENT: &str = "import socket, sys\n\
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n\
+s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b'who')\n\
+print(s.recv(100).decode())\n";
+
 /// Connects to `addr:port` from `ns` (None: the host) and returns what the server said.
 const CLIENT: &str = "import socket, sys\n\
 s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)\n\
@@ -106,6 +119,29 @@ fn published_ports_show_the_clients_address() {
     // Loopback is the container's own: such a client is shown as the gateway.
     let looped = ask(&lab, None, "127.0.0.1", hp);
     assert_eq!(peer_ip(&looped), "10.88.0.1", "loopback client: {looped}");
+
+    // UDP too: the container answers the client's own address, and the answer reaches the
+    // client from the published port.
+    let udp = lab.spawn_in(&a.ns, &["python3", "-u", "-c", UDP_PEER_SERVER]);
+    assert!(eventually(Duration::from_secs(10), || udp
+        .stdout()
+        .contains("ready")));
+    let uhp = std::net::UdpSocket::bind("0.0.0.0:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    lab.weft_ok(&["publish", &a.name, &format!("{uhp}:7001/udp")]);
+    let o = lab.exec(
+        &out,
+        &["python3", "-c", UDP_CLIENT, "10.231.0.1", &uhp.to_string()],
+    );
+    assert!(o.status.success(), "UDP client: {}", describe(&o));
+    let answer = stdout_of(&o).trim().to_string();
+    assert_eq!(
+        peer_ip(&answer),
+        "10.231.0.2",
+        "UDP outside client: {answer}"
+    );
 }
 
 #[test]

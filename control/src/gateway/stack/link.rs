@@ -3,7 +3,7 @@
 //! to the containers as GSO superframes where segments of one connection follow each other.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::time::{Duration, Instant};
 
 use smoltcp::iface::{Config, Interface, PollResult, SocketHandle, SocketSet};
@@ -98,6 +98,9 @@ pub(super) struct NetworkIface {
     pub(super) next_dns_conn: u64,
     /// Gateway source ports of published UDP ports' clients (and of inbound TCP).
     pub(super) udp_clients: UdpClients,
+    /// Published UDP clients the container sees under their own address: (container,
+    /// client) -> the client's gateway port in `udp_clients` (which bounds and ages them).
+    pub(super) udp_by_client: HashMap<(SocketAddrV4, SocketAddrV4), u16>,
 }
 
 impl NetworkIface {
@@ -135,6 +138,7 @@ impl NetworkIface {
             dns_conns: Vec::new(),
             next_dns_conn: 0,
             udp_clients: UdpClients::new(EPHEMERAL_FIRST, u16::MAX, udp_idle),
+            udp_by_client: HashMap::new(),
         };
         for _ in 0..DNS_LISTENERS {
             net.add_dns_listener();

@@ -564,6 +564,12 @@ impl StackThread {
         self.echo.expire(now);
         for net in self.nets.values_mut() {
             net.udp_clients.expire(now);
+            let clients = &net.udp_clients;
+            net.udp_by_client.retain(|(_, client), port| {
+                clients
+                    .holder(*port)
+                    .is_some_and(|h| h.client == SocketAddr::V4(*client))
+            });
         }
     }
 

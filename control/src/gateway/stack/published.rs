@@ -3,7 +3,7 @@
 //! own gateway source port ([`weft_gateway::published_udp::UdpClients`]) so that the
 //! container's answers find their way back.
 
-use std::net::{SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpStream};
 use std::os::fd::AsFd;
 use std::time::Duration;
 
@@ -33,6 +33,16 @@ fn is_host_address(dst: SocketAddrV4) -> bool {
         && probe
             .local_addr()
             .is_ok_and(|l| l.ip() == std::net::IpAddr::V4(*dst.ip()))
+}
+
+/// Whether a client may be shown to a container under its own address: not a loopback
+/// address (the container's own) nor one inside the container's subnet (which it would
+/// answer directly, past the gateway).
+fn client_may_show(client: &SocketAddrV4, (net, prefix): (Ipv4Addr, u8)) -> bool {
+    let ip = *client.ip();
+    let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+    let inside = u32::from(ip) & mask == u32::from(net) & mask;
+    !(ip.is_loopback() || ip.is_unspecified() || inside)
 }
 
 /// Closes a host connection with a reset.
@@ -153,12 +163,38 @@ impl StackThread {
         let SocketAddr::V4(peer) = peer else {
             return false;
         };
-        let ip = *peer.ip();
-        let (net, prefix) = target.subnet;
-        let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
-        let inside = u32::from(ip) & mask == u32::from(net) & mask;
-        !(ip.is_loopback() || ip.is_unspecified() || inside)
+        client_may_show(&peer, target.subnet)
             && crate::gateway::keeps_client_address(&self.zones, network)
+    }
+
+    /// A container's datagram to a published UDP port's client it sees under the client's
+    /// own address: sent from the published port to the client. False if it is none.
+    pub(super) fn published_udp_to_client(
+        &mut self,
+        network: NetworkId,
+        container: SocketAddrV4,
+        client: SocketAddrV4,
+        payload: &[u8],
+    ) -> bool {
+        let now = self.ts();
+        let Some(net) = self.nets.get_mut(&network) else {
+            return false;
+        };
+        let Some(&gw_port) = net.udp_by_client.get(&(container, client)) else {
+            return false;
+        };
+        let Some(c) = net.udp_clients.client_for(gw_port, now) else {
+            return false;
+        };
+        if c.client != SocketAddr::V4(client) {
+            return false;
+        }
+        if let Some(Some(entry)) = self.published.get(c.published) {
+            if let PublishedSocket::Udp(s) = &entry.published.socket {
+                let _ = s.send_to(payload, c.client);
+            }
+        }
+        true
     }
 
     /// Datagrams to a published UDP port: each client gets its own gateway source port, so
@@ -170,6 +206,7 @@ impl StackThread {
         };
         let p = &entry.published;
         let (network, target, cport) = (p.network, p.target, p.container_port);
+        let keep_client = crate::gateway::keeps_client_address(&self.zones, network);
         self.target_net(network, target);
         let (Some(Some(entry)), Some(net)) =
             (self.published.get(index), self.nets.get_mut(&network))
@@ -190,7 +227,15 @@ impl StackThread {
                 self.dataplane.record_drop(target.port, busy);
                 continue;
             };
-            let src = (target.gateway.mac, target.gateway.ip, gw_port);
+            let container = SocketAddrV4::new(target.ip, cport);
+            // From the client's own address where the network keeps it (as for TCP).
+            let src = match client {
+                SocketAddr::V4(c) if keep_client && client_may_show(&c, target.subnet) => {
+                    net.udp_by_client.insert((container, c), gw_port);
+                    (target.gateway.mac, *c.ip(), c.port())
+                }
+                _ => (target.gateway.mac, target.gateway.ip, gw_port),
+            };
             let dst = (target.mac, target.ip, cport);
             if let Some(len) = write_udp(src, dst, &self.buf[..n], &mut self.frame) {
                 self.dataplane.inject(target.port, &self.frame[..len]);

@@ -121,6 +121,13 @@ impl StackThread {
         frame: &[u8],
     ) {
         let payload = &frame[d.payload.clone()];
+        let (container, dst) = (
+            SocketAddrV4::new(d.src_ip, d.src_port),
+            SocketAddrV4::new(d.dst_ip, d.dst_port),
+        );
+        if self.published_udp_to_client(network, container, dst, payload) {
+            return;
+        }
         if !gateway::nat_allowed(&self.zones, network, d.dst_ip) {
             return self.record_drop(port, DropReason::GatewayUnsupported);
         }
