@@ -112,8 +112,14 @@ fn a_docker_overlay_network_spans_the_cluster() {
         "host A never got network shared"
     );
     let id = d.network_create("shared", "10.92.0.0/24", &["-o", "weft.driver=overlay"]);
-    let shared = lab.inspect("shared");
-    assert_eq!(shared["docker_id"], id.as_str(), "{shared}");
+    // Docker's name for it is looked up once CreateNetwork has returned.
+    assert!(
+        eventually(Duration::from_secs(10), || lab.inspect("shared")
+            ["docker_id"]
+            == id.as_str()),
+        "{}",
+        lab.inspect("shared")
+    );
     let on_b2 = b.connect("shared", &lab.ns("bd"), &[]);
     d.run("c2", &["--network", "shared"], &["sleep", "600"]);
     let reached = eventually(Duration::from_secs(20), || {
