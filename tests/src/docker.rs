@@ -162,6 +162,24 @@ impl Dockerd {
         self.docker_ok(&args).trim().to_string()
     }
 
+    /// `docker network create ...` as [`Dockerd::network_create`], which must fail: the
+    /// message Docker prints.
+    pub fn network_create_err(&self, name: &str, subnet: &str, extra: &[&str]) -> String {
+        let mut args = vec![
+            "network",
+            "create",
+            "-d",
+            &self.driver,
+            "--ipam-driver",
+            &self.driver,
+            "--subnet",
+            subnet,
+        ];
+        args.extend_from_slice(extra);
+        args.push(name);
+        self.docker_err(&args)
+    }
+
     /// `docker run -d --name NAME EXTRA.. weftbox CMD..` (the container runs on).
     pub fn run(&self, name: &str, extra: &[&str], cmd: &[&str]) {
         let mut args = vec!["run", "-d", "--name", name];

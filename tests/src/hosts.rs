@@ -12,6 +12,20 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+/// A new cluster key (`weft keygen --out`) in `lab.dir/name`.
+pub fn key_file(lab: &Lab, name: &str) -> PathBuf {
+    let path = lab.dir.join(name);
+    let o = run_timeout(
+        Command::new(weft_bin())
+            .arg("keygen")
+            .arg("--out")
+            .arg(&path),
+        CLI_TIMEOUT,
+    );
+    assert!(o.status.success(), "weft keygen failed: {}", stderr_of(&o));
+    path
+}
+
 /// IANA's VXLAN port, weft's default `--vxlan-port`.
 pub const VXLAN_PORT: u16 = 4789;
 /// A local experimental ethertype (IEEE 802 "local experimental 1") for marker frames.

@@ -1105,6 +1105,33 @@ impl Drop for Bg {
     }
 }
 
+/// A dnsmasq on loopback answering from `records` (its `--address=`, `--txt-record=`
+/// arguments) and nothing else: an upstream resolver for weft's gateway. Returns it (killed
+/// on drop) and its address for `--dns-upstream`.
+pub fn dnsmasq_upstream(records: &[String]) -> (Bg, String) {
+    require_tool("dnsmasq");
+    let port = std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free UDP port");
+    let mut dnsmasq = Command::new("dnsmasq");
+    dnsmasq
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--except-interface=*",
+            "--pid-file=",
+        ])
+        .arg(format!("--port={port}"))
+        .args(records);
+    let bg = Bg::spawn(dnsmasq);
+    thread::sleep(Duration::from_millis(300));
+    (bg, format!("127.0.0.1:{port}"))
+}
+
 /// A running `weft capture`.
 pub struct Capture {
     child: Child,

@@ -49,20 +49,7 @@ const OVERLAY_MTU: u64 = 1450;
 
 /// `weft keygen --out lab.dir/name`, checked (one line of 64 hex digits, mode 0600).
 fn keygen(lab: &Lab, name: &str) -> PathBuf {
-    let path = lab.dir.join(name);
-    let o = run_timeout(
-        Command::new(weft_bin())
-            .arg("keygen")
-            .arg("--out")
-            .arg(&path),
-        CLI_TIMEOUT,
-    );
-    assert!(
-        o.status.success(),
-        "weft keygen --out failed ({}): {}",
-        o.status,
-        stderr_of(&o)
-    );
+    let path = key_file(lab, name);
     let out = fs::read_to_string(&path).expect("read the cluster key file");
     let lines: Vec<&str> = out.lines().collect();
     assert!(

@@ -15,7 +15,7 @@
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -25,20 +25,6 @@ use weft_tests::*;
 // ---------------------------------------------------------------------------
 // set-up
 // ---------------------------------------------------------------------------
-
-/// A new cluster key (`weft keygen --out`) in `lab.dir/name`.
-fn key_file(lab: &Lab, name: &str) -> PathBuf {
-    let path = lab.dir.join(name);
-    let o = run_timeout(
-        Command::new(weft_bin())
-            .arg("keygen")
-            .arg("--out")
-            .arg(&path),
-        CLI_TIMEOUT,
-    );
-    assert!(o.status.success(), "weft keygen failed: {}", stderr_of(&o));
-    path
-}
 
 /// Daemon arguments of a cluster member joining `join` (the seed: None).
 fn member_args(key: &Path, join: Option<&str>) -> Vec<String> {

@@ -3,9 +3,6 @@
 //! loopback), SERVFAIL when the upstream fails, FORMERR for malformed queries, and the
 //! resolv.conf written for named namespaces.
 
-use std::net::UdpSocket;
-use std::process::Command;
-use std::time::Duration;
 use weft_tests::*;
 
 /// `dig @server name [type]` inside `ns`; returns (status, answers) from `+noall +answer +comments`.
@@ -39,15 +36,6 @@ fn dig(lab: &Lab, ns: &str, server: &str, args: &[&str]) -> (String, Vec<String>
 
 fn gateway(lab: &Lab, net: &str) -> String {
     lab.inspect(net)["gateway"].as_str().unwrap().to_string()
-}
-
-/// A free UDP port on loopback for the fake upstream.
-fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -138,7 +126,6 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
     root_or_skip!();
     require_tool("dig");
     require_tool("dnsmasq");
-    let port = free_udp_port();
     // A TXT record of 20 x 250 bytes: its answer fits neither a 1500-byte link nor the
     // 4096 bytes dnsmasq sends over UDP at most, only TCP carries it whole.
     let chunk = "x".repeat(250);
@@ -147,22 +134,8 @@ fn other_names_are_forwarded_upstream_and_failures_are_servfail() {
         vec![format!("\"{chunk}\""); 20].join(",")
     );
     // Killed on drop, so a failed assertion below leaves no dnsmasq behind.
-    let mut dnsmasq = Command::new("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--except-interface=*",
-        &format!("--port={port}"),
-        "--address=/upstream.test/192.0.2.53",
-        &big_txt,
-        "--pid-file=",
-    ]);
-    let upstream = Bg::spawn(dnsmasq);
-    std::thread::sleep(Duration::from_millis(300));
-    let upstream_addr = format!("127.0.0.1:{port}");
+    let (upstream, upstream_addr) =
+        dnsmasq_upstream(&["--address=/upstream.test/192.0.2.53".into(), big_txt]);
     let lab = Lab::with_daemon_args(&["--dns-upstream", &upstream_addr]);
     lab.create_network("n", "10.74.0.0/24", &[]);
     let a = lab.connect("n", &lab.ns("a"), &[]);

@@ -6,7 +6,6 @@
 //! messages for bad options; `docker rm` and `docker network rm` leave nothing in weft.
 
 use std::process::Command;
-use std::thread;
 use std::time::Duration;
 
 use weft_tests::docker::{self, Dockerd};
@@ -61,35 +60,10 @@ fn left(taps: &[String]) -> Vec<String> {
     taps.iter().filter(|t| links.contains(t)).cloned().collect()
 }
 
-/// An upstream resolver for weft's gateway: dnsmasq on loopback answering
-/// `www.outside.test` with `answer`.
-fn upstream_dns(answer: &str) -> (Bg, String) {
-    require_tool("dnsmasq");
-    let port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut dnsmasq = Command::new("dnsmasq");
-    dnsmasq.args([
-        "--keep-in-foreground",
-        "--no-resolv",
-        "--no-hosts",
-        "--bind-interfaces",
-        "--listen-address=127.0.0.1",
-        "--except-interface=*",
-        &format!("--port={port}"),
-        &format!("--address=/outside.test/{answer}"),
-        "--pid-file=",
-    ]);
-    let bg = Bg::spawn(dnsmasq);
-    thread::sleep(Duration::from_millis(300));
-    (bg, format!("127.0.0.1:{port}"))
-}
-
 #[test]
 fn docker_containers_talk_resolve_reach_out_and_publish() {
     root_or_skip!();
-    let (_dns, upstream) = upstream_dns("10.248.0.2");
+    let (_dns, upstream) = dnsmasq_upstream(&["--address=/outside.test/10.248.0.2".into()]);
     let (lab, d) = docker_lab(&["--dns-upstream", &upstream]);
     let out = lab.outside(248);
     let www = lab.dir.join("www");
@@ -193,6 +167,25 @@ fn docker_containers_talk_resolve_reach_out_and_publish() {
     cap.wait(Duration::from_secs(10));
     let frames = read_pcap(&pcap).expect("pcap of c1").frames;
     assert!(frames.len() >= 2, "capture on c1: {} frames", frames.len());
+    let mut trace = Bg::spawn({
+        let mut c = lab.weft_cmd();
+        c.args(["trace", "c1", "-c", "1"]);
+        c
+    });
+    assert!(
+        eventually(Duration::from_secs(10), || trace
+            .stderr()
+            .contains("tracing frames entering c1")),
+        "weft trace c1: {}",
+        trace.stderr()
+    );
+    assert!(ping(&d, "c1", &ip2));
+    trace.wait(Duration::from_secs(10));
+    assert!(
+        trace.stdout().contains("c2"),
+        "trace of c1: {}",
+        trace.stdout()
+    );
 
     // The API does not hand out Docker's bindings: a connect may not claim one, nor take
     // another endpoint's.
@@ -233,31 +226,9 @@ fn docker_containers_talk_resolve_reach_out_and_publish() {
     assert!(err.contains("Docker"), "{err}");
 
     // Bad options: Docker prints weft's message.
-    let e = d.docker_err(&[
-        "network",
-        "create",
-        "-d",
-        &d.driver,
-        "--ipam-driver",
-        &d.driver,
-        "--subnet",
-        "10.84.0.0/24",
-        "-o",
-        "weft.mtu=70000",
-        "bad1",
-    ]);
+    let e = d.network_create_err("bad1", "10.84.0.0/24", &["-o", "weft.mtu=70000"]);
     assert!(e.contains("576..9000"), "mtu 70000: {e}");
-    let e = d.docker_err(&[
-        "network",
-        "create",
-        "-d",
-        &d.driver,
-        "--ipam-driver",
-        &d.driver,
-        "--subnet",
-        "10.83.0.128/25",
-        "bad2",
-    ]);
+    let e = d.network_create_err("bad2", "10.83.0.128/25", &[]);
     assert!(e.contains("overlaps") && e.contains("dn"), "overlap: {e}");
 
     // docker rm and docker network rm leave nothing in weft.
@@ -285,7 +256,11 @@ fn docker_internal_and_icc_false_are_enforced() {
         &["sh", "-c", "exec nc -l -k -p 80 -s 10.249.0.2 -e echo open"],
     );
     d.network_create("inner", "10.85.0.0/24", &["--internal"]);
-    d.network_create("noicc", "10.86.0.0/24", &["-o", "weft.icc=false"]);
+    d.network_create(
+        "noicc",
+        "10.86.0.0/24",
+        &["-o", "weft.icc=false", "-o", "weft.mtu=1400"],
+    );
     d.run("i1", &["--network", "inner"], &["sleep", "600"]);
     d.run("i2", &["--network", "inner"], &["sleep", "600"]);
     d.run("n1", &["--network", "noicc"], &["sleep", "600"]);
@@ -308,6 +283,9 @@ fn docker_internal_and_icc_false_are_enforced() {
         "internal network got a default route: {route}"
     );
 
+    // The TAP came with the network's MTU.
+    let link = stdout_of(&d.exec("n1", &["ip", "link", "show", "eth0"]));
+    assert!(link.contains("mtu 1400"), "n1's eth0: {link}");
     // weft.icc=false: the gateway only.
     let n2 = d.ip("n2", "noicc");
     assert!(

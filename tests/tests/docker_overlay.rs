@@ -5,29 +5,15 @@
 //! on B through it; a Docker network created on A with the name of an overlay network B
 //! made joins that network (the same one across the cluster).
 
-use std::process::Command;
 use std::time::Duration;
 
 use weft_tests::docker::Dockerd;
-use weft_tests::hosts::HostDaemon;
+use weft_tests::hosts::{key_file, HostDaemon};
 use weft_tests::*;
 
 /// Ports of this test's cluster (not the defaults other tests' daemons may use).
 const VXLAN_PORT: &str = "14789";
 const GOSSIP_PORT: &str = "17946";
-
-fn keygen(lab: &Lab) -> String {
-    let path = lab.dir.join("cluster.key");
-    let o = run_timeout(
-        Command::new(weft_bin())
-            .arg("keygen")
-            .arg("--out")
-            .arg(&path),
-        CLI_TIMEOUT,
-    );
-    assert!(o.status.success(), "weft keygen: {}", describe(&o));
-    path.display().to_string()
-}
 
 /// A member's daemon arguments (HostDaemon adds `--advertise` itself).
 fn cluster_args(key: &str, node: &str, join: Option<&str>) -> Vec<String> {
@@ -57,7 +43,7 @@ fn a_docker_overlay_network_spans_the_cluster() {
     let d = Dockerd::start(&lab);
     // The underlay: host B's namespace is 10.254.0.2, the root namespace 10.254.0.1.
     let host_b = lab.outside(254);
-    let key = keygen(&lab);
+    let key = key_file(&lab, "cluster.key").display().to_string();
     let mut args = d.daemon_args();
     args.extend(cluster_args(&key, "a", None));
     args.extend(["--advertise".to_string(), "10.254.0.1".to_string()]);
