@@ -145,3 +145,22 @@ bodies = [
 ]
 for i, b in enumerate(bodies):
     write("api_bodies", "body%d" % i, bytes([i]) + json.dumps(b).encode())
+
+# engine_requests: [kind, json]: 0 Docker CreateNetwork, 1 Docker endpoint options, 2 CNI.
+engine = [
+    {"NetworkID": "cf" * 32, "Options": {"com.docker.network.enable_ipv6": False,
+     "com.docker.network.generic": {"weft.mtu": "1400", "weft.icc": "false",
+     "weft.driver": "overlay", "weft.vni": "42", "weft.published_source": "gateway"},
+     "com.docker.network.internal": True},
+     "IPv4Data": [{"AddressSpace": "weft", "Gateway": "10.99.0.1/24", "Pool": "10.99.0.0/24"}],
+     "IPv6Data": []},
+    {"com.docker.network.portmap": [
+        {"Proto": 6, "IP": "", "Port": 80, "HostIP": "", "HostPort": 8080, "HostPortEnd": 8080},
+        {"Proto": 17, "IP": "", "Port": 53, "HostIP": "127.0.0.1", "HostPort": 0, "HostPortEnd": 0}]},
+    {"cniVersion": "1.1.0", "name": "web", "type": "weft", "network": "web",
+     "subnet": "10.40.0.0/24", "icc": False, "mtu": 1400, "kind": "veth",
+     "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]},
+     "cni.dev/valid-attachments": [{"containerID": "abc", "ifname": "eth0"}]},
+]
+for i, b in enumerate(engine):
+    write("engine_requests", "req%d" % i, bytes([i]) + json.dumps(b).encode())
