@@ -79,6 +79,7 @@ pub mod counters;
 pub mod fdb;
 pub mod frame;
 pub mod gateway;
+pub mod impair;
 pub mod mac;
 pub mod time;
 
