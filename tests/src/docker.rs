@@ -145,26 +145,25 @@ impl Dockerd {
         String::from_utf8_lossy(&o.stderr).into_owned()
     }
 
-    /// `docker network create -d DRIVER --ipam-driver DRIVER --subnet SUBNET EXTRA.. NAME`.
+    /// `docker network create -d DRIVER --ipam-driver DRIVER --subnet SUBNET EXTRA.. NAME`:
+    /// the new network's ID.
     pub fn network_create(&self, name: &str, subnet: &str, extra: &[&str]) -> String {
-        let mut args = vec![
-            "network",
-            "create",
-            "-d",
-            &self.driver,
-            "--ipam-driver",
-            &self.driver,
-            "--subnet",
-            subnet,
-        ];
-        args.extend_from_slice(extra);
-        args.push(name);
+        let args = self.network_create_args(name, subnet, extra);
         self.docker_ok(&args).trim().to_string()
     }
 
-    /// `docker network create ...` as [`Dockerd::network_create`], which must fail: the
-    /// message Docker prints.
+    /// [`Dockerd::network_create`], which must fail: the message Docker prints.
     pub fn network_create_err(&self, name: &str, subnet: &str, extra: &[&str]) -> String {
+        let args = self.network_create_args(name, subnet, extra);
+        self.docker_err(&args)
+    }
+
+    fn network_create_args<'a>(
+        &'a self,
+        name: &'a str,
+        subnet: &'a str,
+        extra: &[&'a str],
+    ) -> Vec<&'a str> {
         let mut args = vec![
             "network",
             "create",
@@ -177,7 +176,7 @@ impl Dockerd {
         ];
         args.extend_from_slice(extra);
         args.push(name);
-        self.docker_err(&args)
+        args
     }
 
     /// `docker run -d --name NAME EXTRA.. weftbox CMD..` (the container runs on).

@@ -11,7 +11,7 @@ use ipnet::Ipv4Net;
 use super::networks::check_create;
 use super::{mac_for_ip, validate_name, Control, Daemon, DaemonError, Result};
 use crate::gateway::publish::Protocol;
-use crate::types::{Connect, CreateNetwork, EndpointInfo, NetworkSummary};
+use crate::types::{CreateNetwork, EndpointInfo, NetworkSummary};
 
 /// A network as an engine's driver needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,17 +125,6 @@ impl Daemon {
     /// The MAC weft gives an endpoint with address `ip` (`02:42` and the address).
     pub fn engine_mac(ip: Ipv4Addr) -> String {
         mac_for_ip(ip).to_string()
-    }
-
-    /// Connects an endpoint whose TAP the engine moves into the container (see
-    /// [`Daemon::connect_handover`]).
-    pub fn connect_for_engine(
-        &self,
-        network: &str,
-        req: &Connect,
-        sandbox: &str,
-    ) -> Result<EndpointInfo> {
-        self.connect_handover(network, req, sandbox)
     }
 
     /// The endpoint an engine made, by its binding (`docker:ID`, `cni:ID/IF`).

@@ -31,6 +31,7 @@ mod peers;
 mod plumb;
 mod published;
 pub mod restore_check;
+mod rollback;
 mod run;
 mod tables;
 mod validate;

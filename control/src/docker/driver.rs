@@ -418,7 +418,7 @@ impl Driver {
             ..Connect::default()
         };
         self.daemon
-            .connect_for_engine(&plan.network, &connect, &req.sandbox_key)
+            .connect_handover(&plan.network, &connect, &req.sandbox_key)
             .map_err(refuse)?;
         {
             let mut st = self.state();
