@@ -76,6 +76,12 @@ fn a_delay_shows_in_pings_round_trip_and_clear_removes_it() {
     let p = lab.port(&b.name);
     assert_eq!(p["impair"]["delay"], "20ms", "{p}");
     assert_eq!(p["link_down"], false, "{p}");
+    let inspected = lab.endpoints("imp");
+    let eb = inspected
+        .iter()
+        .find(|e| e["name"] == b.name.as_str())
+        .unwrap();
+    assert_eq!(eb["impair"]["delay"], "20ms", "{eb}");
     let table = lab.weft_ok(&["ports"]);
     assert!(
         table.contains("IMPAIR") && table.contains("delay=20ms seed=1"),
