@@ -52,6 +52,25 @@ pub fn body_from_spec(spec: &ImpairSpec) -> ImpairBody {
     }
 }
 
+/// Everything a `weft impair` body must be on its own: its values readable, reordering
+/// with a delay to overtake, and something to do. `port` only names the fix.
+pub fn check_impair(body: &ImpairBody, port: &str, clock_seed: u64) -> Result<ImpairSpec> {
+    let spec = spec_from_body(body, clock_seed).map_err(|e| invalid(e.to_string()))?;
+    if spec.reorder_ppm > 0 && spec.delay.is_zero() {
+        return Err(invalid(
+            "--reorder needs --delay: a reordered frame goes out at once, ahead of the \
+             delayed ones (as netem's reorder does); add e.g. --delay 10ms",
+        ));
+    }
+    if spec.is_none() {
+        return Err(invalid(format!(
+            "nothing to impair: give at least one of --delay, --jitter, --loss, --duplicate, \
+             --reorder, --corrupt or --rate (or remove the impairment with weft impair {port} --clear)"
+        )));
+    }
+    Ok(spec)
+}
+
 fn clock_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -69,19 +88,7 @@ impl Daemon {
     /// `weft impair PORT ...`: replaces the port's impairment; returns it as `weft ports`
     /// shows it.
     pub fn impair(&self, port: &str, body: &ImpairBody) -> Result<ImpairBody> {
-        let spec = spec_from_body(body, clock_seed()).map_err(|e| invalid(e.to_string()))?;
-        if spec.reorder_ppm > 0 && spec.delay.is_zero() {
-            return Err(invalid(
-                "--reorder needs --delay: a reordered frame goes out at once, ahead of the \
-                 delayed ones (as netem's reorder does); add e.g. --delay 10ms",
-            ));
-        }
-        if spec.is_none() {
-            return Err(invalid(format!(
-                "nothing to impair: give at least one of --delay, --jitter, --loss, --duplicate, \
-                 --reorder, --corrupt or --rate (or remove the impairment with weft impair {port} --clear)"
-            )));
-        }
+        let spec = check_impair(body, port, clock_seed())?;
         let id = self.shaped_port(port)?;
         self.dataplane.set_impairment(id, Some(spec))?;
         log::info!("impaired port {port}: {spec:?}");
