@@ -229,3 +229,25 @@ fn bad_impairments_are_refused_with_nothing_applied() {
     assert!(p.get("impair").is_none(), "{p}");
     assert_eq!(p["link_down"], false);
 }
+
+#[test]
+fn an_endpoints_impairment_and_link_state_survive_a_restart() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let (a, b) = pair(&lab, "10.156.0.0/24");
+    lab.weft_ok(&["impair", &b.name, "--delay", "20ms", "--seed", "5"]);
+    let c = lab.connect("imp", &lab.ns("c"), &[]);
+    lab.weft_ok(&["link", &c.name, "down"]);
+    lab.stop_daemon();
+    lab.start_daemon();
+    let p = lab.port(&b.name);
+    assert_eq!(
+        (&p["impair"]["delay"], &p["impair"]["seed"]),
+        (&Value::from("20ms"), &Value::from(5)),
+        "{p}"
+    );
+    assert_eq!(lab.port(&c.name)["link_down"], true);
+    let (_, got, rtt, out) = ping_stats(&lab, &a, &b, &["-c", "5", "-i", "0.05"]);
+    assert!(got == 5 && rtt[0] >= 20.0, "after a restart: {out}");
+    assert!(!lab.ping(&a.ns, &c.ip), "c's link came back up on restart");
+}
