@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -241,8 +242,15 @@ impl Dataplane {
     }
 
     /// Takes `port`'s link down (frames to and from it are dropped as `link_down`) or up.
+    /// A TAP's carrier follows, so the interface inside the namespace shows NO-CARRIER while
+    /// the link is down (other ports have no carrier of ours to set).
     pub fn set_link(&self, port: PortId, up: bool) -> Result<(), DataplaneError> {
-        self.with_port_io(port, |io| io.shaping.set_bit(LINK_DOWN, !up))
+        self.with_port_io(port, |io| {
+            io.shaping.set_bit(LINK_DOWN, !up);
+            if io.tunnel.is_none() {
+                let _ = weft_sys::set_carrier(io.fd.as_fd(), up);
+            }
+        })
     }
 
     /// Whether `port`'s link is down.
