@@ -70,6 +70,8 @@ pub enum Fate {
         duplicate: bool,
         /// Flip this bit of the frame (octet index × 8 + bit) before sending (`--corrupt`).
         corrupt_bit: Option<usize>,
+        /// Chosen by `--reorder`: it leaves now, ahead of the frames waiting.
+        reordered: bool,
     },
 }
 
@@ -80,6 +82,9 @@ pub struct Impairment {
     rng: SplitMix64,
     /// When the rate-limited link is free again.
     link_free: Duration,
+    /// The latest departure given so far: without jitter or reordering no frame leaves
+    /// before one that came earlier (netem's tfifo keeps that order too).
+    last_at: Duration,
 }
 
 impl Impairment {
@@ -89,7 +94,19 @@ impl Impairment {
             spec,
             rng: SplitMix64(spec.seed),
             link_free: Duration::ZERO,
+            last_at: Duration::ZERO,
         }
+    }
+
+    /// Replaces the spec of a port that may have frames waiting: the rate shaper's clock
+    /// and the order of departures carry over (new frames neither leave ahead of the waiting
+    /// ones nor find the link idle); the random sequence restarts from the new seed.
+    pub fn respec(&mut self, spec: ImpairSpec) {
+        *self = Impairment {
+            link_free: self.link_free,
+            last_at: self.last_at,
+            ..Impairment::new(spec)
+        };
     }
 
     /// What it does.
@@ -116,8 +133,13 @@ impl Impairment {
             self.link_free = done;
             at = done;
         }
-        if !self.chance(s.reorder_ppm) {
+        let reordered = self.chance(s.reorder_ppm);
+        if !reordered {
             at = at.saturating_add(self.delay());
+            if s.jitter.is_zero() {
+                at = at.max(self.last_at);
+            }
+            self.last_at = self.last_at.max(at);
         }
         let duplicate = self.chance(s.duplicate_ppm);
         let corrupt_bit = (len > 0 && self.chance(s.corrupt_ppm))
@@ -126,6 +148,7 @@ impl Impairment {
             at,
             duplicate,
             corrupt_bit,
+            reordered,
         }
     }
 
@@ -253,15 +276,17 @@ pub fn format_percent(ppm: u32) -> String {
     trim(f64::from(ppm) * 100.0 / f64::from(PPM), "%")
 }
 
-/// Bits per second as [`parse_rate`] reads them back: `10mbit`, `512kbit`.
+/// Bits per second as [`parse_rate`] reads them back, exactly: `10mbit`, `1500kbit`.
 pub fn format_rate(bps: u64) -> String {
-    let (div, unit) = match bps {
-        b if b >= 1_000_000_000 => (1e9, "gbit"),
-        b if b >= 1_000_000 => (1e6, "mbit"),
-        b if b >= 1_000 => (1e3, "kbit"),
-        _ => (1.0, "bit"),
-    };
-    trim(bps as f64 / div, unit)
+    let (div, unit) = [
+        (1_000_000_000, "gbit"),
+        (1_000_000, "mbit"),
+        (1_000, "kbit"),
+    ]
+    .into_iter()
+    .find(|&(d, _)| bps >= d && bps.is_multiple_of(d))
+    .unwrap_or((1, "bit"));
+    format!("{}{unit}", bps / div)
 }
 
 /// `v` with up to four decimals and no trailing zeros, then `unit`.

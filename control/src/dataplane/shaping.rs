@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use weft_switch::impair::{Fate, ImpairDrop, ImpairSpec, Impairment};
 use weft_switch::{DropReason, PortId};
-use weft_wire::VNET_HDR_LEN;
+use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
 use super::forward::TunnelScratch;
 use super::monitor::capture;
@@ -29,6 +29,8 @@ const MAX_HELD: usize = 10_000;
 const MAX_HELD_BYTES: usize = 32 << 20;
 /// Buffers an impaired port keeps for reuse.
 const SPARE_BUFFERS: usize = 64;
+/// Held frames one port may send per pass of the shaper before the next port's turn.
+const RELEASE_BATCH: usize = 64;
 
 /// One port's impairment and link state.
 #[derive(Default)]
@@ -99,6 +101,31 @@ pub(super) enum Emitted {
     Dropped(DropReason),
 }
 
+/// Flips bit `bit` of the frame in `packet` (virtio_net_hdr + frame) so that the receiver
+/// sees a damaged frame, as on a wire: a checksum the sender left to offload is completed
+/// first (a receiver trusts a partial checksum, so the flip would reach the application
+/// unnoticed). A TCP superframe (GSO) is left whole: its segments' checksums are written
+/// only by whoever segments it, so no flip in it could be caught.
+fn corrupt(packet: &mut [u8], bit: usize) {
+    let Some(hdr) = VnetHdr::parse(packet) else {
+        return;
+    };
+    if hdr.is_gso() {
+        return;
+    }
+    if hdr.needs_csum() {
+        let frame = &mut packet[VNET_HDR_LEN..];
+        let (start, offset) = (usize::from(hdr.csum_start), usize::from(hdr.csum_offset));
+        if !weft_wire::gso::complete_checksum(frame, start, offset) {
+            return;
+        }
+        VnetHdr::default().write(&mut packet[..VNET_HDR_LEN]);
+    }
+    if let Some(b) = packet.get_mut(VNET_HDR_LEN + bit / 8) {
+        *b ^= 1 << (bit % 8);
+    }
+}
+
 /// What wakes the shaper thread: a frame whose departure is earlier than any it waits for.
 #[derive(Default)]
 pub(super) struct ShaperWake {
@@ -137,15 +164,18 @@ impl Dataplane {
             drop(guard);
             return self.write_counted(io, packet, scratch);
         };
-        let (at, duplicate, corrupt_bit) = match shaper.impairment.on_frame(now, frame_len) {
-            Fate::Drop(why) => return self.impair_drop(io, why),
-            Fate::Send {
-                at,
-                duplicate,
-                corrupt_bit,
-            } => (at, duplicate, corrupt_bit),
-        };
-        if at <= now && corrupt_bit.is_none() {
+        let (at, duplicate, corrupt_bit, reordered) =
+            match shaper.impairment.on_frame(now, frame_len) {
+                Fate::Drop(why) => return self.impair_drop(io, why),
+                Fate::Send {
+                    at,
+                    duplicate,
+                    corrupt_bit,
+                    reordered,
+                } => (at, duplicate, corrupt_bit, reordered),
+            };
+        // Frames waiting keep their order: only a reordered frame overtakes them.
+        if at <= now && corrupt_bit.is_none() && (reordered || shaper.held.is_empty()) {
             drop(guard);
             let sent = self.write_counted(io, packet, scratch);
             if duplicate && sent == Emitted::Sent {
@@ -162,15 +192,14 @@ impl Dataplane {
         let mut copy = shaper.spare.pop().unwrap_or_default();
         copy.clear();
         copy.extend_from_slice(packet);
-        if let Some(bit) = corrupt_bit {
-            if let Some(b) = copy.get_mut(VNET_HDR_LEN + bit / 8) {
-                *b ^= 1 << (bit % 8);
-            }
-        }
-        let first = shaper.held.peek().is_none_or(|Reverse(h)| at < h.at);
         if duplicate {
+            // netem's duplicate is a clean copy of the frame.
             shaper.push(at, copy.clone());
         }
+        if let Some(bit) = corrupt_bit {
+            corrupt(&mut copy, bit);
+        }
+        let first = shaper.held.peek().is_none_or(|Reverse(h)| at < h.at);
         shaper.push(at, copy);
         drop(guard);
         if first {
@@ -215,12 +244,11 @@ impl Dataplane {
             let mut guard = lock(&shaping.shaper);
             match spec.filter(|s| !s.is_none()) {
                 Some(spec) => {
-                    let impairment = Impairment::new(spec);
                     match guard.as_mut() {
-                        Some(shaper) => shaper.impairment = impairment,
+                        Some(shaper) => shaper.impairment.respec(spec),
                         None => {
                             *guard = Some(Shaper {
-                                impairment,
+                                impairment: Impairment::new(spec),
                                 held: BinaryHeap::new(),
                                 held_bytes: 0,
                                 seq: 0,
@@ -253,12 +281,15 @@ impl Dataplane {
     /// A TAP's carrier follows, so the interface inside the namespace shows NO-CARRIER while
     /// the link is down (other ports have no carrier of ours to set).
     pub fn set_link(&self, port: PortId, up: bool) -> Result<(), DataplaneError> {
-        self.with_port_io(port, |io| {
+        let io = self.with_port_io(port, |io| {
             io.shaping.set_bit(LINK_DOWN, !up);
-            if io.tunnel.is_none() {
-                let _ = weft_sys::set_carrier(io.fd.as_fd(), up);
-            }
-        })
+            (io.tunnel.is_none()).then(|| io.fd.try_clone())
+        })?;
+        // The ioctl takes the kernel's RTNL lock: not under the port table's lock.
+        if let Some(Ok(fd)) = io {
+            let _ = weft_sys::set_carrier(fd.as_fd(), up);
+        }
+        Ok(())
     }
 
     /// Whether `port`'s link is down.
@@ -277,8 +308,9 @@ impl Dataplane {
 
     fn run_shaper(&self) {
         let mut scratch = TunnelScratch::default();
+        let mut impaired = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
-            let next = self.release_due(&mut scratch);
+            let next = self.release_due(&mut scratch, &mut impaired);
             let wake = &self.shaper_wake;
             let mut kicked = lock(&wake.kicked);
             if !*kicked {
@@ -295,16 +327,28 @@ impl Dataplane {
         }
     }
 
-    /// Sends every held frame whose time has come; returns the earliest departure still
-    /// waiting.
-    fn release_due(&self, scratch: &mut TunnelScratch) -> Option<Duration> {
-        let table = self.ports_read();
+    /// Sends every held frame whose time has come, at most [`RELEASE_BATCH`] per port per
+    /// pass (ports take turns); returns when to look again. The port table is read-locked
+    /// only to list the impaired ports, so a control-plane change never waits for a pass.
+    fn release_due(
+        &self,
+        scratch: &mut TunnelScratch,
+        impaired: &mut Vec<Arc<PortIo>>,
+    ) -> Option<Duration> {
+        impaired.clear();
+        impaired.extend(
+            self.ports_read()
+                .iter()
+                .flatten()
+                .filter(|io| io.shaping.mode.load(Ordering::Relaxed) & IMPAIRED != 0)
+                .cloned(),
+        );
         let mut next: Option<Duration> = None;
-        for io in table.iter().flatten() {
-            if io.shaping.mode.load(Ordering::Relaxed) & IMPAIRED == 0 {
-                continue;
-            }
-            while let Some(packet) = self.take_due(io, &mut next) {
+        for io in impaired.iter() {
+            for _ in 0..RELEASE_BATCH {
+                let Some(packet) = self.take_due(io, &mut next) else {
+                    break;
+                };
                 if io.shaping.link_down() {
                     io.stats.record_drop(DropReason::LinkDown);
                 } else {
@@ -316,7 +360,15 @@ impl Dataplane {
                     }
                 }
             }
+            if lock(&io.shaping.shaper)
+                .as_ref()
+                .and_then(|s| s.held.peek())
+                .is_some_and(|Reverse(h)| h.at <= self.shaper_now())
+            {
+                next = Some(Duration::ZERO); // more are due: another pass at once
+            }
         }
+        impaired.clear();
         next
     }
 
@@ -362,7 +414,7 @@ mod tests {
 
     /// Waits up to a second for a datagram on `sock`; returns it and when it came.
     fn recv_within(sock: &std::os::unix::net::UnixDatagram) -> Option<(Vec<u8>, Instant)> {
-        let end = Instant::now() + Duration::from_secs(1);
+        let end = Instant::now() + Duration::from_secs(2);
         let mut buf = [0u8; 256];
         while Instant::now() < end {
             if let Ok(n) = sock.recv(&mut buf) {
@@ -378,7 +430,7 @@ mod tests {
         let (dp, _one, two) = two_ports();
         let _shaper = dp.spawn_shaper().unwrap();
         let spec = ImpairSpec {
-            delay: Duration::from_millis(40),
+            delay: Duration::from_millis(300),
             ..ImpairSpec::default()
         };
         dp.set_impairment(PortId(2), Some(spec)).unwrap();
@@ -388,7 +440,7 @@ mod tests {
         assert_eq!(counters(&dp, 2).tx_packets, 0, "held, not yet sent");
         let (got, at) = recv_within(&two).expect("the held frame leaves");
         assert_eq!(got, packet([0xff; 6], A));
-        assert!(at - sent >= Duration::from_millis(40), "{:?}", at - sent);
+        assert!(at - sent >= Duration::from_millis(300), "{:?}", at - sent);
         assert_eq!(counters(&dp, 2).tx_packets, 1);
         dp.shutdown();
     }
@@ -471,5 +523,54 @@ mod tests {
             super::Emitted::Held { .. }
         ));
         assert!(io.stats.snapshot().drop_count(DropReason::ImpairBacklog) >= 2);
+    }
+
+    #[test]
+    fn a_checksum_left_to_offload_is_completed_before_the_bit_flips() {
+        use weft_wire::{VnetHdr, VIRTIO_NET_HDR_F_NEEDS_CSUM, VIRTIO_NET_HDR_GSO_TCPV4};
+        // Ethernet, IPv4, UDP with its checksum left partial at 34 + 6, 20 octets of data.
+        let mut packet = vec![0u8; VNET_HDR_LEN + 14 + 20 + 8 + 20];
+        for (i, b) in packet[VNET_HDR_LEN + 42..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let hdr = VnetHdr {
+            flags: VIRTIO_NET_HDR_F_NEEDS_CSUM,
+            csum_start: 34,
+            csum_offset: 6,
+            ..VnetHdr::default()
+        };
+        hdr.write(&mut packet[..VNET_HDR_LEN]);
+        let mut completed = packet.clone();
+        assert!(weft_wire::gso::complete_checksum(
+            &mut completed[VNET_HDR_LEN..],
+            34,
+            6
+        ));
+        let mut damaged = packet.clone();
+        let bit = (42 + 5) * 8 + 3;
+        super::corrupt(&mut damaged, bit);
+        assert_eq!(
+            VnetHdr::parse(&damaged).unwrap().flags,
+            0,
+            "no checksum left to offload"
+        );
+        let diff: Vec<usize> = (VNET_HDR_LEN..damaged.len())
+            .filter(|&i| damaged[i] != completed[i])
+            .collect();
+        assert_eq!(
+            diff,
+            [VNET_HDR_LEN + 42 + 5],
+            "only the flipped octet differs"
+        );
+        // A TCP superframe is left whole.
+        let gso = VnetHdr {
+            gso_type: VIRTIO_NET_HDR_GSO_TCPV4,
+            gso_size: 1448,
+            ..hdr
+        };
+        gso.write(&mut packet[..VNET_HDR_LEN]);
+        let before = packet.clone();
+        super::corrupt(&mut packet, bit);
+        assert_eq!(packet, before);
     }
 }

@@ -10,6 +10,7 @@ fn sends(f: Fate) -> (Duration, bool, Option<usize>) {
             at,
             duplicate,
             corrupt_bit,
+            ..
         } => (at, duplicate, corrupt_bit),
         Fate::Drop(why) => panic!("dropped: {why:?}"),
     }
@@ -222,8 +223,54 @@ fn formatted_values_parse_back_to_themselves() {
         );
     }
     assert_eq!(format_percent(100_000), "10%");
-    for bps in [8_000u64, 512_000, 10_000_000, 1_500_000, 1_000_000_000] {
+    for bps in [
+        8_000u64,
+        512_000,
+        10_000_000,
+        1_500_000,
+        1_000_000_000,
+        1_234_567,
+        12_345,
+    ] {
         assert_eq!(parse_rate(&format_rate(bps)), Ok(bps), "{bps}");
     }
     assert_eq!(format_rate(10_000_000), "10mbit");
+}
+
+#[test]
+fn without_jitter_or_reordering_no_frame_overtakes_an_earlier_one() {
+    // A delay lowered while frames wait: the new frames leave after the old ones.
+    let mut imp = Impairment::new(ImpairSpec {
+        delay: ms(100),
+        ..ImpairSpec::default()
+    });
+    let (first, ..) = sends(imp.on_frame(ms(0), 100));
+    imp.respec(ImpairSpec {
+        delay: ms(10),
+        ..ImpairSpec::default()
+    });
+    let (second, ..) = sends(imp.on_frame(ms(1), 100));
+    assert!(second >= first, "{second:?} before {first:?}");
+    // A new rate keeps the shaper's clock: the waiting second of frames still counts.
+    let mut imp = Impairment::new(ImpairSpec {
+        rate_bps: 8_000,
+        ..ImpairSpec::default()
+    });
+    let (busy_until, ..) = sends(imp.on_frame(ms(0), 500));
+    imp.respec(ImpairSpec {
+        rate_bps: 16_000,
+        ..ImpairSpec::default()
+    });
+    let (next, ..) = sends(imp.on_frame(ms(0), 500));
+    assert_eq!(next, busy_until + ms(250));
+    // A reordered frame is marked as such and leaves at once.
+    let mut imp = Impairment::new(ImpairSpec {
+        delay: ms(50),
+        reorder_ppm: PPM,
+        ..ImpairSpec::default()
+    });
+    assert!(matches!(
+        imp.on_frame(ms(3), 60),
+        Fate::Send { at, reordered: true, .. } if at == ms(3)
+    ));
 }
