@@ -187,6 +187,15 @@ fn outcome(out: &mut String, names: &TraceNames, o: &TraceOutcome) {
             "  output    {}: write failed (tx_error)",
             names.port(port)
         ),
+        TraceOutcome::Held { port, after } => writeln!(
+            out,
+            "  output    {}: held by its impairment, leaves in {}",
+            names.port(port),
+            weft_switch::impair::format_time(after)
+        ),
+        TraceOutcome::PortDropped { port, reason } => {
+            writeln!(out, "  output    {}: dropped: {reason}", names.port(port))
+        }
         TraceOutcome::SplitHorizon { port } => writeln!(
             out,
             "  output    {}: skipped, a frame from a tunnel never enters another (split horizon)",
