@@ -81,6 +81,9 @@ fn the_web_view_shows_the_daemon_live_in_a_real_browser() {
     let b = d.connect("lab", &lab.ns("b"), &["--name", "db", "--kind", "veth"]);
     let c = d.connect("ovl", &lab.ns("c"), &["--name", "app"]);
     d.weft_ok(&["peer", "add", "127.0.0.5", "--vni", "4242"]);
+    // Impairments and link state, as `weft impair` and `weft link` set them.
+    d.weft_ok(&["impair", &b.name, "--delay", "20ms", "--jitter", "5ms"]);
+    d.weft_ok(&["link", &c.name, "down"]);
     assert!(
         lab.wait_ping(&a.ns, &b.ip, Duration::from_secs(5)),
         "a pings b"
@@ -114,6 +117,12 @@ fn the_web_view_shows_the_daemon_live_in_a_real_browser() {
             &c.name,
             "--ping",
             &ping,
+            "--link",
+            &format!("{}=delay 20ms±5ms", b.name),
+            "--link",
+            &format!("{}=down", c.name),
+            "--link",
+            &format!("{}=up", a.name),
         ],
     );
     let keep = std::env::var_os(SCREENSHOT_ENV).map(PathBuf::from);
@@ -177,7 +186,8 @@ fn check_browser_result(r: &Value, a: &Endpoint, b: &Endpoint) {
         "{trace}"
     );
     assert!(
-        trace.contains(&format!("output    {}: sent", b.name)),
+        // b's port delays what leaves toward it (`weft impair`), and the trace says so.
+        trace.contains(&format!("output    {}: held by its impairment", b.name)),
         "{trace}"
     );
     let pcap = PathBuf::from(r["pcap"].as_str().unwrap());
@@ -199,6 +209,7 @@ fn check_browser_result(r: &Value, a: &Endpoint, b: &Endpoint) {
     let shot = std::fs::read(r["screenshot"].as_str().unwrap()).expect("the screenshot");
     assert!(shot.starts_with(b"\x89PNG"), "the screenshot is a PNG");
     assert_eq!(r["console"], Value::Array(vec![]), "console errors");
+    assert!(r["link"][&b.name].as_str().unwrap().contains("up"), "{r}");
 }
 
 fn tail(p: &Path) -> String {

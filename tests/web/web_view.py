@@ -83,6 +83,17 @@ def check_topology(driver, networks, endpoints):
     return text
 
 
+def check_link_state(driver, expected):
+    """Each PORT=TEXT: the port's Link cell shows TEXT (its link state or impairment)."""
+    seen = {}
+    for item in expected:
+        port, want = item.split("=", 1)
+        sel = f'#ports tr[data-port="{port}"] td.link'
+        seen[port] = wait_for(f"{port}'s link cell to show {want!r}",
+                              lambda: want in (t := driver.find_element(By.CSS_SELECTOR, sel).text) and t)
+    return seen
+
+
 def check_counters(driver, port, ping):
     before = cell_value(driver, port, "rx-packets")
     proc = subprocess.Popen(ping, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -164,6 +175,8 @@ def main():
     ap.add_argument("--network", action="append", default=[])
     ap.add_argument("--endpoint", action="append", default=[])
     ap.add_argument("--ping", required=True, help="a command that pings through --port")
+    ap.add_argument("--link", action="append", default=[],
+                    help="PORT=TEXT: the port's Link cell shows TEXT")
     a = ap.parse_args()
     ping = shlex.split(a.ping)
     os.makedirs(f"{a.out}/downloads", exist_ok=True)
@@ -174,6 +187,7 @@ def main():
         result["title"] = driver.title
         result["topology"] = check_topology(driver, a.network, a.endpoint)
         wait_for("the live counters", lambda: "live" in driver.find_element(By.ID, "live-text").text)
+        result["link"] = check_link_state(driver, a.link)
         before, after, peak = check_counters(driver, a.port, ping)
         result.update(rx_before=before, rx_after=after, rx_pps_peak=peak)
         result["capture_href"], result["pcap"] = check_capture(driver, a.port, ping, a.out)
