@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
-use super::streams::{bounded, capture_file_name, permit, port_events};
+use super::streams::{bounded, capture_file_name, permit, port_events, Refused};
 use super::{WebState, MAX_STREAMS, MAX_WATCHERS};
 use crate::api::server::{blocking, stream, ChannelBody};
 use crate::daemon::DaemonError;
@@ -127,19 +127,16 @@ async fn stats(State(s): Shared) -> Response {
     json(blocking(move || d.stats(None)).await)
 }
 
-async fn events(State(s): Shared) -> Response {
-    let p = match permit(&s.watchers, "pages with live counters", MAX_WATCHERS) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    stream(
+async fn events(State(s): Shared) -> Result<Response, Refused> {
+    let p = permit(&s.watchers, "pages with live counters", MAX_WATCHERS)?;
+    Ok(stream(
         "text/event-stream",
         ChannelBody {
             header: None,
             rx: port_events(s.daemon, p),
             render: Box::new(|b| b),
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -148,14 +145,16 @@ struct StreamQuery {
     seconds: Option<u64>,
 }
 
-/// `value` (or `default`) if within 1..=`max`, else an answer naming the range.
-fn in_range(name: &str, value: Option<u64>, (default, max): (u64, u64)) -> Result<u64, Response> {
+/// `value` (or `default`) if within 1..=`max`, else a refusal naming the range.
+fn in_range(name: &str, value: Option<u64>, (default, max): (u64, u64)) -> Result<u64, Refused> {
     let v = value.unwrap_or(default);
     if (1..=max).contains(&v) {
         Ok(v)
     } else {
-        let msg = format!("{name} must be 1..{max}, not {v}");
-        Err(DaemonError::Invalid(msg).into_response())
+        Err(Refused {
+            status: StatusCode::BAD_REQUEST,
+            message: format!("{name} must be 1..{max}, not {v}"),
+        })
     }
 }
 
@@ -163,47 +162,31 @@ async fn trace(
     State(s): Shared,
     Path(port): Path<String>,
     Query(q): Query<StreamQuery>,
-) -> Response {
-    let seconds = match in_range("seconds", q.seconds, TRACE_SECONDS) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let p = match permit(&s.streams, "live traces and captures", MAX_STREAMS) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, Refused> {
+    let seconds = in_range("seconds", q.seconds, TRACE_SECONDS)?;
+    let p = permit(&s.streams, "live traces and captures", MAX_STREAMS)?;
     let d = s.daemon;
-    match blocking(move || d.trace(&port, q.count)).await {
-        Ok((rx, names)) => stream(
-            "text/plain; charset=utf-8",
-            ChannelBody {
-                header: None,
-                rx: bounded(rx, Duration::from_secs(seconds), p),
-                render: Box::new(move |t| {
-                    Bytes::from(crate::dataplane::trace_text::render(&t, &names))
-                }),
-            },
-        ),
-        Err(e) => e.into_response(),
-    }
+    let (rx, names) = blocking(move || d.trace(&port, q.count)).await?;
+    Ok(stream(
+        "text/plain; charset=utf-8",
+        ChannelBody {
+            header: None,
+            rx: bounded(rx, Duration::from_secs(seconds), p),
+            render: Box::new(move |t| {
+                Bytes::from(crate::dataplane::trace_text::render(&t, &names))
+            }),
+        },
+    ))
 }
 
 async fn capture(
     State(s): Shared,
     Path(port): Path<String>,
     Query(q): Query<StreamQuery>,
-) -> Response {
-    let (count, seconds) = match (
-        in_range("count", q.count, CAPTURE_COUNT),
-        in_range("seconds", q.seconds, CAPTURE_SECONDS),
-    ) {
-        (Ok(c), Ok(s)) => (c, s),
-        (Err(r), _) | (_, Err(r)) => return r,
-    };
-    let p = match permit(&s.streams, "live traces and captures", MAX_STREAMS) {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+) -> Result<Response, Refused> {
+    let count = in_range("count", q.count, CAPTURE_COUNT)?;
+    let seconds = in_range("seconds", q.seconds, CAPTURE_SECONDS)?;
+    let p = permit(&s.streams, "live traces and captures", MAX_STREAMS)?;
     let name = capture_file_name(
         &port,
         SystemTime::now()
@@ -211,21 +194,17 @@ async fn capture(
             .map_or(0, |d| d.as_secs()),
     );
     let d = s.daemon;
-    match blocking(move || d.capture(&port, Some(count))).await {
-        Ok(rx) => {
-            let mut r = stream(
-                "application/vnd.tcpdump.pcap",
-                ChannelBody {
-                    header: Some(pcap::global_header()),
-                    rx: bounded(rx, Duration::from_secs(seconds), p),
-                    render: Box::new(|record| record),
-                },
-            );
-            if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
-                r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
-            }
-            r
-        }
-        Err(e) => e.into_response(),
+    let rx = blocking(move || d.capture(&port, Some(count))).await?;
+    let mut r = stream(
+        "application/vnd.tcpdump.pcap",
+        ChannelBody {
+            header: Some(pcap::global_header()),
+            rx: bounded(rx, Duration::from_secs(seconds), p),
+            render: Box::new(|record| record),
+        },
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        r.headers_mut().insert(header::CONTENT_DISPOSITION, v);
     }
+    Ok(r)
 }

@@ -16,18 +16,41 @@ use crate::daemon::Daemon;
 /// How often the page gets the counters.
 pub const TICK: Duration = Duration::from_secs(1);
 
-/// A permit from `pool`, or the answer that says there are too many.
+/// A request the web view does not serve: the status and a message naming the problem and
+/// the fix (as JSON, like the API's errors).
+#[derive(Debug)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub message: String,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let body = crate::types::ApiError {
+            message: self.message,
+        };
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+impl From<crate::daemon::DaemonError> for Refused {
+    fn from(e: crate::daemon::DaemonError) -> Refused {
+        Refused {
+            status: StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// A permit from `pool`, or the refusal that says there are too many.
 pub fn permit(
     pool: &Arc<Semaphore>,
     what: &str,
     max: usize,
-) -> Result<OwnedSemaphorePermit, Response> {
-    Arc::clone(pool).try_acquire_owned().map_err(|_| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the web view already serves {max} {what}; close one (a trace's Stop, another tab) and try again\n"),
-        )
-            .into_response()
+) -> Result<OwnedSemaphorePermit, Refused> {
+    Arc::clone(pool).try_acquire_owned().map_err(|_| Refused {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        message: format!("the web view already serves {max} {what}; close one (a trace's Stop, another tab) and try again"),
     })
 }
 
