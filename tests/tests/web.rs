@@ -349,6 +349,13 @@ fn the_web_view_is_read_only_and_keeps_other_origins_out() {
         ],
     );
     assert_eq!(status, 403, "{body}");
+    // A link on another site may open the page itself.
+    let (status, _, _) = curl(
+        &lab,
+        &host,
+        &["-H", "Sec-Fetch-Site: cross-site", &url("/")],
+    );
+    assert_eq!(status, 200);
     let (status, head, _) = curl(
         &lab,
         &host,

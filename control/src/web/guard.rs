@@ -17,13 +17,18 @@ pub struct Refusal {
     pub message: &'static str,
 }
 
-/// Decides whether a request with these headers is served.
-pub fn check(host: Option<&str>, fetch_site: Option<&str>) -> Result<(), Refusal> {
+/// Decides whether a request for `path` with these headers is served. The page itself (its
+/// fixed, embedded files) may be opened from a link on another site; what shows the
+/// daemon's state (`/api/...`) is served to the page itself only.
+pub fn check(path: &str, host: Option<&str>, fetch_site: Option<&str>) -> Result<(), Refusal> {
     if !host.is_some_and(host_allowed) {
         return Err(Refusal {
             status: StatusCode::MISDIRECTED_REQUEST,
             message: "weft's web view answers only requests addressed to it by IP address or as localhost (http://127.0.0.1:PORT/): other names are refused, so that a page cannot rebind its own name to this address",
         });
+    }
+    if !path.starts_with("/api/") {
+        return Ok(());
     }
     match fetch_site {
         None | Some("same-origin") | Some("none") => Ok(()),
@@ -78,6 +83,7 @@ pub async fn guard(req: Request, next: Next) -> Response {
     let verdict = {
         let text = |name: HeaderName| req.headers().get(name).and_then(|v| v.to_str().ok());
         check(
+            req.uri().path(),
             text(header::HOST),
             text(HeaderName::from_static("sec-fetch-site")),
         )
@@ -111,7 +117,7 @@ mod tests {
             "[::1]",
             "10.130.0.5:80",
         ] {
-            assert_eq!(check(Some(host), None), Ok(()), "{host}");
+            assert_eq!(check("/api/ports", Some(host), None), Ok(()), "{host}");
         }
     }
 
@@ -128,20 +134,24 @@ mod tests {
             "127.0.0.1:8080:1",
             "",
         ] {
-            let r = check(Some(host), None).unwrap_err();
+            let r = check("/", Some(host), None).unwrap_err();
             assert_eq!(r.status, StatusCode::MISDIRECTED_REQUEST, "{host}");
         }
-        assert!(check(None, None).is_err(), "a request without Host");
+        assert!(check("/", None, None).is_err(), "a request without Host");
     }
 
     #[test]
     fn only_the_page_itself_and_typed_addresses_pass_the_fetch_check() {
         let host = Some("127.0.0.1:8080");
-        assert_eq!(check(host, Some("same-origin")), Ok(()));
-        assert_eq!(check(host, Some("none")), Ok(()));
+        assert_eq!(check("/api/events", host, Some("same-origin")), Ok(()));
+        assert_eq!(check("/api/events", host, Some("none")), Ok(()));
         for site in ["cross-site", "same-site", "anything"] {
-            let r = check(host, Some(site)).unwrap_err();
+            let r = check("/api/ports/a/capture", host, Some(site)).unwrap_err();
             assert_eq!(r.status, StatusCode::FORBIDDEN, "{site}");
+            // A link from another site may open the page (its fixed files), nothing more.
+            for path in ["/", "/app.js", "/style.css"] {
+                assert_eq!(check(path, host, Some(site)), Ok(()), "{path} {site}");
+            }
         }
     }
 }
