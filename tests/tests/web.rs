@@ -390,6 +390,10 @@ fn the_web_view_is_read_only_and_keeps_other_origins_out() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("count must be 1..10000"), "{body}");
+    let trace = url(&format!("/api/ports/{}/trace?count=0", a.name));
+    let (status, _, body) = curl(&lab, &host, &[&trace]);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("count must be at least 1"), "{body}");
 
     // The event stream: a first event at once; and the daemon stops while a page watches.
     let mut watcher = lab.spawn_in(&host, &["curl", "-sN", "-m", "30", &url("/api/events")]);

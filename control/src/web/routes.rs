@@ -164,6 +164,12 @@ async fn trace(
     Query(q): Query<StreamQuery>,
 ) -> Result<Response, Refused> {
     let seconds = in_range("seconds", q.seconds, TRACE_SECONDS)?;
+    if q.count == Some(0) {
+        return Err(Refused {
+            status: StatusCode::BAD_REQUEST,
+            message: "count must be at least 1 (or left out: until stopped)".into(),
+        });
+    }
     let p = permit(&s.streams, "live traces and captures", MAX_STREAMS)?;
     let d = s.daemon;
     let (rx, names) = blocking(move || d.trace(&port, q.count)).await?;
