@@ -234,6 +234,12 @@ pub struct EndpointInfo {
     /// The container engine's binding, if an engine made the endpoint (see [`Connect`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// What `weft impair` does to the frames leaving toward its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairBody>,
+    /// `weft link PORT down`.
+    #[serde(default)]
+    pub link_down: bool,
 }
 
 /// `true`, for fields that default to on.

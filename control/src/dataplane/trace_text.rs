@@ -331,4 +331,35 @@ mod tests {
         );
         assert!(text.contains("dropped: no_destination"), "{text}");
     }
+
+    #[test]
+    fn impaired_outputs_say_held_or_dropped_and_why() {
+        let t = FrameTrace {
+            at: SystemTime::UNIX_EPOCH,
+            in_port: PortId(1),
+            head: vec![0; 5],
+            len: 5,
+            gso_size: None,
+            steps: Vec::new(),
+            outcome: vec![
+                TraceOutcome::Held {
+                    port: PortId(2),
+                    after: std::time::Duration::from_millis(20),
+                },
+                TraceOutcome::PortDropped {
+                    port: PortId(2),
+                    reason: DropReason::LinkDown,
+                },
+            ],
+        };
+        let text = render(&t, &names());
+        assert!(
+            text.contains("  output    blue: held by its impairment, leaves in 20ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  output    blue: dropped: link_down\n"),
+            "{text}"
+        );
+    }
 }
