@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite on a fresh machine, as root: installs the real peers the end-to-end
-# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq, docker.io, busybox-static),
+# tests use (iproute2, ping, iperf3, tcpdump, python3, dig, dnsmasq, docker.io, busybox-static,
+# chromium and python3-selenium),
 # checks formatting, lints
 # (clippy, warnings denied) and the binary's module graph (no circle), builds, and runs every
 # test; then runs every fuzz target briefly (WEFT_FUZZ_SECONDS each, default 10; 0 skips),
@@ -28,6 +29,11 @@ command -v curl >/dev/null || need_pkgs+=(curl)
 command -v dockerd >/dev/null || need_pkgs+=(docker.io)
 command -v podman >/dev/null || need_pkgs+=(podman)
 command -v busybox >/dev/null || need_pkgs+=(busybox-static)
+# The web view's browser test: headless Chromium driven by chromedriver from Debian's
+# python3-selenium (for /usr/bin/python3).
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+/usr/bin/python3 -c 'import selenium' 2>/dev/null || need_pkgs+=(python3-selenium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   # Packages must not start services (docker.io's dockerd would set up iptables and docker0).

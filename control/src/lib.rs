@@ -12,3 +12,4 @@ pub mod dataplane;
 pub mod docker;
 pub mod gateway;
 pub mod types;
+pub mod web;

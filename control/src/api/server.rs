@@ -35,7 +35,7 @@ impl IntoResponse for DaemonError {
 }
 
 /// Runs a blocking control operation off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
 ) -> Result<T, DaemonError> {
     tokio::task::spawn_blocking(f)
@@ -296,10 +296,10 @@ struct CaptureQuery {
 /// A response body fed by one of the data plane's channels (a capture's pcap records, a
 /// trace's frame records), each item rendered as bytes, after an optional header, until the
 /// channel closes (count reached) or the client goes away.
-struct ChannelBody<T> {
-    header: Option<Bytes>,
-    rx: tokio::sync::mpsc::Receiver<T>,
-    render: Box<dyn Fn(T) -> Bytes + Send>,
+pub(crate) struct ChannelBody<T> {
+    pub(crate) header: Option<Bytes>,
+    pub(crate) rx: tokio::sync::mpsc::Receiver<T>,
+    pub(crate) render: Box<dyn Fn(T) -> Bytes + Send>,
 }
 
 impl<T> http_body::Body for ChannelBody<T> {
@@ -321,7 +321,10 @@ impl<T> http_body::Body for ChannelBody<T> {
 }
 
 /// A streamed response of `content_type`.
-fn stream<T: Send + 'static>(content_type: &'static str, body: ChannelBody<T>) -> Response {
+pub(crate) fn stream<T: Send + 'static>(
+    content_type: &'static str,
+    body: ChannelBody<T>,
+) -> Response {
     ([(header::CONTENT_TYPE, content_type)], Body::new(body)).into_response()
 }
 

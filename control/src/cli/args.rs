@@ -149,6 +149,10 @@ pub struct DaemonArgs {
     /// Docker's API socket, asked for the names of networks and containers
     #[arg(long, value_name = "PATH", default_value = crate::docker::DEFAULT_DOCKER_HOST)]
     pub docker_host: PathBuf,
+    /// Serve the live web view (read-only) on PORT or :PORT (loopback) or ADDR:PORT (any
+    /// other address only when written out); off by default
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub web: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

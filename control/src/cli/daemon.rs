@@ -9,6 +9,11 @@ use super::args::DaemonArgs;
 /// Runs the daemon and serves the API on `socket` until SIGINT or SIGTERM.
 pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    // Bound before anything starts: a bad or taken --web leaves nothing half-started.
+    let web = match &args.web {
+        Some(w) => Some(crate::web::bind(crate::web::parse_listen(w)?)?),
+        None => None,
+    };
     let running = crate::daemon::start(crate::daemon::RunConfig {
         socket: socket.to_path_buf(),
         state_dir: args.state_dir.clone(),
@@ -51,10 +56,18 @@ pub async fn run_daemon(socket: &Path, args: &DaemonArgs) -> Result<()> {
     } else {
         None
     };
+    let (stop_web, web_stopped) = tokio::sync::oneshot::channel::<()>();
+    let web = web.map(|listener| {
+        let stopped = async move {
+            let _ = web_stopped.await;
+        };
+        tokio::spawn(crate::web::serve(daemon.clone(), listener, stopped))
+    });
     let shutdown = crate::daemon::shutdown_signal();
     crate::api::server::serve(daemon, (listener, access), socket, shutdown).await?;
     let _ = stop_docker.send(());
-    if let Some(task) = docker {
+    let _ = stop_web.send(());
+    for task in [docker, web].into_iter().flatten() {
         let _ = task.await;
     }
     stopper.stop();
