@@ -11,4 +11,5 @@ pub mod daemon;
 pub mod dataplane;
 pub mod docker;
 pub mod gateway;
+pub mod lab;
 pub mod types;
