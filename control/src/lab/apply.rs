@@ -49,6 +49,11 @@ impl Applier {
         }
     }
 
+    /// Whether the daemon of `host` is gone (what it held went with it).
+    pub fn host_down(&self, host: Option<&str>) -> bool {
+        host.is_some_and(|h| self.record.daemons.get(h).is_none_or(|d| !hosts::alive(d)))
+    }
+
     fn say(&self, line: String) {
         if !self.quiet {
             println!("{line}");
@@ -63,6 +68,10 @@ impl Applier {
     pub async fn run(&mut self, steps: &[Step]) -> Result<(), LabError> {
         for step in steps {
             if let Err(e) = self.step(step).await {
+                // What the failed step made before it failed goes too.
+                if is_addition(step) {
+                    self.made.push(step.clone());
+                }
                 self.undo().await;
                 return Err(e);
             }
@@ -163,7 +172,7 @@ impl Applier {
         };
         let path = format!("/v1/networks/{}?force=true", seg(&plan.weft_name));
         for host in daemons {
-            if host.is_some_and(|h| !self.record.daemons.contains_key(h)) {
+            if self.host_down(host) {
                 continue;
             }
             delete_if_there(&self.client(host), &path).await?;
@@ -199,7 +208,11 @@ impl Applier {
 
     async fn add_link(&mut self, e: &str) -> Result<(), LabError> {
         let plan = self.want.links[e].clone();
-        let net = &self.want.networks[&plan.network].weft_name;
+        let net_plan = &self.want.networks[&plan.network];
+        let net = &net_plan.weft_name;
+        if let (true, Some(h)) = (net_plan.overlay, plan.host.as_deref()) {
+            hosts::wait_network(&self.client(Some(h)), net, h).await?;
+        }
         let path = format!("/v1/networks/{}/endpoints", seg(net));
         let ep: EndpointInfo = self
             .client(plan.host.as_deref())
@@ -233,10 +246,7 @@ impl Applier {
         let Some(plan) = self.record.parts.links.get(e).cloned() else {
             return Ok(());
         };
-        let host_gone = plan
-            .host
-            .as_deref()
-            .is_some_and(|h| !self.record.daemons.contains_key(h));
+        let host_gone = self.host_down(plan.host.as_deref());
         if let (false, Some(net)) = (host_gone, self.record.parts.networks.get(&plan.network)) {
             let path = format!("/v1/networks/{}/endpoints/{}", seg(&net.weft_name), seg(e));
             delete_if_there(&self.client(plan.host.as_deref()), &path).await?;

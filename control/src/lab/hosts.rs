@@ -106,6 +106,7 @@ fn start_daemon(
             .arg("--out")
             .arg(key)
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
             .map_err(io)?;
         if !st.success() {
@@ -141,7 +142,7 @@ fn start_daemon(
     if std::env::var_os("RUST_LOG").is_none() {
         cmd.env("RUST_LOG", "info");
     }
-    let child = cmd
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(log)
         .stderr(log2)
@@ -156,7 +157,7 @@ fn start_daemon(
         if std::os::unix::net::UnixStream::connect(&d.socket).is_ok() {
             return Ok(d);
         }
-        if !alive(&d) {
+        if !matches!(child.try_wait(), Ok(None)) {
             break;
         }
         std::thread::sleep(Duration::from_millis(50));

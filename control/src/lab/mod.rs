@@ -121,7 +121,13 @@ async fn up(socket: &Path, path: &Path, name: Option<String>) -> Result<(), LabE
         ..state::Record::default()
     });
     record.file = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
-    let steps = plan::diff(&record.parts, &want);
+    let dead: Vec<String> = record
+        .daemons
+        .iter()
+        .filter(|(_, d)| !hosts::alive(d))
+        .map(|(h, _)| h.clone())
+        .collect();
+    let steps = plan::diff_dead(&record.parts, &want, &dead);
     let mut a = apply::Applier::new(socket.to_owned(), record, want);
     if steps.is_empty() {
         println!("lab {}: up to date, nothing to change", f.name);

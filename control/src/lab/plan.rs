@@ -186,12 +186,26 @@ pub fn desired(file: &LabFile) -> Parts {
 /// The steps from `have` to `want`: what changed is removed and made again, what is gone is
 /// removed, what is new is made, and the rest is left alone.
 pub fn diff(have: &Parts, want: &Parts) -> Vec<Step> {
+    diff_dead(have, want, &[])
+}
+
+/// Like [`diff`], with the hosts whose daemons died made again (and what they held).
+pub fn diff_dead(have: &Parts, want: &Parts, dead: &[String]) -> Vec<Step> {
     use Step::*;
     let underlay_gone = have.underlay.is_some() && have.underlay != want.underlay;
-    let host_gone = |h: &str| underlay_gone || have.hosts.get(h) != want.hosts.get(h);
+    let host_changed = |h: &str| underlay_gone || have.hosts.get(h) != want.hosts.get(h);
+    let host_gone = |h: &str| host_changed(h) || dead.iter().any(|d| d == h);
+    // An overlay network outlives a dead host: the other nodes of the cluster keep it.
     let net_gone = |n: &str| {
+        let h = &have.networks[n];
         have.networks.get(n) != want.networks.get(n)
-            || have.networks[n].hosts.iter().any(|h| host_gone(h))
+            || h.hosts.iter().any(|x| {
+                if h.overlay {
+                    host_changed(x)
+                } else {
+                    host_gone(x)
+                }
+            })
     };
     let node_gone = |n: &str| {
         let (h, w) = (&have.nodes[n], want.nodes.get(n));

@@ -87,3 +87,31 @@ fn changed_commands_run_again() {
         vec![Step::Exec("r".into())]
     );
 }
+
+const HOSTS: &str = "\
+name: t
+underlay: {subnet: 10.106.0.0/24}
+hosts: {h1: {}, h2: {}}
+networks:
+  ov: {subnet: 10.106.10.0/24, driver: overlay}
+nodes:
+  a: {host: h1, links: [{network: ov}]}
+  b: {host: h2, links: [{network: ov}]}
+";
+
+#[test]
+fn a_dead_host_is_made_again_with_its_nodes_and_the_overlay_stays() {
+    let p = parts(HOSTS);
+    let steps = diff_dead(&p, &p, &["h2".to_string()]);
+    assert_eq!(
+        steps,
+        vec![
+            Step::RemoveLink("t-b-ov".into()),
+            Step::RemoveNode("b".into()),
+            Step::RemoveHost("h2".into()),
+            Step::AddHost("h2".into()),
+            Step::AddNode("b".into()),
+            Step::AddLink("t-b-ov".into()),
+        ]
+    );
+}
