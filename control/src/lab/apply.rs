@@ -73,6 +73,9 @@ impl Applier {
                     self.made.push(step.clone());
                 }
                 self.undo().await;
+                if self.record.parts == Parts::default() && self.record.daemons.is_empty() {
+                    let _ = state::remove(&self.socket, &self.record.name);
+                }
                 return Err(e);
             }
             if is_addition(step) {
@@ -87,7 +90,7 @@ impl Applier {
     async fn undo(&mut self) {
         let made = std::mem::take(&mut self.made);
         if !made.is_empty() {
-            eprintln!("undoing what this run made:");
+            println!("undoing what this run made:");
         }
         for step in made.iter().rev() {
             let inverse = match step {
