@@ -317,6 +317,8 @@ impl Daemon {
             port_security: record.port_security,
             detached: None,
             owner: record.owner.clone(),
+            impair: None,
+            link_down: false,
         }
     }
 

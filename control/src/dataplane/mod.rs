@@ -37,6 +37,7 @@ mod counters;
 mod forward;
 mod monitor;
 pub mod pcap;
+mod shaping;
 pub mod trace_text;
 pub mod vxlan;
 mod vxlan_rx;
@@ -46,7 +47,7 @@ pub use monitor::{FrameTrace, TraceOutcome};
 
 use counters::PortStats;
 use forward::TunnelScratch;
-use monitor::{capture, Monitors};
+use monitor::Monitors;
 use vxlan::{TunnelOut, TunnelTable, VxlanSockets};
 use weft_sys::{self as sys, Epoll, EventFd};
 use weft_wire::VNET_HDR_LEN;
@@ -81,6 +82,8 @@ struct PortIo {
     captures: Monitors<Bytes>,
     /// Live traces: the decisions taken for frames coming in.
     traces: Monitors<Arc<FrameTrace>>,
+    /// Impairment and link state (`weft impair`, `weft link`).
+    shaping: shaping::PortShaping,
 }
 
 impl PortIo {
@@ -93,6 +96,7 @@ impl PortIo {
             stats: PortStats::default(),
             captures: Monitors::default(),
             traces: Monitors::default(),
+            shaping: Default::default(),
         }
     }
 }
@@ -122,6 +126,8 @@ pub struct Dataplane {
     tunnels: RwLock<TunnelTable>,
     /// Datagrams received on and sent from the VXLAN socket, and what was dropped there.
     vxlan_stats: PortStats,
+    /// Wakes the thread that sends impaired ports' held frames.
+    shaper_wake: shaping::ShaperWake,
 }
 
 /// What the data plane needs of the gateway's runtime: where the frames go whose
@@ -202,6 +208,7 @@ impl Dataplane {
             vxlan: std::sync::OnceLock::new(),
             tunnels: RwLock::new(TunnelTable::default()),
             vxlan_stats: PortStats::default(),
+            shaper_wake: Default::default(),
         }))
     }
 
@@ -370,16 +377,11 @@ impl Dataplane {
         if packet.len() < VNET_HDR_LEN {
             return false;
         }
-        let frame = &packet[VNET_HDR_LEN..];
         let mut scratch = TunnelScratch::default();
-        let ok = self.write_out(io, packet, &mut scratch);
-        if ok {
-            capture(io, frame);
-            io.stats.record_tx(frame.len());
-        } else {
-            io.stats.record_drop(DropReason::TxError);
-        }
-        ok
+        !matches!(
+            self.emit(io, packet, &mut scratch),
+            shaping::Emitted::Dropped(_)
+        )
     }
 
     /// Opens the VTEP (once): UDP `port` on `local` for receiving, watched by the first
