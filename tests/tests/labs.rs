@@ -476,3 +476,57 @@ fn three_hosts_ping_across_the_overlay_and_notice_a_dead_daemon() {
     t.down();
     t.assert_gone();
 }
+
+/// The average RTT in ms of `n` pings from `node` to `ip` (None: no answer).
+fn rtt_ms(t: &TestLab, node: &str, ip: &str, n: &str) -> Option<f64> {
+    let o = t.exec(node, &["ping", "-c", n, "-i", "0.2", "-W", "2", ip]);
+    let out = stdout_of(&o);
+    let line = out.lines().find(|l| l.contains("min/avg/max"))?;
+    line.split('=')
+        .nth(1)?
+        .split('/')
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[test]
+fn impairments_and_link_state_from_the_file_change_in_place() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let t = TestLab::new(&lab);
+    let file = lab.dir.join("lab.yaml");
+    std::fs::write(&file, small_lab(&["a", "b"], true)).unwrap();
+    let out = t.up(&file);
+    assert!(
+        out.contains("~ impair") && out.contains("delay 20ms"),
+        "{out}"
+    );
+    let port = lab.port(&format!("{}-a-lan", t.name));
+    assert_eq!(
+        port["impair"]["delay"], "20ms",
+        "weft ports shows it: {port}"
+    );
+    let slow = rtt_ms(&t, "b", "10.110.0.10", "5").expect("pings answered");
+    assert!(slow >= 20.0, "RTT with a 20ms delay toward a: {slow} ms");
+    // Cleared in place: the link is not made again.
+    let mac_a = t.endpoint("a", "lan")["mac"].clone();
+    std::fs::write(&file, small_lab(&["a", "b"], false)).unwrap();
+    let out = t.up(&file);
+    assert!(out.contains("cleared") && !out.contains("+ link"), "{out}");
+    assert_eq!(t.endpoint("a", "lan")["mac"], mac_a);
+    let fast = rtt_ms(&t, "b", "10.110.0.10", "5").expect("pings answered");
+    assert!(fast < 10.0, "RTT without the delay: {fast} ms");
+    // link: down drops frames toward a; up again restores them.
+    let down = small_lab(&["a", "b"], false)
+        .replace("ip: 10.110.0.10\n", "ip: 10.110.0.10\n        link: down\n");
+    std::fs::write(&file, &down).unwrap();
+    assert!(t.up(&file).contains("down"));
+    assert!(!t.pings("b", "10.110.0.10"), "a's link is down");
+    std::fs::write(&file, small_lab(&["a", "b"], false)).unwrap();
+    t.up(&file);
+    assert!(t.pings("b", "10.110.0.10"), "a's link is up again");
+    t.down();
+    t.assert_gone();
+}

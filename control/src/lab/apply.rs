@@ -4,15 +4,12 @@
 use std::path::PathBuf;
 
 use hyper::Method;
-use serde_json::Value;
 
 use super::plan::{Parts, Step};
 use super::state::{self, Record};
 use super::{hosts, netns, LabError};
 use crate::api::client::{seg, Client};
 use crate::types::{EndpointInfo, NetworkSummary};
-
-const NONE: Option<&Value> = None;
 
 /// One run of `lab up` or `lab down`.
 pub struct Applier {
@@ -263,12 +260,11 @@ impl Applier {
     async fn impair(&mut self, e: &str) -> Result<(), LabError> {
         let want = self.want.links[e].impair.clone();
         let client = self.client(self.want.links[e].host.as_deref());
-        let path = format!("/v1/ports/{}/impair", seg(e));
-        let result = match &want {
-            Some(body) => client.call::<Value>(Method::PUT, &path, Some(body)).await,
-            None => client.call::<Value>(Method::DELETE, &path, NONE).await,
-        };
-        result.map_err(|err| unsupported(err, "impairments"))?;
+        match &want {
+            Some(body) => client.impair(e, body).await.map(drop),
+            None => client.clear_impair(e).await,
+        }
+        .map_err(api)?;
         self.say(format!("~ impair {e}: {}", describe_impair(want.as_ref())));
         if let Some(l) = self.record.parts.links.get_mut(e) {
             l.impair = want;
@@ -279,15 +275,7 @@ impl Applier {
     async fn link_state(&mut self, e: &str) -> Result<(), LabError> {
         let down = self.want.links[e].down;
         let client = self.client(self.want.links[e].host.as_deref());
-        let path = format!("/v1/ports/{}/link", seg(e));
-        client
-            .call::<Value>(
-                Method::PUT,
-                &path,
-                Some(&serde_json::json!({ "up": !down })),
-            )
-            .await
-            .map_err(|err| unsupported(err, "link up/down"))?;
+        client.set_link(e, !down).await.map_err(api)?;
         self.say(format!("~ link {e}: {}", if down { "down" } else { "up" }));
         if let Some(l) = self.record.parts.links.get_mut(e) {
             l.down = down;
@@ -339,17 +327,6 @@ pub async fn delete_if_there(client: &Client, path: &str) -> Result<(), LabError
         return Ok(());
     }
     crate::api::client::check(status, &body).map_err(api)
-}
-
-/// An error of a route this daemon does not have yet says so.
-fn unsupported(err: anyhow::Error, what: &str) -> LabError {
-    let text = format!("{err:#}");
-    if text.contains("404") || text.contains("Not Found") {
-        return LabError::Api(format!(
-            "this weft daemon does not support {what} (the API answered {text}): update weft, or remove impair:/link: from the lab file"
-        ));
-    }
-    LabError::Api(text)
 }
 
 pub fn describe_impair(i: Option<&super::file::ImpairSpec>) -> String {

@@ -131,27 +131,8 @@ pub enum LinkState {
     Down,
 }
 
-/// Impairment of frames toward a link, as `weft impair` takes it (the API's `ImpairBody`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct ImpairSpec {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub jitter: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub duplicate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reorder: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub corrupt: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub seed: Option<u64>,
-}
+/// Impairment of frames toward a link, as `weft impair` takes it: the API's body itself.
+pub type ImpairSpec = crate::types::ImpairBody;
 
 /// Parses a lab file's text; a syntax or shape error names its line and field.
 pub fn parse(text: &str) -> Result<LabFile, super::LabError> {
