@@ -9,7 +9,7 @@ use super::plan::{Parts, Step};
 use super::state::{self, Record};
 use super::{hosts, netns, LabError};
 use crate::api::client::{seg, Client};
-use crate::types::{EndpointInfo, NetworkSummary};
+use crate::types::{EndpointInfo, NetworkSummary, PortRow};
 
 /// One run of `lab up` or `lab down`.
 pub struct Applier {
@@ -43,6 +43,38 @@ impl Applier {
         match host.and_then(|h| self.record.daemons.get(h)) {
             Some(d) => Client::new(&d.socket),
             None => Client::new(&self.socket),
+        }
+    }
+
+    /// Forgets impairments and downed links the daemons no longer have (a restarted daemon
+    /// keeps neither), so that the diff sets them again.
+    pub async fn refresh_from_ports(&mut self) {
+        let mut daemons: Vec<Option<String>> = vec![None];
+        daemons.extend(self.record.daemons.keys().cloned().map(Some));
+        for host in daemons {
+            if self.host_down(host.as_deref()) {
+                continue;
+            }
+            let client = self.client(host.as_deref());
+            let rows: Vec<PortRow> = match client.call(Method::GET, "/v1/ports", None::<&()>).await
+            {
+                Ok(rows) => rows,
+                Err(_) => continue,
+            };
+            for (e, link) in self.record.parts.links.iter_mut() {
+                if link.host != host {
+                    continue;
+                }
+                let Some(row) = rows.iter().find(|r| &r.name == e) else {
+                    continue;
+                };
+                if row.impair.is_none() {
+                    link.impair = None;
+                }
+                if !row.link_down {
+                    link.down = false;
+                }
+            }
         }
     }
 

@@ -121,6 +121,9 @@ async fn up(socket: &Path, path: &Path, name: Option<String>) -> Result<(), LabE
         ..state::Record::default()
     });
     record.file = Some(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()));
+    let mut a = apply::Applier::new(socket.to_owned(), record, want);
+    a.refresh_from_ports().await;
+    let (record, want) = (a.record, a.want);
     let dead: Vec<String> = record
         .daemons
         .iter()
