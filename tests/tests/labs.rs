@@ -402,7 +402,13 @@ fn up_twice_is_idempotent_and_a_changed_file_applies_only_the_difference() {
         "c got b's old address, a reaches it"
     );
     sleeper.kill();
-    t.down();
+    // down by the file (its name: line names the lab).
+    let named = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("name: x", &format!("name: {}", t.name));
+    std::fs::write(&file, named).unwrap();
+    let out = lab.weft_ok(&["lab", "down", file.to_str().unwrap()]);
+    assert!(out.contains("down"), "{out}");
     t.assert_gone();
 }
 

@@ -373,3 +373,80 @@ fn check_generated_names(c: &mut Checker, file: &LabFile) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::file::parse;
+
+    fn problems(text: &str) -> Vec<String> {
+        check(&parse(text).unwrap())
+            .into_iter()
+            .map(|p| format!("{}: {}", p.path, p.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_good_file_has_no_problem() {
+        let text = "name: l\nnetworks:\n  n: {subnet: 10.101.0.0/24}\nnodes:\n  a: {links: [{network: n, ip: 10.101.0.5}]}\n";
+        assert_eq!(problems(text), Vec::<String>::new());
+    }
+
+    #[test]
+    fn duplicates_and_gateways_are_refused() {
+        let text = "name: l\nnetworks:\n  n: {subnet: 10.101.0.0/24}\nnodes:\n  a: {links: [{network: n, ip: 10.101.0.5, mac: '02:00:00:00:00:01'}]}\n  b: {links: [{network: n, ip: 10.101.0.5, mac: '02:00:00:00:00:01'}]}\n  c: {links: [{network: n, ip: 10.101.0.1}]}\n";
+        let p = problems(text);
+        assert!(
+            p.iter().any(|m| m.starts_with(
+                "nodes.b.links[0].ip: 10.101.0.5 is already given to nodes.a.links[0].ip"
+            )),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("nodes.b.links[0].mac")),
+            "{p:?}"
+        );
+        assert!(p.iter().any(|m| m.contains("gateway")), "{p:?}");
+    }
+
+    #[test]
+    fn generated_names_must_not_collide() {
+        let text = "name: l\nnetworks:\n  b-c: {subnet: 10.101.0.0/24}\n  c: {subnet: 10.101.1.0/24}\nnodes:\n  a: {links: [{network: b-c}]}\n  a-b: {links: [{network: c}]}\n";
+        let p = problems(text);
+        assert!(
+            p.iter().any(|m| m.contains("endpoint name l-a-b-c")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn hosts_need_an_underlay_and_nodes_a_host() {
+        let text = "name: l\nhosts: {h1: {}}\nnetworks:\n  o: {subnet: 10.101.0.0/24, driver: overlay}\nnodes:\n  a: {links: [{network: o}]}\n";
+        let p = problems(text);
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("hosts: a multi-host lab needs an underlay")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter().any(|m| m.starts_with("nodes.a: every node")),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn impairment_values_are_checked() {
+        let text = "name: l\nnetworks:\n  n: {subnet: 10.101.0.0/24}\nnodes:\n  a: {links: [{network: n, impair: {delay: soon, loss: 120%}}]}\n";
+        let p = problems(text);
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("nodes.a.links[0].impair.delay")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|m| m.starts_with("nodes.a.links[0].impair.loss")),
+            "{p:?}"
+        );
+    }
+}
