@@ -350,6 +350,14 @@ fn an_invalid_file_is_refused_with_line_and_field_and_nothing_made() {
         assert!(err.contains(want), "{want:?} in {err}");
     }
     t.assert_gone();
+    // A lab name is never a path.
+    let socket_dir = lab.socket.parent().unwrap().to_path_buf();
+    lab.weft_err(&["lab", "down", ".."], &["not a lab name"]);
+    lab.weft_err(&["lab", "inspect", "../x"], &["not a lab name"]);
+    assert!(
+        socket_dir.exists() && lab.socket.exists(),
+        "the socket's directory is intact"
+    );
 }
 
 /// A lab of three nodes on one network; `extra` is appended to node c's section.

@@ -116,6 +116,7 @@ fn load_file(path: &Path, name: Option<String>) -> Result<file::LabFile, LabErro
 async fn up(socket: &Path, path: &Path, name: Option<String>) -> Result<(), LabError> {
     let f = load_file(path, name)?;
     let want = plan::desired(&f);
+    let _lock = state::lock(socket, &f.name)?;
     let mut record = state::load(socket, &f.name)?.unwrap_or_else(|| state::Record {
         name: f.name.clone(),
         ..state::Record::default()
@@ -153,7 +154,9 @@ async fn down(socket: &Path, lab: &str, name: Option<String>) -> Result<(), LabE
         None if p.is_file() => load_file(p, None)?.name,
         None => lab.to_owned(),
     };
+    let _lock = state::lock(socket, &lab_name)?;
     let Some(record) = state::load(socket, &lab_name)? else {
+        let _ = state::remove(socket, &lab_name);
         return Err(LabError::NotUp(format!(
             "no lab {lab_name} is up (no record {}); `weft lab ls` lists the labs",
             state::record_path(socket, &lab_name).display()
