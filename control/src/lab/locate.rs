@@ -209,6 +209,21 @@ nodes:
         assert_eq!(nearest_line(TEXT, &p), Some(5));
     }
 
+    proptest::proptest! {
+        /// Any text and path: a line or None, never a panic.
+        #[test]
+        fn never_panics(text in "[ a-z:\\-#\\n{}\\[\\]'\"é]{0,200}", keys in proptest::collection::vec("[a-z]{1,3}", 0..4), index in 0usize..4) {
+            let mut p = FieldPath(keys.into_iter().map(Seg::Key).collect());
+            p = p.index(index).key("ip");
+            if let Some(l) = nearest_line(&text, &p) {
+                proptest::prop_assert!(l >= 1 && l <= text.lines().count());
+            }
+            if let Ok(f) = crate::lab::file::parse(&text) {
+                let _ = crate::lab::check::check(&f);
+            }
+        }
+    }
+
     #[test]
     fn prints_paths() {
         let p = path(&["nodes", "a", "links"]).index(1).key("ip");
