@@ -1,6 +1,6 @@
 //! `weft impair` and `weft link`: a port's impairment and link state, translated between the
 //! API's text (`20ms`, `10%`, `10mbit`) and the switch's [`ImpairSpec`], applied to the data
-//! plane. Not persisted: a restarted daemon's ports start unimpaired with their links up.
+//! plane, and saved in the endpoint's record (a restart applies it again).
 
 use weft_switch::impair::{
     format_percent, format_rate, format_time, parse_percent, parse_rate, parse_time,
@@ -52,6 +52,30 @@ pub fn body_from_spec(spec: &ImpairSpec) -> ImpairBody {
     }
 }
 
+/// Everything a `weft impair` body must be on its own: its values readable, reordering
+/// with a delay to overtake, and something to do. `port` only names the fix.
+pub fn check_impair(body: &ImpairBody, port: &str, clock_seed: u64) -> Result<ImpairSpec> {
+    let spec = spec_from_body(body, clock_seed).map_err(|e| invalid(e.to_string()))?;
+    if spec.reorder_ppm > 0 && spec.delay.is_zero() {
+        return Err(invalid(
+            "--reorder needs --delay: a reordered frame goes out at once, ahead of the \
+             delayed ones (as netem's reorder does); add e.g. --delay 10ms",
+        ));
+    }
+    if spec.is_none() {
+        return Err(invalid(format!(
+            "nothing to impair: give at least one of --delay, --jitter, --loss, --duplicate, \
+             --reorder, --corrupt or --rate (or remove the impairment with weft impair {port} --clear)"
+        )));
+    }
+    Ok(spec)
+}
+
+/// One line for the log: `delay=20ms loss=10% seed=7`.
+fn summary(b: &ImpairBody) -> String {
+    serde_json::to_string(b).unwrap_or_default()
+}
+
 fn clock_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -60,48 +84,85 @@ fn clock_seed() -> u64 {
 }
 
 impl Daemon {
-    /// The port named `port` (an endpoint or a tunnel port).
-    fn shaped_port(&self, port: &str) -> Result<PortId> {
-        let c = self.lock();
-        self.tap_port(&c, port, None)
-    }
-
     /// `weft impair PORT ...`: replaces the port's impairment; returns it as `weft ports`
-    /// shows it.
+    /// shows it. An endpoint's is saved with it (a tunnel port's lasts until a restart).
     pub fn impair(&self, port: &str, body: &ImpairBody) -> Result<ImpairBody> {
-        let spec = spec_from_body(body, clock_seed()).map_err(|e| invalid(e.to_string()))?;
-        if spec.reorder_ppm > 0 && spec.delay.is_zero() {
-            return Err(invalid(
-                "--reorder needs --delay: a reordered frame goes out at once, ahead of the \
-                 delayed ones (as netem's reorder does); add e.g. --delay 10ms",
-            ));
-        }
-        if spec.is_none() {
-            return Err(invalid(format!(
-                "nothing to impair: give at least one of --delay, --jitter, --loss, --duplicate, \
-                 --reorder, --corrupt or --rate (or remove the impairment with weft impair {port} --clear)"
-            )));
-        }
-        let id = self.shaped_port(port)?;
-        self.dataplane.set_impairment(id, Some(spec))?;
-        log::info!("impaired port {port}: {spec:?}");
-        Ok(body_from_spec(&spec))
+        let spec = check_impair(body, port, clock_seed())?;
+        let applied = body_from_spec(&spec);
+        self.change_shaping(
+            port,
+            |dp, id| dp.set_impairment(id, Some(spec)),
+            |r| r.impair = Some(applied.clone()),
+        )?;
+        log::info!("impaired port {port}: {}", summary(&applied));
+        Ok(applied)
     }
 
     /// `weft impair PORT --clear`.
     pub fn clear_impair(&self, port: &str) -> Result<()> {
-        let id = self.shaped_port(port)?;
-        self.dataplane.set_impairment(id, None)?;
+        self.change_shaping(
+            port,
+            |dp, id| dp.set_impairment(id, None),
+            |r| r.impair = None,
+        )?;
         log::info!("cleared the impairment of port {port}");
         Ok(())
     }
 
     /// `weft link PORT up|down`.
     pub fn set_link(&self, port: &str, up: bool) -> Result<()> {
-        let id = self.shaped_port(port)?;
-        self.dataplane.set_link(id, up)?;
+        self.change_shaping(port, |dp, id| dp.set_link(id, up), |r| r.link_down = !up)?;
         log::info!("link of port {port} {}", if up { "up" } else { "down" });
         Ok(())
+    }
+
+    /// Applies `apply` to the data plane port named `port` and `record` to its endpoint's
+    /// record, saved; a save that fails puts the port's impairment and link back.
+    fn change_shaping(
+        &self,
+        port: &str,
+        apply: impl FnOnce(
+            &crate::dataplane::Dataplane,
+            PortId,
+        ) -> std::result::Result<(), crate::dataplane::DataplaneError>,
+        record: impl FnOnce(&mut super::state::EndpointRecord),
+    ) -> Result<()> {
+        let mut c = self.lock();
+        let id = self.tap_port(&c, port, None)?;
+        let before = (self.dataplane.impairment(id), self.dataplane.link_down(id));
+        apply(&self.dataplane, id)?;
+        let Some(ep) = c.endpoints.get_mut(port) else {
+            return Ok(());
+        };
+        let saved = ep.record.clone();
+        record(&mut ep.record);
+        if let Err(e) = self.save(&c) {
+            if let Some(ep) = c.endpoints.get_mut(port) {
+                ep.record = saved;
+            }
+            let _ = self.dataplane.set_impairment(id, before.0);
+            let _ = self.dataplane.set_link(id, !before.1);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Applies a re-attached endpoint's saved impairment and link state again; one that no
+    /// longer passes its checks (a hand-edited state file) is dropped with a warning.
+    pub(super) fn restore_shaping(&self, c: &super::Control, name: &str) {
+        let Some(ep) = c.endpoints.get(name) else {
+            return;
+        };
+        if let Some(body) = &ep.record.impair {
+            let applied = check_impair(body, name, clock_seed())
+                .and_then(|spec| Ok(self.dataplane.set_impairment(ep.port, Some(spec))?));
+            if let Err(e) = applied {
+                log::warn!("the saved impairment of {name} is not applied: {e}");
+            }
+        }
+        if ep.record.link_down {
+            let _ = self.dataplane.set_link(ep.port, false);
+        }
     }
 
     /// What `weft ports` shows of `id`'s impairment and link.

@@ -259,6 +259,7 @@ impl Daemon {
                 Ok(()) => {
                     log::info!("re-attached endpoint {name}");
                     self.restore_published(&mut c, &name);
+                    self.restore_shaping(&c, &name);
                 }
                 Err(e) => Self::keep_detached(&mut c, record, e),
             }

@@ -5,6 +5,7 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -24,6 +25,8 @@ const LINK_DOWN: u8 = 2;
 /// Frames one impaired port may hold (beyond it they are dropped as `impair_backlog`), so
 /// that a long delay on a fast sender cannot take the daemon's memory.
 const MAX_HELD: usize = 10_000;
+/// Octets one impaired port may hold: 64 KiB superframes reach it long before the count.
+const MAX_HELD_BYTES: usize = 32 << 20;
 /// Buffers an impaired port keeps for reuse.
 const SPARE_BUFFERS: usize = 64;
 
@@ -39,6 +42,8 @@ pub(super) struct PortShaping {
 struct Shaper {
     impairment: Impairment,
     held: BinaryHeap<Reverse<Held>>,
+    /// Octets in `held`.
+    held_bytes: usize,
     /// Keeps frames with the same departure time in their order of arrival.
     seq: u64,
     spare: Vec<Vec<u8>>,
@@ -148,7 +153,10 @@ impl Dataplane {
             }
             return sent;
         }
-        if shaper.held.len() + usize::from(duplicate) >= MAX_HELD {
+        let copies = 1 + usize::from(duplicate);
+        if shaper.held.len() + copies > MAX_HELD
+            || shaper.held_bytes + copies * packet.len() > MAX_HELD_BYTES
+        {
             return self.impair_drop(io, ImpairDrop::Backlog);
         }
         let mut copy = shaper.spare.pop().unwrap_or_default();
@@ -214,6 +222,7 @@ impl Dataplane {
                             *guard = Some(Shaper {
                                 impairment,
                                 held: BinaryHeap::new(),
+                                held_bytes: 0,
                                 seq: 0,
                                 spare: Vec::new(),
                             })
@@ -241,8 +250,15 @@ impl Dataplane {
     }
 
     /// Takes `port`'s link down (frames to and from it are dropped as `link_down`) or up.
+    /// A TAP's carrier follows, so the interface inside the namespace shows NO-CARRIER while
+    /// the link is down (other ports have no carrier of ours to set).
     pub fn set_link(&self, port: PortId, up: bool) -> Result<(), DataplaneError> {
-        self.with_port_io(port, |io| io.shaping.set_bit(LINK_DOWN, !up))
+        self.with_port_io(port, |io| {
+            io.shaping.set_bit(LINK_DOWN, !up);
+            if io.tunnel.is_none() {
+                let _ = weft_sys::set_carrier(io.fd.as_fd(), up);
+            }
+        })
     }
 
     /// Whether `port`'s link is down.
@@ -314,13 +330,16 @@ impl Dataplane {
             *next = Some(next.map_or(head.at, |n| n.min(head.at)));
             return None;
         }
-        shaper.held.pop().map(|Reverse(h)| h.packet)
+        let Reverse(h) = shaper.held.pop()?;
+        shaper.held_bytes = shaper.held_bytes.saturating_sub(h.packet.len());
+        Some(h.packet)
     }
 }
 
 impl Shaper {
     fn push(&mut self, at: Duration, packet: Vec<u8>) {
         self.seq = self.seq.wrapping_add(1);
+        self.held_bytes += packet.len();
         self.held.push(Reverse(Held {
             at,
             seq: self.seq,
@@ -424,5 +443,33 @@ mod tests {
             Some(packet([0xff; 6], A))
         );
         dp.shutdown();
+    }
+
+    #[test]
+    fn a_long_delay_holds_a_bounded_number_of_octets() {
+        let (dp, _one, _two) = two_ports();
+        let spec = ImpairSpec {
+            delay: Duration::from_secs(60),
+            ..ImpairSpec::default()
+        };
+        dp.set_impairment(PortId(2), Some(spec)).unwrap();
+        let table = dp.ports_read();
+        let io = table[2].as_ref().unwrap();
+        let mut scratch = super::TunnelScratch::default();
+        let big = vec![0u8; VNET_HDR_LEN + 65_000];
+        let held = (0..1_000)
+            .take_while(|_| matches!(dp.emit(io, &big, &mut scratch), super::Emitted::Held { .. }))
+            .count();
+        assert_eq!(held, super::MAX_HELD_BYTES / big.len());
+        let small = packet([0xff; 6], A);
+        assert_eq!(
+            dp.emit(io, &big, &mut scratch),
+            super::Emitted::Dropped(DropReason::ImpairBacklog)
+        );
+        assert!(matches!(
+            dp.emit(io, &small, &mut scratch),
+            super::Emitted::Held { .. }
+        ));
+        assert!(io.stats.snapshot().drop_count(DropReason::ImpairBacklog) >= 2);
     }
 }
