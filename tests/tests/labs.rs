@@ -522,13 +522,14 @@ fn impairments_and_link_state_from_the_file_change_in_place() {
         port["impair"]["delay"], "20ms",
         "weft ports shows it: {port}"
     );
-    // A restarted daemon forgets impairments; the next up sees it and sets them again.
-    lab.stop_daemon();
-    lab.start_daemon();
+    // An impairment cleared behind the lab's back: the next up sees it and sets it again.
+    lab.weft_ok(&["impair", &format!("{}-a-lan", t.name), "--clear"]);
     let port = lab.port(&format!("{}-a-lan", t.name));
-    assert!(port["impair"].is_null(), "forgotten by the restart: {port}");
+    assert!(port["impair"].is_null(), "cleared by hand: {port}");
     let out = t.up(&file);
     assert!(out.contains("~ impair") && !out.contains("+ link"), "{out}");
+    let port = lab.port(&format!("{}-a-lan", t.name));
+    assert_eq!(port["impair"]["delay"], "20ms", "set again: {port}");
     let slow = rtt_ms(&t, "b", "10.110.0.10", "5").expect("pings answered");
     assert!(slow >= 20.0, "RTT with a 20ms delay toward a: {slow} ms");
     // Cleared in place: the link is not made again.

@@ -46,8 +46,8 @@ impl Applier {
         }
     }
 
-    /// Forgets impairments and downed links the daemons no longer have (a restarted daemon
-    /// keeps neither), so that the diff sets them again.
+    /// Forgets impairments and downed links the daemons no longer have (cleared by hand, or
+    /// lost in a restart), so that the diff sets them again.
     pub async fn refresh_from_ports(&mut self) {
         let mut daemons: Vec<Option<String>> = vec![None];
         daemons.extend(self.record.daemons.keys().cloned().map(Some));
