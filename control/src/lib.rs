@@ -11,5 +11,6 @@ pub mod daemon;
 pub mod dataplane;
 pub mod docker;
 pub mod gateway;
+pub mod lab;
 pub mod types;
 pub mod web;

@@ -88,6 +88,9 @@ pub enum Command {
     /// weft as a CNI plugin (podman, containerd): `weft cni install`
     #[command(subcommand)]
     Cni(CniCommand),
+    /// Labs from YAML files: `weft lab up FILE`, `down`, `ls`, `inspect`, `exec`
+    #[command(subcommand)]
+    Lab(crate::lab::LabCommand),
 }
 
 #[derive(Args, Debug)]

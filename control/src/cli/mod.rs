@@ -33,6 +33,9 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keygen(args) => cluster::keygen(&args),
         Command::Demo => rt.block_on(demo::run()),
         Command::Cni(command) => cni::cni(&cli.socket, command),
+        Command::Lab(command) => {
+            Ok(rt.block_on(crate::lab::run(&cli.socket, cli.json, command))?)
+        }
         command => {
             let client = Client::new(&cli.socket);
             rt.block_on(run_client(&client, cli.json, command))
@@ -43,7 +46,11 @@ pub fn run(cli: Cli) -> Result<()> {
 /// The commands that talk to a running daemon through its API.
 async fn run_client(client: &Client, json: bool, command: Command) -> Result<()> {
     match command {
-        Command::Daemon(_) | Command::Demo | Command::Keygen(_) | Command::Cni(_) => {
+        Command::Daemon(_)
+        | Command::Demo
+        | Command::Keygen(_)
+        | Command::Cni(_)
+        | Command::Lab(_) => {
             unreachable!("handled by run")
         }
         Command::Network(command) => network::network(client, json, command).await,
