@@ -497,6 +497,34 @@ impl Bridge {
         }
     }
 
+    /// The decision [`Bridge::process_traced`] would take for `frame` entering `in_port` at
+    /// `now`, reported step by step, changing nothing: no learning (the step says what
+    /// learning would do), no statistics (`weft trace --inject`, a synthetic frame on the live
+    /// tables). The same code as `process`, with the tables read-only.
+    pub fn simulate_traced(
+        &self,
+        now: Timestamp,
+        in_port: PortId,
+        frame: &[u8],
+        offload: Offload,
+        observe: &mut impl FnMut(TraceStep),
+    ) -> Verdict<'_> {
+        let Some(port) = self.ports.get(&in_port) else {
+            observe(TraceStep::UnknownPort);
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        match self.networks.get(&port.network) {
+            Some(net) => {
+                observe(TraceStep::Ingress {
+                    network: port.network,
+                });
+                let binding = port.binding.filter(|b| b.security);
+                decide(DryRun(net, None), now, (in_port, binding), frame, offload, observe)
+            }
+            None => Verdict::Drop(DropReason::UnknownPort),
+        }
+    }
+
     /// Registers the binding `ip -> mac` (an address allocated from IPAM) in
     /// `network` for ARP suppression: ARP requests for `ip` from other
     /// stations are answered by the switch with `mac` instead of being
@@ -589,9 +617,90 @@ fn check_gateway(config: &NetworkConfig) -> Result<(), BridgeError> {
     }
 }
 
+/// A network's tables as one decision sees them: changed by it (live traffic, `&mut
+/// Network`) or only read ([`DryRun`], a synthetic trace). `decide` is written once over both.
+trait Tables<'a> {
+    fn net(&self) -> &Network;
+    /// Learning of a source address (802.1D §7.8), or what it would do.
+    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome;
+    /// The gateway's task for the frame, counting the switch's answers, or not.
+    fn gateway_task(
+        &mut self,
+        frame: &EthernetFrame<'_>,
+        offload: Offload,
+    ) -> Option<Result<GatewayTask, DropReason>>;
+    /// The port the FDB has `mac` behind at `now` (after this decision's learning).
+    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId>;
+    /// The tables for the rest of the decision, read-only.
+    fn into_net(self) -> &'a Network;
+}
+
+impl<'a> Tables<'a> for &'a mut Network {
+    fn net(&self) -> &Network {
+        self
+    }
+    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome {
+        self.fdb.learn(mac, port, now)
+    }
+    fn gateway_task(
+        &mut self,
+        frame: &EthernetFrame<'_>,
+        offload: Offload,
+    ) -> Option<Result<GatewayTask, DropReason>> {
+        let gateway = self.config.gateway;
+        self.responder.task(gateway.as_ref(), frame, offload)
+    }
+    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId> {
+        self.fdb.port_of(mac, now)
+    }
+    fn into_net(self) -> &'a Network {
+        self
+    }
+}
+
+/// A network's tables read by a decision that changes nothing, with what its learning would
+/// have put in the FDB (a frame to its own source finds it there).
+struct DryRun<'a>(&'a Network, Option<(MacAddr, PortId)>);
+
+impl<'a> Tables<'a> for DryRun<'a> {
+    fn net(&self) -> &Network {
+        self.0
+    }
+    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome {
+        let outcome = self.0.fdb.learn_outcome(mac, port, now);
+        if matches!(
+            outcome,
+            LearnOutcome::Learned | LearnOutcome::Refreshed | LearnOutcome::Moved { .. }
+        ) {
+            self.1 = Some((mac, port));
+        }
+        outcome
+    }
+    fn gateway_task(
+        &mut self,
+        frame: &EthernetFrame<'_>,
+        offload: Offload,
+    ) -> Option<Result<GatewayTask, DropReason>> {
+        let gateway = self.0.config.gateway;
+        self.0.responder.task_of(gateway.as_ref(), frame, offload)
+    }
+    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId> {
+        match self.1 {
+            // Learned just now: live unless the aging time is zero.
+            Some((learned, port)) if learned == mac => {
+                (self.0.fdb.aging().as_millis() > 0).then_some(port)
+            }
+            _ => self.0.fdb.port_of(mac, now),
+        }
+    }
+    fn into_net(self) -> &'a Network {
+        self.0
+    }
+}
+
 /// Steps 3–7 of [`Bridge::process`] for a frame of `net` from `in_port`.
 fn decide<'a>(
-    net: &'a mut Network,
+    mut tables: impl Tables<'a>,
     now: Timestamp,
     (in_port, security): (PortId, Option<PortBinding>),
     bytes: &[u8],
@@ -602,6 +711,7 @@ fn decide<'a>(
         observe(TraceStep::Runt { len: bytes.len() });
         return Verdict::Drop(DropReason::Runt);
     };
+    let net = tables.net();
     if !offload.gso {
         let mut max_len = usize::from(net.config.mtu) + ETHERNET_HEADER_LEN;
         if frame.ethertype() == ETHERTYPE_VLAN {
@@ -634,13 +744,13 @@ fn decide<'a>(
     // The gateway's MAC belongs to the switch, never to a port (like the
     // Linux bridge's local FDB entries): a frame claiming it is not learned.
     if gateway.is_none_or(|gw| gw.mac != src) {
-        let outcome = net.fdb.learn(src, in_port, now);
+        let outcome = tables.learn(src, in_port, now);
         observe(TraceStep::Learn { mac: src, outcome });
     } else {
         observe(TraceStep::GatewaySource { mac: src });
     }
 
-    if let Some(task) = net.responder.task(gateway.as_ref(), &frame, offload) {
+    if let Some(task) = tables.gateway_task(&frame, offload) {
         observe(TraceStep::ToGateway {
             to_gateway_mac: gateway.is_some_and(|gw| frame.dst() == gw.mac),
         });
@@ -649,15 +759,16 @@ fn decide<'a>(
             Err(reason) => Verdict::Drop(reason),
         };
     }
-    let net: &'a Network = net;
+    let dst = frame.dst();
+    let hit = tables.port_of(dst, now);
+    let net: &'a Network = tables.into_net();
     // Inter-container communication disabled: endpoints talk to the gateway only.
     if !net.config.icc {
         observe(TraceStep::IccDenied);
         return Verdict::Drop(DropReason::IccDenied);
     }
-    let dst = frame.dst();
     if dst.is_unicast() {
-        if let Some(out) = net.fdb.port_of(dst, now) {
+        if let Some(out) = hit {
             observe(TraceStep::FdbHit {
                 mac: dst,
                 port: out,
