@@ -345,3 +345,20 @@ pub struct NatRow {
     #[serde(skip)]
     pub network_id: u32,
 }
+
+/// `POST /v1/ports/{port}/trace/inject`: a synthetic frame, described (`spec`, see
+/// `weft trace --help`) or as hex (`hex`); exactly one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InjectBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+}
+
+/// The answer to an inject: the trace as text, and its verdict line alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectResult {
+    pub trace: String,
+    pub verdict: String,
+}

@@ -181,6 +181,9 @@ pub use verdict::{FloodSet, TraceStep, Verdict};
 mod port_security;
 pub use port_security::PortBinding;
 
+mod tables;
+use tables::{DryRun, Tables};
+
 #[derive(Debug)]
 struct Network {
     config: NetworkConfig,
@@ -519,7 +522,14 @@ impl Bridge {
                     network: port.network,
                 });
                 let binding = port.binding.filter(|b| b.security);
-                decide(DryRun(net, None), now, (in_port, binding), frame, offload, observe)
+                decide(
+                    DryRun(net, None),
+                    now,
+                    (in_port, binding),
+                    frame,
+                    offload,
+                    observe,
+                )
             }
             None => Verdict::Drop(DropReason::UnknownPort),
         }
@@ -614,87 +624,6 @@ fn check_gateway(config: &NetworkConfig) -> Result<(), BridgeError> {
     match config.gateway {
         Some(gw) if !gw.is_valid() => Err(BridgeError::InvalidGateway(gw)),
         _ => Ok(()),
-    }
-}
-
-/// A network's tables as one decision sees them: changed by it (live traffic, `&mut
-/// Network`) or only read ([`DryRun`], a synthetic trace). `decide` is written once over both.
-trait Tables<'a> {
-    fn net(&self) -> &Network;
-    /// Learning of a source address (802.1D §7.8), or what it would do.
-    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome;
-    /// The gateway's task for the frame, counting the switch's answers, or not.
-    fn gateway_task(
-        &mut self,
-        frame: &EthernetFrame<'_>,
-        offload: Offload,
-    ) -> Option<Result<GatewayTask, DropReason>>;
-    /// The port the FDB has `mac` behind at `now` (after this decision's learning).
-    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId>;
-    /// The tables for the rest of the decision, read-only.
-    fn into_net(self) -> &'a Network;
-}
-
-impl<'a> Tables<'a> for &'a mut Network {
-    fn net(&self) -> &Network {
-        self
-    }
-    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome {
-        self.fdb.learn(mac, port, now)
-    }
-    fn gateway_task(
-        &mut self,
-        frame: &EthernetFrame<'_>,
-        offload: Offload,
-    ) -> Option<Result<GatewayTask, DropReason>> {
-        let gateway = self.config.gateway;
-        self.responder.task(gateway.as_ref(), frame, offload)
-    }
-    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId> {
-        self.fdb.port_of(mac, now)
-    }
-    fn into_net(self) -> &'a Network {
-        self
-    }
-}
-
-/// A network's tables read by a decision that changes nothing, with what its learning would
-/// have put in the FDB (a frame to its own source finds it there).
-struct DryRun<'a>(&'a Network, Option<(MacAddr, PortId)>);
-
-impl<'a> Tables<'a> for DryRun<'a> {
-    fn net(&self) -> &Network {
-        self.0
-    }
-    fn learn(&mut self, mac: MacAddr, port: PortId, now: Timestamp) -> LearnOutcome {
-        let outcome = self.0.fdb.learn_outcome(mac, port, now);
-        if matches!(
-            outcome,
-            LearnOutcome::Learned | LearnOutcome::Refreshed | LearnOutcome::Moved { .. }
-        ) {
-            self.1 = Some((mac, port));
-        }
-        outcome
-    }
-    fn gateway_task(
-        &mut self,
-        frame: &EthernetFrame<'_>,
-        offload: Offload,
-    ) -> Option<Result<GatewayTask, DropReason>> {
-        let gateway = self.0.config.gateway;
-        self.0.responder.task_of(gateway.as_ref(), frame, offload)
-    }
-    fn port_of(&self, mac: MacAddr, now: Timestamp) -> Option<PortId> {
-        match self.1 {
-            // Learned just now: live unless the aging time is zero.
-            Some((learned, port)) if learned == mac => {
-                (self.0.fdb.aging().as_millis() > 0).then_some(port)
-            }
-            _ => self.0.fdb.port_of(mac, now),
-        }
-    }
-    fn into_net(self) -> &'a Network {
-        self.0
     }
 }
 

@@ -70,6 +70,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
         .route("/v1/ports/{port}/trace", get(trace))
+        .route("/v1/ports/{port}/trace/inject", post(trace_inject))
         .with_state(daemon)
 }
 
@@ -325,6 +326,17 @@ async fn trace(
                 }),
             },
         ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn trace_inject(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Json(body): Json<crate::types::InjectBody>,
+) -> Response {
+    match blocking(move || d.trace_inject(&port, &body)).await {
+        Ok(r) => Json(r).into_response(),
         Err(e) => e.into_response(),
     }
 }

@@ -329,6 +329,15 @@ pub struct TraceArgs {
     /// Stop after COUNT frames
     #[arg(short = 'c', long = "count")]
     pub count: Option<u64>,
+    /// Trace one synthetic frame instead of live ones, changing nothing and sending nothing:
+    /// 'arp who-has IP', 'icmp [SRC >] DST', 'tcp [SRC:PORT >] DST:PORT [syn|ack|fin|rst]',
+    /// 'udp [SRC:PORT >] DST:PORT' (an address may be GW or an endpoint name; left out is
+    /// filled in from the port's endpoint)
+    #[arg(long = "inject", value_name = "SPEC", conflicts_with_all = ["hex", "count"])]
+    pub inject: Option<String>,
+    /// Trace one synthetic frame given as hex (Ethernet header first)
+    #[arg(long = "hex", value_name = "HEX", conflicts_with = "count")]
+    pub hex: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

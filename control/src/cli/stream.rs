@@ -61,6 +61,16 @@ impl PortStream {
 /// Streams a trace: the daemon sends a block of lines per frame; printed as it arrives,
 /// until the count is reached or Ctrl-C.
 pub async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
+    if a.inject.is_some() || a.hex.is_some() {
+        let body = crate::types::InjectBody {
+            spec: a.inject,
+            hex: a.hex,
+        };
+        let path = format!("/v1/ports/{}/trace/inject", seg(&a.port));
+        let r: crate::types::InjectResult = client.call(Method::POST, &path, Some(&body)).await?;
+        print!("{}", r.trace);
+        return Ok(());
+    }
     let mut stream = PortStream::open(client, &a.port, "trace", a.count).await?;
     eprintln!("tracing frames entering {}", a.port);
     let mut stdout = std::io::stdout();

@@ -45,7 +45,7 @@ pub(super) fn port_row(
 
 impl Daemon {
     /// Every port's name: endpoints, static peers' and the cluster's tunnel ports.
-    fn port_names(&self, c: &Control) -> BTreeMap<PortId, String> {
+    pub(super) fn port_names(&self, c: &Control) -> BTreeMap<PortId, String> {
         c.endpoints
             .values()
             .map(|e| (e.port, e.record.name.clone()))
@@ -299,7 +299,7 @@ impl Daemon {
 
     /// The port named `port` (an endpoint or a tunnel port), for a capture or a trace of
     /// at most `count` frames.
-    fn tap_port(&self, c: &Control, port: &str, count: Option<u64>) -> Result<PortId> {
+    pub(super) fn tap_port(&self, c: &Control, port: &str, count: Option<u64>) -> Result<PortId> {
         let id = c
             .endpoints
             .get(port)

@@ -37,12 +37,14 @@ mod counters;
 mod forward;
 mod monitor;
 pub mod pcap;
+mod simulate;
 pub mod trace_text;
 pub mod vxlan;
 mod vxlan_rx;
 mod worker;
 
 pub use monitor::{FrameTrace, TraceOutcome};
+pub use simulate::{Simulated, VXLAN_OVERHEAD};
 
 use counters::PortStats;
 use forward::TunnelScratch;

@@ -114,6 +114,20 @@ pub enum TraceOutcome {
     SendFailed { port: PortId },
     /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
     SplitHorizon { port: PortId },
+    /// A synthetic frame (`weft trace --inject`) would be written to `port`; nothing was.
+    WouldSend { port: PortId },
+    /// A synthetic frame would enter tunnel port `port`: a VXLAN datagram of `len` octets
+    /// (outer IPv4 and UDP headers included) to `remote` in `vni`.
+    WouldTunnel {
+        port: PortId,
+        remote: std::net::SocketAddrV4,
+        vni: u32,
+        len: usize,
+    },
+    /// The switch would answer a synthetic frame with a frame of `len` octets.
+    WouldAnswer { len: usize },
+    /// A synthetic frame would go to the gateway's runtime; what for.
+    WouldHandOver(&'static str),
 }
 
 /// A trace record for a frame entering `in_port` (virtio_net_hdr + frame in `packet`).

@@ -83,13 +83,20 @@ fn check_verdict(
     let simulated = owned(b.simulate_traced(now, in_port, bytes, offload, &mut |s| {
         simulated_steps.push(s)
     }));
-    prop_assert_eq!(&tables_of(b, now), &before, "simulate_traced changed the tables");
+    prop_assert_eq!(
+        &tables_of(b, now),
+        &before,
+        "simulate_traced changed the tables"
+    );
     let mut live_steps = Vec::new();
     let live = owned(b.process_traced(now, in_port, bytes, offload, &mut |s| live_steps.push(s)));
     prop_assert_eq!(&simulated, &live);
     prop_assert_eq!(&simulated_steps, &live_steps);
     let (targets, drop, _) = live;
-    prop_assert!(drop.is_some() || !targets.is_empty() || simulated.2.is_some() || in_net.is_none(), "empty flood set");
+    prop_assert!(
+        drop.is_some() || !targets.is_empty() || simulated.2.is_some() || in_net.is_none(),
+        "empty flood set"
+    );
     let Some(in_net) = in_net else {
         prop_assert_eq!(drop, Some(DropReason::UnknownPort));
         return Ok(());
