@@ -312,8 +312,17 @@ pub enum FdbAction {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Port (endpoint name)
-    pub port: String,
+    /// Port (endpoint or tunnel port name, as in `weft ports`)
+    #[arg(required_unless_present = "network", conflicts_with = "network")]
+    pub port: Option<String>,
+    /// Capture every port of network NET into one pcapng file (an interface per port, with
+    /// directions)
+    #[arg(long = "network", value_name = "NET")]
+    pub network: Option<String>,
+    /// On a tunnel port: capture its VXLAN datagrams (outer Ethernet/IPv4/UDP headers)
+    /// instead of the inner frames
+    #[arg(long = "outer", conflicts_with = "network")]
+    pub outer: bool,
     /// Write pcap to FILE ('-' for standard output) instead of printing a summary
     #[arg(short = 'w', long = "write")]
     pub write: Option<String>,
