@@ -71,6 +71,7 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/ports/{port}/capture", get(capture))
         .route("/v1/networks/{name}/capture", get(capture_network))
         .route("/v1/ports/{port}/trace", get(trace))
+        .route("/v1/explain", get(explain))
         .route("/v1/ports/{port}/trace/inject", post(trace_inject))
         .with_state(daemon)
 }
@@ -380,6 +381,20 @@ async fn trace_inject(
 ) -> Response {
     match blocking(move || d.trace_inject(&port, &body)).await {
         Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    from: String,
+    to: String,
+    port: Option<String>,
+}
+
+async fn explain(State(d): Shared, Query(q): Query<ExplainQuery>) -> Response {
+    match blocking(move || d.explain(&q.from, &q.to, q.port.as_deref())).await {
+        Ok(e) => Json(e).into_response(),
         Err(e) => e.into_response(),
     }
 }

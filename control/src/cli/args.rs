@@ -69,6 +69,9 @@ pub enum Command {
     /// Explain what the switch does with each frame entering one port: learning, the
     /// gateway, ICC, the FDB lookup or flood, and where the frame went
     Trace(TraceArgs),
+    /// Explain whether FROM reaches TO and why: networks, port security, --icc, ARP and FDB,
+    /// NAT, published ports, overlay peers, MTU, link state; ends with the verdict and the fix
+    Explain(ExplainArgs),
     /// Add or remove static VXLAN peers (remote VTEPs)
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -329,6 +332,16 @@ pub struct CaptureArgs {
     /// Stop after COUNT frames
     #[arg(short = 'c', long = "count")]
     pub count: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// An endpoint, an address (an endpoint's, or outside every network)
+    pub from: String,
+    /// An endpoint, an address, or HOST:PORT of a published port
+    pub to: String,
+    /// The destination port, like 80/tcp or 53/udp
+    pub port: Option<String>,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ mod cluster;
 mod cni;
 mod daemon;
 mod demo;
+mod explain;
 mod network;
 mod render;
 mod stream;
@@ -62,6 +63,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
         Command::Metrics => tables::metrics(client).await,
         Command::Capture(a) => stream::capture(client, a).await,
         Command::Trace(a) => stream::trace(client, a).await,
+        Command::Explain(a) => explain::explain(client, json, a).await,
         Command::Peer(command) => cluster::peer(client, json, command).await,
         Command::Peers => cluster::peers(client, json).await,
         Command::Cluster => cluster::cluster(client, json).await,

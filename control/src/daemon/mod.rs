@@ -25,6 +25,7 @@ pub mod bodies;
 mod cluster_sync;
 mod endpoints;
 pub mod engine;
+mod explain;
 mod inject;
 mod leftovers;
 mod networks;
