@@ -234,6 +234,12 @@ pub struct EndpointInfo {
     /// The container engine's binding, if an engine made the endpoint (see [`Connect`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<String>,
+    /// What `weft impair` does to the frames leaving toward its port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairBody>,
+    /// `weft link PORT down`.
+    #[serde(default)]
+    pub link_down: bool,
 }
 
 /// `true`, for fields that default to on.
@@ -292,6 +298,43 @@ pub struct PortRow {
     /// Set for a detached endpoint (see [`EndpointInfo::detached`]): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detached: Option<String>,
+    /// What `weft impair` does to the frames leaving toward the port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<ImpairBody>,
+    /// `weft link PORT down`: frames to and from the port are dropped.
+    #[serde(default)]
+    pub link_down: bool,
+}
+
+/// `PUT /v1/ports/{port}/impair` (`weft impair PORT ...`) and what `GET /v1/ports` shows:
+/// each field as the command line writes it (`20ms`, `10%`, `10mbit`); absent: not changed
+/// from nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImpairBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reorder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub corrupt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+}
+
+/// `PUT /v1/ports/{port}/link` (`weft link PORT up|down`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkBody {
+    pub up: bool,
 }
 
 /// One row of `GET /v1/arp`: the neighbour table the switch answers ARP from.

@@ -142,6 +142,8 @@ bodies = [
     {"spec": "127.0.0.1:8080/tcp"},
     {"mac": "02:00:00:00:00:01", "endpoint": "web"},
     {"addr": "192.0.2.2", "vni": 42, "port": 4789},
+    {"delay": "20ms", "jitter": "5ms", "loss": "10%", "duplicate": "1%", "reorder": "25%",
+     "corrupt": "0.1%", "rate": "10mbit", "seed": 7},
 ]
 for i, b in enumerate(bodies):
     write("api_bodies", "body%d" % i, bytes([i]) + json.dumps(b).encode())

@@ -89,11 +89,18 @@ pub enum DropReason {
     /// `0.0.0.0/8`, reserved, or the underlay's VXLAN or gossip port); the container is
     /// told with ICMP "administratively prohibited".
     NatRefused,
+    /// Adapter: `weft impair PORT --loss`: lost on purpose on the way to the port.
+    ImpairLoss,
+    /// Adapter: `weft impair PORT --rate`: more than a second's worth of frames was already
+    /// waiting for the port (a qdisc's limit).
+    ImpairBacklog,
+    /// Adapter: `weft link PORT down`: the port's link is down (frames to and from it).
+    LinkDown,
 }
 
 impl DropReason {
     /// Number of drop reasons; the length of [`PortCounters::drops`].
-    pub const COUNT: usize = 22;
+    pub const COUNT: usize = 25;
 
     /// Every reason, in [`DropReason::index`] order.
     pub const ALL: [DropReason; Self::COUNT] = [
@@ -119,6 +126,9 @@ impl DropReason {
         DropReason::SpoofedArp,
         DropReason::GatewayFault,
         DropReason::NatRefused,
+        DropReason::ImpairLoss,
+        DropReason::ImpairBacklog,
+        DropReason::LinkDown,
     ];
 
     /// A stable snake_case name, suitable for metrics labels.
@@ -146,6 +156,9 @@ impl DropReason {
             DropReason::SpoofedArp => "spoofed_arp",
             DropReason::GatewayFault => "gateway_fault",
             DropReason::NatRefused => "nat_refused",
+            DropReason::ImpairLoss => "impair_loss",
+            DropReason::ImpairBacklog => "impair_backlog",
+            DropReason::LinkDown => "link_down",
         }
     }
 
@@ -175,6 +188,9 @@ impl DropReason {
             DropReason::SpoofedArp => 19,
             DropReason::GatewayFault => 20,
             DropReason::NatRefused => 21,
+            DropReason::ImpairLoss => 22,
+            DropReason::ImpairBacklog => 23,
+            DropReason::LinkDown => 24,
         }
     }
 }

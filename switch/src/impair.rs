@@ -236,6 +236,41 @@ pub fn parse_rate(s: &str) -> Result<u64, ImpairParseError> {
     Ok(bps.round() as u64)
 }
 
+/// A time as [`parse_time`] reads it back: `20ms`, `1.5s`, `300us`.
+pub fn format_time(d: Duration) -> String {
+    let us = d.as_micros();
+    if us >= 1_000_000 && us.is_multiple_of(1_000) {
+        trim(us as f64 / 1e6, "s")
+    } else if us >= 1_000 {
+        trim(us as f64 / 1e3, "ms")
+    } else {
+        format!("{us}us")
+    }
+}
+
+/// Parts per million as [`parse_percent`] reads them back: `10%`, `0.5%`.
+pub fn format_percent(ppm: u32) -> String {
+    trim(f64::from(ppm) * 100.0 / f64::from(PPM), "%")
+}
+
+/// Bits per second as [`parse_rate`] reads them back: `10mbit`, `512kbit`.
+pub fn format_rate(bps: u64) -> String {
+    let (div, unit) = match bps {
+        b if b >= 1_000_000_000 => (1e9, "gbit"),
+        b if b >= 1_000_000 => (1e6, "mbit"),
+        b if b >= 1_000 => (1e3, "kbit"),
+        _ => (1.0, "bit"),
+    };
+    trim(bps as f64 / div, unit)
+}
+
+/// `v` with up to four decimals and no trailing zeros, then `unit`.
+fn trim(v: f64, unit: &str) -> String {
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    format!("{s}{unit}")
+}
+
 fn split_unit(s: &str) -> (&str, &str) {
     let i = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))

@@ -51,7 +51,7 @@ pub use poll::{read_fd, write_fd, Epoll, EventFd};
 #[allow(unused_imports)]
 pub use sysctl::{disable_ipv6, make_inert};
 #[allow(unused_imports)]
-pub use tap::Tap;
+pub use tap::{set_carrier, Tap};
 #[allow(unused_imports)]
 pub use udp::{GsoUdpSocket, Received};
 

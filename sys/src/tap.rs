@@ -166,6 +166,22 @@ fn attach(ifname: &str) -> Result<Tap> {
     Ok(Tap { fd, name })
 }
 
+/// Sets the carrier of the TAP behind `fd` (TUNSETCARRIER): off, the interface shows
+/// NO-CARRIER inside its namespace (its operational state is down) as an unplugged cable
+/// does; on, it comes back. Fails with ENOTTY or EINVAL on an fd that is not a TAP.
+pub fn set_carrier(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let carrier = libc::c_int::from(on);
+    // SAFETY: TUNSETCARRIER reads one int through the pointer, which points to `carrier`.
+    cvt(unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TUNSETCARRIER as _,
+            &carrier as *const libc::c_int,
+        )
+    })
+    .map(drop)
+}
+
 fn set_persist(fd: libc::c_int, persist: bool) -> io::Result<()> {
     // SAFETY: TUNSETPERSIST takes its argument by value, no pointer is involved.
     cvt(unsafe { libc::ioctl(fd, libc::TUNSETPERSIST as _, libc::c_ulong::from(persist)) })

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub mod docker;
 pub mod hosts;
+pub mod iperf;
 
 /// Timeout for one `weft` CLI call.
 pub const CLI_TIMEOUT: Duration = Duration::from_secs(20);

@@ -53,6 +53,39 @@ fn explain_agrees_with_ping_icc_and_internal() {
     );
     let text = lab.weft_ok(&["explain", &a.ip, &b.ip]);
     assert!(text.contains("reachable: "), "{text}");
+    // Impairment and link state, once set with weft impair and weft link.
+    lab.weft_ok(&["impair", &b.name, "--delay", "20ms"]);
+    let v = lab.weft_json(&["explain", &a.name, &b.name]);
+    let impair = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["check"] == "impair")
+        .cloned();
+    assert!(
+        impair.is_some_and(|s| s["detail"].as_str().unwrap().contains("delay 20ms")),
+        "{v:#}"
+    );
+    lab.weft_ok(&["link", &b.name, "down"]);
+    let v = lab.weft_json(&["explain", &a.name, &b.name]);
+    assert_eq!(
+        verdict(&v),
+        (
+            "blocked",
+            format!("the link of {} is down (weft link)", b.name).as_str()
+        ),
+        "{v:#}"
+    );
+    assert_eq!(v["fix"], format!("weft link {} up", b.name));
+    assert!(!lab.ping(&a.ns, &b.ip), "ping crossed a link that is down");
+    let out = lab.weft_ok(&["trace", &a.name, "--inject", &format!("icmp {}", b.ip)]);
+    assert!(out.contains("dropped: link_down"), "{out}");
+    lab.weft_ok(&["link", &b.name, "up"]);
+    lab.weft_ok(&["impair", &b.name, "--clear"]);
+    assert_eq!(
+        lab.weft_json(&["explain", &a.name, &b.name])["verdict"],
+        "reachable"
+    );
 
     // --icc=false: ping fails, explain says why and how to fix it.
     assert!(

@@ -81,6 +81,31 @@ impl Client {
     }
 }
 
+impl Client {
+    /// `PUT /v1/ports/{port}/impair`: returns the impairment as applied (with its seed).
+    pub async fn impair(
+        &self,
+        port: &str,
+        body: &crate::types::ImpairBody,
+    ) -> Result<crate::types::ImpairBody> {
+        let path = format!("/v1/ports/{}/impair", seg(port));
+        self.call(Method::PUT, &path, Some(body)).await
+    }
+
+    /// `DELETE /v1/ports/{port}/impair`.
+    pub async fn clear_impair(&self, port: &str) -> Result<()> {
+        let path = format!("/v1/ports/{}/impair", seg(port));
+        self.call(Method::DELETE, &path, None::<&()>).await
+    }
+
+    /// `PUT /v1/ports/{port}/link`.
+    pub async fn set_link(&self, port: &str, up: bool) -> Result<()> {
+        let path = format!("/v1/ports/{}/link", seg(port));
+        let body = crate::types::LinkBody { up };
+        self.call(Method::PUT, &path, Some(&body)).await
+    }
+}
+
 /// Turns a non-2xx response into an error carrying the daemon's message.
 pub fn check(status: StatusCode, body: &[u8]) -> Result<()> {
     if status.is_success() {

@@ -67,7 +67,7 @@ fn esc(s: &str) -> String {
 
 /// The per-port counters and drops.
 fn write_ports(out: &mut String, ports: &[PortRow]) {
-    let port_series: [MetricSeries<PortRow>; 4] = [
+    let port_series: [MetricSeries<PortRow>; 6] = [
         (
             "weft_port_rx_packets_total",
             "counter",
@@ -91,6 +91,18 @@ fn write_ports(out: &mut String, ports: &[PortRow]) {
             "counter",
             "Bytes sent out of the port.",
             |p| p.tx_bytes,
+        ),
+        (
+            "weft_port_link_up",
+            "gauge",
+            "1 while the port's link is up (weft link PORT down: 0).",
+            |p| u64::from(!p.link_down),
+        ),
+        (
+            "weft_port_impaired",
+            "gauge",
+            "1 while weft impair acts on the frames leaving toward the port.",
+            |p| u64::from(p.impair.is_some()),
         ),
     ];
     for (name, kind, help, get) in port_series {
@@ -202,6 +214,8 @@ mod tests {
                 drops: [("no_route".to_string(), 5)].into_iter().collect(),
                 published: Vec::new(),
                 detached: None,
+                impair: Some(Default::default()),
+                link_down: false,
             }],
             networks: vec![NetworkStatsRow {
                 network: "front".into(),
@@ -227,6 +241,12 @@ weft_port_tx_packets_total{port="we\"b",network="front",kind="tap"} 3
 # HELP weft_port_tx_bytes_total Bytes sent out of the port.
 # TYPE weft_port_tx_bytes_total counter
 weft_port_tx_bytes_total{port="we\"b",network="front",kind="tap"} 4
+# HELP weft_port_link_up 1 while the port's link is up (weft link PORT down: 0).
+# TYPE weft_port_link_up gauge
+weft_port_link_up{port="we\"b",network="front",kind="tap"} 1
+# HELP weft_port_impaired 1 while weft impair acts on the frames leaving toward the port.
+# TYPE weft_port_impaired gauge
+weft_port_impaired{port="we\"b",network="front",kind="tap"} 1
 # HELP weft_port_drops_total Frames dropped on the port, by reason.
 # TYPE weft_port_drops_total counter
 weft_port_drops_total{port="we\"b",network="front",reason="no_route"} 5

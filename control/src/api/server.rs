@@ -73,6 +73,11 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/ports/{port}/trace", get(trace))
         .route("/v1/explain", get(explain))
         .route("/v1/ports/{port}/trace/inject", post(trace_inject))
+        .route(
+            "/v1/ports/{port}/impair",
+            axum::routing::put(impair).delete(clear_impair),
+        )
+        .route("/v1/ports/{port}/link", axum::routing::put(set_link))
         .with_state(daemon)
 }
 
@@ -180,6 +185,35 @@ async fn disconnect(
     UrlPath((name, endpoint)): UrlPath<(String, String)>,
 ) -> Response {
     match blocking(move || d.disconnect(&name, &endpoint)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn impair(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Json(body): Json<crate::types::ImpairBody>,
+) -> Response {
+    match blocking(move || d.impair(&port, &body)).await {
+        Ok(applied) => Json(applied).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn clear_impair(State(d): Shared, UrlPath(port): UrlPath<String>) -> Response {
+    match blocking(move || d.clear_impair(&port)).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn set_link(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Json(body): Json<crate::types::LinkBody>,
+) -> Response {
+    match blocking(move || d.set_link(&port, body.up)).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }

@@ -72,6 +72,11 @@ pub enum Command {
     /// Explain whether FROM reaches TO and why: networks, port security, --icc, ARP and FDB,
     /// NAT, published ports, overlay peers, MTU, link state; ends with the verdict and the fix
     Explain(ExplainArgs),
+    /// Impair the frames leaving toward a port (netem in the switch): delay, jitter, loss,
+    /// duplication, reordering, corruption, a rate limit; --clear removes it
+    Impair(ImpairArgs),
+    /// Take a port's link down (frames to and from it are dropped) or up again
+    Link { port: String, state: LinkState },
     /// Add or remove static VXLAN peers (remote VTEPs)
     #[command(subcommand)]
     Peer(PeerCommand),
@@ -407,4 +412,43 @@ pub struct CniInstallArgs {
     /// Port kind of the containers' interfaces
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
+}
+
+#[derive(Args, Debug)]
+pub struct ImpairArgs {
+    /// The port (as `weft ports` lists it)
+    pub port: String,
+    /// Delay every frame, e.g. 20ms
+    #[arg(long)]
+    pub delay: Option<String>,
+    /// Vary the delay by up to this much either way, e.g. 5ms
+    #[arg(long)]
+    pub jitter: Option<String>,
+    /// Drop this share of frames, e.g. 10%
+    #[arg(long)]
+    pub loss: Option<String>,
+    /// Send this share of frames twice, e.g. 1%
+    #[arg(long)]
+    pub duplicate: Option<String>,
+    /// Send this share of frames at once, ahead of the delayed ones (needs --delay), e.g. 25%
+    #[arg(long)]
+    pub reorder: Option<String>,
+    /// Flip one bit in this share of frames, e.g. 0.1%
+    #[arg(long)]
+    pub corrupt: Option<String>,
+    /// Limit the port to this rate, e.g. 10mbit (frames beyond 1 s of backlog are dropped)
+    #[arg(long)]
+    pub rate: Option<String>,
+    /// Seed of the random choices: the same seed, the same fates (default: from the clock)
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Remove the port's impairment
+    #[arg(long, conflicts_with_all = ["delay", "jitter", "loss", "duplicate", "reorder", "corrupt", "rate", "seed"])]
+    pub clear: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum LinkState {
+    Up,
+    Down,
 }

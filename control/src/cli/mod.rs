@@ -10,6 +10,7 @@ mod cni;
 mod daemon;
 mod demo;
 mod explain;
+mod impair;
 mod network;
 mod render;
 mod stream;
@@ -64,6 +65,8 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
         Command::Capture(a) => stream::capture(client, a).await,
         Command::Trace(a) => stream::trace(client, a).await,
         Command::Explain(a) => explain::explain(client, json, a).await,
+        Command::Impair(a) => impair::impair(client, json, a).await,
+        Command::Link { port, state } => impair::link(client, &port, state).await,
         Command::Peer(command) => cluster::peer(client, json, command).await,
         Command::Peers => cluster::peers(client, json).await,
         Command::Cluster => cluster::cluster(client, json).await,

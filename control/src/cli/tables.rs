@@ -214,6 +214,10 @@ pub async fn ports(client: &Client, json: bool) -> Result<()> {
                 p.tx_bytes.to_string(),
                 drops,
                 published(&p.published),
+                if p.link_down { "down" } else { "up" }.to_string(),
+                p.impair
+                    .as_ref()
+                    .map_or_else(|| "-".to_string(), super::impair::summary),
             ]
         })
         .collect();
@@ -228,6 +232,8 @@ pub async fn ports(client: &Client, json: bool) -> Result<()> {
             "TX_BYTES",
             "DROPS",
             "PUBLISHED",
+            "LINK",
+            "IMPAIR",
         ],
         &rows,
     );

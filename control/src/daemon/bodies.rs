@@ -8,7 +8,7 @@ use super::networks::check_create;
 use super::validate::{parse_mac, validate_name};
 use super::{invalid, Result};
 use crate::gateway::publish;
-use crate::types::{Connect, CreateNetwork, FdbAdd, PeerAdd, Publish, Unpublish};
+use crate::types::{Connect, CreateNetwork, FdbAdd, ImpairBody, PeerAdd, Publish, Unpublish};
 
 /// Which request a body is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +19,18 @@ pub enum Body {
     Unpublish,
     FdbAdd,
     PeerAdd,
+    Impair,
 }
 
 impl Body {
-    pub const ALL: [Body; 6] = [
+    pub const ALL: [Body; 7] = [
         Body::CreateNetwork,
         Body::Connect,
         Body::Publish,
         Body::Unpublish,
         Body::FdbAdd,
         Body::PeerAdd,
+        Body::Impair,
     ];
 }
 
@@ -68,6 +70,10 @@ pub fn check_body(body: Body, bytes: &[u8]) -> Result<()> {
         Body::PeerAdd => serde_json::from_slice::<PeerAdd>(bytes)
             .map(drop)
             .map_err(json),
+        Body::Impair => {
+            let req: ImpairBody = serde_json::from_slice(bytes).map_err(json)?;
+            super::impair::check_impair(&req, "PORT", 0).map(drop)
+        }
     }
 }
 

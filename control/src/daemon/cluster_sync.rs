@@ -631,7 +631,17 @@ impl Daemon {
             .iter()
             .map(|(name, t)| {
                 let counters = self.dataplane.port_counters(t.port).unwrap_or_default();
-                super::tables::port_row(name, crate::types::PortKind::Vxlan, &t.network, &counters)
+                let (impair, link_down) = self.shaping_of(t.port);
+                crate::types::PortRow {
+                    impair,
+                    link_down,
+                    ..super::tables::port_row(
+                        name,
+                        crate::types::PortKind::Vxlan,
+                        &t.network,
+                        &counters,
+                    )
+                }
             })
             .collect()
     }

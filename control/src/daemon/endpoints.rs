@@ -128,6 +128,8 @@ impl Daemon {
             port_security: req.port_security.unwrap_or(true),
             owner: req.owner.clone(),
             handed: placement == Placement::HandOver,
+            impair: None,
+            link_down: false,
         };
         let cfg = IfConfig {
             mac: mac.0,
@@ -317,6 +319,8 @@ impl Daemon {
             port_security: record.port_security,
             detached: None,
             owner: record.owner.clone(),
+            impair: None,
+            link_down: false,
         }
     }
 

@@ -16,6 +16,7 @@ impl Daemon {
 
     fn explain_snapshot(&self) -> Snapshot {
         let remote = self.cluster_endpoints();
+        let rows = self.ports();
         let c = self.lock();
         let now = self.dataplane.now();
         let networks: Vec<NetSnap> = c
@@ -33,6 +34,12 @@ impl Daemon {
             })
             .collect();
         let mut endpoints = local_endpoints(self, &c, now);
+        for e in endpoints.iter_mut() {
+            if let Some(row) = rows.iter().find(|r| r.name == e.name) {
+                e.link_down = row.link_down;
+                e.impair = row.impair.as_ref().map(impair_text);
+            }
+        }
         for (vni, mac, spec, node, alive) in remote {
             let Some(n) = c.networks.values().find(|n| n.record.vni == Some(vni)) else {
                 continue;
@@ -60,6 +67,24 @@ impl Daemon {
             endpoints,
         }
     }
+}
+
+/// An impairment as `weft impair` takes it: `delay 20ms, loss 10%`.
+fn impair_text(i: &crate::types::ImpairBody) -> String {
+    let fields = [
+        ("delay", &i.delay),
+        ("jitter", &i.jitter),
+        ("loss", &i.loss),
+        ("duplicate", &i.duplicate),
+        ("reorder", &i.reorder),
+        ("corrupt", &i.corrupt),
+        ("rate", &i.rate),
+    ];
+    let parts: Vec<String> = fields
+        .iter()
+        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+        .collect();
+    parts.join(", ")
 }
 
 /// This daemon's endpoints, attached or detached, with their FDB and ARP state.

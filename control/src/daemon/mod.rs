@@ -26,6 +26,7 @@ mod cluster_sync;
 mod endpoints;
 pub mod engine;
 mod explain;
+pub mod impair;
 mod inject;
 mod leftovers;
 mod networks;
@@ -260,6 +261,7 @@ impl Daemon {
                 Ok(()) => {
                     log::info!("re-attached endpoint {name}");
                     self.restore_published(&mut c, &name);
+                    self.restore_shaping(&c, &name);
                 }
                 Err(e) => Self::keep_detached(&mut c, record, e),
             }

@@ -13,7 +13,7 @@ use super::{
     OVERLAY_OVERHEAD,
 };
 use crate::gateway::stack::StackInput;
-use crate::types::{CreateNetwork, NetworkDetail, NetworkSummary};
+use crate::types::{CreateNetwork, EndpointInfo, NetworkDetail, NetworkSummary};
 
 impl Daemon {
     /// The network whose subnet overlaps `subnet`, if any.
@@ -163,7 +163,14 @@ impl Daemon {
                 .endpoints
                 .values()
                 .filter(|e| e.record.network == name)
-                .map(|e| Self::endpoint_info(&c, e))
+                .map(|e| {
+                    let (impair, link_down) = self.shaping_of(e.port);
+                    EndpointInfo {
+                        impair,
+                        link_down,
+                        ..Self::endpoint_info(&c, e)
+                    }
+                })
                 .chain(
                     c.detached
                         .values()

@@ -150,6 +150,12 @@ pub struct EndpointRecord {
     /// container (`Join`): found again by MAC in the container's namespace on restart.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub handed: bool,
+    /// `weft impair` on the endpoint's port, applied again on restart (with its seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub impair: Option<crate::types::ImpairBody>,
+    /// `weft link PORT down`, kept down across a restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub link_down: bool,
 }
 
 /// An interface a connect is about to create, recorded before it is created: if the daemon

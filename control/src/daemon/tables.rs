@@ -43,6 +43,8 @@ pub(super) fn port_row(
             .collect(),
         published: Vec::new(),
         detached: None,
+        impair: None,
+        link_down: false,
     }
 }
 
@@ -198,8 +200,11 @@ impl Daemon {
             .values()
             .map(|e| {
                 let counters = self.dataplane.port_counters(e.port).unwrap_or_default();
+                let (impair, link_down) = self.shaping_of(e.port);
                 PortRow {
                     endpoint: e.record.name.clone(),
+                    impair,
+                    link_down,
                     published: e.record.published.iter().map(|m| m.to_string()).collect(),
                     ..port_row(
                         &e.record.name,
@@ -223,7 +228,12 @@ impl Daemon {
         }));
         for (name, p) in &c.peers {
             let counters = self.dataplane.port_counters(p.port).unwrap_or_default();
-            rows.push(port_row(name, PortKind::Vxlan, &p.network, &counters));
+            let (impair, link_down) = self.shaping_of(p.port);
+            rows.push(PortRow {
+                impair,
+                link_down,
+                ..port_row(name, PortKind::Vxlan, &p.network, &counters)
+            });
         }
         rows.extend(self.cluster_port_rows());
         if let Some((port, counters)) = self.dataplane.vxlan_counters() {

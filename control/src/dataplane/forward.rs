@@ -7,9 +7,8 @@ use weft_switch::{DropReason, GatewayTask, Offload, PortId, Timestamp, Verdict};
 use weft_sys as sys;
 use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
-use super::monitor::{
-    capture, capture_rx, runtime_work, trace_end, trace_start, FrameTrace, TraceOutcome,
-};
+use super::monitor::{capture_rx, runtime_work, trace_end, trace_start, FrameTrace, TraceOutcome};
+use super::shaping::Emitted;
 use super::vxlan::{DatagramRun, SegmentScratch, SuperframeError};
 use super::{lock, Dataplane, HandOver, PortIo, PortTable};
 
@@ -100,6 +99,11 @@ impl Dataplane {
         }
         let frame = &packet[VNET_HDR_LEN..];
         capture_rx(in_io, frame);
+        if in_io.shaping.link_down() {
+            in_io.stats.record_drop(DropReason::LinkDown);
+            trace_end(in_io, trace, &[TraceOutcome::Dropped(DropReason::LinkDown)]);
+            return;
+        }
         let decision = self.decide(wake, in_port, frame, &hdr, trace.as_mut());
         // A port the bridge does not know (never one of the table's) counts nothing.
         if matches!(decision, Decision::Drop(DropReason::UnknownPort)) {
@@ -209,19 +213,18 @@ impl Dataplane {
         let Scratch { reply, tunnel, .. } = scratch;
         VnetHdr::default().write(&mut reply[..VNET_HDR_LEN]);
         let packet = &reply[..VNET_HDR_LEN + len];
-        if self.write_out(in_io, packet, tunnel) {
-            capture(in_io, &packet[VNET_HDR_LEN..]);
-            in_io.stats.record_tx(len);
-            TraceOutcome::GatewayReply { len }
-        } else {
-            in_io.stats.record_drop(DropReason::TxError);
-            TraceOutcome::SendFailed { port: in_port }
+        match self.emit(in_io, packet, tunnel) {
+            Emitted::Sent | Emitted::Held { .. } => TraceOutcome::GatewayReply { len },
+            Emitted::Dropped(DropReason::TxError) => TraceOutcome::SendFailed { port: in_port },
+            Emitted::Dropped(reason) => TraceOutcome::PortDropped {
+                port: in_port,
+                reason,
+            },
         }
     }
 
     /// Writes the frame to every port the bridge chose, counting each write on its port.
     fn send(&self, wake: &mut Wake<'_>, in_io: &PortIo, packet: &[u8], trace: Option<FrameTrace>) {
-        let frame = &packet[VNET_HDR_LEN..];
         // Split horizon: what came out of a tunnel never goes into another one (every node
         // replicates to all its peers itself).
         let from_tunnel = in_io.tunnel.is_some();
@@ -235,15 +238,12 @@ impl Dataplane {
                 Some(io) if from_tunnel && io.tunnel.is_some() => {
                     TraceOutcome::SplitHorizon { port: out }
                 }
-                Some(io) if self.write_out(io, packet, tunnel) => {
-                    capture(io, frame);
-                    io.stats.record_tx(frame.len());
-                    TraceOutcome::Sent { port: out }
-                }
-                Some(io) => {
-                    io.stats.record_drop(DropReason::TxError);
-                    TraceOutcome::SendFailed { port: out }
-                }
+                Some(io) => match self.emit(io, packet, tunnel) {
+                    Emitted::Sent => TraceOutcome::Sent { port: out },
+                    Emitted::Held { after } => TraceOutcome::Held { port: out, after },
+                    Emitted::Dropped(DropReason::TxError) => TraceOutcome::SendFailed { port: out },
+                    Emitted::Dropped(reason) => TraceOutcome::PortDropped { port: out, reason },
+                },
                 None => TraceOutcome::SendFailed { port: out },
             };
             if let Some(o) = outcome.as_mut() {
@@ -335,7 +335,7 @@ impl Dataplane {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::os::unix::net::UnixDatagram;
     use std::time::Duration;
 
@@ -346,7 +346,7 @@ mod tests {
 
     /// A data plane with ports 1 and 2 in one network, each a datagram socket whose other
     /// end the test holds.
-    fn two_ports() -> (std::sync::Arc<Dataplane>, UnixDatagram, UnixDatagram) {
+    pub(crate) fn two_ports() -> (std::sync::Arc<Dataplane>, UnixDatagram, UnixDatagram) {
         let dp = Dataplane::new(1, Duration::ZERO).unwrap();
         dp.add_network(NetworkId(1), NetworkConfig::default())
             .unwrap();
@@ -365,14 +365,14 @@ mod tests {
     }
 
     /// A plain virtio_net_hdr and a 60-octet frame from `src` to `dst`.
-    fn packet(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+    pub(crate) fn packet(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
         let mut p = vec![0u8; VNET_HDR_LEN + 60];
         p[VNET_HDR_LEN..VNET_HDR_LEN + 6].copy_from_slice(&dst);
         p[VNET_HDR_LEN + 6..VNET_HDR_LEN + 12].copy_from_slice(&src);
         p
     }
 
-    fn forward(dp: &Dataplane, port: PortId, packet: &[u8], truncated: bool) {
+    pub(crate) fn forward(dp: &Dataplane, port: PortId, packet: &[u8], truncated: bool) {
         let table = dp.ports_read();
         let mut scratch = Scratch::new(BUF_LEN);
         let mut wake = Wake {
@@ -384,7 +384,7 @@ mod tests {
         dp.forward(&mut wake, port, io, packet, truncated);
     }
 
-    fn counters(dp: &Dataplane, port: u32) -> PortCounters {
+    pub(crate) fn counters(dp: &Dataplane, port: u32) -> PortCounters {
         dp.port_counters(PortId(port)).unwrap()
     }
 

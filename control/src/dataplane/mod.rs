@@ -38,6 +38,7 @@ mod monitor;
 mod outer;
 pub mod pcap;
 pub mod pcapng;
+mod shaping;
 mod simulate;
 pub mod trace_text;
 pub mod vxlan;
@@ -49,7 +50,7 @@ pub use simulate::{Simulated, VXLAN_OVERHEAD};
 
 use counters::PortStats;
 use forward::TunnelScratch;
-use monitor::{capture, Monitors};
+use monitor::Monitors;
 use vxlan::{TunnelOut, TunnelTable, VxlanSockets};
 use weft_sys::{self as sys, Epoll, EventFd};
 use weft_wire::VNET_HDR_LEN;
@@ -86,6 +87,8 @@ struct PortIo {
     outer: Monitors<CaptureRecord>,
     /// Live traces: the decisions taken for frames coming in.
     traces: Monitors<Arc<FrameTrace>>,
+    /// Impairment and link state (`weft impair`, `weft link`).
+    shaping: shaping::PortShaping,
 }
 
 impl PortIo {
@@ -99,6 +102,7 @@ impl PortIo {
             captures: Monitors::default(),
             outer: Monitors::default(),
             traces: Monitors::default(),
+            shaping: Default::default(),
         }
     }
 }
@@ -131,6 +135,8 @@ pub struct Dataplane {
     tunnels: RwLock<TunnelTable>,
     /// Datagrams received on and sent from the VXLAN socket, and what was dropped there.
     vxlan_stats: PortStats,
+    /// Wakes the thread that sends impaired ports' held frames.
+    shaper_wake: shaping::ShaperWake,
 }
 
 /// What the data plane needs of the gateway's runtime: where the frames go whose
@@ -211,6 +217,7 @@ impl Dataplane {
             vxlan: std::sync::OnceLock::new(),
             tunnels: RwLock::new(TunnelTable::default()),
             vxlan_stats: PortStats::default(),
+            shaper_wake: Default::default(),
         }))
     }
 
@@ -400,16 +407,11 @@ impl Dataplane {
         if packet.len() < VNET_HDR_LEN {
             return false;
         }
-        let frame = &packet[VNET_HDR_LEN..];
         let mut scratch = TunnelScratch::default();
-        let ok = self.write_out(io, packet, &mut scratch);
-        if ok {
-            capture(io, frame);
-            io.stats.record_tx(frame.len());
-        } else {
-            io.stats.record_drop(DropReason::TxError);
-        }
-        ok
+        !matches!(
+            self.emit(io, packet, &mut scratch),
+            shaping::Emitted::Dropped(_)
+        )
     }
 
     /// Opens the VTEP (once): UDP `port` on `local` for receiving, watched by the first

@@ -136,6 +136,13 @@ pub enum TraceOutcome {
     Sent { port: PortId },
     /// Writing to `port` failed.
     SendFailed { port: PortId },
+    /// Held back by `port`'s impairment (`weft impair`): it leaves `after` from now.
+    Held {
+        port: PortId,
+        after: std::time::Duration,
+    },
+    /// Not sent to `port`: its impairment dropped it or its link is down.
+    PortDropped { port: PortId, reason: DropReason },
     /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
     SplitHorizon { port: PortId },
     /// A synthetic frame (`weft trace --inject`) would be written to `port`; nothing was.

@@ -36,6 +36,12 @@ impl Dataplane {
         let table = self.ports_read();
         let io = |p: PortId| table.get(p.0 as usize).and_then(Option::as_ref);
         let from_tunnel = io(in_port).is_some_and(|i| i.tunnel.is_some());
+        if io(in_port).is_some_and(|i| i.shaping.link_down()) {
+            trace
+                .outcome
+                .push(TraceOutcome::Dropped(DropReason::LinkDown));
+            return Simulated { trace, task: None };
+        }
         let bridge = lock(&self.bridge);
         let steps = &mut trace.steps;
         let verdict = bridge.simulate_traced(self.now(), in_port, frame, Offload::NONE, &mut |s| {
@@ -79,6 +85,9 @@ impl Dataplane {
                     vni: t.vni.get(),
                     len: frame.len() + VXLAN_OVERHEAD,
                 },
+                Some(None) if io(out).is_some_and(|i| i.shaping.link_down()) => {
+                    TraceOutcome::Dropped(DropReason::LinkDown)
+                }
                 Some(None) => TraceOutcome::WouldSend { port: out },
                 None => TraceOutcome::SendFailed { port: out },
             };

@@ -187,6 +187,15 @@ fn outcome(out: &mut String, names: &TraceNames, o: &TraceOutcome) {
             "  output    {}: write failed (tx_error)",
             names.port(port)
         ),
+        TraceOutcome::Held { port, after } => writeln!(
+            out,
+            "  output    {}: held by its impairment, leaves in {}",
+            names.port(port),
+            weft_switch::impair::format_time(after)
+        ),
+        TraceOutcome::PortDropped { port, reason } => {
+            writeln!(out, "  output    {}: dropped: {reason}", names.port(port))
+        }
         TraceOutcome::SplitHorizon { port } => writeln!(
             out,
             "  output    {}: skipped, a frame from a tunnel never enters another (split horizon)",
@@ -382,5 +391,36 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("dropped: no_destination"), "{text}");
+    }
+
+    #[test]
+    fn impaired_outputs_say_held_or_dropped_and_why() {
+        let t = FrameTrace {
+            at: SystemTime::UNIX_EPOCH,
+            in_port: PortId(1),
+            head: vec![0; 5],
+            len: 5,
+            gso_size: None,
+            steps: Vec::new(),
+            outcome: vec![
+                TraceOutcome::Held {
+                    port: PortId(2),
+                    after: std::time::Duration::from_millis(20),
+                },
+                TraceOutcome::PortDropped {
+                    port: PortId(2),
+                    reason: DropReason::LinkDown,
+                },
+            ],
+        };
+        let text = render(&t, &names());
+        assert!(
+            text.contains("  output    blue: held by its impairment, leaves in 20ms\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  output    blue: dropped: link_down\n"),
+            "{text}"
+        );
     }
 }

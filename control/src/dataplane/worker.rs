@@ -25,14 +25,16 @@ enum Drained {
 impl Dataplane {
     /// Starts the worker threads.
     pub fn spawn(self: &Arc<Self>) -> std::io::Result<Vec<std::thread::JoinHandle<()>>> {
-        (0..self.workers.len())
+        let mut threads = (0..self.workers.len())
             .map(|i| {
                 let dp = Arc::clone(self);
                 std::thread::Builder::new()
                     .name(format!("weft-dataplane-{i}"))
                     .spawn(move || dp.run(i))
             })
-            .collect()
+            .collect::<std::io::Result<Vec<_>>>()?;
+        threads.push(self.spawn_shaper()?);
+        Ok(threads)
     }
 
     /// Asks the workers to exit.
@@ -41,6 +43,7 @@ impl Dataplane {
         for w in &self.workers {
             w.wake.notify();
         }
+        self.shaper_wake.kick();
     }
 
     /// A worker's loop: wait for ready ports, drain each, forward. After traffic the worker

@@ -203,3 +203,27 @@ fn extreme_specs_saturate_instead_of_panicking() {
     let _ = imp.on_frame(Duration::MAX, usize::MAX);
     let _ = imp.on_frame(Duration::MAX, usize::MAX);
 }
+
+#[test]
+fn formatted_values_parse_back_to_themselves() {
+    for us in [
+        0u64, 300, 1_000, 1_500, 20_000, 999_999, 1_000_000, 1_500_000, 60_000_000,
+    ] {
+        let d = Duration::from_micros(us);
+        assert_eq!(parse_time("--delay", &format_time(d)), Ok(d), "{us}us");
+    }
+    assert_eq!(format_time(ms(20)), "20ms");
+    assert_eq!(format_time(Duration::from_micros(1_500_000)), "1.5s");
+    for ppm in [0u32, 1, 5_000, 100_000, 333_333, PPM] {
+        assert_eq!(
+            parse_percent("--loss", &format_percent(ppm)),
+            Ok(ppm),
+            "{ppm}"
+        );
+    }
+    assert_eq!(format_percent(100_000), "10%");
+    for bps in [8_000u64, 512_000, 10_000_000, 1_500_000, 1_000_000_000] {
+        assert_eq!(parse_rate(&format_rate(bps)), Ok(bps), "{bps}");
+    }
+    assert_eq!(format_rate(10_000_000), "10mbit");
+}
