@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod cni;
 pub mod daemon;
 pub mod dataplane;
+pub mod debug;
 pub mod docker;
 pub mod gateway;
 pub mod lab;

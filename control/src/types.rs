@@ -388,3 +388,42 @@ pub struct NatRow {
     #[serde(skip)]
     pub network_id: u32,
 }
+
+/// `POST /v1/ports/{port}/trace/inject`: a synthetic frame, described (`spec`, see
+/// `weft trace --help`) or as hex (`hex`); exactly one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct InjectBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hex: Option<String>,
+}
+
+/// The answer to an inject: the trace as text, and its verdict line alone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InjectResult {
+    pub trace: String,
+    pub verdict: String,
+}
+
+/// `GET /v1/explain?from=A&to=B[&port=P/PROTO]`: what a packet from A to B would meet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Explanation {
+    pub from: String,
+    pub to: String,
+    /// Each check on the way, in order.
+    pub steps: Vec<ExplainStep>,
+    /// "reachable" or "blocked".
+    pub verdict: String,
+    pub reason: String,
+    /// What to change, when blocked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
+}
+
+/// One check of an explanation: what was looked at and what it says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainStep {
+    pub check: String,
+    pub detail: String,
+}

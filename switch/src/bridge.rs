@@ -181,6 +181,9 @@ pub use verdict::{FloodSet, TraceStep, Verdict};
 mod port_security;
 pub use port_security::PortBinding;
 
+mod tables;
+use tables::{DryRun, Tables};
+
 #[derive(Debug)]
 struct Network {
     config: NetworkConfig,
@@ -497,6 +500,41 @@ impl Bridge {
         }
     }
 
+    /// The decision [`Bridge::process_traced`] would take for `frame` entering `in_port` at
+    /// `now`, reported step by step, changing nothing: no learning (the step says what
+    /// learning would do), no statistics (`weft trace --inject`, a synthetic frame on the live
+    /// tables). The same code as `process`, with the tables read-only.
+    pub fn simulate_traced(
+        &self,
+        now: Timestamp,
+        in_port: PortId,
+        frame: &[u8],
+        offload: Offload,
+        observe: &mut impl FnMut(TraceStep),
+    ) -> Verdict<'_> {
+        let Some(port) = self.ports.get(&in_port) else {
+            observe(TraceStep::UnknownPort);
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        match self.networks.get(&port.network) {
+            Some(net) => {
+                observe(TraceStep::Ingress {
+                    network: port.network,
+                });
+                let binding = port.binding.filter(|b| b.security);
+                decide(
+                    DryRun(net, None),
+                    now,
+                    (in_port, binding),
+                    frame,
+                    offload,
+                    observe,
+                )
+            }
+            None => Verdict::Drop(DropReason::UnknownPort),
+        }
+    }
+
     /// Registers the binding `ip -> mac` (an address allocated from IPAM) in
     /// `network` for ARP suppression: ARP requests for `ip` from other
     /// stations are answered by the switch with `mac` instead of being
@@ -591,7 +629,7 @@ fn check_gateway(config: &NetworkConfig) -> Result<(), BridgeError> {
 
 /// Steps 3–7 of [`Bridge::process`] for a frame of `net` from `in_port`.
 fn decide<'a>(
-    net: &'a mut Network,
+    mut tables: impl Tables<'a>,
     now: Timestamp,
     (in_port, security): (PortId, Option<PortBinding>),
     bytes: &[u8],
@@ -602,6 +640,7 @@ fn decide<'a>(
         observe(TraceStep::Runt { len: bytes.len() });
         return Verdict::Drop(DropReason::Runt);
     };
+    let net = tables.net();
     if !offload.gso {
         let mut max_len = usize::from(net.config.mtu) + ETHERNET_HEADER_LEN;
         if frame.ethertype() == ETHERTYPE_VLAN {
@@ -634,13 +673,13 @@ fn decide<'a>(
     // The gateway's MAC belongs to the switch, never to a port (like the
     // Linux bridge's local FDB entries): a frame claiming it is not learned.
     if gateway.is_none_or(|gw| gw.mac != src) {
-        let outcome = net.fdb.learn(src, in_port, now);
+        let outcome = tables.learn(src, in_port, now);
         observe(TraceStep::Learn { mac: src, outcome });
     } else {
         observe(TraceStep::GatewaySource { mac: src });
     }
 
-    if let Some(task) = net.responder.task(gateway.as_ref(), &frame, offload) {
+    if let Some(task) = tables.gateway_task(&frame, offload) {
         observe(TraceStep::ToGateway {
             to_gateway_mac: gateway.is_some_and(|gw| frame.dst() == gw.mac),
         });
@@ -649,15 +688,16 @@ fn decide<'a>(
             Err(reason) => Verdict::Drop(reason),
         };
     }
-    let net: &'a Network = net;
+    let dst = frame.dst();
+    let hit = tables.port_of(dst, now);
+    let net: &'a Network = tables.into_net();
     // Inter-container communication disabled: endpoints talk to the gateway only.
     if !net.config.icc {
         observe(TraceStep::IccDenied);
         return Verdict::Drop(DropReason::IccDenied);
     }
-    let dst = frame.dst();
     if dst.is_unicast() {
-        if let Some(out) = net.fdb.port_of(dst, now) {
+        if let Some(out) = hit {
             observe(TraceStep::FdbHit {
                 mac: dst,
                 port: out,

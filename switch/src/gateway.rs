@@ -286,12 +286,35 @@ impl Responder {
         (mac != req.sha && mac != eth_src).then(|| reply(mac, false))
     }
 
+    /// [`Responder::task_of`], counting the answers the switch gives.
+    pub(crate) fn task(
+        &mut self,
+        gateway: Option<&GatewayConfig>,
+        frame: &EthernetFrame<'_>,
+        offload: Offload,
+    ) -> Option<Result<GatewayTask, DropReason>> {
+        let task = self.task_of(gateway, frame, offload)?;
+        self.count(&task);
+        Some(task)
+    }
+
+    /// Counts an answer the switch gives (ARP for the gateway or a neighbour, echo).
+    fn count(&mut self, task: &Result<GatewayTask, DropReason>) {
+        let counter = match task {
+            Ok(GatewayTask::ArpReply(arp)) if arp.for_gateway => &mut self.gateway_arp_replies,
+            Ok(GatewayTask::ArpReply(_)) => &mut self.arp_suppressed,
+            Ok(GatewayTask::EchoReply(_)) => &mut self.gateway_echo_replies,
+            _ => return,
+        };
+        *counter = counter.saturating_add(1);
+    }
+
     /// The gateway's task for `frame` (already validated and learned by the bridge), or
     /// None if the frame is for the ports: it is addressed to the gateway's MAC (an IPv4
     /// datagram, see [`ipv4_task`], or ARP), or it is an ARP request the switch answers.
-    /// Counts the answers the switch gives. Does not allocate.
-    pub(crate) fn task(
-        &mut self,
+    /// Changes nothing (a synthetic trace asks it too). Does not allocate.
+    pub(crate) fn task_of(
+        &self,
         gateway: Option<&GatewayConfig>,
         frame: &EthernetFrame<'_>,
         offload: Offload,
@@ -320,13 +343,6 @@ impl Responder {
                 Err(DropReason::GatewayUnsupported)
             }
         };
-        let counter = match &task {
-            Ok(GatewayTask::ArpReply(arp)) if arp.for_gateway => &mut self.gateway_arp_replies,
-            Ok(GatewayTask::ArpReply(_)) => &mut self.arp_suppressed,
-            Ok(GatewayTask::EchoReply(_)) => &mut self.gateway_echo_replies,
-            _ => return Some(task),
-        };
-        *counter = counter.saturating_add(1);
         Some(task)
     }
 }

@@ -69,7 +69,10 @@ pub fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/peers/{addr}/{vni}", delete(peer_rm))
         .route("/v1/endpoints/{endpoint}/unpublish", post(unpublish))
         .route("/v1/ports/{port}/capture", get(capture))
+        .route("/v1/networks/{name}/capture", get(capture_network))
         .route("/v1/ports/{port}/trace", get(trace))
+        .route("/v1/explain", get(explain))
+        .route("/v1/ports/{port}/trace/inject", post(trace_inject))
         .route(
             "/v1/ports/{port}/impair",
             axum::routing::put(impair).delete(clear_impair),
@@ -291,6 +294,8 @@ async fn ports(State(d): Shared) -> Response {
 #[derive(Deserialize)]
 struct CaptureQuery {
     count: Option<u64>,
+    #[serde(default)]
+    outer: bool,
 }
 
 /// A response body fed by one of the data plane's channels (a capture's pcap records, a
@@ -300,6 +305,8 @@ pub(crate) struct ChannelBody<T> {
     pub(crate) header: Option<Bytes>,
     pub(crate) rx: tokio::sync::mpsc::Receiver<T>,
     pub(crate) render: Box<dyn Fn(T) -> Bytes + Send>,
+    /// Items left before the body ends (a capture of several ports counts here).
+    pub(crate) remaining: Option<u64>,
 }
 
 impl<T> http_body::Body for ChannelBody<T> {
@@ -314,9 +321,18 @@ impl<T> http_body::Body for ChannelBody<T> {
         if let Some(h) = this.header.take() {
             return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(h))));
         }
-        this.rx
-            .poll_recv(cx)
-            .map(|r| r.map(|item| Ok(http_body::Frame::data((this.render)(item)))))
+        if this.remaining == Some(0) {
+            return std::task::Poll::Ready(None);
+        }
+        let remaining = &mut this.remaining;
+        this.rx.poll_recv(cx).map(|r| {
+            r.map(|item| {
+                if let Some(n) = remaining.as_mut() {
+                    *n -= 1;
+                }
+                Ok(http_body::Frame::data((this.render)(item)))
+            })
+        })
     }
 }
 
@@ -333,13 +349,41 @@ async fn capture(
     UrlPath(port): UrlPath<String>,
     Query(q): Query<CaptureQuery>,
 ) -> Response {
-    match blocking(move || d.capture(&port, q.count)).await {
+    match blocking(move || d.capture(&port, q.count, q.outer)).await {
         Ok(rx) => stream(
             "application/vnd.tcpdump.pcap",
             ChannelBody {
                 header: Some(pcap::global_header()),
                 rx,
-                render: Box::new(|record| record),
+                render: Box::new(|(_, r): (u32, crate::dataplane::CaptureRecord)| {
+                    pcap::record(r.at, &r.frame)
+                }),
+                remaining: None,
+            },
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Every port of a network in one pcapng stream: an interface per port, directions marked.
+async fn capture_network(
+    State(d): Shared,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<CaptureQuery>,
+) -> Response {
+    if q.count == Some(0) {
+        return DaemonError::Invalid("-c/--count must be at least 1".into()).into_response();
+    }
+    match blocking(move || d.capture_network(&name)).await {
+        Ok((rx, interfaces)) => stream(
+            "application/x-pcapng",
+            ChannelBody {
+                header: Some(crate::dataplane::pcapng::header(&interfaces)),
+                rx,
+                render: Box::new(|(i, r): (u32, crate::dataplane::CaptureRecord)| {
+                    crate::dataplane::pcapng::packet(i, r.at, r.outbound, &r.frame)
+                }),
+                remaining: q.count,
             },
         ),
         Err(e) => e.into_response(),
@@ -357,11 +401,37 @@ async fn trace(
             ChannelBody {
                 header: None,
                 rx,
-                render: Box::new(move |t| {
+                remaining: None,
+                render: Box::new(move |(_, t)| {
                     Bytes::from(crate::dataplane::trace_text::render(&t, &names))
                 }),
             },
         ),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn trace_inject(
+    State(d): Shared,
+    UrlPath(port): UrlPath<String>,
+    Json(body): Json<crate::types::InjectBody>,
+) -> Response {
+    match blocking(move || d.trace_inject(&port, &body)).await {
+        Ok(r) => Json(r).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct ExplainQuery {
+    from: String,
+    to: String,
+    port: Option<String>,
+}
+
+async fn explain(State(d): Shared, Query(q): Query<ExplainQuery>) -> Response {
+    match blocking(move || d.explain(&q.from, &q.to, q.port.as_deref())).await {
+        Ok(e) => Json(e).into_response(),
         Err(e) => e.into_response(),
     }
 }

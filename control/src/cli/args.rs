@@ -69,6 +69,9 @@ pub enum Command {
     /// Explain what the switch does with each frame entering one port: learning, the
     /// gateway, ICC, the FDB lookup or flood, and where the frame went
     Trace(TraceArgs),
+    /// Explain whether FROM reaches TO and why: networks, port security, --icc, ARP and FDB,
+    /// NAT, published ports, overlay peers, MTU, link state; ends with the verdict and the fix
+    Explain(ExplainArgs),
     /// Impair the frames leaving toward a port (netem in the switch): delay, jitter, loss,
     /// duplication, reordering, corruption, a rate limit; --clear removes it
     Impair(ImpairArgs),
@@ -324,8 +327,17 @@ pub enum FdbAction {
 
 #[derive(Args, Debug)]
 pub struct CaptureArgs {
-    /// Port (endpoint name)
-    pub port: String,
+    /// Port (endpoint or tunnel port name, as in `weft ports`)
+    #[arg(required_unless_present = "network", conflicts_with = "network")]
+    pub port: Option<String>,
+    /// Capture every port of network NET into one pcapng file (an interface per port, with
+    /// directions)
+    #[arg(long = "network", value_name = "NET")]
+    pub network: Option<String>,
+    /// On a tunnel port: capture its VXLAN datagrams (outer Ethernet/IPv4/UDP headers)
+    /// instead of the inner frames
+    #[arg(long = "outer", conflicts_with = "network")]
+    pub outer: bool,
     /// Write pcap to FILE ('-' for standard output) instead of printing a summary
     #[arg(short = 'w', long = "write")]
     pub write: Option<String>,
@@ -335,12 +347,31 @@ pub struct CaptureArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ExplainArgs {
+    /// An endpoint, an address (an endpoint's, or outside every network)
+    pub from: String,
+    /// An endpoint, an address, or HOST:PORT of a published port
+    pub to: String,
+    /// The destination port, like 80/tcp or 53/udp
+    pub port: Option<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct TraceArgs {
     /// Port (endpoint or tunnel port name, as in `weft ports`)
     pub port: String,
     /// Stop after COUNT frames
     #[arg(short = 'c', long = "count")]
     pub count: Option<u64>,
+    /// Trace one synthetic frame instead of live ones, changing nothing and sending nothing:
+    /// 'arp who-has IP', 'icmp [SRC >] DST', 'tcp [SRC:PORT >] DST:PORT [syn|ack|fin|rst]',
+    /// 'udp [SRC:PORT >] DST:PORT' (an address may be GW or an endpoint name; left out is
+    /// filled in from the port's endpoint)
+    #[arg(long = "inject", value_name = "SPEC", conflicts_with_all = ["hex", "count"])]
+    pub inject: Option<String>,
+    /// Trace one synthetic frame given as hex (Ethernet header first)
+    #[arg(long = "hex", value_name = "HEX", conflicts_with = "count")]
+    pub hex: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]

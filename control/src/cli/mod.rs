@@ -9,6 +9,7 @@ mod cluster;
 mod cni;
 mod daemon;
 mod demo;
+mod explain;
 mod impair;
 mod network;
 mod render;
@@ -70,6 +71,7 @@ async fn run_client(client: &Client, json: bool, command: Command) -> Result<()>
         Command::Metrics => tables::metrics(client).await,
         Command::Capture(a) => stream::capture(client, a).await,
         Command::Trace(a) => stream::trace(client, a).await,
+        Command::Explain(a) => explain::explain(client, json, a).await,
         Command::Impair(a) => impair::impair(client, json, a).await,
         Command::Link { port, state } => impair::link(client, &port, state).await,
         Command::Peer(command) => cluster::peer(client, json, command).await,

@@ -21,9 +21,20 @@ struct PortStream {
 impl PortStream {
     /// `GET /v1/ports/PORT/KIND[?count=N]`; a refusal becomes the daemon's error message.
     async fn open(client: &Client, port: &str, kind: &str, count: Option<u64>) -> Result<Self> {
-        let mut path = format!("/v1/ports/{}/{kind}", seg(port));
+        let path = format!("/v1/ports/{}/{kind}", seg(port));
+        Self::open_path(client, path, kind, count).await
+    }
+
+    /// `GET PATH[?count=N]` (more query parameters may already be in `path`).
+    async fn open_path(
+        client: &Client,
+        mut path: String,
+        kind: &str,
+        count: Option<u64>,
+    ) -> Result<Self> {
         if let Some(c) = count {
-            path.push_str(&format!("?count={c}"));
+            path.push(if path.contains('?') { '&' } else { '?' });
+            path.push_str(&format!("count={c}"));
         }
         let resp = client.send(Method::GET, &path, None).await?;
         let status = resp.status();
@@ -61,6 +72,16 @@ impl PortStream {
 /// Streams a trace: the daemon sends a block of lines per frame; printed as it arrives,
 /// until the count is reached or Ctrl-C.
 pub async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
+    if a.inject.is_some() || a.hex.is_some() {
+        let body = crate::types::InjectBody {
+            spec: a.inject,
+            hex: a.hex,
+        };
+        let path = format!("/v1/ports/{}/trace/inject", seg(&a.port));
+        let r: crate::types::InjectResult = client.call(Method::POST, &path, Some(&body)).await?;
+        print!("{}", r.trace);
+        return Ok(());
+    }
     let mut stream = PortStream::open(client, &a.port, "trace", a.count).await?;
     eprintln!("tracing frames entering {}", a.port);
     let mut stdout = std::io::stdout();
@@ -74,8 +95,6 @@ pub async fn trace(client: &Client, a: TraceArgs) -> Result<()> {
 /// Streams a capture: whole pcap records only, so the output stays a valid pcap file when
 /// interrupted.
 pub async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
-    let mut stream = PortStream::open(client, &a.port, "capture", a.count).await?;
-    eprintln!("capturing on {}", a.port);
     let mut out: Option<Box<dyn Write + Send>> = match a.write.as_deref() {
         None => None,
         Some("-") => Some(Box::new(std::io::stdout())),
@@ -83,6 +102,17 @@ pub async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
             std::fs::File::create(file).with_context(|| format!("cannot create {file}"))?,
         ))),
     };
+    if let Some(net) = &a.network {
+        let path = format!("/v1/networks/{}/capture", seg(net));
+        let stream = PortStream::open_path(client, path, "capture", a.count).await?;
+        eprintln!("capturing every port of network {net}");
+        return capture_pcapng(stream, out).await;
+    }
+    let port = a.port.as_deref().unwrap_or_default();
+    let path = format!("/v1/ports/{}/capture?outer={}", seg(port), a.outer);
+    let mut stream = PortStream::open_path(client, path, "capture", a.count).await?;
+    let what = if a.outer { " (VXLAN datagrams)" } else { "" };
+    eprintln!("capturing on {port}{what}");
     let mut pending: Vec<u8> = Vec::new();
     let mut header_done = false;
     let mut frames = 0u64;
@@ -120,6 +150,49 @@ pub async fn capture(client: &Client, a: CaptureArgs) -> Result<()> {
     }
     if let Some(w) = out.as_mut() {
         w.flush()?;
+    }
+    eprintln!("{frames} frames captured");
+    Ok(())
+}
+
+/// Streams a pcapng capture of several ports: whole blocks only; without a file, a line per
+/// frame with its port and direction.
+async fn capture_pcapng(
+    mut stream: PortStream,
+    mut out: Option<Box<dyn Write + Send>>,
+) -> Result<()> {
+    use crate::dataplane::pcapng;
+    let mut pending: Vec<u8> = Vec::new();
+    let mut interfaces: Vec<String> = Vec::new();
+    let mut frames = 0u64;
+    while let Some(data) = stream.next().await? {
+        pending.extend_from_slice(&data);
+        let mut used = 0;
+        while let Some((block, len)) = pcapng::next_block(&pending[used..]) {
+            if let Some(w) = out.as_mut() {
+                w.write_all(&pending[used..used + len])?;
+            }
+            if let Some(name) = pcapng::interface_name(&block) {
+                interfaces.push(name);
+            } else if let Some((i, ts, orig, frame, outbound)) = pcapng::parse_packet(&block) {
+                frames += 1;
+                if out.is_none() {
+                    let port = interfaces.get(i as usize).map_or("?", String::as_str);
+                    let dir = if outbound { "out" } else { "in " };
+                    println!(
+                        "{}.{:06} {port} {dir} {}",
+                        ts / 1_000_000,
+                        ts % 1_000_000,
+                        crate::dataplane::trace_text::describe_frame(frame, orig as usize)
+                    );
+                }
+            }
+            used += len;
+        }
+        pending.drain(..used);
+        if let Some(w) = out.as_mut() {
+            w.flush()?;
+        }
     }
     eprintln!("{frames} frames captured");
     Ok(())

@@ -572,6 +572,24 @@ impl Daemon {
             .collect()
     }
 
+    /// Every other node's overlay endpoints, dead nodes' too (VNI, MAC, what it published,
+    /// node, alive), for `weft explain`.
+    pub(super) fn cluster_endpoints(&self) -> Vec<(u32, MacAddr, EndpointSpec, String, bool)> {
+        let Some(link) = self.link() else {
+            return Vec::new();
+        };
+        let local = link.local();
+        let others = local.nodes.iter().filter(|n| !n.is_self);
+        others
+            .flat_map(|n| {
+                let alive = n.state != NodeState::Dead;
+                n.info.endpoints.iter().map(move |((vni, mac), spec)| {
+                    (*vni, *mac, spec.clone(), n.info.name.clone(), alive)
+                })
+            })
+            .collect()
+    }
+
     /// Where an FDB entry came from, if the gossip put it there.
     pub(super) fn gossip_origin(&self, network: NetworkId, mac: MacAddr) -> Option<String> {
         let link = self.link()?;

@@ -10,6 +10,9 @@ use super::state::StaticFdbRecord;
 use super::{gateway_mac, invalid, parse_mac, Control, Daemon, DaemonError, Result};
 use crate::types::{ArpRow, FdbRow, NatRow, NetworkStatsRow, PortKind, PortRow};
 
+/// A live trace's records (tagged, see `Dataplane::add_trace`).
+type TraceReceiver = tokio::sync::mpsc::Receiver<(u32, Arc<crate::dataplane::FrameTrace>)>;
+
 /// What the metrics are rendered from (see `crate::api::metrics`): every port's counters
 /// and every network's learning, aging and gateway counters.
 pub struct MetricsData {
@@ -47,7 +50,7 @@ pub(super) fn port_row(
 
 impl Daemon {
     /// Every port's name: endpoints, static peers' and the cluster's tunnel ports.
-    fn port_names(&self, c: &Control) -> BTreeMap<PortId, String> {
+    pub(super) fn port_names(&self, c: &Control) -> BTreeMap<PortId, String> {
         c.endpoints
             .values()
             .map(|e| (e.port, e.record.name.clone()))
@@ -331,15 +334,51 @@ impl Daemon {
         Ok(id)
     }
 
-    /// Starts a live capture on the port of endpoint `port`.
+    /// Starts a live capture on the port named `port`; `outer`: a tunnel port's VXLAN
+    /// datagrams instead of its inner frames.
     pub fn capture(
         &self,
         port: &str,
         count: Option<u64>,
-    ) -> Result<tokio::sync::mpsc::Receiver<bytes::Bytes>> {
+        outer: bool,
+    ) -> Result<crate::dataplane::CaptureReceiver> {
         let c = self.lock();
         let id = self.tap_port(&c, port, count)?;
-        Ok(self.dataplane.add_capture(id, count)?)
+        if outer && !self.dataplane.is_tunnel(id) {
+            return Err(invalid(format!(
+                "{port:?} is not a tunnel port: --outer captures the VXLAN datagrams of a tunnel port (vx... or a cluster node in `weft ports`)"
+            )));
+        }
+        Ok(self.dataplane.add_capture(id, count, outer)?)
+    }
+
+    /// Starts a live capture of every port of network `network` (endpoints and tunnel
+    /// ports) into one channel; the frames are tagged with the index of their port's name.
+    pub fn capture_network(
+        &self,
+        network: &str,
+    ) -> Result<(crate::dataplane::CaptureReceiver, Vec<String>)> {
+        let c = self.lock();
+        let net = c.networks.get(network).ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "no network named {network:?}; list networks with `weft network ls`"
+            ))
+        })?;
+        let names = self.port_names(&c);
+        let ports: Vec<PortId> = self
+            .dataplane
+            .with_bridge(|b| b.network_ports(net.id).to_vec());
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::dataplane::CAPTURE_QUEUE);
+        let mut interfaces = Vec::new();
+        for id in ports {
+            let Some(name) = names.get(&id) else {
+                continue;
+            };
+            self.dataplane
+                .add_capture_to(id, tx.clone(), interfaces.len() as u32)?;
+            interfaces.push(name.clone());
+        }
+        Ok((rx, interfaces))
     }
 
     /// Starts a live trace on the port named `port`: for each frame entering it, the
@@ -348,10 +387,7 @@ impl Daemon {
         &self,
         port: &str,
         count: Option<u64>,
-    ) -> Result<(
-        tokio::sync::mpsc::Receiver<Arc<crate::dataplane::FrameTrace>>,
-        crate::dataplane::trace_text::TraceNames,
-    )> {
+    ) -> Result<(TraceReceiver, crate::dataplane::trace_text::TraceNames)> {
         let c = self.lock();
         let id = self.tap_port(&c, port, count)?;
         let names = crate::dataplane::trace_text::TraceNames {

@@ -7,7 +7,7 @@ use weft_switch::{DropReason, GatewayTask, Offload, PortId, Timestamp, Verdict};
 use weft_sys as sys;
 use weft_wire::{VnetHdr, VNET_HDR_LEN};
 
-use super::monitor::{capture, runtime_work, trace_end, trace_start, FrameTrace, TraceOutcome};
+use super::monitor::{capture_rx, runtime_work, trace_end, trace_start, FrameTrace, TraceOutcome};
 use super::shaping::Emitted;
 use super::vxlan::{DatagramRun, SegmentScratch, SuperframeError};
 use super::{lock, Dataplane, HandOver, PortIo, PortTable};
@@ -104,7 +104,7 @@ impl Dataplane {
             trace_end(in_io, trace, &[TraceOutcome::Dropped(DropReason::LinkDown)]);
             return;
         }
-        capture(in_io, frame);
+        capture_rx(in_io, frame);
         let decision = self.decide(wake, in_port, frame, &hdr, trace.as_mut());
         // A port the bridge does not know (never one of the table's) counts nothing.
         if matches!(decision, Decision::Drop(DropReason::UnknownPort)) {

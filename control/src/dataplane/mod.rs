@@ -27,7 +27,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use weft_switch::{
     Bridge, DropReason, GatewayConfig, GatewayTask, NetworkConfig, NetworkId, PortBinding,
     PortCounters, PortId, Timestamp,
@@ -36,14 +35,18 @@ use weft_switch::{
 mod counters;
 mod forward;
 mod monitor;
+mod outer;
 pub mod pcap;
+pub mod pcapng;
 mod shaping;
+mod simulate;
 pub mod trace_text;
 pub mod vxlan;
 mod vxlan_rx;
 mod worker;
 
-pub use monitor::{FrameTrace, TraceOutcome};
+pub use monitor::{CaptureRecord, FrameTrace, TraceOutcome, CAPTURE_QUEUE};
+pub use simulate::{Simulated, VXLAN_OVERHEAD};
 
 use counters::PortStats;
 use forward::TunnelScratch;
@@ -78,8 +81,10 @@ struct PortIo {
     worker: usize,
     /// Frames and octets in and out, drops by reason.
     stats: PortStats,
-    /// Live captures: pcap records of every frame in and out.
-    captures: Monitors<Bytes>,
+    /// Live captures: every frame in and out.
+    captures: Monitors<CaptureRecord>,
+    /// Live `--outer` captures of a tunnel port: its VXLAN datagrams.
+    outer: Monitors<CaptureRecord>,
     /// Live traces: the decisions taken for frames coming in.
     traces: Monitors<Arc<FrameTrace>>,
     /// Impairment and link state (`weft impair`, `weft link`).
@@ -95,6 +100,7 @@ impl PortIo {
             worker,
             stats: PortStats::default(),
             captures: Monitors::default(),
+            outer: Monitors::default(),
             traces: Monitors::default(),
             shaping: Default::default(),
         }
@@ -102,6 +108,9 @@ impl PortIo {
 }
 
 type PortTable = Vec<Option<Arc<PortIo>>>;
+
+/// Frames of a capture, tagged with their interface (0 for one port).
+pub type CaptureReceiver = tokio::sync::mpsc::Receiver<(u32, CaptureRecord)>;
 
 struct Worker {
     epoll: Epoll,
@@ -320,14 +329,35 @@ impl Dataplane {
         }
     }
 
-    /// Starts a capture on `port`; frames arrive as pcap records on the returned channel,
-    /// which closes after `count` frames (if given).
+    /// Starts a capture on `port`; frames arrive on the returned channel, which closes after
+    /// `count` frames (if given). `outer`: a tunnel port's VXLAN datagrams instead.
     pub fn add_capture(
         &self,
         port: PortId,
         count: Option<u64>,
-    ) -> Result<tokio::sync::mpsc::Receiver<Bytes>, DataplaneError> {
-        self.with_port_io(port, |io| io.captures.attach(count))
+        outer: bool,
+    ) -> Result<CaptureReceiver, DataplaneError> {
+        self.with_port_io(port, |io| match outer {
+            true => io.outer.attach(count),
+            false => io.captures.attach(count),
+        })
+    }
+
+    /// Adds `port` to a capture of several ports (`weft capture --network`): its frames go
+    /// to `tx` tagged `tag`.
+    pub fn add_capture_to(
+        &self,
+        port: PortId,
+        tx: tokio::sync::mpsc::Sender<(u32, CaptureRecord)>,
+        tag: u32,
+    ) -> Result<(), DataplaneError> {
+        self.with_port_io(port, |io| io.captures.attach_to(tx, tag, None))
+    }
+
+    /// Whether `port` is a tunnel port.
+    pub fn is_tunnel(&self, port: PortId) -> bool {
+        self.with_port_io(port, |io| io.tunnel.is_some())
+            .unwrap_or(false)
     }
 
     /// Starts a trace on `port`: for each frame entering it (up to `count`, if given), what
@@ -336,7 +366,7 @@ impl Dataplane {
         &self,
         port: PortId,
         count: Option<u64>,
-    ) -> Result<tokio::sync::mpsc::Receiver<Arc<FrameTrace>>, DataplaneError> {
+    ) -> Result<tokio::sync::mpsc::Receiver<(u32, Arc<FrameTrace>)>, DataplaneError> {
         self.with_port_io(port, |io| io.traces.attach(count))
     }
 

@@ -8,18 +8,31 @@ use std::time::SystemTime;
 use weft_switch::{DropReason, PortId};
 use weft_wire::VNET_HDR_LEN;
 
-use super::{lock, pcap, PortIo};
+use bytes::Bytes;
+
+use super::{lock, outer, PortIo};
 
 /// Frames a slow capture reader may fall behind before frames are skipped for it.
 pub const CAPTURE_QUEUE: usize = 4096;
 /// Octets of a traced frame kept for its summary (Ethernet, IPv4 and TCP/UDP headers).
 const TRACE_HEAD: usize = 64;
 
-/// One live listener (a capture's pcap records or a trace's decisions) attached to a port: a
-/// bounded channel, closed after `remaining` items if a count was given.
+/// One live listener (a capture's frames or a trace's decisions) attached to a port: a
+/// bounded channel, closed after `remaining` items if a count was given. Items go with the
+/// listener's `tag` (a network capture's interface id: several ports feed one channel).
 struct Monitor<T> {
-    tx: tokio::sync::mpsc::Sender<T>,
+    tx: tokio::sync::mpsc::Sender<(u32, T)>,
+    tag: u32,
     remaining: Option<u64>,
+}
+
+/// A frame crossing a port, for a capture: when, which way (out of the port toward its
+/// endpoint or peer, or in from it), the octets.
+#[derive(Debug, Clone)]
+pub struct CaptureRecord {
+    pub at: SystemTime,
+    pub outbound: bool,
+    pub frame: Bytes,
 }
 
 /// The listeners of one kind on one port, with a flag the fast path reads instead of the
@@ -45,14 +58,25 @@ impl<T: Clone> Monitors<T> {
     }
 
     /// Adds a listener, closed after `count` items if given.
-    pub(super) fn attach(&self, count: Option<u64>) -> tokio::sync::mpsc::Receiver<T> {
+    pub(super) fn attach(&self, count: Option<u64>) -> tokio::sync::mpsc::Receiver<(u32, T)> {
         let (tx, rx) = tokio::sync::mpsc::channel(CAPTURE_QUEUE);
+        self.attach_to(tx, 0, count);
+        rx
+    }
+
+    /// Adds a listener feeding `tx` (shared with other ports'), its items tagged `tag`.
+    pub(super) fn attach_to(
+        &self,
+        tx: tokio::sync::mpsc::Sender<(u32, T)>,
+        tag: u32,
+        count: Option<u64>,
+    ) {
         lock(&self.listeners).push(Monitor {
             tx,
+            tag,
             remaining: count,
         });
         self.active.store(true, Ordering::Release);
-        rx
     }
 
     /// Hands `item` to every listener; a full channel (slow reader) skips it, a closed one
@@ -60,7 +84,7 @@ impl<T: Clone> Monitors<T> {
     pub(super) fn offer(&self, item: T) {
         let mut listeners = lock(&self.listeners);
         listeners.retain_mut(|m| {
-            match m.tx.try_send(item.clone()) {
+            match m.tx.try_send((m.tag, item.clone())) {
                 Ok(()) => {}
                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => return true,
                 Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => return false,
@@ -121,6 +145,20 @@ pub enum TraceOutcome {
     PortDropped { port: PortId, reason: DropReason },
     /// Not sent to tunnel port `port`: it came out of a tunnel (split horizon).
     SplitHorizon { port: PortId },
+    /// A synthetic frame (`weft trace --inject`) would be written to `port`; nothing was.
+    WouldSend { port: PortId },
+    /// A synthetic frame would enter tunnel port `port`: a VXLAN datagram of `len` octets
+    /// (outer IPv4 and UDP headers included) to `remote` in `vni`.
+    WouldTunnel {
+        port: PortId,
+        remote: std::net::SocketAddrV4,
+        vni: u32,
+        len: usize,
+    },
+    /// The switch would answer a synthetic frame with a frame of `len` octets.
+    WouldAnswer { len: usize },
+    /// A synthetic frame would go to the gateway's runtime; what for.
+    WouldHandOver(&'static str),
 }
 
 /// A trace record for a frame entering `in_port` (virtio_net_hdr + frame in `packet`).
@@ -145,10 +183,49 @@ pub(super) fn trace_end(io: &PortIo, trace: Option<FrameTrace>, outcome: &[Trace
     }
 }
 
-/// Copies `frame` to the port's live captures (only while someone captures).
+/// Copies `frame`, written out of the port, to the port's live captures (only while someone
+/// captures); for a tunnel port, the VXLAN datagram it became to its `--outer` captures.
 pub(super) fn capture(io: &PortIo, frame: &[u8]) {
     if io.captures.active() {
-        io.captures.offer(pcap::record(SystemTime::now(), frame));
+        io.captures.offer(record(frame, true));
+    }
+    if let Some(t) = io.tunnel.as_ref().filter(|_| io.outer.active()) {
+        let sport = weft_vtep::source_port_for_inner(frame, weft_vtep::SOURCE_PORT_RANGE);
+        let local = std::net::SocketAddrV4::new(t.sockets.local, sport);
+        let mut datagram = Vec::with_capacity(weft_vtep::VXLAN_HEADER_LEN + frame.len());
+        datagram.extend_from_slice(&weft_vtep::VxlanHeader::new(t.vni).to_bytes());
+        datagram.extend_from_slice(frame);
+        io.outer
+            .offer(record(&outer::frame(local, t.remote, &datagram), true));
+    }
+}
+
+/// Copies `frame`, read from the port, to the port's live captures.
+pub(super) fn capture_rx(io: &PortIo, frame: &[u8]) {
+    if io.captures.active() {
+        io.captures.offer(record(frame, false));
+    }
+}
+
+fn record(frame: &[u8], outbound: bool) -> CaptureRecord {
+    CaptureRecord {
+        at: SystemTime::now(),
+        outbound,
+        frame: Bytes::copy_from_slice(frame),
+    }
+}
+
+/// A VXLAN datagram (`from` -> `to`, VXLAN header and inner frame) that arrived through a
+/// tunnel port, for its `--outer` captures.
+pub(super) fn capture_outer_rx(
+    io: &PortIo,
+    from: std::net::SocketAddrV4,
+    to: std::net::SocketAddrV4,
+    datagram: &[u8],
+) {
+    if io.outer.active() {
+        io.outer
+            .offer(record(&outer::frame(from, to, datagram), false));
     }
 }
 

@@ -201,7 +201,68 @@ fn outcome(out: &mut String, names: &TraceNames, o: &TraceOutcome) {
             "  output    {}: skipped, a frame from a tunnel never enters another (split horizon)",
             names.port(port)
         ),
+        TraceOutcome::WouldSend { port } => {
+            writeln!(out, "  output    {}: would be sent", names.port(port))
+        }
+        TraceOutcome::WouldTunnel {
+            port,
+            remote,
+            vni,
+            len,
+        } => writeln!(
+            out,
+            "  tunnel    {}: VXLAN to {remote} VNI {vni}, a {len}-byte datagram on the underlay",
+            names.port(port)
+        ),
+        TraceOutcome::WouldAnswer { len } => writeln!(
+            out,
+            "  verdict   answered by the switch: a {len}-byte reply back out of the ingress port"
+        ),
+        TraceOutcome::WouldHandOver(work) => {
+            writeln!(out, "  gateway   to the gateway's runtime: {work}")
+        }
     };
+}
+
+/// The block of lines for a synthetic frame (`weft trace --inject`): the same steps as a
+/// live trace, `notes` (what the gateway's runtime would do, from the daemon), and the
+/// verdict. Nothing was learned, counted or sent.
+pub fn render_simulated(t: &FrameTrace, names: &TraceNames, notes: &[String]) -> String {
+    let mut out = format!(
+        "synthetic frame into {}: {}\n",
+        names.port(t.in_port),
+        describe_frame(&t.head, t.len)
+    );
+    for s in &t.steps {
+        step(&mut out, names, t.in_port, s);
+    }
+    for o in &t.outcome {
+        outcome(&mut out, names, o);
+    }
+    for n in notes {
+        let _ = writeln!(out, "  {n}");
+    }
+    let sent: Vec<String> = t
+        .outcome
+        .iter()
+        .filter_map(|o| match *o {
+            TraceOutcome::WouldSend { port } | TraceOutcome::WouldTunnel { port, .. } => {
+                Some(names.port(port))
+            }
+            _ => None,
+        })
+        .collect();
+    if !sent.is_empty() {
+        let _ = writeln!(out, "  verdict   forwarded to {}", sent.join(", "));
+    } else if t.outcome.is_empty()
+        || t.outcome
+            .iter()
+            .all(|o| matches!(o, TraceOutcome::SplitHorizon { .. }))
+    {
+        out.push_str("  verdict   dropped: no port took it\n");
+    }
+    out.push_str("  (a dry run: nothing was learned, counted or sent)\n");
+    out
 }
 
 /// The block of lines for one traced frame: a header line (time, port, the frame), one

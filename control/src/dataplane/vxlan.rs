@@ -58,6 +58,8 @@ pub struct VxlanSockets {
     pub recv: GsoUdpSocket,
     senders: Vec<GsoUdpSocket>,
     pub port: u16,
+    /// The address datagrams leave from (`--advertise`; unspecified if not given).
+    pub local: Ipv4Addr,
 }
 
 /// Datagrams of one tunnel send being gathered for one `sendmsg`.
@@ -117,6 +119,7 @@ impl VxlanSockets {
             recv,
             senders,
             port,
+            local: ip,
         })
     }
 

@@ -2,7 +2,7 @@
 //! their inner frames forwarded as received on the peer's tunnel port, consecutive TCP
 //! segments merged into superframes first (receive offload).
 
-use std::net::Ipv4Addr;
+use std::net::SocketAddrV4;
 use std::sync::atomic::Ordering;
 
 use weft_switch::PortId;
@@ -61,7 +61,7 @@ impl Dataplane {
                 let off = next;
                 let len = segment.min(AT + n - next);
                 next += len;
-                self.receive_datagram(wake, buf, (off, len), *src.ip(), &mut gro);
+                self.receive_datagram(wake, buf, (off, len), src, &mut gro);
             }
         }
         self.flush_gro(wake, &mut gro);
@@ -76,10 +76,10 @@ impl Dataplane {
         wake: &mut Wake<'_>,
         buf: &mut [u8],
         (off, len): (usize, usize),
-        src: Ipv4Addr,
+        src: SocketAddrV4,
         gro: &mut Gro,
     ) {
-        let classified = read_lock(&self.tunnels).classify(src, &buf[off..off + len]);
+        let classified = read_lock(&self.tunnels).classify(*src.ip(), &buf[off..off + len]);
         self.vxlan_stats.record_rx(len);
         let (port, inner) = match classified {
             Ok(ok) => ok,
@@ -91,6 +91,10 @@ impl Dataplane {
         };
         io.last_rx_ms
             .store(wake.now.as_millis().max(1), Ordering::Relaxed);
+        if let Some(sockets) = self.vxlan.get() {
+            let to = SocketAddrV4::new(sockets.local, sockets.port);
+            super::monitor::capture_outer_rx(io, src, to, &buf[off..off + len]);
+        }
         let start = off - AT;
         let end = off + inner.end;
         let inner_frame = &buf[start + VNET_HDR_LEN..end];

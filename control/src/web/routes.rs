@@ -135,6 +135,7 @@ async fn events(State(s): Shared) -> Result<Response, Refused> {
             header: None,
             rx: port_events(s.daemon, p),
             render: Box::new(|b| b),
+            remaining: None,
         },
     ))
 }
@@ -178,9 +179,10 @@ async fn trace(
         ChannelBody {
             header: None,
             rx: bounded(rx, Duration::from_secs(seconds), p),
-            render: Box::new(move |t| {
+            render: Box::new(move |(_, t): (u32, _)| {
                 Bytes::from(crate::dataplane::trace_text::render(&t, &names))
             }),
+            remaining: None,
         },
     ))
 }
@@ -200,13 +202,16 @@ async fn capture(
             .map_or(0, |d| d.as_secs()),
     );
     let d = s.daemon;
-    let rx = blocking(move || d.capture(&port, Some(count))).await?;
+    let rx = blocking(move || d.capture(&port, Some(count), false)).await?;
     let mut r = stream(
         "application/vnd.tcpdump.pcap",
         ChannelBody {
             header: Some(pcap::global_header()),
             rx: bounded(rx, Duration::from_secs(seconds), p),
-            render: Box::new(|record| record),
+            render: Box::new(|(_, r): (u32, crate::dataplane::CaptureRecord)| {
+                pcap::record(r.at, &r.frame)
+            }),
+            remaining: None,
         },
     );
     if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {

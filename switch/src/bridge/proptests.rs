@@ -73,23 +73,30 @@ fn check_verdict(
     gso: bool,
 ) -> Result<(), TestCaseError> {
     let in_net = b.port_network(in_port);
-    let (targets, drop) = match b.process(
-        now,
-        in_port,
-        bytes,
-        Offload {
-            gso,
-            ..Offload::NONE
-        },
-    ) {
-        Verdict::Forward(p) => (vec![p], None),
-        Verdict::Flood(set) => {
-            prop_assert!(!set.is_empty(), "empty flood set");
-            (set.collect::<Vec<_>>(), None)
-        }
-        Verdict::Drop(r) => (Vec::new(), Some(r)),
-        Verdict::ToGateway(_) => (Vec::new(), None),
+    let offload = Offload {
+        gso,
+        ..Offload::NONE
     };
+    // The dry run (a synthetic trace) changes nothing and foretells the live decision.
+    let before = tables_of(b, now);
+    let mut simulated_steps = Vec::new();
+    let simulated = owned(b.simulate_traced(now, in_port, bytes, offload, &mut |s| {
+        simulated_steps.push(s)
+    }));
+    prop_assert_eq!(
+        &tables_of(b, now),
+        &before,
+        "simulate_traced changed the tables"
+    );
+    let mut live_steps = Vec::new();
+    let live = owned(b.process_traced(now, in_port, bytes, offload, &mut |s| live_steps.push(s)));
+    prop_assert_eq!(&simulated, &live);
+    prop_assert_eq!(&simulated_steps, &live_steps);
+    let (targets, drop, _) = live;
+    prop_assert!(
+        drop.is_some() || !targets.is_empty() || simulated.2.is_some() || in_net.is_none(),
+        "empty flood set"
+    );
     let Some(in_net) = in_net else {
         prop_assert_eq!(drop, Some(DropReason::UnknownPort));
         return Ok(());
@@ -105,6 +112,28 @@ fn check_verdict(
         }
     }
     Ok(())
+}
+
+/// A verdict that borrows nothing: targets, drop reason, gateway task.
+type OwnedVerdict = (Vec<PortId>, Option<DropReason>, Option<crate::GatewayTask>);
+
+fn owned(v: Verdict<'_>) -> OwnedVerdict {
+    match v {
+        Verdict::Forward(p) => (vec![p], None, None),
+        Verdict::Flood(set) => (set.collect(), None, None),
+        Verdict::Drop(r) => (Vec::new(), Some(r), None),
+        Verdict::ToGateway(t) => (Vec::new(), None, Some(t)),
+    }
+}
+
+/// Everything a decision may change: each network's FDB, statistics and neighbours.
+fn tables_of(b: &Bridge, now: Timestamp) -> Vec<(Vec<FdbEntry>, Option<NetworkStats>, usize)> {
+    NETS.iter()
+        .map(|&n| {
+            let learned = b.fdb(n).map_or(0, |f| f.learned_count());
+            (b.fdb_entries(n, now), b.network_stats(n), learned)
+        })
+        .collect()
 }
 
 fn check_bounds(b: &Bridge, now: Timestamp) -> Result<(), TestCaseError> {
