@@ -330,6 +330,39 @@ pub struct ImpairBody {
     pub seed: Option<u64>,
 }
 
+impl ImpairBody {
+    /// What it sets, in the command line's order, the seed last: `[("delay", "20ms"), …]`.
+    pub fn parts(&self) -> Vec<(&'static str, String)> {
+        let fields = [
+            ("delay", &self.delay),
+            ("jitter", &self.jitter),
+            ("loss", &self.loss),
+            ("duplicate", &self.duplicate),
+            ("reorder", &self.reorder),
+            ("corrupt", &self.corrupt),
+            ("rate", &self.rate),
+        ];
+        let mut parts: Vec<(&'static str, String)> = fields
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v.clone()?)))
+            .collect();
+        if let Some(seed) = self.seed {
+            parts.push(("seed", seed.to_string()));
+        }
+        parts
+    }
+
+    /// One line, as `weft ports` shows it: `delay=20ms loss=10% seed=7`.
+    pub fn summary(&self) -> String {
+        let parts: Vec<String> = self
+            .parts()
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        parts.join(" ")
+    }
+}
+
 /// `PUT /v1/ports/{port}/link` (`weft link PORT up|down`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

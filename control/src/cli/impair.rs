@@ -27,7 +27,7 @@ pub async fn impair(client: &Client, json: bool, a: ImpairArgs) -> Result<()> {
     if json {
         return print_json(&applied);
     }
-    println!("{}: {}", a.port, summary(&applied));
+    println!("{}: {}", a.port, applied.summary());
     Ok(())
 }
 
@@ -36,26 +36,4 @@ pub async fn link(client: &Client, port: &str, state: LinkState) -> Result<()> {
     client.set_link(port, up).await?;
     println!("{port}: link {}", if up { "up" } else { "down" });
     Ok(())
-}
-
-/// One line of what an impairment does, as the command line writes it:
-/// `delay=20ms jitter=5ms loss=10% seed=7`.
-pub fn summary(b: &ImpairBody) -> String {
-    let fields = [
-        ("delay", &b.delay),
-        ("jitter", &b.jitter),
-        ("loss", &b.loss),
-        ("duplicate", &b.duplicate),
-        ("reorder", &b.reorder),
-        ("corrupt", &b.corrupt),
-        ("rate", &b.rate),
-    ];
-    let mut parts: Vec<String> = fields
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k}={v}")))
-        .collect();
-    if let Some(seed) = b.seed {
-        parts.push(format!("seed={seed}"));
-    }
-    parts.join(" ")
 }

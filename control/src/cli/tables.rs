@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::args::{FdbAction, FdbArgs};
 use super::render::{fmt_age, print_json, print_table, published};
 use crate::api::client::{check, seg, Client};
-use crate::types::{ArpRow, FdbAdd, FdbRow, NatRow, NetworkStatsRow, PortRow};
+use crate::types::{ArpRow, FdbAdd, FdbRow, ImpairBody, NatRow, NetworkStatsRow, PortRow};
 
 const NONE: Option<&Value> = None;
 
@@ -217,7 +217,7 @@ pub async fn ports(client: &Client, json: bool) -> Result<()> {
                 if p.link_down { "down" } else { "up" }.to_string(),
                 p.impair
                     .as_ref()
-                    .map_or_else(|| "-".to_string(), super::impair::summary),
+                    .map_or_else(|| "-".to_string(), ImpairBody::summary),
             ]
         })
         .collect();

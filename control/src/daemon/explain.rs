@@ -71,18 +71,11 @@ impl Daemon {
 
 /// An impairment as `weft impair` takes it: `delay 20ms, loss 10%`.
 fn impair_text(i: &crate::types::ImpairBody) -> String {
-    let fields = [
-        ("delay", &i.delay),
-        ("jitter", &i.jitter),
-        ("loss", &i.loss),
-        ("duplicate", &i.duplicate),
-        ("reorder", &i.reorder),
-        ("corrupt", &i.corrupt),
-        ("rate", &i.rate),
-    ];
-    let parts: Vec<String> = fields
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
+    let parts: Vec<String> = i
+        .parts()
+        .into_iter()
+        .filter(|(k, _)| *k != "seed")
+        .map(|(k, v)| format!("{k} {v}"))
         .collect();
     parts.join(", ")
 }

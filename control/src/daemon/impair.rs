@@ -71,11 +71,6 @@ pub fn check_impair(body: &ImpairBody, port: &str, clock_seed: u64) -> Result<Im
     Ok(spec)
 }
 
-/// One line for the log: `delay=20ms loss=10% seed=7`.
-fn summary(b: &ImpairBody) -> String {
-    serde_json::to_string(b).unwrap_or_default()
-}
-
 fn clock_seed() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -94,7 +89,7 @@ impl Daemon {
             |dp, id| dp.set_impairment(id, Some(spec)),
             |r| r.impair = Some(applied.clone()),
         )?;
-        log::info!("impaired port {port}: {}", summary(&applied));
+        log::info!("impaired port {port}: {}", applied.summary());
         Ok(applied)
     }
 

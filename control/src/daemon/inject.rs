@@ -5,7 +5,7 @@
 use weft_switch::PortId;
 
 use super::{gateway_mac, invalid, Control, Daemon, DaemonError, Network, Result};
-use crate::dataplane::trace_text::{render_simulated, TraceNames};
+use crate::dataplane::trace_text::render_simulated;
 use crate::debug::frame_spec::{self, FrameContext};
 use crate::debug::runtime_view::{runtime_lines, RuntimeFacts};
 use crate::types::{InjectBody, InjectResult};
@@ -34,14 +34,7 @@ impl Daemon {
             Some(task) => runtime_lines(task, &self.runtime_facts(&c, id, network)),
             None => Vec::new(),
         };
-        let names = TraceNames {
-            ports: self.port_names(&c),
-            networks: c
-                .networks
-                .values()
-                .map(|n| (n.id, n.record.name.clone()))
-                .collect(),
-        };
+        let names = self.trace_names(&c);
         let trace = render_simulated(&simulated.trace, &names, &notes);
         let verdict = trace
             .lines()

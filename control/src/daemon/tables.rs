@@ -390,14 +390,18 @@ impl Daemon {
     ) -> Result<(TraceReceiver, crate::dataplane::trace_text::TraceNames)> {
         let c = self.lock();
         let id = self.tap_port(&c, port, count)?;
-        let names = crate::dataplane::trace_text::TraceNames {
-            ports: self.port_names(&c),
+        Ok((self.dataplane.add_trace(id, count)?, self.trace_names(&c)))
+    }
+
+    /// The port and network names a trace is printed with.
+    pub(super) fn trace_names(&self, c: &Control) -> crate::dataplane::trace_text::TraceNames {
+        crate::dataplane::trace_text::TraceNames {
+            ports: self.port_names(c),
             networks: c
                 .networks
                 .values()
                 .map(|n| (n.id, n.record.name.clone()))
                 .collect(),
-        };
-        Ok((self.dataplane.add_trace(id, count)?, names))
+        }
     }
 }

@@ -363,21 +363,6 @@ pub async fn delete_if_there(client: &Client, path: &str) -> Result<(), LabError
 
 pub fn describe_impair(i: Option<&super::file::ImpairSpec>) -> String {
     let Some(i) = i else { return "cleared".into() };
-    let fields = [
-        ("delay", &i.delay),
-        ("jitter", &i.jitter),
-        ("loss", &i.loss),
-        ("duplicate", &i.duplicate),
-        ("reorder", &i.reorder),
-        ("corrupt", &i.corrupt),
-        ("rate", &i.rate),
-    ];
-    let mut parts: Vec<String> = fields
-        .iter()
-        .filter_map(|(k, v)| v.as_ref().map(|v| format!("{k} {v}")))
-        .collect();
-    if let Some(s) = i.seed {
-        parts.push(format!("seed {s}"));
-    }
+    let parts: Vec<String> = i.parts().iter().map(|(k, v)| format!("{k} {v}")).collect();
     parts.join(", ")
 }
