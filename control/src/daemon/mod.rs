@@ -45,8 +45,8 @@ pub use cluster_sync::run_cluster_sync;
 use cluster_sync::ClusterLink;
 use leftovers::Detached;
 pub use tables::MetricsData;
-pub use validate::parse_subnet;
 use validate::{parse_mac, validate_name};
+pub use validate::{parse_subnet, validate_ifname};
 
 pub const DEFAULT_MTU: u32 = 1500;
 /// VXLAN adds 50 octets (outer Ethernet 14, IPv4 20, UDP 8, VXLAN 8) to every frame: an

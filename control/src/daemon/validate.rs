@@ -47,7 +47,7 @@ pub(super) fn validate_dns_name(name: &str) -> Result<()> {
     }
 }
 
-pub(super) fn validate_ifname(ifname: &str) -> Result<()> {
+pub fn validate_ifname(ifname: &str) -> Result<()> {
     let ok = !ifname.is_empty()
         && ifname.len() <= MAX_IFNAME_LEN
         && ifname != "."

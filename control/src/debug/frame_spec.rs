@@ -427,6 +427,11 @@ pub fn parse_hex(hex: &str) -> Result<Vec<u8>, SpecError> {
         .chars()
         .filter(|c| !c.is_whitespace() && *c != ':')
         .collect();
+    if let Some(bad) = digits.chars().find(|c| !c.is_ascii_hexdigit()) {
+        return Err(SpecError::Hex(format!(
+            "{bad:?} is not a hex digit: write octets as 0-9 and a-f, like 02:42:0a:00:00:02"
+        )));
+    }
     if digits.len() % 2 == 1 {
         return Err(SpecError::Hex("an odd number of hex digits".into()));
     }

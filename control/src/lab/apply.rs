@@ -168,16 +168,20 @@ impl Applier {
         } else {
             plan.hosts.iter().map(|h| Some(h.as_str())).collect()
         };
-        self.record
-            .parts
-            .networks
-            .insert(n.to_owned(), plan.clone());
-        for host in daemons {
+        for (i, host) in daemons.into_iter().enumerate() {
             let created: NetworkSummary = self
                 .client(host)
                 .call(Method::POST, "/v1/networks", Some(&plan.create))
                 .await
                 .map_err(api)?;
+            // Recorded once made (a name taken by someone else is never the lab's to
+            // remove); made on one host, it is the lab's on every host.
+            if i == 0 {
+                self.record
+                    .parts
+                    .networks
+                    .insert(n.to_owned(), plan.clone());
+            }
             self.say(format!(
                 "+ network {n}: {} {}{}",
                 created.name,
@@ -323,8 +327,9 @@ impl Applier {
         let log = dir.join(format!("{n}.log"));
         let env = hosts::exec_env(self, plan.host.as_deref());
         for cmd in &plan.exec {
-            netns::run_logged(&plan.ns, cmd, &log, &env)?;
+            // Said before it runs: a lab file's commands run as root.
             self.say(format!("$ {n}: {cmd}"));
+            netns::run_logged(&plan.ns, cmd, &log, &env)?;
         }
         if let Some(rec) = self.record.parts.nodes.get_mut(n) {
             rec.exec = plan.exec;

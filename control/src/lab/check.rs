@@ -235,8 +235,8 @@ fn check_nodes(c: &mut Checker, file: &LabFile, subnets: &BTreeMap<String, Ipv4N
                 );
             }
             let ifname = link.ifname.clone().unwrap_or_else(|| format!("eth{i}"));
-            if ifname.is_empty() || ifname.len() > 15 || ifname.contains(['/', ':', ' ']) {
-                c.fail(lp.key("ifname"), format!("invalid interface name {ifname:?}: use 1-15 characters without '/', ':' or spaces"));
+            if let Err(e) = crate::daemon::validate_ifname(&ifname) {
+                c.fail(lp.key("ifname"), e.to_string());
             } else if !ifnames.insert(ifname.clone()) {
                 c.fail(
                     lp.key("ifname"),
