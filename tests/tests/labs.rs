@@ -552,3 +552,29 @@ fn impairments_and_link_state_from_the_file_change_in_place() {
     t.down();
     t.assert_gone();
 }
+
+#[test]
+fn a_failing_up_leaves_a_network_of_the_same_name_it_did_not_make() {
+    root_or_skip!();
+    let lab = Lab::new();
+    let t = TestLab::new(&lab);
+    // Someone's own network that happens to carry the name the lab would give its network.
+    let theirs = format!("{}-lan", t.name);
+    lab.create_network(&theirs, "10.111.0.0/24", &[]);
+    let mine = lab.connect(&theirs, &lab.ns("mine"), &[]);
+    let file = lab.dir.join("lab.yaml");
+    std::fs::write(&file, small_lab(&["a"], false)).unwrap();
+    lab.weft_err(
+        &["lab", "up", file.to_str().unwrap(), "--name", &t.name],
+        &["exists", "already"],
+    );
+    let eps = lab.endpoints(&theirs);
+    assert!(
+        eps.iter().any(|e| e["name"] == mine.name.as_str()),
+        "the failed up removed a network it did not make: {eps:?}"
+    );
+    assert!(
+        !netns_list().contains(&t.ns("a")),
+        "the lab's node was undone"
+    );
+}

@@ -160,3 +160,11 @@ fn hex_frames_parse_with_separators() {
         Err(SpecError::Hex(_))
     ));
 }
+
+#[test]
+fn hex_with_a_character_that_is_not_ascii_is_refused_not_a_panic() {
+    let e = parse_hex(&format!("€{}", "0".repeat(27)))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not a hex digit"), "{e}");
+}
