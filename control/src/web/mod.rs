@@ -4,6 +4,7 @@
 //! pcap download. The Unix API's mutating routes are not reachable from here.
 
 pub mod addr;
+mod conn;
 pub mod guard;
 pub mod rates;
 mod routes;
@@ -61,7 +62,7 @@ pub async fn serve(
     }
     // Not a graceful shutdown: a live event stream would hold it open forever.
     tokio::select! {
-        r = axum::serve(listener, app).into_future() => {
+        r = axum::serve(conn::CappedListener::new(listener, conn::MAX_CONNECTIONS), app).into_future() => {
             if let Err(e) = r {
                 log::error!("web view: {e}");
             }
