@@ -252,6 +252,14 @@ impl HostDaemon {
         run_timeout(self.cmd().args(args), CLI_TIMEOUT)
     }
 
+    /// `weft network create NAME --driver overlay --vni VNI --subnet SUBNET` on this daemon,
+    /// asserted to succeed; returns stdout.
+    pub fn create_overlay(&self, name: &str, vni: &str, subnet: &str) -> String {
+        self.weft_ok(&[
+            "network", "create", name, "--driver", "overlay", "--vni", vni, "--subnet", subnet,
+        ])
+    }
+
     /// `weft args...`, asserted to succeed; returns stdout.
     pub fn weft_ok(&self, args: &[&str]) -> String {
         let o = self.weft(args);

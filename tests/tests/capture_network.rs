@@ -131,17 +131,7 @@ fn an_outer_capture_shows_the_vxlan_datagrams() {
     let d2 = HostDaemon::start(&lab, "h2", &h2, h2_ip, &[]);
     let mut ends = Vec::new();
     for (d, peer, ip) in [(&d1, h2_ip, "10.139.0.11"), (&d2, h1_ip, "10.139.0.12")] {
-        d.weft_ok(&[
-            "network",
-            "create",
-            "ov",
-            "--driver",
-            "overlay",
-            "--vni",
-            &vni_s,
-            "--subnet",
-            "10.139.0.0/24",
-        ]);
+        d.create_overlay("ov", &vni_s, "10.139.0.0/24");
         d.weft_ok(&["peer", "add", peer, "--vni", &vni_s]);
         let ns = lab.ns(&format!("c{}", ends.len() + 1));
         ends.push(d.connect("ov", &ns, &["--ip", ip]));

@@ -161,17 +161,7 @@ fn explain_says_an_overlay_peer_is_dead() {
     };
     let d1 = HostDaemon::start(&lab, "h1", &h1, h1_ip, &args(None));
     let mut d2 = HostDaemon::start(&lab, "h2", &h2, h2_ip, &args(Some(h1_ip)));
-    d1.weft_ok(&[
-        "network",
-        "create",
-        "ov",
-        "--driver",
-        "overlay",
-        "--vni",
-        "7144",
-        "--subnet",
-        "10.144.0.0/24",
-    ]);
+    d1.create_overlay("ov", "7144", "10.144.0.0/24");
     let until = |secs: u64, f: &mut dyn FnMut() -> bool| {
         let t0 = Instant::now();
         while t0.elapsed() < Duration::from_secs(secs) {
