@@ -483,21 +483,15 @@ impl Bridge {
         offload: Offload,
         observe: &mut impl FnMut(TraceStep),
     ) -> Verdict<'_> {
-        let Some(port) = self.ports.get(&in_port) else {
-            observe(TraceStep::UnknownPort);
+        let Some((network, binding)) = self.ingress(in_port, observe) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
-        match self.networks.get_mut(&port.network) {
-            Some(net) => {
-                observe(TraceStep::Ingress {
-                    network: port.network,
-                });
-                let binding = port.binding.filter(|b| b.security);
-                decide(net, now, (in_port, binding), frame, offload, observe)
-            }
-            // Unreachable: a port's network cannot be removed while it has ports.
-            None => Verdict::Drop(DropReason::UnknownPort),
-        }
+        // None is unreachable: a port's network cannot be removed while it has ports.
+        let Some(net) = self.networks.get_mut(&network) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        observe(TraceStep::Ingress { network });
+        decide(net, now, (in_port, binding), frame, offload, observe)
     }
 
     /// The decision [`Bridge::process_traced`] would take for `frame` entering `in_port` at
@@ -512,27 +506,29 @@ impl Bridge {
         offload: Offload,
         observe: &mut impl FnMut(TraceStep),
     ) -> Verdict<'_> {
-        let Some(port) = self.ports.get(&in_port) else {
-            observe(TraceStep::UnknownPort);
+        let Some((network, binding)) = self.ingress(in_port, observe) else {
             return Verdict::Drop(DropReason::UnknownPort);
         };
-        match self.networks.get(&port.network) {
-            Some(net) => {
-                observe(TraceStep::Ingress {
-                    network: port.network,
-                });
-                let binding = port.binding.filter(|b| b.security);
-                decide(
-                    DryRun(net, None),
-                    now,
-                    (in_port, binding),
-                    frame,
-                    offload,
-                    observe,
-                )
-            }
-            None => Verdict::Drop(DropReason::UnknownPort),
-        }
+        let Some(net) = self.networks.get(&network) else {
+            return Verdict::Drop(DropReason::UnknownPort);
+        };
+        observe(TraceStep::Ingress { network });
+        let tables = DryRun(net, None);
+        decide(tables, now, (in_port, binding), frame, offload, observe)
+    }
+
+    /// The network of `in_port` and its binding where port security is on; None (observed
+    /// as [`TraceStep::UnknownPort`]) for a port the bridge does not know.
+    fn ingress(
+        &self,
+        in_port: PortId,
+        observe: &mut impl FnMut(TraceStep),
+    ) -> Option<(NetworkId, Option<PortBinding>)> {
+        let Some(port) = self.ports.get(&in_port) else {
+            observe(TraceStep::UnknownPort);
+            return None;
+        };
+        Some((port.network, port.binding.filter(|b| b.security)))
     }
 
     /// Registers the binding `ip -> mac` (an address allocated from IPAM) in

@@ -185,6 +185,16 @@ pub fn explain(
     })
 }
 
+/// `a`'s network, or the verdict that this daemon does not know it.
+fn known_network<'a>(s: &'a Snapshot, a: &EpSnap) -> Result<&'a NetSnap, Outcome> {
+    network(s, &a.network).ok_or_else(|| {
+        blocked(
+            format!("network {} is unknown here", a.network),
+            "weft network ls",
+        )
+    })
+}
+
 fn network<'a>(s: &'a Snapshot, name: &str) -> Option<&'a NetSnap> {
     s.networks.iter().find(|n| n.name == name)
 }
@@ -238,11 +248,9 @@ fn between(s: &Snapshot, w: &mut Walk, a: &EpSnap, b: &EpSnap) -> Outcome {
             ),
         );
     }
-    let Some(net) = network(s, &a.network) else {
-        return blocked(
-            format!("network {} is unknown here", a.network),
-            "weft network ls",
-        );
+    let net = match known_network(s, a) {
+        Ok(net) => net,
+        Err(out) => return out,
     };
     w.step(
         "network",
@@ -311,11 +319,9 @@ fn between(s: &Snapshot, w: &mut Walk, a: &EpSnap, b: &EpSnap) -> Outcome {
 
 /// An endpoint to an address outside every weft network: the proxy NAT.
 fn outward(s: &Snapshot, w: &mut Walk, a: &EpSnap, ip: Ipv4Addr) -> Outcome {
-    let Some(net) = network(s, &a.network) else {
-        return blocked(
-            format!("network {} is unknown here", a.network),
-            "weft network ls",
-        );
+    let net = match known_network(s, a) {
+        Ok(net) => net,
+        Err(out) => return out,
     };
     w.step(
         "network",
